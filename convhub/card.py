@@ -90,9 +90,8 @@ def model_card(model, training: dict | None = None) -> ModelCard:
                 metric_type="accuracy", metric_name="Accuracy", metric_value=round(float(training["val_accuracy"]), 4),
             )
         ]
-        # Machine-readable copy of the metrics, read back by `training push` and the Space.
-        data.convhub = {k: training[k] for k in ("val_accuracy", "train_accuracy", "epochs", "seconds", "recipe", "seed")
-                        if k in training}
+        # Machine-readable copy of the whole training record, read back by `training push` and the Space.
+        data.convhub = training
     config = {k: v for k, v in (model._hub_mixin_config or {}).items()}
     return ModelCard.from_template(
         card_data=data,

@@ -1,0 +1,1 @@
+"""Train, evaluate and publish the convhub zoo on CIFAR-2."""

@@ -1,0 +1,169 @@
+"""python -m training {train,zoo,evaluate,push}: one command per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import convhub
+from convhub.errors import ConvHubError
+
+from . import engine, publish, report
+from .data import load_cifar2, load_eval_split
+from .recipes import RECIPES, recipe_for
+
+log = logging.getLogger("training")
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird}, CIFAR-10 python root, "
+                        "or hf:NAMESPACE/DATASET (default Hub dataset: hf:uoft-cs/cifar10)")
+    parser.add_argument("--data-revision", help="revision of a Hub dataset")
+    parser.add_argument("--recipe", choices=RECIPES, default="default", help="'book' reproduces the chapter's recipe")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from the training data")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: bf16 autocast where the hardware has it natively")
+    parser.add_argument("--token", help="Hugging Face token for --push (default: HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--private", action="store_true", help="create pushed repos as private")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one net and save it (save_pretrained layout)")
+    train.add_argument("--model", required=True, choices=list(convhub.ZOO))
+    train.add_argument("--out", required=True, help="folder to save the model in")
+    train.add_argument("--push", metavar="REPO", help="also push to this Hub repo (namespace/name)")
+    _add_training_args(train)
+
+    zoo = commands.add_parser("zoo", help="train every net, then write the results table and plot")
+    zoo.add_argument("--out", required=True, help="parent folder: one subfolder per net + results.{md,json} + plot")
+    zoo.add_argument("--models", default=",".join(convhub.ZOO), help="comma-separated subset of the zoo")
+    zoo.add_argument("--push", metavar="NAMESPACE", help="push each net to NAMESPACE/convhub-<name>")
+    _add_training_args(zoo)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved net")
+    evaluate.add_argument("--model", required=True, help="save_pretrained folder or Hub repo id")
+    evaluate.add_argument("--revision")
+    evaluate.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird}, CIFAR-10 root, or hf:ID")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    push = commands.add_parser("push", help="push a saved model folder to the Hub")
+    push.add_argument("--from", dest="source", required=True, help="folder written by train/zoo")
+    push.add_argument("--repo", required=True, help="namespace/name")
+    push.add_argument("--revision", help="branch to push to (created if missing)")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--token")
+    return parser
+
+
+def repo_name(namespace: str, model_name: str) -> str:
+    return f"{namespace}/convhub-{model_name.replace('_', '-')}"
+
+
+def train_one(name: str, data, args, out_dir: Path) -> dict:
+    recipe = recipe_for(name, args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    device = engine.pick_device(args.device)
+    model = convhub.create(name)
+    print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
+    result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
+                          progress=not args.quiet)
+    model.cpu()
+    record = publish.training_record(
+        model, data, recipe, result, engine.metrics(model, data.train, convhub.CIFAR2_CLASSES),
+        engine.metrics(model, data.val, convhub.CIFAR2_CLASSES), seed=args.seed, device=device)
+    publish.save(model, out_dir, record)
+    print(f"{name}: val {record['val_accuracy']:.4f}, train {record['train_accuracy']:.4f}, "
+          f"{record['seconds']:.0f} s -> {out_dir}", flush=True)
+    return record
+
+
+def _load_data(args):
+    data = load_cifar2(args.data, val_fraction=args.val_fraction, seed=args.seed, revision=args.data_revision)
+    skipped = f", {data.train.skipped} unreadable file(s) skipped" if data.train.skipped else ""
+    print(f"data: {data.source}: {len(data.train)} train, {len(data.val)} val ({data.val_source}){skipped}", flush=True)
+    return data
+
+
+def cmd_train(args) -> int:
+    if args.push:
+        publish.check_can_push(args.token)
+    record = train_one(args.model, _load_data(args), args, Path(args.out))
+    if args.push:
+        print(f"pushed: {publish.push(args.out, args.push, private=args.private or None, token=args.token)}")
+    return 0 if record else 1
+
+
+def cmd_zoo(args) -> int:
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in convhub.ZOO]
+    if unknown:
+        raise ConvHubError(f"unknown model(s) {', '.join(unknown)}; the zoo has: {', '.join(convhub.ZOO)}")
+    if args.push:
+        publish.check_can_push(args.token)
+    data = _load_data(args)
+    out = Path(args.out)
+    started = time.perf_counter()
+    records = [train_one(name, data, args, out / name) for name in names]
+    paths = report.write_report(records, out)
+    print(f"\nzoo done in {time.perf_counter() - started:.0f} s\n")
+    print(paths["markdown"].read_text())
+    print(f"results: {paths['json']}, {paths['markdown']}, plot: {paths['plot']}")
+    failed = []
+    for name in names if args.push else []:
+        try:
+            print(f"pushed {name}: {publish.push(out / name, repo_name(args.push, name), private=args.private or None, token=args.token)}")
+        except ConvHubError as error:
+            failed.append(name)
+            print(f"error: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args) -> int:
+    model = convhub.load(args.model, revision=args.revision)
+    split, source = load_eval_split(args.data)
+    result = {"model": str(args.model), "data": source, "skipped": split.skipped,
+              **engine.metrics(model, split, model.class_names)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    names = list(model.class_names)
+    print(f"{args.model} on {source}: {result['n_images']} images"
+          + (f" ({split.skipped} unreadable skipped)" if split.skipped else ""))
+    print(f"accuracy: {result['accuracy']:.4f}")
+    for name, acc in result["per_class_accuracy"].items():
+        print(f"  {name:>10}: {acc:.4f}")
+    width = max(len(n) for n in names) + 2
+    print("confusion matrix (rows: true, columns: predicted)")
+    print(" " * width + "".join(f"{n:>{width}}" for n in names))
+    for name, row in zip(names, result["confusion_matrix"]):
+        print(f"{name:>{width}}" + "".join(f"{v:>{width}}" for v in row))
+    return 0
+
+
+def cmd_push(args) -> int:
+    url = publish.push(args.source, args.repo, revision=args.revision, private=args.private or None, token=args.token)
+    print(f"pushed {args.source} to {args.repo}: {url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "push": cmd_push}[args.command]
+    try:
+        return command(args)
+    except (ConvHubError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,235 @@
+"""CIFAR-2 in memory: decode once into uint8 tensors, augment whole batches on the training device.
+
+Sources: an image folder ROOT/{airplane,bird}/, a CIFAR-10 python root, or a dataset on the Hub / on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from convhub import CIFAR2_CLASSES
+from convhub.errors import ConvHubError
+from convhub.preprocessing import CenterSquare, to_rgb
+from PIL import Image
+from torchvision.datasets import CIFAR10
+from torchvision.transforms import v2
+
+log = logging.getLogger(__name__)
+
+CIFAR10_TO_CIFAR2 = {0: 0, 2: 1}  # airplane, bird
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class DataError(ConvHubError):
+    """The data source is missing or malformed; the message says what was expected."""
+
+
+@dataclass
+class Split:
+    """N uint8 images (N, 3, 32, 32) and their int64 labels (0 airplane, 1 bird)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    skipped: int = 0  # unreadable files left out
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=len(CIFAR2_CLASSES)).tolist()
+
+
+@dataclass
+class CIFAR2:
+    train: Split
+    val: Split
+    source: str  # human-readable description, for cards and logs
+    val_source: str
+
+
+_to_32 = v2.Compose([v2.Lambda(to_rgb), CenterSquare(), v2.Resize((32, 32), antialias=True), v2.PILToTensor()])
+
+
+def decode_image(path: Path) -> torch.Tensor:
+    with Image.open(path) as image:
+        return _to_32(image)
+
+
+def load_image_folder(root: str | Path) -> Split:
+    """ROOT/airplane/*, ROOT/bird/*; unreadable files are skipped with a warning and counted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"no such folder: {root}")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    missing = [name for name in CIFAR2_CLASSES if name not in found]
+    if missing:
+        raise DataError(
+            f"{root} must hold one subfolder per class, {'/ and '.join(CIFAR2_CLASSES)}/; "
+            f"missing {', '.join(missing)} (found: {', '.join(found) or 'no subfolders'})"
+        )
+    extra = [name for name in found if name not in CIFAR2_CLASSES]
+    if extra:
+        log.warning("ignoring subfolders that are not CIFAR-2 classes: %s", ", ".join(extra))
+
+    images, labels, skipped = [], [], []
+    for label, name in enumerate(CIFAR2_CLASSES):
+        for path in sorted((root / name).iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+                continue
+            try:
+                images.append(decode_image(path))
+                labels.append(label)
+            except Exception as error:  # noqa: BLE001 - any undecodable file is skipped, never fatal
+                skipped.append(f"{path}: {error}")
+    if skipped:
+        log.warning("skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
+    if not images:
+        raise DataError(f"no readable images in {root}/{{{','.join(CIFAR2_CLASSES)}}}")
+    return Split(torch.stack(images), torch.tensor(labels), skipped=len(skipped))
+
+
+class _CIFAR10Batches(CIFAR10):
+    """torchvision's reader without its md5 check, so re-packed or partial batch files load too."""
+
+    def _check_integrity(self) -> bool:
+        folder = Path(self.root) / self.base_folder
+        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+
+def cifar10_root(path: str | Path) -> Path | None:
+    """The folder holding cifar-10-batches-py (given it or its parent), else None."""
+    path = Path(path)
+    if (path / "cifar-10-batches-py").is_dir():
+        return path
+    if path.name == "cifar-10-batches-py" and path.is_dir():
+        return path.parent
+    return None
+
+
+def load_cifar10(root: str | Path, train: bool) -> Split:
+    try:
+        dataset = _CIFAR10Batches(str(root), train=train, download=False)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError) as error:
+        raise DataError(f"{root}/cifar-10-batches-py is incomplete or not CIFAR-10 python batches: {error}") from None
+    return _cifar2_from_arrays(np.asarray(dataset.data), np.asarray(dataset.targets))
+
+
+def _cifar2_from_arrays(images_nhwc: np.ndarray, cifar10_labels: np.ndarray) -> Split:
+    keep = np.isin(cifar10_labels, list(CIFAR10_TO_CIFAR2))
+    labels = torch.tensor([CIFAR10_TO_CIFAR2[int(v)] for v in cifar10_labels[keep]], dtype=torch.int64)
+    images = torch.from_numpy(np.ascontiguousarray(images_nhwc[keep])).permute(0, 3, 1, 2).contiguous()
+    return Split(images, labels)
+
+
+def load_hub_dataset(name: str, revision: str | None = None, split: str = "train") -> Split:
+    """A CIFAR-10-style dataset (image + CIFAR-10 label columns) via datasets.load_dataset: a Hub id or a local dir."""
+    import datasets
+    from convhub.hub import hub_reachable, offline_mode
+
+    if not Path(name).exists() and not offline_mode() and not hub_reachable():
+        raise DataError(f"the Hub cannot be reached, so dataset {name!r} cannot be downloaded; "
+                        "pass a local folder, or set HF_HUB_OFFLINE=1 to use the datasets cache")
+    try:
+        dataset = datasets.load_dataset(name, revision=revision, split=split)
+    except Exception as error:  # datasets raises many types for missing repos/splits/offline cache misses
+        raise DataError(f"cannot load dataset {name!r} (split {split!r}): {error}") from None
+    image_column = next((c for c in ("img", "image") if c in dataset.column_names), None)
+    label_column = next((c for c in ("label", "labels") if c in dataset.column_names), None)
+    if image_column is None or label_column is None:
+        raise DataError(f"dataset {name!r} needs an image column (img/image) and a label column; "
+                        f"it has {dataset.column_names}")
+    labels = np.asarray(dataset[label_column])
+    keep = np.flatnonzero(np.isin(labels, list(CIFAR10_TO_CIFAR2)))
+    subset = dataset.select(keep)
+    images = torch.stack([_to_32(image) for image in subset[image_column]]) if len(subset) else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
+    return Split(images, torch.tensor([CIFAR10_TO_CIFAR2[int(v)] for v in labels[keep]], dtype=torch.int64))
+
+
+def stratified_split(data: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
+    """A seeded, class-balanced split: the same fraction of each class goes to validation."""
+    generator = torch.Generator().manual_seed(seed)
+    train_idx, val_idx = [], []
+    for label in range(len(CIFAR2_CLASSES)):
+        idx = torch.nonzero(data.labels == label).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        n_val = round(len(idx) * val_fraction)
+        val_idx.append(idx[:n_val])
+        train_idx.append(idx[n_val:])
+    train_idx, val_idx = torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
+    return (Split(data.images[train_idx], data.labels[train_idx], skipped=data.skipped),
+            Split(data.images[val_idx], data.labels[val_idx]))
+
+
+def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0, revision: str | None = None) -> CIFAR2:
+    """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
+    source = str(source)
+    path = Path(source).expanduser()
+    if source.startswith("hf:") or (not path.exists() and "/" in source and not source.startswith((".", "/"))):
+        name = source.removeprefix("hf:")
+        full = load_hub_dataset(name, revision=revision, split="train")
+        try:
+            test = load_hub_dataset(name, revision=revision, split="test")
+        except DataError:
+            test = None
+        return _with_validation(full, test, f"{name} (datasets)", val_fraction, seed)
+    if not path.exists():
+        raise DataError(f"no such data folder: {path}")
+    if root := cifar10_root(path):
+        return _with_validation(load_cifar10(root, True), load_cifar10(root, False), f"CIFAR-10 batches in {root}",
+                                val_fraction, seed)
+    if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():
+        test_dir = path / "test"
+        test = load_image_folder(test_dir) if test_dir.is_dir() else None
+        return _with_validation(load_image_folder(path / "train"), test, f"image folder {path / 'train'}",
+                                val_fraction, seed)
+    if any(path.glob("**/*.parquet")) or (path / "dataset_info.json").is_file():
+        return load_cifar2(f"hf:{path}", val_fraction=val_fraction, seed=seed, revision=revision)
+    return _with_validation(load_image_folder(path), None, f"image folder {path}", val_fraction, seed)
+
+
+def _with_validation(train: Split, test: Split | None, source: str, val_fraction: float, seed: int) -> CIFAR2:
+    if test is not None and len(test):
+        return CIFAR2(train, test, source, "the source's test split")
+    if not 0 < val_fraction < 1:
+        raise DataError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    train, val = stratified_split(train, val_fraction, seed)
+    if len(val) == 0 or len(train) == 0:
+        raise DataError(f"too few images ({len(train) + len(val)}) to carve a validation split")
+    return CIFAR2(train, val, source, f"seeded class-balanced {val_fraction:.0%} of it (seed {seed})")
+
+
+def augment(images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-image random crop (reflect padding) and horizontal flip of a uint8 batch, on its own device."""
+    n, _, h, w = images.shape
+    device = images.device
+    padded = torch.nn.functional.pad(images.float(), (padding,) * 4, mode="reflect").to(images.dtype)
+    dy = torch.randint(0, 2 * padding + 1, (n,), device="cpu", generator=generator).to(device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device="cpu", generator=generator).to(device)
+    rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
+    cropped = padded[batch, channels, rows, cols]
+    flip = (torch.rand(n, generator=generator) < 0.5).to(device)[:, None, None, None]
+    return torch.where(flip, cropped.flip(3), cropped)
+
+
+def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Split, str]:
+    """Everything to evaluate on: a whole image folder, a CIFAR-10 root's test batch, or a dataset's test split."""
+    source = str(source)
+    path = Path(source).expanduser()
+    if source.startswith("hf:") or (not path.exists() and "/" in source and not source.startswith((".", "/"))):
+        name = source.removeprefix("hf:")
+        return load_hub_dataset(name, revision=revision, split="test"), f"{name} test split"
+    if not path.exists():
+        raise DataError(f"no such data folder: {path}")
+    if root := cifar10_root(path):
+        return load_cifar10(root, train=False), f"CIFAR-10 test batch in {root}"
+    if any(path.glob("**/*.parquet")) or (path / "dataset_info.json").is_file():
+        return load_hub_dataset(str(path), split="test"), f"{path} test split"
+    return load_image_folder(path), f"image folder {path}"

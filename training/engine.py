@@ -1,0 +1,144 @@
+"""The training loop and evaluation: whole batches of in-memory uint8 images, augmented on the device."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from convhub.preprocessing import normalize_uint8
+from tqdm.auto import tqdm
+
+from .data import CIFAR2, Split, augment
+from .recipes import Recipe
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX); elsewhere it is slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16" or (precision == "auto" and bf16_supported(device)):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _prepare(images: torch.Tensor) -> torch.Tensor:
+    return normalize_uint8(images).contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def predict_labels(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted labels in eval mode (the book forgot eval(); we do not)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    preds = [model(_prepare(images[i:i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)
+
+
+def metrics(model: torch.nn.Module, split: Split, class_names) -> dict:
+    """Accuracy, per-class accuracy and confusion matrix (rows: true class, columns: predicted)."""
+    preds = predict_labels(model, split.images)
+    n = len(class_names)
+    confusion = torch.bincount(split.labels * n + preds, minlength=n * n).view(n, n)
+    per_class = {name: (confusion[i, i] / confusion[i].sum()).item() if confusion[i].sum() else float("nan")
+                 for i, name in enumerate(class_names)}
+    return {
+        "accuracy": (preds == split.labels).float().mean().item() if len(preds) else float("nan"),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "n_images": len(split),
+    }
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch: loss, accuracies, elapsed seconds
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+    def seconds_to(self, accuracy: float) -> float | None:
+        return next((row["seconds"] for row in self.history if row["val_accuracy"] >= accuracy), None)
+
+    def epochs_to(self, accuracy: float) -> int | None:
+        return next((row["epoch"] for row in self.history if row["val_accuracy"] >= accuracy), None)
+
+
+def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch.device | str = "auto",
+          precision: str = "auto", seed: int = 0, progress: bool = True, stop_at: float | None = None) -> TrainResult:
+    """Train ``model`` in place with ``recipe``; validation accuracy is measured after every epoch.
+
+    ``stop_at`` ends training at the first epoch whose validation accuracy reaches it (for time-to-accuracy runs).
+    """
+    device = pick_device(device) if isinstance(device, str) else device
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model.to(device=device, memory_format=torch.channels_last).train()
+    images, labels = data.train.images.to(device), data.train.labels.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                nesterov=recipe.nesterov and recipe.momentum > 0, weight_decay=recipe.weight_decay)
+    steps_per_epoch = max(1, len(images) // recipe.batch_size)  # drop the ragged last batch (BatchNorm needs >1)
+    scheduler = None
+    if recipe.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=recipe.warmup_fraction,
+            anneal_strategy="linear", cycle_momentum=False, div_factor=10, final_div_factor=100)
+
+    result = TrainResult()
+    started = time.perf_counter()
+    train_time = 0.0
+    epochs = tqdm(range(1, recipe.epochs + 1), desc=getattr(model, "model_name", "train"), unit="epoch",
+                  disable=not progress, leave=False)
+    for epoch in epochs:
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(images), generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        seen = 0
+        for step in range(steps_per_epoch):
+            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            batch = images[idx]
+            if recipe.augment:
+                batch = augment(batch, generator=generator)
+            targets = labels[idx]
+            with autocast(device, precision):
+                logits = model(_prepare(batch))
+                loss = F.cross_entropy(logits.float(), targets, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == targets).sum()
+            seen += len(idx)
+        train_time += time.perf_counter() - epoch_start
+        if not torch.isfinite(loss_sum):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss is {loss_sum.item()}): lower --lr")
+        val_accuracy = (predict_labels(model, data.val.images) == data.val.labels).float().mean().item()
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_accuracy_running": correct.item() / seen,
+               "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started}
+        result.history.append(row)
+        epochs.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{val_accuracy:.3f}")
+        if progress:
+            tqdm.write(f"  epoch {epoch:3d}/{recipe.epochs}  loss {row['train_loss']:.4f}  "
+                       f"train(aug) {row['train_accuracy_running']:.3f}  val {val_accuracy:.4f}  {row['seconds']:.1f}s")
+        if stop_at is not None and val_accuracy >= stop_at:
+            break
+    result.seconds = time.perf_counter() - started
+    result.images_per_second = len(result.history) * steps_per_epoch * recipe.batch_size / max(train_time, 1e-9)
+    model.eval()
+    return result

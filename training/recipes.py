@@ -1,0 +1,69 @@
+"""Training recipes: the book's (for a faithful comparison) and ours (the default), per net."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = False
+    schedule: str = "constant"  # or "onecycle": warm up, then anneal linearly to ~0
+    warmup_fraction: float = 0.15
+
+    def describe(self) -> str:
+        parts = [f"SGD lr {self.lr:g}"]
+        if self.momentum:
+            parts.append(f"{'Nesterov ' if self.nesterov else ''}momentum {self.momentum:g}")
+        if self.weight_decay:
+            parts.append(f"weight decay {self.weight_decay:g}")
+        parts.append(f"batch {self.batch_size}, {self.epochs} epochs")
+        parts.append("one-cycle LR schedule" if self.schedule == "onecycle" else "constant LR")
+        if self.label_smoothing:
+            parts.append(f"label smoothing {self.label_smoothing:g}")
+        parts.append("random crop (pad 4) + horizontal flip" if self.augment else "no augmentation")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The book's recipe: plain SGD, batch 64, 100 epochs, no augmentation (NetResDeep used lr 3e-3).
+BOOK = Recipe("book", epochs=100, batch_size=64, lr=1e-2)
+
+# Ours: momentum, weight decay, a one-cycle schedule, light augmentation and label smoothing.
+DEFAULT = Recipe("default", epochs=16, batch_size=128, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                 label_smoothing=0.1, augment=True, schedule="onecycle")
+
+DEFAULT_PER_MODEL = {
+    "fc": replace(DEFAULT, epochs=20, lr=0.01, label_smoothing=0.0),
+    "net": replace(DEFAULT, epochs=16),
+    "net_width": replace(DEFAULT, epochs=16),
+    "net_dropout": replace(DEFAULT, epochs=20),
+    "net_batchnorm": replace(DEFAULT, epochs=16, lr=0.1),
+    "net_depth": replace(DEFAULT, epochs=20),
+    "net_res": replace(DEFAULT, epochs=20),
+    "net_res_deep": replace(DEFAULT, epochs=30, lr=0.1),
+    "net_res_deep100": replace(DEFAULT, epochs=12, lr=0.05),
+}
+
+RECIPES = ("default", "book")
+
+
+def recipe_for(model_name: str, recipe: str = "default", **overrides) -> Recipe:
+    """The named recipe tuned for ``model_name``; ``overrides`` (epochs, lr, batch_size...) win when not None."""
+    if recipe == "book":
+        base = replace(BOOK, lr=3e-3) if model_name.startswith("net_res_deep") else BOOK
+    elif recipe == "default":
+        base = DEFAULT_PER_MODEL.get(model_name, DEFAULT)
+    else:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
