@@ -119,6 +119,8 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
                 loss = F.cross_entropy(logits.float(), targets, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
