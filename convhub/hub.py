@@ -86,7 +86,7 @@ def resolve(
             raise ConvHubError(f"could not download {name} (revision {revision or 'main'}): {error}") from error
         reason = "HF_HUB_OFFLINE is set" if offline_mode() else f"the Hub ({endpoint()}) cannot be reached"
         raise HubUnavailableError(
-            f"{reason} and the HF cache holds no copy of {name!r}"
+            f"{name!r} is not a local folder, {reason} and the HF cache holds no copy of it"
             f"{f' at revision {revision!r}' if revision else ''}. Connect once to download it, or pass a local "
             "save_pretrained folder instead."
         ) from None
@@ -94,7 +94,8 @@ def resolve(
         raise ConvHubError(f"{name} is gated: accept its terms on the Hub and log in (hf auth login)") from None
     except RepositoryNotFoundError:
         raise ConvHubError(
-            f"repo {name!r} does not exist on {endpoint()} (or is private: pass token= or log in)"
+            f"{name!r} is not a local folder, and repo {name!r} does not exist on {endpoint()} "
+            "(or is private: pass token= or log in)"
         ) from None
     except RevisionNotFoundError:
         raise ConvHubError(f"repo {name!r} has no revision {revision!r}") from None
