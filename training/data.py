@@ -16,7 +16,6 @@ from convhub import CIFAR2_CLASSES
 from convhub.errors import ConvHubError
 from convhub.preprocessing import CenterSquare, to_rgb
 from PIL import Image
-from torchvision.datasets import CIFAR10
 from torchvision.transforms import v2
 
 log = logging.getLogger(__name__)
@@ -93,12 +92,23 @@ def load_image_folder(root: str | Path) -> Split:
     return Split(torch.stack(images), torch.tensor(labels), skipped=len(skipped))
 
 
-class _CIFAR10Batches(CIFAR10):
-    """torchvision's reader without its md5 check, so re-packed or partial batch files load too."""
+CIFAR10_BATCHES = {True: [f"data_batch_{i}" for i in range(1, 6)], False: ["test_batch"]}
 
-    def _check_integrity(self) -> bool:
-        folder = Path(self.root) / self.base_folder
-        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch, without md5 checks (re-packed or partial batches load too).
+
+    The original files are Python 2 pickles (str keys, read as "data" with latin1); batches re-packed from Python 3
+    often have bytes keys (b"data"), as the CIFAR web page's `pickle.load(f, encoding="bytes")` returns them.
+    """
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    entry = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in entry.items()}
+    labels = np.asarray(entry["labels"] if "labels" in entry else entry["fine_labels"], dtype=np.int64)
+    images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    return images, labels
 
 
 def cifar10_root(path: str | Path) -> Path | None:
@@ -112,11 +122,15 @@ def cifar10_root(path: str | Path) -> Path | None:
 
 
 def load_cifar10(root: str | Path, train: bool) -> Split:
+    folder = Path(root) / "cifar-10-batches-py"
+    missing = [name for name in CIFAR10_BATCHES[train] if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")
     try:
-        dataset = _CIFAR10Batches(str(root), train=train, download=False)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError) as error:
-        raise DataError(f"{root}/cifar-10-batches-py is incomplete or not CIFAR-10 python batches: {error}") from None
-    return _cifar2_from_arrays(np.asarray(dataset.data), np.asarray(dataset.targets))
+        batches = [_read_cifar10_batch(folder / name) for name in CIFAR10_BATCHES[train]]
+    except Exception as error:  # noqa: BLE001 - unpickling garbage raises many types; all mean 'not CIFAR-10'
+        raise DataError(f"{folder} does not hold CIFAR-10 python batches: {type(error).__name__}: {error}") from None
+    return _cifar2_from_arrays(np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
 
 
 def _cifar2_from_arrays(images_nhwc: np.ndarray, cifar10_labels: np.ndarray) -> Split:
@@ -135,7 +149,14 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
         raise DataError(f"the Hub cannot be reached, so dataset {name!r} cannot be downloaded; "
                         "pass a local folder, or set HF_HUB_OFFLINE=1 to use the datasets cache")
     try:
-        dataset = datasets.load_dataset(name, revision=revision, split=split)
+        if _saved_to_disk(Path(name)):  # save_to_disk layout: load_dataset refuses it
+            dataset = datasets.load_from_disk(name)
+            if isinstance(dataset, datasets.DatasetDict):
+                dataset = dataset[split]
+            elif split != "train":
+                raise KeyError(f"{name} holds a single dataset, used as the train split")
+        else:
+            dataset = datasets.load_dataset(name, revision=revision, split=split)
     except Exception as error:  # datasets raises many types for missing repos/splits/offline cache misses
         raise DataError(f"cannot load dataset {name!r} (split {split!r}): {error}") from None
     image_column = next((c for c in ("img", "image") if c in dataset.column_names), None)
@@ -144,10 +165,23 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
         raise DataError(f"dataset {name!r} needs an image column (img/image) and a label column; "
                         f"it has {dataset.column_names}")
     labels = np.asarray(dataset[label_column])
-    keep = np.flatnonzero(np.isin(labels, list(CIFAR10_TO_CIFAR2)))
+    # CIFAR-10 label ids, unless a ClassLabel names the classes (a CIFAR-2 dataset: airplane 0, bird 1)
+    names = getattr(dataset.features[label_column], "names", None)
+    to_cifar2 = ({names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
+                 if names and all(c in names for c in CIFAR2_CLASSES) else CIFAR10_TO_CIFAR2)
+    keep = np.flatnonzero(np.isin(labels, list(to_cifar2)))
     subset = dataset.select(keep)
     images = torch.stack([_to_32(image) for image in subset[image_column]]) if len(subset) else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
-    return Split(images, torch.tensor([CIFAR10_TO_CIFAR2[int(v)] for v in labels[keep]], dtype=torch.int64))
+    return Split(images, torch.tensor([to_cifar2[int(v)] for v in labels[keep]], dtype=torch.int64))
+
+
+def _saved_to_disk(path: Path) -> bool:
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+
+
+def _is_datasets_dir(path: Path) -> bool:
+    """Parquet files (a Hub dataset repo's layout) or a save_to_disk folder."""
+    return _saved_to_disk(path) or (path / "dataset_info.json").is_file() or any(path.glob("**/*.parquet"))
 
 
 def stratified_split(data: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -182,13 +216,13 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
     if root := cifar10_root(path):
         return _with_validation(load_cifar10(root, True), load_cifar10(root, False), f"CIFAR-10 batches in {root}",
                                 val_fraction, seed)
+    if _is_datasets_dir(path):
+        return load_cifar2(f"hf:{path}", val_fraction=val_fraction, seed=seed, revision=revision)
     if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():
         test_dir = path / "test"
         test = load_image_folder(test_dir) if test_dir.is_dir() else None
         return _with_validation(load_image_folder(path / "train"), test, f"image folder {path / 'train'}",
                                 val_fraction, seed)
-    if any(path.glob("**/*.parquet")) or (path / "dataset_info.json").is_file():
-        return load_cifar2(f"hf:{path}", val_fraction=val_fraction, seed=seed, revision=revision)
     return _with_validation(load_image_folder(path), None, f"image folder {path}", val_fraction, seed)
 
 
@@ -230,6 +264,6 @@ def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Sp
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
         return load_cifar10(root, train=False), f"CIFAR-10 test batch in {root}"
-    if any(path.glob("**/*.parquet")) or (path / "dataset_info.json").is_file():
+    if _is_datasets_dir(path):
         return load_hub_dataset(str(path), split="test"), f"{path} test split"
     return load_image_folder(path), f"image folder {path}"
