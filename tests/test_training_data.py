@@ -1,0 +1,306 @@
+"""training.data: the three sources (image folder, CIFAR-10 python batches, a `datasets` dataset), the seeded
+stratified split and the tensor augmentation. All data is synthetic and written into tmp_path."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from test_training_helpers import (
+    CIFAR10_NAMES,
+    dump_py2,
+    make_cifar10_root,
+    make_image_folder,
+    make_parquet_dataset,
+    synth_image,
+)
+from training.data import DataError, Split, augment, load_cifar2, load_eval_split, load_image_folder, stratified_split
+
+# --- image folders --------------------------------------------------------------------------------------------------
+
+
+def test_image_folder_decodes_every_mode_and_size_to_3x32x32_uint8(tmp_path):
+    root = tmp_path / "data"
+    (root / "airplane").mkdir(parents=True)
+    (root / "bird").mkdir()
+    rgb = synth_image(0, np.random.default_rng(0))
+    Image.fromarray(rgb).save(root / "airplane" / "a_rgb.png")
+    Image.new("RGBA", (32, 32), (10, 20, 30, 0)).save(root / "airplane" / "b_transparent.png")  # fully transparent
+    Image.new("L", (40, 40), 77).save(root / "airplane" / "c_gray.png")
+    palette = Image.new("P", (32, 32), 0)
+    palette.putpalette([200, 10, 30] + [0, 0, 0] * 255)
+    palette.save(root / "bird" / "a_palette.png")
+    # non-square, not 32x32: a red centre square between green side bands; the centre crop keeps only red
+    wide = np.zeros((64, 128, 3), np.uint8)
+    wide[:, :] = (0, 255, 0)
+    wide[:, 32:96] = (255, 0, 0)
+    Image.fromarray(wide).save(root / "bird" / "b_wide.png")
+    Image.fromarray(rgb).resize((50, 50)).save(root / "bird" / "c_big.jpg", quality=95)
+    (root / "bird" / "notes.txt").write_text("not an image, not counted")
+
+    split = load_image_folder(root)
+
+    assert split.images.shape == (6, 3, 32, 32) and split.images.dtype == torch.uint8
+    assert split.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert split.skipped == 0
+    assert torch.equal(split.images[0], torch.from_numpy(rgb).permute(2, 0, 1))  # 32x32 RGB: untouched
+    assert (split.images[1] == 255).all()  # transparent -> white background
+    assert (split.images[2] == 77).all()  # grayscale -> the same value in all three channels
+    assert split.images[3].flatten(1).T.unique(dim=0).tolist() == [[200, 10, 30]]  # palette -> its RGB colour
+    red = split.images[4].float()
+    assert red[0].min() > 250 and red[1].max() < 5 and red[2].max() < 5  # centre square only, no green band
+    assert (split.images[5].float() - torch.from_numpy(rgb).permute(2, 0, 1).float()).abs().mean() < 20  # resized jpg
+
+
+def test_image_folder_with_train_and_test_subfolders_uses_test_as_validation(tmp_path):
+    make_image_folder(tmp_path / "d" / "train", 12, seed=1)
+    make_image_folder(tmp_path / "d" / "test", 5, seed=2)
+    data = load_cifar2(tmp_path / "d")
+    assert (len(data.train), len(data.val)) == (24, 10)
+    assert data.val.class_counts() == [5, 5]
+    assert "test" in data.val_source
+
+
+def test_image_folder_without_test_carves_a_stratified_validation_split(tmp_path):
+    make_image_folder(tmp_path / "d", 20)
+    data = load_cifar2(tmp_path / "d", val_fraction=0.25, seed=3)
+    assert data.train.class_counts() == [15, 15] and data.val.class_counts() == [5, 5]
+    assert "seed 3" in data.val_source
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path, caplog):
+    root = make_image_folder(tmp_path / "d", 6)
+    (root / "bird" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
+    (root / "airplane" / "empty.png").write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        split = load_image_folder(root)
+    assert len(split) == 12 and split.skipped == 2
+    assert "skipped 2 unreadable" in caplog.text
+
+
+@pytest.mark.parametrize("layout, message", [
+    (None, "no such folder"),
+    (["cat", "dog"], "missing airplane, bird"),
+    (["airplane"], "missing bird"),
+])
+def test_image_folder_errors_name_the_problem(tmp_path, layout, message):
+    root = tmp_path / "d"
+    for name in layout or []:
+        (root / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / name / "x.png")
+    with pytest.raises(DataError, match=message):
+        load_image_folder(root)
+
+
+def test_folder_of_only_unreadable_images_is_an_error(tmp_path):
+    for name in ("airplane", "bird"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.png").write_bytes(b"")
+    with pytest.raises(DataError, match="no readable images"):
+        load_image_folder(tmp_path)
+
+
+# --- CIFAR-10 python batches ----------------------------------------------------------------------------------------
+
+
+def test_synthetic_batches_have_the_documented_cifar10_format(tmp_path):
+    """The fixture itself: what the CIFAR web page's `unpickle` (encoding="bytes") returns for the real files."""
+    make_cifar10_root(tmp_path, n_per_batch=20)
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    assert batch[b"data"].dtype == np.uint8 and batch[b"data"].shape == (20, 3072)
+    assert isinstance(batch[b"labels"], list) and set(batch[b"labels"]) == set(range(10))
+    with open(tmp_path / "cifar-10-batches-py" / "batches.meta", "rb") as f:
+        assert [n.decode() for n in pickle.load(f, encoding="bytes")[b"label_names"]] == CIFAR10_NAMES
+
+
+@pytest.mark.parametrize("given", ["root", "batches_folder"])
+def test_cifar10_root_keeps_airplanes_and_birds_and_validates_on_test_batch(tmp_path, given):
+    expected = make_cifar10_root(tmp_path, n_per_batch=30, n_test=40)
+    data = load_cifar2(tmp_path if given == "root" else tmp_path / "cifar-10-batches-py")
+
+    for split, name in ((data.train, "train"), (data.val, "test")):
+        images, labels = expected[name]
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (3, 32, 32)
+        assert torch.equal(split.images, torch.from_numpy(images))  # CHW planes decoded in the right order
+        assert split.labels.tolist() == labels.tolist()  # CIFAR-10 0 -> 0, 2 -> 1, in file order
+    assert len(data.train) == 5 * 6 and len(data.val) == 8  # labels cycle 0..9: 6 of every 30 are 0 or 2
+    assert "test" in data.val_source
+
+    test, source = load_eval_split(tmp_path)
+    assert torch.equal(test.images, data.val.images) and "test batch" in source
+
+
+def test_cifar10_batches_repacked_by_python3_with_bytes_keys_load_too(tmp_path):
+    expected = make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
+    folder = tmp_path / "cifar-10-batches-py"
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="bytes")
+        with open(path, "wb") as f:
+            pickle.dump(entry, f)  # Python 3 pickle: b"data" / b"labels" keys
+    data = load_cifar2(tmp_path)
+    assert data.train.labels.tolist() == expected["train"][1].tolist()
+
+
+def test_broken_cifar10_root_is_a_data_error(tmp_path):
+    make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
+    folder = tmp_path / "cifar-10-batches-py"
+    (folder / "data_batch_3").write_bytes(b"garbage, not a pickle")
+    with pytest.raises(DataError, match="data_batch_3|CIFAR-10"):
+        load_cifar2(tmp_path)
+    dump_py2({"labels": [0, 2]}, folder / "data_batch_3")  # no data
+    with pytest.raises(DataError, match="CIFAR-10"):
+        load_cifar2(tmp_path)
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_1").read_bytes())
+    (folder / "test_batch").unlink()
+    with pytest.raises(DataError, match="missing test_batch"):
+        load_cifar2(tmp_path)
+
+
+# --- datasets -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "hf:"])
+def test_datasets_parquet_layout_loads_through_load_cifar2(tmp_path, prefix):
+    expected = make_parquet_dataset(tmp_path / "ds", n_train=40, n_test=20)
+    data = load_cifar2(f"{prefix}{tmp_path / 'ds'}")
+    for split, name in ((data.train, "train"), (data.val, "test")):
+        images, labels = expected[name]
+        assert split.images.dtype == torch.uint8 and split.images.shape == (len(labels), 3, 32, 32)
+        assert split.labels.tolist() == labels.tolist()
+        # lossless PNG inside the parquet file: the exact pixels come back
+        assert torch.equal(split.images, torch.from_numpy(images))
+    assert "datasets" in data.source and "test" in data.val_source
+    test, _ = load_eval_split(f"{prefix}{tmp_path / 'ds'}")
+    assert torch.equal(test.labels, data.val.labels)
+
+
+def test_datasets_without_test_split_carves_validation(tmp_path):
+    expected = make_parquet_dataset(tmp_path / "ds", n_train=80, with_test=False)
+    data = load_cifar2(tmp_path / "ds", val_fraction=0.25, seed=0)
+    assert len(data.train) + len(data.val) == len(expected["train"][1])
+    assert data.val.class_counts() == [5, 5]
+
+
+def test_datasets_save_to_disk_layout_and_cifar2_class_names(tmp_path):
+    """A DatasetDict saved with save_to_disk, whose ClassLabel has only the two CIFAR-2 names (bird = 1)."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features
+    from datasets import Image as ImageFeature
+
+    rng = np.random.default_rng(0)
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=["airplane", "bird"])})
+
+    def split(n):
+        labels = [i % 2 for i in range(n)]
+        return Dataset.from_dict({"image": [Image.fromarray(synth_image(v, rng)) for v in labels], "label": labels},
+                                 features=features)
+
+    DatasetDict(train=split(20), test=split(10)).save_to_disk(str(tmp_path / "saved"))
+    data = load_cifar2(tmp_path / "saved")
+    assert data.train.class_counts() == [10, 10] and data.val.class_counts() == [5, 5]
+
+
+def test_datasets_without_image_column_is_a_data_error(tmp_path):
+    from datasets import Dataset
+
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    Dataset.from_dict({"text": ["a", "b"], "label": [0, 2]}).to_parquet(
+        str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    with pytest.raises(DataError, match="image column"):
+        load_cifar2(tmp_path / "ds")
+
+
+# --- stratified split -----------------------------------------------------------------------------------------------
+
+
+def _identified(n_airplane: int, n_bird: int) -> Split:
+    """Images whose first two pixels encode their index, so splits can be traced back."""
+    n = n_airplane + n_bird
+    images = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
+    images[:, 0, 0, 0] = torch.arange(n) % 256
+    images[:, 0, 0, 1] = torch.arange(n) // 256
+    labels = torch.tensor([0] * n_airplane + [1] * n_bird)[torch.randperm(n, generator=torch.Generator().manual_seed(9))]
+    return Split(images, labels, skipped=3)
+
+
+def _ids(split: Split) -> list[int]:
+    return (split.images[:, 0, 0, 0].long() + 256 * split.images[:, 0, 0, 1].long()).tolist()
+
+
+def test_stratified_split_is_seeded_balanced_disjoint_and_complete():
+    data = _identified(120, 80)
+    train, val = stratified_split(data, 0.2, seed=0)
+    again_train, again_val = stratified_split(data, 0.2, seed=0)
+    other_train, other_val = stratified_split(data, 0.2, seed=1)
+
+    assert _ids(val) == _ids(again_val) and _ids(train) == _ids(again_train)  # same seed, same split
+    assert _ids(val) != _ids(other_val)  # another seed, another split
+    assert val.class_counts() == [24, 16] and train.class_counts() == [96, 64]  # 20 % of each class
+    assert not set(_ids(train)) & set(_ids(val))
+    assert sorted(_ids(train) + _ids(val)) == list(range(200))
+    for split in (train, val):  # labels travel with their images
+        assert torch.equal(split.labels, data.labels[torch.tensor(_ids(split))])
+    assert train.skipped == 3  # the skipped count is reported with the training data
+
+
+def test_validation_fraction_out_of_range_or_too_little_data(tmp_path):
+    make_image_folder(tmp_path / "d", 4)
+    for fraction in (0.0, 1.0, 1.5):
+        with pytest.raises(DataError, match="val-fraction"):
+            load_cifar2(tmp_path / "d", val_fraction=fraction)
+    with pytest.raises(DataError, match="too few images"):
+        load_cifar2(tmp_path / "d", val_fraction=0.01)
+
+
+def test_missing_source_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no such data folder"):
+        load_cifar2(tmp_path / "nope")
+    with pytest.raises(DataError, match="no such data folder"):
+        load_eval_split(tmp_path / "nope")
+
+
+# --- augmentation ---------------------------------------------------------------------------------------------------
+
+
+def _crops_of(image: torch.Tensor, padding: int) -> list[torch.Tensor]:
+    """Every crop of the reflect-padded image and of its mirror image."""
+    padded = F.pad(image[None].float(), (padding,) * 4, mode="reflect")[0].to(image.dtype)
+    h, w = image.shape[1:]
+    crops = [padded[:, dy:dy + h, dx:dx + w] for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)]
+    return crops + [c.flip(2) for c in crops]
+
+
+def test_augment_crops_reflect_padded_images_and_mirrors_them():
+    images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = augment(images, generator=torch.Generator().manual_seed(1))
+
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    used = []
+    for image, result in zip(images, out):
+        matches = [i for i, crop in enumerate(_crops_of(image, 4)) if torch.equal(crop, result)]
+        assert len(matches) == 1, "each output is exactly one crop of the padded input or of its mirror"
+        used.append(matches[0])
+    assert len(set(used)) > 10  # random per image, not one transform for the batch
+    assert any(i >= 81 for i in used) and any(i < 81 for i in used)  # some flipped, some not
+
+
+def test_augment_is_deterministic_with_a_seeded_generator():
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    first = augment(images, generator=torch.Generator().manual_seed(5))
+    second = augment(images, generator=torch.Generator().manual_seed(5))
+    third = augment(images, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, third)
+
+
+def test_augment_padding_zero_only_flips():
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = augment(images, padding=0, generator=torch.Generator().manual_seed(0))
+    for image, result in zip(images, out):
+        assert torch.equal(result, image) or torch.equal(result, image.flip(2))
+
