@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird}, CIFAR-10 root, or hf:ID")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    summary = commands.add_parser("report", help="rebuild results.{md,json} and the plot from the cards of saved nets")
+    summary.add_argument("--out", required=True, help="parent folder of saved nets (as written by zoo)")
+
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--from", dest="source", required=True, help="folder written by train/zoo")
     push.add_argument("--repo", required=True, help="namespace/name")
@@ -152,6 +155,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    out = Path(args.out)
+    if not out.is_dir():
+        raise ConvHubError(f"no such folder: {out}")
+    order = list(convhub.ZOO)
+    records = [r for d in sorted(out.iterdir()) if d.is_dir() and (r := publish.read_record(d))]
+    if not records:
+        raise ConvHubError(f"no trained models in {out} (folders whose README.md carries training metrics)")
+    records.sort(key=lambda r: order.index(r["model_name"]) if r["model_name"] in order else len(order))
+    paths = report.write_report(records, out)
+    print(paths["markdown"].read_text())
+    print(f"results: {paths['json']}, {paths['markdown']}, plot: {paths['plot']}")
+    return 0
+
+
 def cmd_push(args) -> int:
     url = publish.push(args.source, args.repo, revision=args.revision, private=args.private or None, token=args.token)
     print(f"pushed {args.source} to {args.repo}: {url}")
@@ -161,7 +179,8 @@ def cmd_push(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "push": cmd_push}[args.command]
+    command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "report": cmd_report,
+               "push": cmd_push}[args.command]
     try:
         return command(args)
     except (ConvHubError, FloatingPointError) as error:
