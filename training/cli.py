@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import convhub
+import torch
 from convhub.errors import ConvHubError
 
 from . import engine, publish, report
@@ -78,6 +79,7 @@ def repo_name(namespace: str, model_name: str) -> str:
 def train_one(name: str, data, args, out_dir: Path) -> dict:
     recipe = recipe_for(name, args.recipe, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
     device = engine.pick_device(args.device)
+    torch.manual_seed(args.seed)  # the initial weights too: --seed alone must reproduce a run
     model = convhub.create(name)
     print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
     result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
