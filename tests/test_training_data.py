@@ -16,6 +16,7 @@ from test_training_helpers import (
     make_cifar10_root,
     make_image_folder,
     make_parquet_dataset,
+    one_torch_thread,  # noqa: F401 - autouse fixture
     synth_image,
 )
 from training.data import DataError, Split, augment, load_cifar2, load_eval_split, load_image_folder, stratified_split

@@ -1,0 +1,262 @@
+"""python -m training {train,zoo,evaluate}, run in-process through training.cli.main on synthetic image folders:
+what gets saved, the model card's training record, determinism, the zoo report, evaluation and every user error
+(exit code 2, a one-line message, no traceback)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import convhub
+import huggingface_hub
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+from PIL import Image
+from safetensors.torch import load_file
+from test_training_helpers import make_image_folder, one_torch_thread, synth_image  # noqa: F401 - autouse fixture
+from training import cli, publish
+
+FAST = ["--batch-size", "16", "--quiet"]
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    """cli.main in-process; returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exit_:  # argparse
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(code: int, stderr: str, *phrases: str) -> None:
+    assert code == 2
+    assert "Traceback" not in stderr
+    for phrase in phrases:
+        assert phrase in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("cli") / "data", 50)
+
+
+@pytest.fixture(scope="module")
+def trained(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "net"
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--epochs", 3, "--out", out, *FAST)
+    assert code == 0, stderr
+    return out, stdout
+
+
+# --- train ----------------------------------------------------------------------------------------------------------
+
+
+def test_train_saves_weights_config_and_a_card_with_the_training_record(trained):
+    out, stdout = trained
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    record = publish.read_record(out)
+    assert record == ModelCard.load(out / "README.md").data.to_dict()["convhub"]
+    assert record["model_name"] == "net" and record["params"] == convhub.create("net").num_params
+    assert record["recipe"] == "default" and record["recipe_config"]["batch_size"] == 16 and record["seed"] == 0
+    assert record["epochs"] == 3
+    assert record["n_train"] + record["n_val"] == 100 and record["n_val"] == 10  # default 10 % validation
+    assert record["val_accuracy"] >= 0.9 and record["train_accuracy"] >= 0.9  # learned; chance is 0.5
+    assert sum(map(sum, record["confusion_matrix"])) == record["n_val"]
+    assert f"val {record['val_accuracy']:.4f}" in stdout
+    assert "data: image folder" in stdout and "90 train, 10 val" in stdout
+    card = (out / "README.md").read_text()
+    assert f"{record['val_accuracy']:.4f}" in card and "Recipe `default`" in card
+
+
+def test_trained_model_loads_and_classifies_new_images(trained, tmp_path):
+    out, _ = trained
+    model = convhub.load(out)
+    assert isinstance(model, convhub.Net) and model.model_name == "net"
+    saved = load_file(out / "model.safetensors")
+    assert all(np.array_equal(saved[k].numpy(), v.numpy()) for k, v in model.state_dict().items())
+    rng = np.random.default_rng(123)  # images the net never saw, through the inference preprocessing
+    for label, name in enumerate(convhub.CIFAR2_CLASSES):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(synth_image(label, rng, size=64)).save(path)  # 64x64: resized like any user image
+        probabilities = model.predict(path)
+        assert max(probabilities, key=probabilities.get) == name
+
+
+def test_book_recipe_from_the_cli(folder, tmp_path):
+    code, stdout, _ = run_cli("train", "--model", "net", "--data", folder, "--recipe", "book", "--epochs", 1,
+                              "--out", tmp_path / "book", "--quiet")
+    assert code == 0
+    record = publish.read_record(tmp_path / "book")
+    config = record["recipe_config"]
+    assert record["recipe"] == "book" and (config["lr"], config["batch_size"], config["augment"]) == (1e-2, 64, False)
+    assert config["momentum"] == 0 and record["epochs"] == 1
+    assert "SGD lr 0.01" in stdout and "no augmentation" in stdout
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(folder, tmp_path):
+    def weights(seed, name):
+        code, _, stderr = run_cli("train", "--model", "net", "--data", folder, "--epochs", 2, "--seed", seed,
+                                  "--precision", "fp32", "--out", tmp_path / name, *FAST)
+        assert code == 0, stderr
+        return load_file(tmp_path / name / "model.safetensors")
+
+    first, again, other = weights(5, "a"), weights(5, "b"), weights(6, "c")
+    assert first.keys() == again.keys()
+    assert all(np.array_equal(first[k].numpy(), again[k].numpy()) for k in first)
+    assert not all(np.array_equal(first[k].numpy(), other[k].numpy()) for k in first)
+
+
+def test_train_on_cifar10_batches_and_a_datasets_folder(tmp_path):
+    from test_training_helpers import make_cifar10_root, make_parquet_dataset
+
+    make_cifar10_root(tmp_path / "cifar", n_per_batch=20, n_test=20)
+    make_parquet_dataset(tmp_path / "ds", n_train=40, n_test=20)
+    for source, val in ((tmp_path / "cifar", "4 val"), (f"hf:{tmp_path / 'ds'}", "10 val")):
+        code, stdout, stderr = run_cli("train", "--model", "net", "--data", source, "--epochs", 1,
+                                       "--out", tmp_path / "out", *FAST)
+        assert code == 0, stderr
+        assert f"{val} (the source's test split)" in stdout
+        assert publish.read_record(tmp_path / "out")["validation"] == "the source's test split"
+
+
+# --- zoo ------------------------------------------------------------------------------------------------------------
+
+
+def test_zoo_trains_each_net_and_writes_the_report(folder, tmp_path):
+    code, stdout, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", folder, "--epochs", 1,
+                                   "--out", tmp_path, *FAST)
+    assert code == 0, stderr
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["model"] for r in rows] == ["net", "net_depth"]
+    for row in rows:
+        assert row["params"] == convhub.create(row["model"]).num_params
+        assert row["val_accuracy"] == round(publish.read_record(tmp_path / row["model"])["val_accuracy"], 4)
+        assert row["epochs"] == 1 and row["recipe"] == "default"
+        assert (tmp_path / row["model"] / "model.safetensors").is_file()
+    table = (tmp_path / "results.md").read_text()
+    assert "| net |" in table and "| net_depth |" in table and f"{rows[1]['params']:,}" in table
+    assert table in stdout
+    with Image.open(tmp_path / "accuracy_vs_params.png") as plot:
+        assert plot.format == "PNG" and plot.width > 300
+
+
+def test_zoo_rejects_unknown_models_before_any_work(folder, tmp_path):
+    code, stdout, stderr = run_cli("zoo", "--models", "net,resnet50", "--data", folder, "--out", tmp_path / "z")
+    assert_user_error(code, stderr, "unknown model(s) resnet50", "net_res_deep100")
+    assert "data:" not in stdout and not (tmp_path / "z").exists()
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_prints_accuracy_and_confusion_matrix(trained, folder):
+    out, _ = trained
+    code, stdout, _ = run_cli("evaluate", "--model", out, "--data", folder)
+    assert code == 0
+    assert "100 images" in stdout and "accuracy: " in stdout
+    assert "confusion matrix (rows: true, columns: predicted)" in stdout
+    matrix_rows = [line.split() for line in stdout.splitlines() if line.split()[:1] in (["airplane"], ["bird"])
+                   and len(line.split()) == 3]
+    assert [row[0] for row in matrix_rows] == ["airplane", "bird"]
+    assert sum(int(v) for row in matrix_rows for v in row[1:]) == 100
+
+
+def test_evaluate_json_is_consistent(trained, tmp_path):
+    out, _ = trained
+    data = make_image_folder(tmp_path / "data", 30, seed=7)  # unseen images, uneven: 30 airplanes, 12 birds
+    for path in sorted((data / "bird").iterdir())[12:]:
+        path.unlink()
+    (data / "bird" / "broken.png").write_bytes(b"")
+
+    code, stdout, _ = run_cli("evaluate", "--model", out, "--data", data, "--json")
+    assert code == 0
+    result = json.loads(stdout)
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.sum() == result["n_images"] == 42 and matrix.sum(axis=1).tolist() == [30, 12]
+    assert result["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    assert result["per_class_accuracy"]["bird"] == pytest.approx(matrix[1, 1] / 12)
+    assert result["skipped"] == 1
+    assert result["accuracy"] >= 0.9
+
+
+def test_evaluate_unknown_model_folder_is_a_user_error(folder, tmp_path):
+    code, _, stderr = run_cli("evaluate", "--model", tmp_path / "no-model", "--data", folder)
+    assert_user_error(code, stderr, "no-model")
+
+
+# --- user errors ----------------------------------------------------------------------------------------------------
+
+
+def test_missing_data_folder(tmp_path):
+    code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "missing", "--out", tmp_path / "o")
+    assert_user_error(code, stderr, "no such data folder", "missing")
+    assert not (tmp_path / "o").exists()
+
+
+def test_wrong_class_folders(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(tmp_path / "d" / name / "x.png")
+    code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "d", "--out", tmp_path / "o")
+    assert_user_error(code, stderr, "airplane/", "bird/", "found: cat, dog")
+
+
+def test_unreadable_images_are_skipped_and_reported(tmp_path, caplog):
+    data = make_image_folder(tmp_path / "d", 20)
+    (data / "airplane" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50)
+    (data / "bird" / "empty.png").write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        code, stdout, stderr = run_cli("train", "--model", "net", "--data", data, "--epochs", 1,
+                                       "--out", tmp_path / "o", *FAST)
+    assert code == 0, stderr
+    assert "2 unreadable file(s) skipped" in stdout
+    assert "skipped 2 unreadable image(s)" in caplog.text
+    assert publish.read_record(tmp_path / "o")["n_train"] + publish.read_record(tmp_path / "o")["n_val"] == 40
+
+
+def test_cifar10_root_with_a_corrupt_batch(tmp_path):
+    from test_training_helpers import make_cifar10_root
+
+    make_cifar10_root(tmp_path / "c", n_per_batch=10, n_test=10)
+    (tmp_path / "c" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"not a pickle")
+    code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "c", "--out", tmp_path / "o")
+    assert_user_error(code, stderr, "CIFAR-10")
+
+
+@pytest.fixture
+def no_token(monkeypatch, tmp_path):
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-here"))
+    assert huggingface_hub.get_token() is None
+
+
+def test_push_without_token_fails_before_training(no_token, folder, tmp_path):
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "o",
+                                   "--push", "user/convhub-net")
+    assert_user_error(code, stderr, "no Hugging Face token", "HF_TOKEN")
+    assert "data:" not in stdout  # not even the data was loaded
+    assert not (tmp_path / "o").exists()
+
+    code, stdout, stderr = run_cli("zoo", "--models", "net", "--data", folder, "--out", tmp_path / "z",
+                                   "--push", "user")
+    assert_user_error(code, stderr, "no Hugging Face token")
+    assert "data:" not in stdout and not (tmp_path / "z").exists()
+
+
+def test_push_while_offline_fails_before_training(monkeypatch, folder, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "o",
+                                   "--push", "user/convhub-net", "--token", "hf_x")
+    assert_user_error(code, stderr, "HF_HUB_OFFLINE", "python -m training push")
+    assert "data:" not in stdout and not (tmp_path / "o").exists()
+
+
+def test_unknown_model_name_is_an_argparse_error(folder, tmp_path):
+    code, _, stderr = run_cli("train", "--model", "resnet", "--data", folder, "--out", tmp_path / "o")
+    assert code == 2 and "invalid choice" in stderr and "Traceback" not in stderr

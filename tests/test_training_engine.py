@@ -1,0 +1,140 @@
+"""training.recipes and training.engine: recipes, the training loop (loss goes down, stop_at), metrics."""
+
+from __future__ import annotations
+
+import convhub
+import pytest
+import torch
+from test_training_helpers import make_image_folder, one_torch_thread  # noqa: F401 - autouse fixture
+from training import engine
+from training.data import CIFAR2, Split, load_cifar2
+from training.recipes import BOOK, DEFAULT, recipe_for
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> CIFAR2:
+    return load_cifar2(make_image_folder(tmp_path_factory.mktemp("engine") / "d", 60), val_fraction=0.25, seed=0)
+
+
+# --- recipes --------------------------------------------------------------------------------------------------------
+
+
+def test_book_recipe_is_the_chapters():
+    book = recipe_for("net", "book")
+    assert (book.lr, book.batch_size, book.epochs) == (1e-2, 64, 100)
+    assert not book.augment and book.momentum == 0 and book.weight_decay == 0 and book.schedule == "constant"
+    assert "no augmentation" in book.describe()
+    assert recipe_for("net_res_deep", "book").lr == 3e-3 and recipe_for("net_res_deep100", "book").lr == 3e-3
+
+
+def test_default_recipe_per_net_and_overrides():
+    assert recipe_for("net") == DEFAULT
+    assert recipe_for("net_res_deep").epochs > DEFAULT.epochs
+    assert DEFAULT.augment and DEFAULT.momentum > 0 and DEFAULT.schedule == "onecycle"
+    changed = recipe_for("net", "book", epochs=3, lr=None, batch_size=8)  # None keeps the recipe's value
+    assert (changed.epochs, changed.lr, changed.batch_size) == (3, BOOK.lr, 8)
+    assert changed.to_dict()["batch_size"] == 8
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe_for("net", "fast")
+
+
+# --- training loop --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", ["default", "book"])
+def test_training_lowers_the_loss_and_beats_chance(data, recipe):
+    torch.manual_seed(0)
+    model = convhub.create("net")
+    result = engine.train(model, data, recipe_for("net", recipe, epochs=4, batch_size=16), device="cpu",
+                          precision="fp32", seed=0, progress=False)
+
+    history = result.history
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(history, history[1:]))
+    after = history[-1]["val_accuracy"]
+    assert after >= 0.9  # chance is 0.5 on this balanced validation split
+    assert after == engine.metrics(model, data.val, convhub.CIFAR2_CLASSES)["accuracy"]  # measured in eval mode
+    assert not model.training
+    assert result.images_per_second > 0 and result.seconds >= history[-1]["seconds"]
+
+
+def test_stop_at_ends_training_at_the_first_epoch_reaching_it(data):
+    recipe = recipe_for("net", "book", epochs=5, batch_size=16)
+    result = engine.train(convhub.create("net"), data, recipe, device="cpu", precision="fp32", progress=False,
+                          stop_at=0.0)
+    assert len(result.history) == 1
+    assert result.epochs_to(0.0) == 1 and result.seconds_to(0.0) == result.history[0]["seconds"]
+
+    result = engine.train(convhub.create("net"), data, recipe, device="cpu", precision="fp32", progress=False,
+                          stop_at=1.01)  # unreachable: every epoch runs
+    assert len(result.history) == 5
+    assert result.epochs_to(1.01) is None and result.seconds_to(1.01) is None
+
+
+def test_time_and_epochs_to_accuracy_pick_the_first_epoch_reaching_it():
+    result = engine.TrainResult(history=[
+        {"epoch": 1, "val_accuracy": 0.70, "seconds": 1.5},
+        {"epoch": 2, "val_accuracy": 0.91, "seconds": 3.0},
+        {"epoch": 3, "val_accuracy": 0.88, "seconds": 4.5},
+        {"epoch": 4, "val_accuracy": 0.95, "seconds": 6.0},
+    ])
+    assert (result.epochs_to(0.89), result.seconds_to(0.89)) == (2, 3.0)
+    assert (result.epochs_to(0.93), result.seconds_to(0.93)) == (4, 6.0)
+    assert result.epochs_to(0.99) is None
+
+
+def test_same_seed_same_weights_in_process(data):
+    recipe = recipe_for("net", "default", epochs=2, batch_size=16)  # augmentation draws from the seeded generator
+    weights = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(0)  # the same initial weights: only the training run's seed varies
+        model = convhub.create("net")
+        engine.train(model, data, recipe, device="cpu", precision="fp32", seed=seed, progress=False)
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+class _Constant(torch.nn.Module):
+    """Always predicts ``label`` (with a parameter, as predict_labels needs one to find the device)."""
+
+    def __init__(self, label: int, value: float = 1.0):
+        super().__init__()
+        self.label, self.value = label, value
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 2) + self.w
+        logits[:, self.label] = self.value
+        return logits
+
+
+def test_metrics_confusion_matrix_rows_are_true_classes():
+    labels = torch.tensor([0] * 7 + [1] * 3)
+    split = Split(torch.zeros(10, 3, 32, 32, dtype=torch.uint8), labels)
+    model = _Constant(label=1).train()
+    result = engine.metrics(model, split, ("airplane", "bird"))
+    assert result["confusion_matrix"] == [[0, 7], [0, 3]]
+    assert result["accuracy"] == pytest.approx(0.3)
+    assert result["per_class_accuracy"] == {"airplane": 0.0, "bird": 1.0}
+    assert result["n_images"] == 10
+    assert model.training  # predict_labels switches to eval and back
+
+
+def test_a_diverging_run_raises_a_clear_error(data):
+    model = _Constant(label=0, value=float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged at epoch 1.*lower --lr"):
+        engine.train(model, data, recipe_for("net", "book", epochs=2), device="cpu", precision="fp32",
+                     progress=False)
+
+
+def test_bf16_autocast_only_where_asked_or_supported():
+    cpu = torch.device("cpu")
+    assert isinstance(engine.autocast(cpu, "fp32"), type(engine.autocast(cpu, "fp32")))
+    with engine.autocast(cpu, "bf16"):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with engine.autocast(cpu, "fp32"):
+        assert not torch.is_autocast_enabled("cpu")
+    with engine.autocast(cpu, "auto"):
+        assert torch.is_autocast_enabled("cpu") == engine.bf16_supported(cpu)
