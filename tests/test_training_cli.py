@@ -4,40 +4,26 @@ what gets saved, the model card's training record, determinism, the zoo report, 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import convhub
-import huggingface_hub
 import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
-from test_training_helpers import make_image_folder, one_torch_thread, synth_image  # noqa: F401 - autouse fixture
-from training import cli, publish
+from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (autouse), no_token
+    assert_user_error,
+    make_image_folder,
+    no_token,
+    one_torch_thread,
+    run_cli,
+    synth_image,
+)
+from training import publish
 
 FAST = ["--batch-size", "16", "--quiet"]
-
-
-def run_cli(*argv) -> tuple[int, str, str]:
-    """cli.main in-process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in argv])
-        except SystemExit as exit_:  # argparse
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_user_error(code: int, stderr: str, *phrases: str) -> None:
-    assert code == 2
-    assert "Traceback" not in stderr
-    for phrase in phrases:
-        assert phrase in stderr, stderr
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +130,20 @@ def test_zoo_trains_each_net_and_writes_the_report(folder, tmp_path):
     with Image.open(tmp_path / "accuracy_vs_params.png") as plot:
         assert plot.format == "PNG" and plot.width > 300
 
+    # `report` rebuilds the same table from the saved cards alone
+    for name in ("results.json", "results.md", "accuracy_vs_params.png"):
+        (tmp_path / name).unlink()
+    code, stdout, stderr = run_cli("report", "--out", tmp_path)
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "results.json").read_text()) == rows
+    assert (tmp_path / "results.md").read_text() == table and (tmp_path / "accuracy_vs_params.png").is_file()
+
+
+def test_report_without_trained_models_is_a_user_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_user_error(*run_cli("report", "--out", tmp_path / "empty")[::2], "no trained models")
+    assert_user_error(*run_cli("report", "--out", tmp_path / "missing")[::2], "no such folder")
+
 
 def test_zoo_rejects_unknown_models_before_any_work(folder, tmp_path):
     code, stdout, stderr = run_cli("zoo", "--models", "net,resnet50", "--data", folder, "--out", tmp_path / "z")
@@ -226,14 +226,6 @@ def test_cifar10_root_with_a_corrupt_batch(tmp_path):
     (tmp_path / "c" / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"not a pickle")
     code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "c", "--out", tmp_path / "o")
     assert_user_error(code, stderr, "CIFAR-10")
-
-
-@pytest.fixture
-def no_token(monkeypatch, tmp_path):
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-here"))
-    assert huggingface_hub.get_token() is None
 
 
 def test_push_without_token_fails_before_training(no_token, folder, tmp_path):

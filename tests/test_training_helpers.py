@@ -9,11 +9,14 @@ an image folder, a CIFAR-10 python root (pickled exactly like the original Pytho
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pickle
 import struct
 import sys
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pytest
 import torch
@@ -34,6 +37,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def no_token(monkeypatch, tmp_path):
+    """No Hugging Face token anywhere: not in the environment, not in the token file."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-here"))
+    assert huggingface_hub.get_token() is None
 
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -175,3 +187,25 @@ def make_parquet_dataset(root: Path, n_train: int = 40, n_test: int = 20, *, see
         dataset, expected[split] = cifar10_dataset(n, rng)
         dataset.to_parquet(str(Path(root) / "data" / f"{split}-00000-of-00001.parquet"))
     return expected
+
+
+# --- the CLI, in-process --------------------------------------------------------------------------------------------
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    """training.cli.main in-process; returns (exit code, stdout, stderr)."""
+    from training import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in argv])
+        except SystemExit as exit_:  # argparse
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(code: int, stderr: str, *phrases: str) -> None:
+    assert code == 2
+    assert "Traceback" not in stderr
+    for phrase in phrases:
+        assert phrase in stderr, stderr
