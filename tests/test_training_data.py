@@ -225,7 +225,8 @@ def _identified(n_airplane: int, n_bird: int) -> Split:
     images = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
     images[:, 0, 0, 0] = torch.arange(n) % 256
     images[:, 0, 0, 1] = torch.arange(n) // 256
-    labels = torch.tensor([0] * n_airplane + [1] * n_bird)[torch.randperm(n, generator=torch.Generator().manual_seed(9))]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(9))
+    labels = torch.tensor([0] * n_airplane + [1] * n_bird)[order]
     return Split(images, labels, skipped=3)
 
 

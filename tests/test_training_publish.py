@@ -246,7 +246,8 @@ def test_train_then_push(hub, folder, tmp_path):
     assert (tmp_path / "o" / "model.safetensors").is_file()  # saved locally first
     (upload,) = hub.uploads
     assert upload["repo_id"] == "user/convhub-net"
-    assert ModelCard.load(upload["folder"] / "README.md").data.to_dict()["convhub"] == publish.read_record(tmp_path / "o")
+    sent_record = ModelCard.load(upload["folder"] / "README.md").data.to_dict()["convhub"]
+    assert sent_record == publish.read_record(tmp_path / "o")
 
 
 def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path, monkeypatch):
@@ -262,8 +263,8 @@ def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path, monkeyp
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_all_but_net_depth)
     code, stdout, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", folder, "--epochs", 1,
-                                   "--batch-size", 16, "--out", tmp_path / "zoo", "--push", "someone", "--token", "hf_x",
-                                   "--quiet")
+                                   "--batch-size", 16, "--out", tmp_path / "zoo", "--push", "someone",
+                                   "--token", "hf_x", "--quiet")
     assert code == 1  # one push failed; the other went through and every net is saved
     assert [u["repo_id"] for u in hub.uploads] == ["someone/convhub-net"]
     assert "someone/convhub-net-depth" in stderr and "local save is untouched" in stderr

@@ -1,0 +1,54 @@
+"""benchmarks/train_speed.py runs end to end (tiny synthetic folder, seconds): both recipes, ratio, per-net table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import convhub
+import pytest
+from test_training_helpers import make_image_folder, one_torch_thread  # noqa: F401 - autouse fixture
+from training.recipes import recipe_for
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "train_speed.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_compares_recipes_and_measures_each_net(bench, tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", 40)
+    code = bench.main(["--data", str(data), "--max-seconds", "20", "--models", "net,net_depth", "--quiet",
+                       "--json", str(tmp_path / "speed.json")])
+    assert code == 0
+    result = json.loads((tmp_path / "speed.json").read_text())
+    book, ours = result["runs"]
+    assert book["run"] == "book" and book["precision"] == "fp32" and "SGD lr 0.01" in book["recipe"]
+    assert ours["run"].startswith("ours") and "one-cycle" in ours["recipe"]
+    for run in (book, ours):
+        assert run["reached"] and run["epochs_to_target"] <= run["epochs_run"] <= 100
+        assert 0 < run["seconds_to_target"] <= run["seconds_run"] and run["images_per_second"] > 0
+    assert result["ratio"] == f"{book['seconds_to_target'] / ours['seconds_to_target']:.1f}x"
+    assert [(n["model"], n["params"]) for n in result["per_net"]] == [
+        (name, convhub.create(name).num_params) for name in ("net", "net_depth")]
+    out = capsys.readouterr().out
+    assert "| book | fp32 | yes |" in out and f"book / ours: **{result['ratio']}**" in out
+    assert f"| net_depth | {convhub.create('net_depth').num_params:,} |" in out
+
+
+def test_benchmark_book_run_stops_at_max_seconds(bench, tmp_path, capsys):
+    data = make_image_folder(tmp_path / "data", 20)
+    code = bench.main(["--data", str(data), "--target", "1.01", "--max-seconds", "0", "--skip-per-net", "--quiet",
+                       "--json", str(tmp_path / "speed.json")])
+    assert code == 0
+    book, ours = json.loads((tmp_path / "speed.json").read_text())["runs"]
+    assert book["epochs_run"] == 1 and not book["reached"]  # the time cap ended it after one epoch
+    assert not ours["reached"] and ours["epochs_run"] == recipe_for("net").epochs  # ran to its end
+    assert "n/a" in capsys.readouterr().out
+
