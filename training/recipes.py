@@ -50,7 +50,7 @@ DEFAULT_PER_MODEL = {
     "fc": replace(DEFAULT, epochs=24, lr=0.01, label_smoothing=0.0),
     "net": DEFAULT,
     "net_width": DEFAULT,
-    "net_dropout": replace(DEFAULT, epochs=30),
+    "net_dropout": replace(DEFAULT, epochs=48),  # dropout regularizes: it keeps improving for longer
     "net_batchnorm": DEFAULT,
     "net_depth": DEFAULT,
     "net_res": DEFAULT,
