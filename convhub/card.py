@@ -52,7 +52,7 @@ Weights are stored as safetensors only; loading never unpickles anything.
 |---|---|
 | validation accuracy | {{ "%.4f"|format(training.val_accuracy) }} |
 | train accuracy | {{ "%.4f"|format(training.train_accuracy) }} |
-{% for name, acc in (training.per_class_accuracy or {}).items() %}| val accuracy, {{ name }} | {{ "%.4f"|format(acc) }} |
+{% for name, acc in (training.per_class_accuracy or {}).items() %}| val accuracy, {{ name }} | {{ "n/a" if acc is none else "%.4f"|format(acc) }} |
 {% endfor %}| epochs | {{ training.epochs }} |
 | training time | {{ "%.0f"|format(training.seconds) }} s on {{ training.device }} |
 

@@ -148,7 +148,7 @@ def cmd_evaluate(args) -> int:
           + (f" ({split.skipped} unreadable skipped)" if split.skipped else ""))
     print(f"accuracy: {result['accuracy']:.4f}")
     for name, acc in result["per_class_accuracy"].items():
-        print(f"  {name:>10}: {acc:.4f}")
+        print(f"  {name:>10}: " + ("no images" if acc is None else f"{acc:.4f}"))
     width = max(len(n) for n in names) + 2
     print("confusion matrix (rows: true, columns: predicted)")
     print(" " * width + "".join(f"{n:>{width}}" for n in names))

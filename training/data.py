@@ -146,7 +146,7 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
     from convhub.hub import hub_reachable, offline_mode
 
     if not Path(name).exists() and not offline_mode() and not hub_reachable():
-        raise DataError(f"the Hub cannot be reached, so dataset {name!r} cannot be downloaded; "
+        raise DataError(f"{name!r} is not a local folder, and the Hub cannot be reached to download it as a dataset; "
                         "pass a local folder, or set HF_HUB_OFFLINE=1 to use the datasets cache")
     try:
         if _saved_to_disk(Path(name)):  # save_to_disk layout: load_dataset refuses it

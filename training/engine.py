@@ -54,10 +54,11 @@ def metrics(model: torch.nn.Module, split: Split, class_names) -> dict:
     preds = predict_labels(model, split.images)
     n = len(class_names)
     confusion = torch.bincount(split.labels * n + preds, minlength=n * n).view(n, n)
-    per_class = {name: (confusion[i, i] / confusion[i].sum()).item() if confusion[i].sum() else float("nan")
+    # None (JSON null), not NaN, for a class with no images: `evaluate --json` must stay valid JSON.
+    per_class = {name: (confusion[i, i] / confusion[i].sum()).item() if confusion[i].sum() else None
                  for i, name in enumerate(class_names)}
     return {
-        "accuracy": (preds == split.labels).float().mean().item() if len(preds) else float("nan"),
+        "accuracy": (preds == split.labels).float().mean().item() if len(preds) else None,
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
         "n_images": len(split),
