@@ -110,3 +110,13 @@ def model_card(model, training: dict | None = None) -> ModelCard:
         book_accuracy=BOOK_VAL_ACCURACY.get(name),
         book_note=BOOK_NOTES.get(name),
     )
+
+
+def training_record(model_dir) -> dict | None:
+    """The training record a saved model's card carries (its `convhub` metadata), or None for untrained weights."""
+    from pathlib import Path
+
+    card = Path(model_dir) / "README.md"
+    if not card.is_file():
+        return None
+    return ModelCard.load(card).data.to_dict().get("convhub")

@@ -9,7 +9,8 @@ import convhub
 import torch
 from convhub.errors import ConvHubError
 from convhub.hub import endpoint, hub_reachable, offline_mode
-from huggingface_hub import HfApi, ModelCard, get_token
+from convhub.card import training_record as card_training_record
+from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 
@@ -53,10 +54,7 @@ def save(model, out_dir: str | Path, record: dict) -> Path:
 
 def read_record(model_dir: str | Path) -> dict | None:
     """The training record stored in a saved model's card, or None for an untrained save."""
-    card = Path(model_dir) / "README.md"
-    if not card.is_file():
-        return None
-    return ModelCard.load(card).data.to_dict().get("convhub")
+    return card_training_record(model_dir)
 
 
 def check_can_push(token: str | None = None) -> str:
