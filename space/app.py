@@ -1,0 +1,160 @@
+"""ConvHub Space: every chapter-8 net on your image, side by side; their filters, feature maps, size and accuracy.
+
+Run `python space/app.py` (serves on 127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # run from a clone: the convhub package sits next to space/
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+from convhub import CIFAR2_CLASSES  # noqa: E402
+
+import inference  # noqa: E402
+from zoo_loader import LoadedNet, load_zoo  # noqa: E402
+
+EXAMPLES_DIR = HERE / "examples"
+
+WHY_CONVOLUTIONS = """
+### Why convolutions need so few parameters
+- **Locality**: a 3x3 kernel looks at a pixel and its 8 neighbours, not at all 3,072 input values.
+- **Weight sharing**: the same kernel slides over every position, so a conv layer's size does not grow with the image.
+- **Translation invariance**: a bird is a bird wherever it sits; pooling and shared kernels build that in.
+
+The fully connected baseline needs **3.7M parameters** to reach ~0.8; `net`, with **18k**, already beats it.
+"""
+
+
+class UploadedImage(gr.Image):
+    """gr.Image that hands unreadable uploads to our handlers, which say what is wrong, instead of failing early
+    with a generic preprocessing error."""
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError, SyntaxError):
+            return str(payload.path) if payload is not None and payload.path else None
+
+
+def _ui_errors(fn):
+    """Turn our clear error messages into gr.Error, so the UI and the API show them and the app keeps serving."""
+    def wrapper(*args):
+        try:
+            return fn(*args)
+        except (inference.BadImageError, inference.ConvHubError, ValueError, OSError) as error:
+            raise gr.Error(str(error)) from None
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
+    nets = nets if nets is not None else load_zoo()
+    by_name = {net.name: net for net in nets}
+    available = [net for net in nets if net.available]
+    conv_names = [net.name for net in available if inference.conv_layers(net.model)]
+    table = inference.compare_table(nets)
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+    @_ui_errors
+    def classify(image):
+        """Classify one image with every net: probabilities per net, a table with latencies, the 32x32 input."""
+        probs, rows, preview = inference.classify(available, image)
+        return [probs[net.name] for net in available] + [rows, preview]
+
+    @_ui_errors
+    def filters(net_name, image):
+        """Learned kernels of one net, and the chapter's hand-made kernels vs its learned ones on the image."""
+        model = by_name[net_name].model if net_name in by_name else None
+        first, deeper, note = inference.filter_images(model)
+        responses = inference.kernel_responses(model, image) if image is not None else []
+        return first, deeper, note, responses
+
+    @_ui_errors
+    def feature_maps(net_name, image):
+        """Activations of each conv/pool stage of one net for the image."""
+        if net_name not in by_name or not by_name[net_name].available:
+            raise gr.Error(f"unknown or unavailable net {net_name!r}; choose one of: {', '.join(conv_names)}")
+        return inference.feature_maps(by_name[net_name].model, image)
+
+    def compare():
+        """Parameter counts and card accuracies of every net, and where each net was loaded from."""
+        return table, inference.params_figure(table), inference.accuracy_figure(table)
+
+    sources_md = "\n".join(f"- `{net.name}`: {net.source}" for net in nets)
+    with gr.Blocks(title="ConvHub: convolutions to generalize") as demo:
+        gr.Markdown("# ConvHub — airplane or bird?\nThe nets of *Deep Learning with PyTorch*, chapter 8, trained on "
+                    "CIFAR-2. Every net sees the same 32x32 version of your image.")
+        with gr.Tabs():
+            with gr.Tab("Classify"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        image = UploadedImage(type="filepath", image_mode=None, label="Your image", height=280,
+                                              sources=["upload", "webcam", "clipboard"])
+                        classify_button = gr.Button("Classify", variant="primary")
+                        if examples:
+                            gr.Examples(examples, inputs=image, label="Examples: CIFAR airplanes and birds, and others")
+                        seen = gr.Image(label="What the nets see (32x32)", interactive=False, height=200)
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            labels = [gr.Label(num_top_classes=len(CIFAR2_CLASSES), label=f"{net.name} "
+                                               f"({net.model.num_params:,} params)", min_width=160)
+                                      for net in available]
+                        results = gr.Dataframe(label="All nets: probabilities, prediction and latency", interactive=False)
+            with gr.Tab("Filters"):
+                filter_net = gr.Dropdown(conv_names, value=conv_names[-1] if conv_names else None, label="Net")
+                filter_button = gr.Button("Show filters")
+                filter_note = gr.Markdown()
+                with gr.Row():
+                    first_kernels = gr.Image(label="First conv layer: RGB kernels", interactive=False)
+                    deeper_kernels = gr.Image(label="Second conv layer: kernels per channel", interactive=False)
+                responses = gr.Gallery(label="Hand-made kernels (blur, edges) vs learned kernels on your image",
+                                       columns=5, height="auto")
+            with gr.Tab("Feature maps"):
+                fmap_net = gr.Dropdown(conv_names, value=conv_names[0] if conv_names else None, label="Net")
+                fmap_button = gr.Button("Show feature maps")
+                fmaps = gr.Gallery(label="Activations after each stage (first 16 channels)", columns=4, height="auto")
+            with gr.Tab("Compare"):
+                compare_table = gr.Dataframe(value=table, label="Parameters and accuracy (from the model cards)",
+                                             interactive=False)
+                with gr.Row():
+                    params_plot = gr.Plot(label="Parameters")
+                    accuracy_plot = gr.Plot(label="Accuracy vs parameters")
+                gr.Markdown(WHY_CONVOLUTIONS)
+                gr.Markdown(f"### Where each net came from\n{sources_md}")
+
+        classify_button.click(classify, image, labels + [results, seen], api_name="classify")
+        filter_button.click(filters, [filter_net, image], [first_kernels, deeper_kernels, filter_note, responses],
+                            api_name="filters")
+        fmap_button.click(feature_maps, [fmap_net, image], fmaps, api_name="feature_maps")
+        demo.load(compare, None, [compare_table, params_plot, accuracy_plot], api_name="compare")
+    return demo
+
+
+def warm_up(nets: list[LoadedNet]) -> None:
+    """One forward per net, so the first visitor does not pay for lazy initialisation."""
+    x = torch.zeros(1, 3, 32, 32)
+    with torch.inference_mode():
+        for net in nets:
+            if net.available:
+                net.model(x)
+
+
+def main() -> None:
+    nets = load_zoo()
+    warm_up(nets)
+    demo = build_demo(nets)
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The pure functions behind each tab: image in, arrays/figures/tables out. No Gradio here."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from convhub import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, build_transforms
+from convhub.card import BOOK_VAL_ACCURACY
+from convhub.errors import ConvHubError
+from convhub.hub import open_image
+from PIL import Image
+from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+from torchvision.utils import make_grid
+
+from zoo_loader import LoadedNet
+
+MAX_FEATURE_STAGES = 12
+MAX_CHANNELS_SHOWN = 16
+TRANSFORMS = build_transforms()
+
+
+class BadImageError(ConvHubError):
+    """The upload is not an image we can read; the message is shown as-is in the UI and API."""
+
+
+def load_input(image: Image.Image | str | Path | None) -> torch.Tensor:
+    """Any upload (path or PIL image) -> the normalized (1, 3, 32, 32) tensor every net sees."""
+    if image is None:
+        raise BadImageError("no image: upload one, paste one, use the webcam or pick an example")
+    try:
+        pil = open_image(image)
+        return TRANSFORMS(pil).unsqueeze(0)
+    except ConvHubError as error:  # name the file, not the server's temporary path
+        message = str(error).replace(str(image), Path(image).name) if isinstance(image, (str, Path)) else str(error)
+        raise BadImageError(message) from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise BadImageError(f"cannot use this image: {error}") from None
+
+
+def to_display(tensor: torch.Tensor, scale: int = 8) -> np.ndarray:
+    """A normalized (1|3, H, W) tensor back to uint8 pixels, enlarged with nearest-neighbour so pixels stay visible."""
+    x = tensor.detach().float()
+    x = x[0] if x.dim() == 4 else x
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    else:
+        x = x * torch.tensor(CIFAR_STD).view(3, 1, 1) + torch.tensor(CIFAR_MEAN).view(3, 1, 1)
+    x = x.clamp(0, 1)
+    x = torch.nn.functional.interpolate(x.unsqueeze(0), scale_factor=scale, mode="nearest")[0]
+    return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@torch.inference_mode()
+def classify(nets: list[LoadedNet], image) -> tuple[dict[str, dict[str, float]], pd.DataFrame, np.ndarray]:
+    """Every available net on one image: probabilities per net, a comparison table, and the 32x32 input."""
+    x = load_input(image)
+    probs_by_net, rows = {}, []
+    for net in nets:
+        if not net.available:
+            continue
+        start = time.perf_counter()
+        probs = net.model(x).softmax(1)[0]
+        latency_ms = (time.perf_counter() - start) * 1000
+        probs_by_net[net.name] = {name: float(p) for name, p in zip(CIFAR2_CLASSES, probs)}
+        rows.append({"net": net.name, **{name: round(float(p), 4) for name, p in zip(CIFAR2_CLASSES, probs)},
+                     "prediction": CIFAR2_CLASSES[int(probs.argmax())], "latency_ms": round(latency_ms, 2)})
+    return probs_by_net, pd.DataFrame(rows), to_display(x[0])
+
+
+def _kernel_grid(weights: torch.Tensor, nrow: int, scale: int) -> np.ndarray:
+    """(N, C, k, k) kernels as a grid; each kernel min-max normalized on its own so its pattern is visible."""
+    w = weights.detach().float()
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    w = (w - lo) / (hi - lo).clamp_min(1e-8)
+    w = torch.nn.functional.interpolate(w, scale_factor=scale, mode="nearest")
+    grid = make_grid(w, nrow=nrow, padding=2, pad_value=1.0)
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def conv_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Conv2d]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def filter_images(model: torch.nn.Module) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """First conv's kernels as RGB tiles; the second conv's kernels one tile per (output, input channel)."""
+    convs = conv_layers(model) if model is not None else []
+    if not convs:
+        return None, None, "this net is unavailable." if model is None else "this net has no convolutions: the fully connected baseline looks at all 3,072 pixels at once."
+    name, first = convs[0]
+    first_grid = _kernel_grid(first.weight, nrow=8, scale=12)
+    note = f"`{name}`: {first.out_channels} kernels of 3x3 over RGB (each normalized to its own range)."
+    deeper_grid = None
+    if len(convs) > 1:
+        name2, second = convs[1]
+        w = second.weight[:MAX_CHANNELS_SHOWN, :MAX_CHANNELS_SHOWN]
+        tiles = w.reshape(-1, 1, *w.shape[2:])  # one grey tile per (output, input) channel pair
+        deeper_grid = _kernel_grid(tiles, nrow=w.shape[1], scale=8)
+        note += (f" `{name2}`: {second.out_channels}x{second.in_channels} kernels, one row per output channel"
+                 f" (first {w.shape[0]}x{w.shape[1]} shown).")
+    return first_grid, deeper_grid, note
+
+
+def handmade_kernels() -> dict[str, torch.Tensor]:
+    """The chapter's hand-made 3x3 kernels, applied to all three channels at once."""
+    blur = torch.full((3, 3), 1 / 9)
+    vertical = torch.tensor([[-1.0, 0.0, 1.0]] * 3)
+    return {"blur": blur, "vertical edges": vertical, "horizontal edges": vertical.T.contiguous()}
+
+
+def _response_image(response: torch.Tensor, scale: int = 6) -> np.ndarray:
+    r = response.detach().float()
+    r = (r - r.min()) / (r.max() - r.min()).clamp_min(1e-8)
+    return to_display(r.unsqueeze(0), scale=scale)
+
+
+@torch.inference_mode()
+def kernel_responses(model: torch.nn.Module | None, image, n_learned: int = 6) -> list[tuple[np.ndarray, str]]:
+    """Hand-made kernels' outputs on the 32x32 input, next to the outputs of the net's first learned kernels."""
+    x = load_input(image)
+    gallery = [(to_display(x[0], scale=6), "input (32x32)")]
+    for name, kernel in handmade_kernels().items():
+        weight = kernel.expand(1, 3, 3, 3)
+        gallery.append((_response_image(torch.nn.functional.conv2d(x, weight, padding=1)[0, 0]), f"hand-made: {name}"))
+    convs = conv_layers(model) if model is not None else []
+    if convs:
+        name, first = convs[0]
+        out = first(x)[0]
+        for i in range(min(n_learned, out.shape[0])):
+            gallery.append((_response_image(out[i]), f"learned: {name}[{i}]"))
+    return gallery
+
+
+STAGE_PATTERN = re.compile(r"^(tanh|relu)(_\d+)?$|^max_pool2d(_\d+)?$|(^|\.)add$")
+
+
+def feature_stage_names(model: torch.nn.Module) -> list[str]:
+    """Graph nodes worth showing: activations after each conv, each pooling, each residual sum."""
+    _, eval_nodes = get_graph_node_names(model)
+    return [n for n in eval_nodes if STAGE_PATTERN.search(n)]
+
+
+@torch.inference_mode()
+def feature_maps(model: torch.nn.Module | None, image) -> list[tuple[np.ndarray, str]]:
+    """CNN-Explainer style: each conv/pool stage's activations for one image, one grid per stage."""
+    x = load_input(image)
+    if model is None or not conv_layers(model):
+        raise BadImageError("the fully connected baseline has no feature maps: pick a convolutional net")
+    extractor = create_feature_extractor(model, return_nodes=feature_stage_names(model)).eval()
+    outputs = [(name, out) for name, out in extractor(x).items() if out.dim() == 4]
+    if len(outputs) > MAX_FEATURE_STAGES:  # deep nets: evenly spaced stages, always the first and the last
+        keep = sorted({round(i * (len(outputs) - 1) / (MAX_FEATURE_STAGES - 1)) for i in range(MAX_FEATURE_STAGES)})
+        outputs = [outputs[i] for i in keep]
+    gallery = [(to_display(x[0], scale=4), "input 3x32x32")]
+    for name, out in outputs:
+        maps = out[0, :MAX_CHANNELS_SHOWN].unsqueeze(1)
+        lo = maps.amin(dim=(2, 3), keepdim=True)
+        hi = maps.amax(dim=(2, 3), keepdim=True)
+        maps = (maps - lo) / (hi - lo).clamp_min(1e-8)
+        scale = max(1, 64 // maps.shape[-1])
+        maps = torch.nn.functional.interpolate(maps, scale_factor=scale, mode="nearest")
+        grid = make_grid(maps, nrow=int(math.ceil(math.sqrt(maps.shape[0]))), padding=2, pad_value=1.0)
+        image_grid = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        c, h, w = out.shape[1:]
+        gallery.append((image_grid, f"{name}: {c}x{h}x{w}" + (f" (first {MAX_CHANNELS_SHOWN} channels)" if c > MAX_CHANNELS_SHOWN else "")))
+    return gallery
+
+
+def compare_table(nets: list[LoadedNet]) -> pd.DataFrame:
+    """Parameter counts for every net (trained or not) and the accuracies their model cards report."""
+    import convhub
+
+    rows = []
+    for net in nets:
+        model = net.model if net.model is not None else convhub.create(net.name)
+        record = net.record or {}
+        rows.append({
+            "net": net.name,
+            "class": type(model).__name__,
+            "params": model.num_params,
+            "val_accuracy": record.get("val_accuracy"),
+            "train_accuracy": record.get("train_accuracy"),
+            "book_val_accuracy": BOOK_VAL_ACCURACY.get(net.name),
+            "epochs": record.get("epochs"),
+            "source": net.source,
+        })
+    return pd.DataFrame(rows)
+
+
+def params_figure(table: pd.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
+    ax.barh(table["net"], table["params"], color=["#d62728" if n == "fc" else "#1f77b4" for n in table["net"]])
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    for y, p in enumerate(table["params"]):
+        ax.text(p, y, f" {p:,}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title("Parameters per net: convolutions share weights across positions")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_figure(table: pd.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
+    ours = table.dropna(subset=["val_accuracy"])
+    ax.scatter(ours["params"], ours["val_accuracy"], label="ours (validation)", zorder=3)
+    for _, row in ours.iterrows():
+        ax.annotate(row["net"], (row["params"], row["val_accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    book = table.dropna(subset=["book_val_accuracy"])
+    ax.scatter(book["params"], book["book_val_accuracy"], marker="x", color="gray", label="book (validation)")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("Accuracy vs parameters (from the model cards)")
+    fig.tight_layout()
+    return fig
