@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_model
 
 from . import __version__
@@ -84,7 +85,11 @@ class ConvHubModel(
                          force_download=kwargs.get("force_download", False),
                          local_files_only=kwargs.get("local_files_only", False))
         config = check_config(read_config(folder), folder)
-        if cls is not ConvHubModel and config["architecture"] != cls.__name__:
+        if cls is ConvHubModel:  # the base class: let config.json pick the net, as convhub.load does
+            from .registry import ARCHITECTURES
+
+            return ARCHITECTURES[config["architecture"]].from_pretrained(folder, **kwargs)
+        if config["architecture"] != cls.__name__:
             raise ConvHubError(
                 f"{pretrained_model_name_or_path} holds a {config['architecture']}, not a {cls.__name__}: "
                 f"use convhub.load({str(pretrained_model_name_or_path)!r}) to get the right class."
@@ -104,7 +109,7 @@ class ConvHubModel(
             raise ConvHubError(f"{model_id} has no {SAFETENSORS_SINGLE_FILE}: convhub loads safetensors weights only.")
         try:
             load_model(model, str(weights), strict=strict, device=str(map_location))
-        except (RuntimeError, OSError) as error:  # wrong shapes / truncated file
+        except (RuntimeError, OSError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
             raise ConvHubError(f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error
         model.eval()
         return model
