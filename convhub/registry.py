@@ -51,12 +51,22 @@ def list_models() -> list[ModelInfo]:
     return infos
 
 
+def _plain(value):
+    """Tuples as lists: a config read back from config.json has lists where the constructor had tuples."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def zoo_name_for(model: models.ConvHubModel) -> str:
     """The zoo name whose class and arguments match ``model``; custom configs get a descriptive name."""
-    config = model._hub_mixin_config or {}
+    config = {k: _plain(v) for k, v in (model._hub_mixin_config or {}).items()}
     for name, (cls, kwargs) in ZOO.items():
         defaults = cls._hub_mixin_jsonable_default_values
-        if type(model) is cls and all(config.get(k, defaults.get(k)) == v for k, v in {**defaults, **kwargs}.items()):
+        if type(model) is cls and all(
+            config.get(k, _plain(defaults.get(k))) == _plain(v) for k, v in {**defaults, **kwargs}.items()
+        ):
             return name
-    args = "_".join(f"{k}{v}" for k, v in sorted(config.items()) if not isinstance(v, (list, dict)))
+    args = "_".join(
+        f"{k}{'-'.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in sorted(config.items()) if not isinstance(v, dict)
+    )
     return f"{type(model).__name__.lower()}_{args}".rstrip("_")
