@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 BOOK_VAL_ACCURACY = {  # Deep Learning with PyTorch, ch. 7-8 notebooks (validation = CIFAR-10 test images)
@@ -91,7 +93,9 @@ def model_card(model, training: dict | None = None) -> ModelCard:
             )
         ]
         # Machine-readable copy of the whole training record, read back by `training push` and the Space.
-        data.convhub = training
+        # As plain JSON types: YAML would write str/float subclasses (torch.__version__, numpy floats) as
+        # python objects that no YAML safe loader (nor the Hub) reads back.
+        data.convhub = json.loads(json.dumps(training, default=str))
     config = {k: v for k, v in (model._hub_mixin_config or {}).items()}
     return ModelCard.from_template(
         card_data=data,
