@@ -1,0 +1,174 @@
+"""Fixtures shared by the convhub tests (tests/test_models.py, test_hub.py, test_predict.py).
+
+Nothing here is autouse: the training and Space tests are unaffected unless they ask for a fixture.
+
+- `hub_env`: every Hugging Face setting a test could leak through, pointed into the test's tmp_path: the HF cache,
+  no token, not offline, HF_ENDPOINT at a closed port on 127.0.0.1, convhub's reachability probe cache emptied, and
+  any connection to a host other than the loopback interface fails the test (nothing may reach huggingface.co).
+- `OlahHub` / `olah_hub`: a real Hub-compatible server, olah (pinned in requirements.txt), run as a subprocess on
+  127.0.0.1 in offline mode, serving local git repositories from its mirrors path through the Hub's download API.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import convhub.hub
+import pytest
+import torch
+from huggingface_hub import constants
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The nets here are tiny: one thread avoids OpenMP threads fighting over the 2 cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def free_port() -> int:
+    """A port nothing listens on (the OS picked it and we closed it again)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Any attempt to resolve or connect to a non-loopback host fails the test (pytest.fail is no Exception)."""
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(sock, address, *args, **kwargs):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            pytest.fail(f"a test tried to connect to {address}: only 127.0.0.1 is allowed")
+        return real_connect(sock, address, *args, **kwargs)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK and host is not None:
+            pytest.fail(f"a test tried to resolve {host!r}: only 127.0.0.1 is allowed")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def hub_env(monkeypatch, tmp_path, loopback_only) -> Path:
+    """Isolated Hugging Face environment; returns the HF cache folder (empty)."""
+    cache = tmp_path / "hf-cache"
+    # huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE once at import: patch its constants as well as the env.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # closed: nothing listens there
+    convhub.hub._probe_cache.clear()
+    yield cache
+    convhub.hub._probe_cache.clear()
+
+
+def git(*args: str, cwd: Path) -> str:
+    command = ["git", "-c", "user.name=convhub tests", "-c", "user.email=tests@convhub.invalid",
+               "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args]
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+class OlahHub:
+    """olah serving `root/mirrors/models/<namespace>/<name>` git repositories on http://127.0.0.1:<port>."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.mirrors = root / "mirrors"
+        (self.mirrors / "models").mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> OlahHub:
+        config = self.root / "olah.toml"
+        config.write_text(
+            "[basic]\n"
+            f'host = "127.0.0.1"\nport = {self.port}\n'
+            f'repos-path = "{self.root / "olah-cache"}"\n'
+            f'mirrors-path = ["{self.mirrors}"]\n'
+            "metadata-cache-ttl = 0\n"  # a new commit is visible at once
+            "[accessibility]\noffline = true\n"  # never ask huggingface.co
+        )
+        log = open(self.root / "olah.out", "wb")
+        # HOME in tmp: olah keeps a database under ~/.olah.
+        env = {**os.environ, "HOME": str(self.root), "HF_HUB_OFFLINE": "0"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from olah.server import main; main()", "--config", str(config),
+             "--log-path", str(self.root / "logs")],
+            cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"olah exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"olah did not listen on port {self.port} within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        path = self.root / "olah.out"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def repo(self, repo_id: str) -> Path:
+        return self.mirrors / "models" / repo_id
+
+    def publish(self, folder: Path, repo_id: str, message: str = "upload", tag: str | None = None) -> str:
+        """Commit the files of a save_pretrained `folder` to the repo (created on first use); returns the sha."""
+        repo = self.repo(repo_id)
+        if not (repo / ".git").exists():
+            repo.mkdir(parents=True)
+            git("init", "-q", "-b", "main", cwd=repo)
+        for path in folder.iterdir():
+            (repo / path.name).write_bytes(path.read_bytes())
+        git("add", "-A", cwd=repo)
+        git("commit", "-q", "-m", message, cwd=repo)
+        if tag:
+            git("tag", tag, cwd=repo)
+        return git("rev-parse", "HEAD", cwd=repo)
+
+
+@pytest.fixture(scope="module")
+def olah_server(tmp_path_factory):
+    server = OlahHub(tmp_path_factory.mktemp("olah")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def olah_hub(olah_server, hub_env, monkeypatch) -> OlahHub:
+    """The olah server, with HF_ENDPOINT pointing at it (and the isolated HF environment of hub_env)."""
+    monkeypatch.setenv("HF_ENDPOINT", olah_server.url)
+    return olah_server

@@ -1,0 +1,343 @@
+"""The zoo: parameter counts, forward passes, save_pretrained / load round trips, configs and the model card."""
+
+from __future__ import annotations
+
+import json
+
+import convhub
+import pytest
+import torch
+from convhub.models import CONFIG_FORMAT
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.usefixtures("one_thread", "hub_env")
+
+# Deep Learning with PyTorch ch. 7-8 (the notebooks' printouts, and the specs for the nets it does not print);
+# net_res_deep* have distinct blocks, unlike the book's notebook (see shared/reference/chapter8.md).
+EXPECTED_PARAMS = {
+    "fc": 3_737_474,
+    "net": 18_090,
+    "net_width": 38_386,
+    "net_dropout": 38_386,
+    "net_batchnorm": 38_482,
+    "net_depth": 16_130,
+    "net_res": 16_130,
+    "net_res_deep": 159_330,
+    "net_res_deep100": 994_530,
+}
+ZOO_NAMES = list(EXPECTED_PARAMS)
+STOCHASTIC = ["net_dropout", "net_batchnorm", "net_res_deep"]  # outputs depend on train/eval mode
+MODEL_FILES = {"config.json", "model.safetensors", "README.md"}
+
+
+def seeded(name: str, seed: int = 0, **overrides) -> convhub.ConvHubModel:
+    torch.manual_seed(seed)
+    return convhub.create(name, **overrides)
+
+
+def batch(n: int = 4, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Each zoo net saved once (same seed as `seeded`): {name: folder}."""
+    root = tmp_path_factory.mktemp("zoo")
+    folders = {}
+    for name in ZOO_NAMES:
+        folders[name] = root / name
+        seeded(name).save_pretrained(folders[name])
+    return folders
+
+
+# --- the zoo ---------------------------------------------------------------------------------------------------
+
+
+def test_zoo_names_are_the_chapters_nets():
+    assert list(convhub.ZOO) == ZOO_NAMES
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_parameter_count(name):
+    model = convhub.create(name)
+    assert model.num_params == EXPECTED_PARAMS[name]
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == EXPECTED_PARAMS[name]
+
+
+def test_resblock_parameter_count():
+    assert sum(p.numel() for p in convhub.ResBlock(32).parameters()) == 9_280
+
+
+def test_list_models_agrees_with_create():
+    infos = convhub.list_models()
+    assert [info.name for info in infos] == ZOO_NAMES
+    for info in infos:
+        model = convhub.create(info.name)
+        assert isinstance(info, convhub.ModelInfo)
+        assert info.architecture == type(model).__name__
+        assert info.params == model.num_params == EXPECTED_PARAMS[info.name]
+        assert info.description and "\n" not in info.description
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_model_name_is_the_zoo_name(name):
+    assert convhub.create(name).model_name == name
+
+
+def test_create_with_overrides_builds_a_different_net():
+    model = convhub.create("net_width", n_chans1=16)
+    assert model.conv1.out_channels == 16 and model.conv2.out_channels == 8
+    assert model.num_params != EXPECTED_PARAMS["net_width"]
+    assert model.model_name != "net_width"
+    assert convhub.create("net_res_deep", n_blocks=3).num_params == EXPECTED_PARAMS["net_res_deep"] - 7 * 9_280
+
+
+def test_model_name_does_not_depend_on_tuple_or_list():
+    """config.json turns tuples into lists: the name must not change when a net is loaded back."""
+    assert convhub.FullyConnected(hidden=[1024, 512, 128]).model_name == "fc"
+    assert convhub.create("fc", hidden=(64, 32)).model_name == convhub.create("fc", hidden=[64, 32]).model_name
+    assert convhub.create("fc", hidden=(64, 32)).model_name != convhub.create("fc", hidden=(64, 16)).model_name
+
+
+def test_create_unknown_name_lists_the_zoo():
+    with pytest.raises(convhub.ConvHubError, match="unknown model 'resnet50'") as info:
+        convhub.create("resnet50")
+    assert all(name in str(info.value) for name in ZOO_NAMES)
+
+
+def test_resdeep_blocks_are_distinct_modules():
+    model = convhub.create("net_res_deep")
+    blocks = list(model.resblocks)
+    assert len(blocks) == 10 and len({id(b) for b in blocks}) == 10
+    assert len({b.conv.weight.data_ptr() for b in blocks}) == 10
+
+
+# --- forward ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+@pytest.mark.parametrize("n", [1, 5])
+def test_forward_shape(name, n):
+    model = seeded(name).eval()
+    with torch.no_grad():
+        out = model(batch(n))
+    assert out.shape == (n, 2) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_channels_last_and_non_contiguous_inputs_give_the_same_output(name):
+    model = seeded(name).eval()
+    x = batch(4)
+    channels_last = x.to(memory_format=torch.channels_last)
+    transposed = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # NHWC storage viewed as NCHW
+    big = torch.zeros(8, 3, 40, 40)
+    big[::2, :, 4:36, 4:36] = x
+    sliced = big[::2, :, 4:36, 4:36]
+    flipped = x.flip(-1).contiguous().flip(-1)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last) and not channels_last.is_contiguous()
+    assert not transposed.is_contiguous() and not sliced.is_contiguous()
+    with torch.no_grad():
+        expected = model(x)
+        for variant in (channels_last, transposed, sliced, flipped):
+            assert torch.equal(variant, x)
+            torch.testing.assert_close(model(variant), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_model_gives_the_same_output():
+    model = seeded("net_batchnorm").eval()
+    x = batch(3)
+    with torch.no_grad():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), expected, rtol=1e-5, atol=1e-5)
+
+
+# --- save_pretrained / load ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_saved_folder_holds_config_safetensors_and_card_only(name, saved):
+    folder = saved[name]
+    assert {p.name for p in folder.iterdir()} == MODEL_FILES
+    assert not [p for p in folder.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}]
+    # every parameter and buffer (BatchNorm statistics included) is in the safetensors file, with its value
+    tensors = load_file(folder / "model.safetensors")
+    state = seeded(name).state_dict()
+    assert set(tensors) == set(state)
+    for key, value in state.items():
+        assert torch.equal(tensors[key], value), key
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_round_trip_gives_identical_outputs_in_eval_mode(name, saved):
+    original = seeded(name).eval()
+    loaded = convhub.load(saved[name])
+    assert type(loaded) is type(original)
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+    assert loaded.model_name == name
+    x = batch(4)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), original(x))
+    for (key, a), (key_b, b) in zip(original.state_dict().items(), loaded.state_dict().items()):
+        assert key == key_b and torch.equal(a, b), key
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_round_trip_gives_identical_outputs_in_train_mode(name, saved):
+    original = seeded(name).train()
+    loaded = convhub.load(saved[name]).train()
+    x = batch(8)
+    outputs = []
+    for model in (original, loaded):
+        torch.manual_seed(123)
+        with torch.no_grad():
+            outputs.append(model(x))
+    assert torch.equal(outputs[0], outputs[1])
+    with torch.no_grad():  # and train mode really differs from eval mode for these nets
+        assert not torch.allclose(loaded(x), loaded.eval()(x))
+
+
+@pytest.mark.parametrize("name", ["net_batchnorm", "net_res_deep"])
+def test_batchnorm_running_statistics_survive_the_round_trip(name, tmp_path):
+    model = seeded(name).train()
+    with torch.no_grad():
+        for step in range(3):
+            model(batch(16, seed=10 + step) * 2 + 0.5)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    for norm in norms:
+        assert norm.num_batches_tracked.item() == 3
+        assert not torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+        assert not torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+    model.save_pretrained(tmp_path)
+    loaded = convhub.load(tmp_path)
+    loaded_norms = [m for m in loaded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm, loaded_norm in zip(norms, loaded_norms, strict=True):
+        for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+            assert torch.equal(getattr(loaded_norm, buffer), getattr(norm, buffer)), buffer
+        assert loaded_norm.num_batches_tracked.dtype == torch.int64
+    x = batch(4)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_mixin_from_pretrained(tmp_path):
+    torch.manual_seed(0)
+    model = convhub.NetResDeep(n_chans1=8, n_blocks=3).eval()
+    model.save_pretrained(tmp_path)
+    loaded = convhub.NetResDeep.from_pretrained(tmp_path)
+    assert type(loaded) is convhub.NetResDeep and len(loaded.resblocks) == 3 and loaded.n_chans1 == 8
+    assert not loaded.training
+    x = batch(2)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert type(convhub.NetResDeep.from_pretrained(str(tmp_path))) is convhub.NetResDeep
+
+
+def test_base_class_from_pretrained_picks_the_architecture(saved):
+    loaded = convhub.ConvHubModel.from_pretrained(saved["net_depth"])
+    assert type(loaded) is convhub.NetDepth
+    with torch.no_grad():
+        assert torch.equal(loaded(batch(2)), seeded("net_depth").eval()(batch(2)))
+
+
+def test_mixin_from_pretrained_refuses_another_architecture(saved):
+    with pytest.raises(convhub.ConvHubError, match="holds a Net, not a NetResDeep") as info:
+        convhub.NetResDeep.from_pretrained(saved["net"])
+    assert "convhub.load(" in str(info.value)
+    with pytest.raises(convhub.ConvHubError, match="holds a NetDepth, not a NetRes"):  # a subclass is not enough
+        convhub.NetRes.from_pretrained(saved["net_depth"])
+
+
+# --- config.json -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_config_json_records_what_users_need(name, saved):
+    config = json.loads((saved[name] / "config.json").read_text())
+    model = convhub.create(name)
+    assert config["architecture"] == type(model).__name__
+    assert config["model_name"] == name
+    assert config["class_names"] == ["airplane", "bird"] == list(convhub.CIFAR2_CLASSES)
+    assert config["num_classes"] == 2
+    assert config["input_size"] == [3, 32, 32]
+    assert config["mean"] == pytest.approx(convhub.CIFAR_MEAN) and len(config["mean"]) == 3
+    assert config["std"] == pytest.approx(convhub.CIFAR_STD) and len(config["std"]) == 3
+    assert config["format_version"] == CONFIG_FORMAT
+    assert config["convhub_version"] == convhub.__version__
+    _, kwargs = convhub.ZOO[name]
+    for key, value in kwargs.items():
+        assert config[key] == value
+
+
+@pytest.mark.parametrize(("name", "overrides", "check"), [
+    ("net_width", {"n_chans1": 16}, lambda m: m.conv1.out_channels == 16 and m.fc1.in_features == 8 * 8 * 8),
+    ("net_dropout", {"n_chans1": 8, "p": 0.25}, lambda m: m.conv1_dropout.p == 0.25 and m.conv1.out_channels == 8),
+    ("net_batchnorm", {"n_chans1": 8}, lambda m: m.conv2_batchnorm.num_features == 4),
+    ("net_depth", {"n_chans1": 8}, lambda m: m.conv3.out_channels == 4),
+    ("net_res", {"n_chans1": 12}, lambda m: m.conv3.in_channels == 6),
+    ("net_res_deep", {"n_chans1": 8, "n_blocks": 3}, lambda m: len(m.resblocks) == 3 and m.fc1.in_features == 512),
+    ("fc", {"hidden": [64, 32]}, lambda m: [layer.out_features for layer in m.layers[::2]] == [64, 32, 2]),
+])
+def test_constructor_arguments_round_trip(name, overrides, check, tmp_path):
+    model = seeded(name, **overrides).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key, value in overrides.items():
+        assert config[key] == value
+    assert config["model_name"] == model.model_name != name
+    loaded = convhub.load(tmp_path)
+    assert type(loaded) is type(model) and check(loaded)
+    assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in loaded._hub_mixin_config.items()} == \
+        {**convhub.ZOO[name][1], **overrides}
+    assert loaded.model_name == model.model_name
+    x = batch(2)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+# --- model card ------------------------------------------------------------------------------------------------
+
+TRAINING = {
+    "val_accuracy": 0.87654, "train_accuracy": 0.93, "epochs": 7, "seconds": 41.5, "device": "cpu",
+    "dataset": "synthetic CIFAR-2", "validation": "10% stratified split", "recipe": "book",
+    "recipe_description": "plain SGD, lr 1e-2", "seed": 1234, "convhub_version": convhub.__version__,
+    "torch_version": torch.__version__,  # a TorchVersion (str subclass), as a caller would naturally pass it
+    "per_class_accuracy": {"airplane": 0.9, "bird": 0.85},
+}
+
+
+@pytest.mark.parametrize("name", ["net", "net_res_deep100"])
+def test_model_card_of_an_untrained_net(name, saved):
+    card = ModelCard.load(saved[name] / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "convhub"
+    assert data["pipeline_tag"] == "image-classification"
+    assert data["license"] == "mit"
+    assert "convhub" in data["tags"]
+    assert "model-index" not in data and "convhub" not in data and card.data.eval_results is None
+    assert f"{EXPECTED_PARAMS[name]:,}" in card.text
+    assert "untrained" in card.text
+
+
+def test_model_card_with_training_record(tmp_path):
+    model = seeded("net_batchnorm")
+    model.save_pretrained(tmp_path, model_card_kwargs={"training": TRAINING})
+    assert {p.name for p in tmp_path.iterdir()} == MODEL_FILES
+    card = ModelCard.load(tmp_path / "README.md")
+    (result,) = card.data.eval_results
+    assert result.metric_type == "accuracy"
+    assert result.metric_value == pytest.approx(0.8765)
+    assert result.task_type == "image-classification"
+    assert card.data.model_name == "convhub-net-batchnorm"
+    record = card.data.to_dict()["convhub"]
+    assert record == {**TRAINING, "torch_version": str(torch.__version__)}
+    assert card.data.to_dict()["library_name"] == "convhub"
+    assert "38,482" in card.text
+    assert "0.8765" in card.text and "0.9300" in card.text  # validation and train accuracy
+    assert "bird | 0.8500" in card.text
+    assert "untrained" not in card.text
+    # and the weights still load
+    assert type(convhub.load(tmp_path)) is convhub.NetBatchNorm
