@@ -11,6 +11,7 @@ Nothing here is autouse: the training and Space tests are unaffected unless they
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -75,6 +76,13 @@ def hub_env(monkeypatch, tmp_path, loopback_only) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # closed: nothing listens there
+    # convhub reads HF_ENDPOINT at call time and passes it to the client as endpoint=. huggingface_hub itself read it
+    # at import (constants.ENDPOINT = huggingface.co here), and uses that for one request of its own: the first time it
+    # builds request headers it fetches an "agent harness" registry from constants.ENDPOINT unless a copy younger than
+    # a day is cached in the file below. Give it a fresh, empty copy so nothing tries huggingface.co.
+    registry = tmp_path / "agent_harnesses.json"
+    registry.write_text(json.dumps({"standardEnvVars": [], "harnesses": {}}))
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(registry), raising=False)
     convhub.hub._probe_cache.clear()
     yield cache
     convhub.hub._probe_cache.clear()

@@ -1,0 +1,321 @@
+"""convhub.load and from_pretrained: loading errors, offline behaviour, and downloads from a Hub-compatible server.
+
+What is real and what is simulated in the download tests (`olah_hub`, see conftest.py):
+- real: huggingface_hub's own download client (snapshot_download -> repo_info, list_repo_tree, hf_hub_download), its
+  HF cache on disk, convhub's resolve/probe/error handling, and an HTTP server that speaks the Hub's download API:
+  olah, a self-hosted Hub mirror, run as a subprocess on 127.0.0.1;
+- simulated: huggingface.co itself. olah runs in offline mode and serves local git repositories (its mirrors path)
+  that the tests create with `git` from save_pretrained folders, instead of proxying the Hub. Repos are public and no
+  token is sent; uploads (which olah cannot serve) are tested in test_training_publish.py.
+The offline tests need no server: HF_HUB_OFFLINE=1, or HF_ENDPOINT at a port on 127.0.0.1 where nothing listens.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import convhub
+import convhub.hub
+import pytest
+import torch
+from conftest import free_port
+from convhub.models import CONFIG_FORMAT
+
+pytestmark = pytest.mark.usefixtures("one_thread", "hub_env")
+
+REPO = "someone/convhub-net"
+
+
+def batch(n: int = 3) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+
+
+def outputs(model) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(batch())
+
+
+def expected(seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return outputs(convhub.create("net"))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A saved Net (seed 0)."""
+    torch.manual_seed(0)
+    path = tmp_path / "net"
+    convhub.create("net").save_pretrained(path)
+    return path
+
+
+def edit_config(folder, **changes):
+    path = folder / "config.json"
+    config = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+
+
+# --- local folders: errors -------------------------------------------------------------------------------------
+
+
+def test_load_of_a_local_folder(folder):
+    assert torch.equal(outputs(convhub.load(folder)), expected(0))
+    assert torch.equal(outputs(convhub.load(str(folder))), outputs(convhub.load(f"hf-hub:{folder}")))
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(convhub.ConvHubError, match="no config.json.*save_pretrained"):
+        convhub.load(tmp_path)
+
+
+def test_folder_with_weights_but_no_config(folder):
+    (folder / "config.json").unlink()
+    with pytest.raises(convhub.ConvHubError, match="no config.json"):
+        convhub.load(folder)
+    with pytest.raises(convhub.ConvHubError, match="no config.json"):
+        convhub.Net.from_pretrained(folder)
+
+
+def test_unknown_architecture(folder):
+    edit_config(folder, architecture="ResNet152")
+    with pytest.raises(convhub.ConvHubError, match="unknown architecture 'ResNet152'") as info:
+        convhub.load(folder)
+    assert "NetResDeep" in str(info.value)  # names the known ones
+
+
+def test_config_without_architecture(folder):
+    edit_config(folder, architecture=None)
+    with pytest.raises(convhub.ConvHubError, match="names no 'architecture'"):
+        convhub.load(folder)
+
+
+@pytest.mark.parametrize("loader", [convhub.load, convhub.Net.from_pretrained])
+def test_config_from_a_newer_convhub(folder, loader):
+    edit_config(folder, format_version=CONFIG_FORMAT + 1, convhub_version="9.0.0")
+    with pytest.raises(convhub.ConvHubError, match="upgrade") as info:
+        loader(folder)
+    assert "9.0.0" in str(info.value) and "pip install -U convhub" in str(info.value)
+
+
+def test_config_of_the_current_format_loads(folder):
+    edit_config(folder, format_version=CONFIG_FORMAT)
+    assert isinstance(convhub.load(folder), convhub.Net)
+
+
+@pytest.mark.parametrize("text", ['{"architecture": "Net",', "", "\xff\xfe not json", "[1, 2]", '"Net"'])
+def test_malformed_config(folder, text):
+    (folder / "config.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(convhub.ConvHubError, match="config.json"):
+        convhub.load(folder)
+
+
+def test_missing_weights(folder):
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(convhub.ConvHubError, match="no model.safetensors"):
+        convhub.load(folder)
+
+
+def test_pickled_weights_are_not_loaded(folder):
+    """A folder with a pytorch_model.bin instead of safetensors is refused: nothing is ever unpickled."""
+    torch.save(convhub.create("net").state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(convhub.ConvHubError, match="safetensors weights only"):
+        convhub.load(folder)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 100, 0.5, -1])
+def test_truncated_weights(folder, keep):
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else keep if keep >= 0 else len(data) + keep
+    weights.write_bytes(data[:n])
+    with pytest.raises(convhub.ConvHubError, match="model.safetensors"):
+        convhub.load(folder)
+
+
+def test_weights_that_do_not_fit_the_config(folder):
+    edit_config(folder, architecture="NetWidth", n_chans1=32)  # (NetWidth(16) has exactly the shapes of Net)
+    with pytest.raises(convhub.ConvHubError, match="do not fit NetWidth"):
+        convhub.load(folder)
+
+
+@pytest.mark.parametrize("name", ["not a repo!", "a/b/c", "ns/name?", "ns//name", "-ns/name", "x" * 200 + "/y"])
+def test_invalid_repo_id(name):
+    start = time.monotonic()
+    with pytest.raises(convhub.ConvHubError, match="valid Hub repo id|local folder"):
+        convhub.load(name)
+    assert time.monotonic() - start < 5
+
+
+def test_bare_name_is_neither_a_folder_nor_a_repo_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(convhub.ConvHubError, match="namespace/name"):
+        convhub.load("convhub-net")
+
+
+# --- offline ---------------------------------------------------------------------------------------------------
+
+
+def test_offline_mode_fails_fast_and_names_the_setting(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(convhub.HubUnavailableError, match="HF_HUB_OFFLINE") as info:
+        convhub.load(REPO)
+    assert time.monotonic() - start < 5
+    assert isinstance(info.value, convhub.ConvHubError) and isinstance(info.value, ConnectionError)
+    assert REPO in str(info.value)
+
+
+def test_offline_mode_refuses_before_any_connection(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("offline mode opened a connection"))
+    with pytest.raises(convhub.HubUnavailableError):
+        convhub.load(REPO, revision="v1")
+    with pytest.raises(convhub.HubUnavailableError):
+        convhub.Net.from_pretrained(REPO)
+
+
+def test_unreachable_endpoint_fails_fast():
+    """HF_ENDPOINT (set by hub_env) is a port on 127.0.0.1 where nothing listens."""
+    start = time.monotonic()
+    with pytest.raises(convhub.HubUnavailableError, match="cannot be reached") as info:
+        convhub.load(REPO)
+    assert time.monotonic() - start < 5
+    assert convhub.hub.endpoint() in str(info.value)
+
+
+def test_unreachable_endpoint_is_probed_once(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    probes = []
+    real = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: probes.append(a) or real(*a, **k))
+    for _ in range(3):
+        with pytest.raises(convhub.HubUnavailableError):
+            convhub.load(REPO)
+    assert len(probes) == 1  # cached for convhub.hub._PROBE_TTL_S
+
+
+# --- a real download client against olah --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def published(olah_hub, tmp_path):
+    """REPO on the server with two commits: v1 (tagged; seed 0) and main (seed 1). Returns (sha_v1, sha_main)."""
+    repo_id = f"ns{time.monotonic_ns()}/convhub-net"  # a fresh repo per test: the server outlives the test
+    shas = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        convhub.create("net").save_pretrained(tmp_path / f"seed{seed}")
+        shas.append(olah_hub.publish(tmp_path / f"seed{seed}", repo_id, f"seed {seed}", tag="v1" if seed == 0 else None))
+    return repo_id, shas
+
+
+def test_download_gives_the_published_weights(published, hub_env):
+    repo_id, (sha_v1, sha_main) = published
+    model = convhub.load(repo_id)
+    assert isinstance(model, convhub.Net) and not model.training
+    assert torch.equal(outputs(model), expected(1))
+    snapshot = hub_env / f"models--{repo_id.replace('/', '--')}" / "snapshots" / sha_main
+    assert {p.name for p in snapshot.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert (hub_env / f"models--{repo_id.replace('/', '--')}" / "refs" / "main").read_text() == sha_main
+
+
+def test_download_of_a_revision(published):
+    repo_id, (sha_v1, sha_main) = published
+    assert torch.equal(outputs(convhub.load(repo_id, revision="v1")), expected(0))
+    assert torch.equal(outputs(convhub.load(repo_id, revision=sha_v1)), expected(0))
+    assert torch.equal(outputs(convhub.load(repo_id, revision="main")), expected(1))
+    assert torch.equal(outputs(convhub.load(f"hf-hub:{repo_id}", revision=sha_main)), expected(1))
+
+
+def test_download_through_the_mixin_and_create(published):
+    repo_id, _ = published
+    assert torch.equal(outputs(convhub.Net.from_pretrained(repo_id, revision="v1")), expected(0))
+    assert torch.equal(outputs(convhub.ConvHubModel.from_pretrained(repo_id)), expected(1))
+    assert torch.equal(outputs(convhub.create(f"hf-hub:{repo_id}")), expected(1))
+    with pytest.raises(convhub.ConvHubError, match="holds a Net, not a NetResDeep"):
+        convhub.NetResDeep.from_pretrained(repo_id)
+
+
+def test_download_into_a_cache_dir(published, hub_env, tmp_path):
+    repo_id, _ = published
+    cache = tmp_path / "other-cache"
+    assert torch.equal(outputs(convhub.load(repo_id, cache_dir=cache)), expected(1))
+    assert (cache / f"models--{repo_id.replace('/', '--')}").is_dir()
+    assert not (hub_env / f"models--{repo_id.replace('/', '--')}").exists()
+
+
+def test_missing_repo(olah_hub):
+    start = time.monotonic()
+    with pytest.raises(convhub.ConvHubError, match="does not exist") as info:
+        convhub.load("nobody/convhub-missing")
+    assert time.monotonic() - start < 10
+    assert not isinstance(info.value, convhub.HubUnavailableError)
+    assert olah_hub.url in str(info.value)
+
+
+def test_missing_revision(published):
+    repo_id, _ = published
+    with pytest.raises(convhub.ConvHubError) as info:
+        convhub.load(repo_id, revision="v99")
+    assert not isinstance(info.value, convhub.HubUnavailableError)
+    assert repo_id in str(info.value)
+
+
+def test_repo_that_is_not_a_convhub_model(olah_hub, tmp_path):
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "README.md").write_text("# not a model\n")
+    olah_hub.publish(tmp_path / "files", "ns/just-a-readme")
+    with pytest.raises(convhub.ConvHubError, match="no config.json"):
+        convhub.load("ns/just-a-readme")
+
+
+def test_new_commit_is_picked_up(published, olah_hub, tmp_path):
+    repo_id, _ = published
+    assert torch.equal(outputs(convhub.load(repo_id)), expected(1))
+    torch.manual_seed(2)
+    convhub.create("net").save_pretrained(tmp_path / "seed2")
+    olah_hub.publish(tmp_path / "seed2", repo_id, "seed 2")
+    assert torch.equal(outputs(convhub.load(repo_id)), expected(2))
+
+
+def test_offline_load_uses_the_cache_after_a_download(published, monkeypatch):
+    repo_id, (sha_v1, _) = published
+    online = outputs(convhub.load(repo_id))
+    convhub.load(repo_id, revision="v1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("offline load opened a connection"))
+    start = time.monotonic()
+    assert torch.equal(outputs(convhub.load(repo_id)), online)
+    assert time.monotonic() - start < 5
+    assert torch.equal(outputs(convhub.load(repo_id, revision="v1")), expected(0))
+    assert torch.equal(outputs(convhub.load(repo_id, revision=sha_v1)), expected(0))
+    assert torch.equal(outputs(convhub.Net.from_pretrained(repo_id)), online)
+    with pytest.raises(convhub.HubUnavailableError, match="HF_HUB_OFFLINE.*'v2'"):
+        convhub.load(repo_id, revision="v2")  # never downloaded
+    with pytest.raises(convhub.HubUnavailableError, match="HF_HUB_OFFLINE"):
+        convhub.load("ns/never-downloaded")
+
+
+def test_unreachable_hub_uses_the_cache(published, monkeypatch, tmp_path):
+    repo_id, _ = published
+    cache = tmp_path / "cache"
+    online = outputs(convhub.load(repo_id, cache_dir=cache))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # the Hub went away
+    start = time.monotonic()
+    assert torch.equal(outputs(convhub.load(repo_id, cache_dir=cache)), online)
+    assert time.monotonic() - start < 5
+    with pytest.raises(convhub.HubUnavailableError, match="cannot be reached"):
+        convhub.load(repo_id, cache_dir=tmp_path / "empty-cache")
+
+
+def test_incomplete_cache_is_not_used_offline(published, hub_env, monkeypatch):
+    repo_id, (_, sha_main) = published
+    convhub.load(repo_id)
+    snapshot = hub_env / f"models--{repo_id.replace('/', '--')}" / "snapshots" / sha_main
+    (snapshot / "model.safetensors").unlink()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(convhub.HubUnavailableError, match="HF cache"):
+        convhub.load(repo_id)
