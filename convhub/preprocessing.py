@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torchvision.transforms import v2
@@ -21,9 +22,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA", "PA"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale to 8 bits instead of clipping at 255.
-        image = image.point(lambda v: v / 256).convert("L")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit greyscale: scale to 8 bits instead of clipping at 255. Through numpy, which reads every
+        # byte order (Pillow's point() refuses I;16B and I;16L).
+        pixels = np.asarray(image).astype(np.int64) // 256
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
     if image.mode == "F":
         image = image.convert("L")
     return image.convert("RGB")
