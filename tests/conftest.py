@@ -65,7 +65,9 @@ def loopback_only(monkeypatch):
 @pytest.fixture
 def hub_env(monkeypatch, tmp_path, loopback_only) -> Path:
     """Isolated Hugging Face environment; returns the HF cache folder (empty)."""
-    cache = tmp_path / "hf-cache"
+    home = tmp_path / "hf-home"  # everything of ours in one folder: tests may use tmp_path itself as a model folder
+    home.mkdir()
+    cache = home / "hub"
     # huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE once at import: patch its constants as well as the env.
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -74,13 +76,13 @@ def hub_env(monkeypatch, tmp_path, loopback_only) -> Path:
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "no-token"))
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # closed: nothing listens there
     # convhub reads HF_ENDPOINT at call time and passes it to the client as endpoint=. huggingface_hub itself read it
-    # at import (constants.ENDPOINT = huggingface.co here), and uses that for one request of its own: the first time it
+    # at import into constants.ENDPOINT (huggingface.co here) and uses that for one request of its own: the first time it
     # builds request headers it fetches an "agent harness" registry from constants.ENDPOINT unless a copy younger than
     # a day is cached in the file below. Give it a fresh, empty copy so nothing tries huggingface.co.
-    registry = tmp_path / "agent_harnesses.json"
+    registry = home / "agent_harnesses.json"
     registry.write_text(json.dumps({"standardEnvVars": [], "harnesses": {}}))
     monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(registry), raising=False)
     convhub.hub._probe_cache.clear()

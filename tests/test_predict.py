@@ -1,0 +1,270 @@
+"""predict() and the preprocessing behind it: any PIL image (or path) -> {"airplane": p, "bird": q}."""
+
+from __future__ import annotations
+
+import io
+
+import convhub
+import numpy as np
+import pytest
+import torch
+from convhub.preprocessing import normalize_uint8, to_rgb
+from PIL import Image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+RNG_SEED = 3
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return convhub.create("net_batchnorm").eval()
+
+
+def noise(width: int, height: int, seed: int = RNG_SEED) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def rgb(width: int = 48, height: int = 40) -> Image.Image:
+    return Image.fromarray(noise(width, height))
+
+
+def assert_probabilities(result):
+    assert list(result) == ["airplane", "bird"]
+    assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in result.values())
+    assert sum(result.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(abs(a[k] - b[k]) < 1e-6 for k in a) and list(a) == list(b)
+
+
+def palette_with_transparency() -> Image.Image:
+    image = rgb().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    image.info["transparency"] = 0
+    return image
+
+
+def transparent_rgba() -> Image.Image:
+    image = rgb().convert("RGBA")
+    image.putalpha(0)
+    return image
+
+
+def uint16_image(mode: str = "I;16") -> Image.Image:
+    values = (noise(48, 40)[..., 0].astype(np.uint16) * 257)
+    return Image.frombytes(mode, (48, 40), values.astype(">u2" if mode == "I;16B" else "<u2").tobytes())
+
+
+IMAGES = {
+    "RGB": rgb,
+    "RGBA": lambda: rgb().convert("RGBA"),
+    "RGBA transparent": transparent_rgba,
+    "LA": lambda: rgb().convert("LA"),
+    "L": lambda: rgb().convert("L"),
+    "1": lambda: rgb().convert("1"),
+    "P": lambda: rgb().convert("P"),
+    "P transparency": palette_with_transparency,
+    "PA": lambda: rgb().convert("PA"),
+    "I;16": uint16_image,
+    "I;16B": lambda: uint16_image("I;16B"),
+    "I;16L": lambda: uint16_image("I;16L"),
+    "I": lambda: uint16_image().convert("I"),
+    "F": lambda: rgb().convert("F"),
+    "CMYK": lambda: rgb().convert("CMYK"),
+    "YCbCr": lambda: rgb().convert("YCbCr"),
+    "1x1": lambda: rgb(1, 1),
+    "tiny 3x2": lambda: rgb(3, 2),
+    "1x500": lambda: rgb(1, 500),
+    "500x1": lambda: rgb(500, 1),
+    "large 4000x3000": lambda: Image.new("RGB", (4000, 3000), (90, 140, 200)),
+}
+
+
+@pytest.mark.parametrize("kind", IMAGES)
+def test_predict_any_image(model, kind):
+    image = IMAGES[kind]()
+    assert_probabilities(model.predict(image))
+    tensor = model.transforms()(image)
+    assert tensor.shape == (3, 32, 32) and tensor.dtype == torch.float32
+    assert torch.isfinite(tensor).all()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
+def test_transparent_pixels_are_white(model, mode):
+    image = Image.fromarray(noise(32, 32)).convert(mode)
+    alpha = np.zeros((32, 32), dtype=np.uint8)
+    alpha[:, :16] = 255  # left half opaque, right half transparent
+    image.putalpha(Image.fromarray(alpha))
+    pixels = np.asarray(to_rgb(image))
+    assert (pixels[:, 16:] == 255).all()
+    assert (pixels[:, :16] == np.asarray(image.convert("RGB"))[:, :16]).all()
+    white = Image.new("RGB", (32, 32), "white")
+    assert same(model.predict(transparent_rgba()), model.predict(white.resize((48, 40))))
+
+
+def test_palette_transparency_becomes_white():
+    image = palette_with_transparency()
+    index = np.asarray(image)
+    assert (index == 0).any() and (index != 0).any()
+    pixels = np.asarray(to_rgb(image))
+    assert (pixels[index == 0] == 255).all()
+    opaque = np.asarray(image.convert("RGB"))
+    assert (pixels[index != 0] == opaque[index != 0]).all()
+
+
+def test_greyscale_is_replicated_to_three_channels(model):
+    grey = rgb().convert("L")
+    tensor = model.transforms()(grey)
+    unnormalized = tensor * torch.tensor(convhub.CIFAR_STD).view(3, 1, 1) + torch.tensor(convhub.CIFAR_MEAN).view(3, 1, 1)
+    torch.testing.assert_close(unnormalized[0], unnormalized[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(unnormalized[0], unnormalized[2], atol=1e-5, rtol=0)
+    assert same(model.predict(grey), model.predict(grey.convert("RGB")))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L", "I"])
+def test_16_bit_greyscale_is_scaled_not_clipped(model, mode):
+    """v * 257 in 16 bits is v in 8 bits: the same prediction, not a white image."""
+    image = uint16_image(mode) if mode != "I" else uint16_image().convert("I")
+    eight_bit = Image.fromarray(noise(48, 40)[..., 0])
+    assert np.array_equal(np.asarray(to_rgb(image))[..., 0], np.asarray(eight_bit))
+    assert same(model.predict(image), model.predict(eight_bit))
+    assert not same(model.predict(image), model.predict(Image.new("L", (48, 40), 255)))
+
+
+def test_cmyk_is_converted_to_rgb(model):
+    image = rgb()
+    assert same(model.predict(image.convert("CMYK")), model.predict(image))
+
+
+@pytest.mark.parametrize(("size", "box"), [
+    ((64, 32), (16, 0, 48, 32)),  # wide: the central square
+    ((32, 80), (0, 24, 32, 56)),  # tall
+    ((33, 32), (0, 0, 32, 32)),  # odd margin rounds down
+])
+def test_center_square_crop_keeps_the_aspect_ratio(model, size, box):
+    image = Image.fromarray(noise(*size))
+    torch.testing.assert_close(model.transforms()(image), model.transforms()(image.crop(box)), atol=0, rtol=0)
+
+
+def test_extreme_aspect_ratio_uses_the_central_pixel(model):
+    image = rgb(1, 500)
+    centre = image.getpixel((0, 249))
+    assert same(model.predict(image), model.predict(Image.new("RGB", (32, 32), centre)))
+
+
+def test_large_image_is_downscaled_with_antialiasing(model):
+    """A 1-pixel checkerboard averages to grey when antialiased (plain subsampling would alias)."""
+    rows, cols = np.arange(3000, dtype=np.uint8) % 2, np.arange(4000, dtype=np.uint8) % 2
+    board = (rows[:, None] ^ cols[None, :]) * np.uint8(255)
+    tensor = model.transforms()(Image.fromarray(board).convert("RGB"))
+    grey = model.transforms()(Image.new("RGB", (32, 32), (127, 127, 127)))
+    torch.testing.assert_close(tensor, grey, atol=0.05, rtol=0)
+
+
+def test_exif_orientation_is_applied(model, tmp_path):
+    """A photo stored sideways with an EXIF orientation is seen upright, as viewers show it."""
+    pixels = noise(60, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    path = tmp_path / "sideways.png"
+    Image.fromarray(pixels).save(path, exif=exif)
+    loaded = Image.open(path)
+    assert loaded.size == (60, 40) and loaded.getexif()[0x0112] == 6
+    upright = Image.fromarray(np.ascontiguousarray(np.rot90(pixels, k=-1)))
+    assert upright.size == (40, 60)
+    torch.testing.assert_close(model.transforms()(loaded), model.transforms()(upright), atol=0, rtol=0)
+    assert same(model.predict(path), model.predict(upright))
+
+
+def test_transforms_match_the_in_memory_training_path(model):
+    """A 32x32 image goes through PIL -> transforms exactly as its uint8 pixels go through normalize_uint8."""
+    pixels = noise(32, 32)
+    from_pil = model.transforms()(Image.fromarray(pixels))
+    from_uint8 = normalize_uint8(torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0))[0]
+    assert from_pil.shape == from_uint8.shape == (3, 32, 32)
+    torch.testing.assert_close(from_pil, from_uint8, atol=1e-6, rtol=0)
+    # and both use the CIFAR statistics: the mean colour maps to ~0
+    mean_colour = np.round(np.array(convhub.CIFAR_MEAN) * 255).astype(np.uint8)
+    centred = model.transforms()(Image.new("RGB", (32, 32), tuple(int(c) for c in mean_colour)))
+    assert centred.abs().max() < 0.01
+
+
+def test_predict_is_the_softmax_of_the_forward_pass(model):
+    image = rgb()
+    with torch.no_grad():
+        probs = model(model.transforms()(image).unsqueeze(0)).softmax(dim=1)[0]
+    result = model.predict(image)
+    assert result["airplane"] == pytest.approx(float(probs[0]), abs=1e-6)
+    assert result["bird"] == pytest.approx(float(probs[1]), abs=1e-6)
+
+
+# --- paths and bad files ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp", ".gif"])
+def test_predict_from_a_path(model, tmp_path, suffix):
+    path = tmp_path / f"image{suffix}"
+    rgb().save(path)
+    with Image.open(path) as opened:
+        expected = model.predict(opened)
+    assert same(model.predict(path), expected)
+    assert same(model.predict(str(path)), expected)
+
+
+def test_predict_from_a_file_object(model):
+    buffer = io.BytesIO()
+    rgb().save(buffer, format="PNG")
+    buffer.seek(0)
+    assert same(model.predict(Image.open(buffer)), model.predict(rgb()))
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    rgb(200, 200).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20),
+    ("truncated.png", png_bytes()[:300]),
+    ("notes.txt", b"airplane or bird?\n"),
+    ("empty.jpg", b""),
+    ("weights.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "),
+])
+def test_bad_files_are_convhub_errors(model, tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(convhub.ConvHubError, match="cannot read .* as an image"):
+        model.predict(path)
+
+
+def test_missing_file_and_folder_are_convhub_errors(model, tmp_path):
+    with pytest.raises(convhub.ConvHubError, match="missing.png"):
+        model.predict(tmp_path / "missing.png")
+    with pytest.raises(convhub.ConvHubError, match="cannot read"):
+        model.predict(tmp_path)
+
+
+# --- train/eval mode -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["net_dropout", "net_batchnorm", "net_res_deep"])
+def test_predict_runs_in_eval_mode_and_restores_train_mode(name):
+    torch.manual_seed(0)
+    model = convhub.create(name).train()
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    image = rgb()
+    first = model.predict(image)
+    assert model.training and all(m.training for m in model.modules())
+    for key, value in model.state_dict().items():  # BatchNorm statistics untouched
+        assert torch.equal(value, buffers[key]), key
+    assert same(model.predict(image), first)  # no dropout noise: deterministic
+    assert same(first, model.eval().predict(image))
+    assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_predict_does_not_track_gradients(model):
+    model.predict(rgb())
+    assert all(p.grad is None for p in model.parameters())
