@@ -323,10 +323,11 @@ def test_model_card_of_an_untrained_net(name, saved):
 
 
 def test_model_card_with_training_record(tmp_path):
+    folder = tmp_path / "trained"
     model = seeded("net_batchnorm")
-    model.save_pretrained(tmp_path, model_card_kwargs={"training": TRAINING})
-    assert {p.name for p in tmp_path.iterdir()} == MODEL_FILES
-    card = ModelCard.load(tmp_path / "README.md")
+    model.save_pretrained(folder, model_card_kwargs={"training": TRAINING})
+    assert {p.name for p in folder.iterdir()} == MODEL_FILES
+    card = ModelCard.load(folder / "README.md")
     (result,) = card.data.eval_results
     assert result.metric_type == "accuracy"
     assert result.metric_value == pytest.approx(0.8765)
@@ -340,4 +341,4 @@ def test_model_card_with_training_record(tmp_path):
     assert "bird | 0.8500" in card.text
     assert "untrained" not in card.text
     # and the weights still load
-    assert type(convhub.load(tmp_path)) is convhub.NetBatchNorm
+    assert type(convhub.load(folder)) is convhub.NetBatchNorm
