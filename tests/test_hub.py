@@ -309,6 +309,10 @@ def test_unreachable_hub_uses_the_cache(published, monkeypatch, tmp_path):
     assert time.monotonic() - start < 5
     with pytest.raises(convhub.HubUnavailableError, match="cannot be reached"):
         convhub.load(repo_id, cache_dir=tmp_path / "empty-cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert torch.equal(outputs(convhub.load(repo_id, cache_dir=cache)), online)
+    with pytest.raises(convhub.HubUnavailableError, match="HF_HUB_OFFLINE"):
+        convhub.load(repo_id)  # the default cache never saw it
 
 
 def test_incomplete_cache_is_not_used_offline(published, hub_env, monkeypatch):

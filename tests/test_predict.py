@@ -92,7 +92,7 @@ def test_predict_any_image(model, kind):
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
-def test_transparent_pixels_are_white(model, mode):
+def test_transparent_pixels_are_white(mode):
     image = Image.fromarray(noise(32, 32)).convert(mode)
     alpha = np.zeros((32, 32), dtype=np.uint8)
     alpha[:, :16] = 255  # left half opaque, right half transparent
@@ -100,8 +100,11 @@ def test_transparent_pixels_are_white(model, mode):
     pixels = np.asarray(to_rgb(image))
     assert (pixels[:, 16:] == 255).all()
     assert (pixels[:, :16] == np.asarray(image.convert("RGB"))[:, :16]).all()
-    white = Image.new("RGB", (32, 32), "white")
-    assert same(model.predict(transparent_rgba()), model.predict(white.resize((48, 40))))
+
+
+def test_a_fully_transparent_image_is_a_white_image(model):
+    assert same(model.predict(transparent_rgba()), model.predict(Image.new("RGB", (48, 40), "white")))
+    assert not same(model.predict(transparent_rgba()), model.predict(rgb()))
 
 
 def test_palette_transparency_becomes_white():
