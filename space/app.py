@@ -5,8 +5,11 @@ Run `python space/app.py` (serves on 127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -15,6 +18,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # run from a clone: the convhub pa
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from convhub import CIFAR2_CLASSES  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import inference  # noqa: E402
 from zoo_loader import LoadedNet, load_zoo  # noqa: E402
@@ -31,15 +35,39 @@ The fully connected baseline needs **3.7M parameters** to reach ~0.8; `net`, wit
 """
 
 
-class UploadedImage(gr.Image):
-    """gr.Image that hands unreadable uploads to our handlers, which say what is wrong, instead of failing early
-    with a generic preprocessing error."""
+def tolerate_unreadable(component: gr.Image) -> gr.Image:
+    """Hand unreadable uploads to our handlers, which say what is wrong, instead of failing in gr.Image's
+    preprocessing with a generic error. (A subclass would not do: the frontend picks components by class name.)"""
+    preprocess = component.preprocess
 
-    def preprocess(self, payload):
+    def tolerant(payload):
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except (OSError, ValueError, SyntaxError):
             return str(payload.path) if payload is not None and payload.path else None
+
+    component.preprocess = tolerant
+    return component
+
+
+IMAGE_DIR = Path(tempfile.gettempdir()) / "convhub-space"
+
+
+def as_file(pixels) -> str:
+    """A PNG named by its content, written atomically (temp file + rename).
+
+    Gradio rewrites array outputs into one content-hashed file in place, so concurrent identical requests can read
+    it half-written; files we hand over are copied atomically and reused instead.
+    """
+    data = io.BytesIO()
+    Image.fromarray(pixels).save(data, format="PNG")
+    path = IMAGE_DIR / f"{hashlib.sha256(data.getvalue()).hexdigest()[:32]}.png"
+    if not path.exists():
+        IMAGE_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=IMAGE_DIR, suffix=".tmp", delete=False) as tmp:
+            tmp.write(data.getvalue())
+        os.replace(tmp.name, path)
+    return str(path)
 
 
 def _ui_errors(fn):
@@ -66,7 +94,7 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
     def classify(image):
         """Classify one image with every net: probabilities per net, a table with latencies, the 32x32 input."""
         probs, rows, preview = inference.classify(available, image)
-        return [probs[net.name] for net in available] + [rows, preview]
+        return [probs[net.name] for net in available] + [rows, as_file(preview)]
 
     @_ui_errors
     def filters(net_name, image):
@@ -74,14 +102,15 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
         model = by_name[net_name].model if net_name in by_name else None
         first, deeper, note = inference.filter_images(model)
         responses = inference.kernel_responses(model, image) if image is not None else []
-        return first, deeper, note, responses
+        return (first if first is None else as_file(first), deeper if deeper is None else as_file(deeper), note,
+                [(as_file(pixels), caption) for pixels, caption in responses])
 
     @_ui_errors
     def feature_maps(net_name, image):
         """Activations of each conv/pool stage of one net for the image."""
         if net_name not in by_name or not by_name[net_name].available:
             raise gr.Error(f"unknown or unavailable net {net_name!r}; choose one of: {', '.join(conv_names)}")
-        return inference.feature_maps(by_name[net_name].model, image)
+        return [(as_file(pixels), caption) for pixels, caption in inference.feature_maps(by_name[net_name].model, image)]
 
     def compare():
         """Parameter counts and card accuracies of every net, and where each net was loaded from."""
@@ -95,8 +124,8 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
             with gr.Tab("Classify"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        image = UploadedImage(type="filepath", image_mode=None, label="Your image", height=280,
-                                              sources=["upload", "webcam", "clipboard"])
+                        image = tolerate_unreadable(gr.Image(type="filepath", image_mode=None, label="Your image",
+                                                             height=280, sources=["upload", "webcam", "clipboard"]))
                         classify_button = gr.Button("Classify", variant="primary")
                         if examples:
                             gr.Examples(examples, inputs=image, label="Examples: CIFAR airplanes and birds, and others")

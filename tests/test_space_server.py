@@ -1,0 +1,186 @@
+"""The Space as users and clients meet it: `python space/app.py` on a free port, offline, driven by gradio_client
+and by headless Chromium (Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import convhub
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+NETS = ["fc", "net", "net_res_deep"]
+STARTUP_LIMIT_S = 90
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / "cifar_like.png")
+    Image.new("RGBA", (1, 1), (10, 20, 30, 0)).save(folder / "one_pixel.png")
+    Image.new("L", (100, 60), 90).save(folder / "gray.png")
+    Image.new("P", (64, 64)).save(folder / "palette.gif")
+    gradient = np.linspace(0, 255, 8000, dtype=np.uint8)
+    Image.fromarray(np.stack([np.broadcast_to(gradient, (8000, 8000))] * 3, axis=-1)).save(folder / "huge.jpg", quality=60)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    for name in NETS:
+        convhub.create(name).save_pretrained(models / name)
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CONVHUB_MODELS_DIR": str(models),
+           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+    process = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    started = time.monotonic()
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"app exited with {process.returncode}:\n{log.read()}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() - started > STARTUP_LIMIT_S:
+                    pytest.fail(f"app did not answer within {STARTUP_LIMIT_S} s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def served_nets(client) -> list[str]:
+    """Nets the app could load: the test's folder has NETS; others come from the weights bundled in space/models."""
+    table, _, _ = client.predict(api_name="/compare")
+    return [row[0] for row in table["data"] if not row[table["headers"].index("source")].startswith("unavailable")]
+
+
+def confidences(label: dict) -> dict[str, float]:
+    return {c["label"]: c["confidence"] for c in label["confidences"]}
+
+
+def test_endpoints_are_named(client):
+    assert {"/classify", "/filters", "/feature_maps", "/compare"} <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+
+
+@pytest.mark.parametrize("name", ["cifar_like.png", "one_pixel.png", "gray.png", "palette.gif", "huge.jpg"])
+def test_classify_any_image(client, served_nets, images, name):
+    from gradio_client import handle_file
+
+    *labels, table, seen = client.predict(handle_file(images / name), api_name="/classify")
+    assert set(NETS) <= set(served_nets) and len(labels) == len(served_nets)
+    for label in labels:
+        probs = confidences(label)
+        assert set(probs) == {"airplane", "bird"} and sum(probs.values()) == pytest.approx(1, abs=1e-4)
+    assert [row[0] for row in table["data"]] == served_nets
+    assert Image.open(seen).size == (256, 256)
+
+
+@pytest.mark.parametrize("name, message", [("corrupt.jpg", "cannot read corrupt.jpg as an image"),
+                                           ("notes.txt", "cannot read notes.txt as an image")])
+def test_bad_files_get_a_clear_error_and_the_app_keeps_serving(client, served_nets, images, name, message):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(images / name), api_name="/classify")
+    *labels, _, _ = client.predict(handle_file(images / "gray.png"), api_name="/classify")
+    assert len(labels) == len(served_nets)
+
+
+def test_filters_and_feature_maps(client, images):
+    from gradio_client import handle_file
+
+    first, deeper, note, responses = client.predict("net_res_deep", handle_file(images / "cifar_like.png"), api_name="/filters")
+    assert Image.open(first).size[0] > 0 and Image.open(deeper).size[0] > 0 and "32 kernels" in note
+    assert [r["caption"] for r in responses][1:4] == ["hand-made: blur", "hand-made: vertical edges", "hand-made: horizontal edges"]
+    maps = client.predict("net", handle_file(images / "cifar_like.png"), api_name="/feature_maps")
+    assert [m["caption"] for m in maps] == ["input 3x32x32", "tanh: 16x32x32", "max_pool2d: 16x16x16", "tanh_1: 8x16x16",
+                                            "max_pool2d_1: 8x8x8"]
+
+
+def test_compare(client):
+    table, _, _ = client.predict(api_name="/compare")
+    rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
+    counts = {i.name: i.params for i in convhub.list_models()}
+    assert set(rows) == set(convhub.ZOO)  # every net, the ones that are unavailable offline too
+    assert all(rows[name]["params"] == counts[name] for name in rows)
+    assert rows["net"]["source"].startswith("local folder")
+    assert rows["net_width"]["source"].startswith(("bundled", "unavailable")) and "Hub offline" in rows["net_width"]["source"]
+
+
+def test_fifty_concurrent_classify_calls_are_all_answered(client, served_nets, images):
+    from gradio_client import handle_file
+
+    jobs = [client.submit(handle_file(images / "cifar_like.png"), api_name="/classify") for _ in range(50)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda job: job.result(timeout=120), jobs))
+    assert len(results) == 50 and all(len(r) == len(served_nets) + 2 for r in results)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_upload_and_classify(server, served_nets, images, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server, timeout=60_000)
+            upload = page.locator("input[type=file]").first
+            upload.wait_for(state="attached", timeout=60_000)
+            upload.set_input_files(str(images / "cifar_like.png"))
+            page.get_by_role("button", name="Classify").click(timeout=30_000)
+            predictions = page.locator("[data-testid='label-output-value']")
+            playwright.expect(predictions).to_have_count(len(served_nets), timeout=60_000)
+            assert set(predictions.all_inner_texts()) <= {"airplane", "bird"}
+            for name in served_nets:  # each net's Label heading and its row in the results table
+                playwright.expect(page.get_by_text(f"{name} (", exact=False).first).to_be_visible()
+                playwright.expect(page.get_by_text(name, exact=True).filter(visible=True).first).to_be_visible()
+            shot = Path(os.environ.get("CONVHUB_SCREENSHOT_DIR", tmp_path)) / "space_classify.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
