@@ -31,8 +31,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from the training data")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto: bf16 autocast where the hardware has it natively")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                        help="override the recipe's precision (auto: bf16 autocast where the hardware has it natively)")
     parser.add_argument("--token", help="Hugging Face token for --push (default: HF_TOKEN or `hf auth login`)")
     parser.add_argument("--private", action="store_true", help="create pushed repos as private")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

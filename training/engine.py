@@ -79,12 +79,13 @@ class TrainResult:
 
 
 def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch.device | str = "auto",
-          precision: str = "auto", seed: int = 0, progress: bool = True, stop_at: float | None = None) -> TrainResult:
+          precision: str | None = None, seed: int = 0, progress: bool = True, stop_at: float | None = None) -> TrainResult:
     """Train ``model`` in place with ``recipe``; validation accuracy is measured after every epoch.
 
     ``stop_at`` ends training at the first epoch whose validation accuracy reaches it (for time-to-accuracy runs).
     """
     device = pick_device(device) if isinstance(device, str) else device
+    precision = precision or recipe.precision
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model.to(device=device, memory_format=torch.channels_last).train()
