@@ -20,7 +20,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = ["fc", "net", "net_res_deep"]
-STARTUP_LIMIT_S = 90
+STARTUP_LIMIT_S = 180  # generous: a busy 2-core machine imports torch + gradio slowly
 
 
 def free_port() -> int:
