@@ -184,13 +184,17 @@ def compare_table(nets: list[LoadedNet]) -> pd.DataFrame:
             "net": net.name,
             "class": type(model).__name__,
             "params": model.num_params,
-            "val_accuracy": record.get("val_accuracy"),
-            "train_accuracy": record.get("train_accuracy"),
+            "val_accuracy": _rounded(record.get("val_accuracy")),
+            "train_accuracy": _rounded(record.get("train_accuracy")),
             "book_val_accuracy": BOOK_VAL_ACCURACY.get(net.name),
             "epochs": record.get("epochs"),
             "source": net.source,
         })
     return pd.DataFrame(rows)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def params_figure(table: pd.DataFrame):
@@ -228,7 +232,7 @@ def accuracy_figure(table: pd.DataFrame):
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("validation accuracy")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     ax.set_title("Accuracy vs parameters (from the model cards)")
     fig.tight_layout()
     return fig
