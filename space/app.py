@@ -10,29 +10,24 @@ import io
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # run from a clone: the convhub package sits next to space/
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
 
 import gradio as gr  # noqa: E402
+from gradio.components.plot import PlotData  # noqa: E402
 import torch  # noqa: E402
 from convhub import CIFAR2_CLASSES  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import inference  # noqa: E402
-from zoo_loader import LoadedNet, load_zoo  # noqa: E402
+from zoo_loader import LoadedNet, load_zoo, sources_summary  # noqa: E402
 
 EXAMPLES_DIR = HERE / "examples"
-
-WHY_CONVOLUTIONS = """
-### Why convolutions need so few parameters
-- **Locality**: a 3x3 kernel looks at a pixel and its 8 neighbours, not at all 3,072 input values.
-- **Weight sharing**: the same kernel slides over every position, so a conv layer's size does not grow with the image.
-- **Translation invariance**: a bird is a bird wherever it sits; pooling and shared kernels build that in.
-
-The fully connected baseline needs **3.7M parameters** to reach ~0.8; `net`, with **18k**, already beats it.
-"""
+CONCURRENCY = 2  # requests computed at once; torch gets the cores divided among them (inference.torch_threads)
 
 
 def tolerate_unreadable(component: gr.Image) -> gr.Image:
@@ -51,6 +46,8 @@ def tolerate_unreadable(component: gr.Image) -> gr.Image:
 
 
 IMAGE_DIR = Path(tempfile.gettempdir()) / "convhub-space"
+IMAGE_MAX_AGE_S = 3600  # Gradio copies each output into its own cache at once; ours are only reused while warm
+_writes = 0
 
 
 def as_file(pixels) -> str:
@@ -59,6 +56,7 @@ def as_file(pixels) -> str:
     Gradio rewrites array outputs into one content-hashed file in place, so concurrent identical requests can read
     it half-written; files we hand over are copied atomically and reused instead.
     """
+    global _writes
     data = io.BytesIO()
     Image.fromarray(pixels).save(data, format="PNG")
     path = IMAGE_DIR / f"{hashlib.sha256(data.getvalue()).hexdigest()[:32]}.png"
@@ -67,7 +65,23 @@ def as_file(pixels) -> str:
         with tempfile.NamedTemporaryFile(dir=IMAGE_DIR, suffix=".tmp", delete=False) as tmp:
             tmp.write(data.getvalue())
         os.replace(tmp.name, path)
+        _writes += 1
+        if _writes % 500 == 0:
+            prune_images()
     return str(path)
+
+
+def prune_images(max_age_s: float = IMAGE_MAX_AGE_S) -> int:
+    """Delete our output images older than max_age_s, so a long-running Space does not fill its disk."""
+    removed, cutoff = 0, time.time() - max_age_s
+    for path in IMAGE_DIR.glob("*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:  # another worker removed or replaced it
+            pass
+    return removed
 
 
 def _ui_errors(fn):
@@ -76,7 +90,7 @@ def _ui_errors(fn):
         try:
             return fn(*args)
         except (inference.BadImageError, inference.ConvHubError, ValueError, OSError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from None
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
@@ -92,34 +106,41 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
 
     @_ui_errors
     def classify(image):
-        """Classify one image with every net: probabilities per net, a table with latencies, the 32x32 input."""
-        probs, rows, preview = inference.classify(available, image)
-        return [probs[net.name] for net in available] + [rows, as_file(preview)]
+        """Classify one image with every net: probabilities per net, a table with latencies, the 32x32 input, and a
+        one-line summary (the vote, and how long all nets took together)."""
+        probs, rows, preview, timing = inference.classify(available, image)
+        return [probs[net.name] for net in available] + [rows, as_file(preview),
+                                                         inference.classify_summary(rows, timing)]
 
     @_ui_errors
     def filters(net_name, image):
-        """Learned kernels of one net, and the chapter's hand-made kernels vs its learned ones on the image."""
-        model = by_name[net_name].model if net_name in by_name else None
+        """Learned kernels of one net (first conv in RGB, deeper convs per channel), and the chapter's hand-made
+        kernels next to its learned ones on the image (the image is optional)."""
+        model = _conv_net(net_name)
         first, deeper, note = inference.filter_images(model)
         responses = inference.kernel_responses(model, image) if image is not None else []
-        return (first if first is None else as_file(first), deeper if deeper is None else as_file(deeper), note,
+        return (None if first is None else as_file(first), [(as_file(pixels), caption) for pixels, caption in deeper], note,
                 [(as_file(pixels), caption) for pixels, caption in responses])
 
     @_ui_errors
     def feature_maps(net_name, image):
         """Activations of each conv/pool stage of one net for the image."""
-        if net_name not in by_name or not by_name[net_name].available:
+        return [(as_file(pixels), caption) for pixels, caption in inference.feature_maps(_conv_net(net_name), image)]
+
+    def _conv_net(net_name):
+        if net_name not in conv_names:
             raise gr.Error(f"unknown or unavailable net {net_name!r}; choose one of: {', '.join(conv_names)}")
-        return [(as_file(pixels), caption) for pixels, caption in inference.feature_maps(by_name[net_name].model, image)]
+        return by_name[net_name].model
 
     def compare():
-        """Parameter counts and card accuracies of every net, and where each net was loaded from."""
-        return table, inference.params_figure(table), inference.accuracy_figure(table)
+        """Parameter counts and card accuracies of every net, and where each net was loaded from (drawn once)."""
+        return table, PlotData(**params_plot.value), PlotData(**accuracy_plot.value)
 
     sources_md = "\n".join(f"- `{net.name}`: {net.source}" for net in nets)
-    with gr.Blocks(title="ConvHub: convolutions to generalize") as demo:
+    with gr.Blocks(title="ConvHub: convolutions to generalize", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# ConvHub — airplane or bird?\nThe nets of *Deep Learning with PyTorch*, chapter 8, trained on "
                     "CIFAR-2. Every net sees the same 32x32 version of your image.")
+        gr.Markdown(sources_summary(nets), elem_id="sources-summary")
         with gr.Tabs():
             with gr.Tab("Classify"):
                 with gr.Row():
@@ -127,59 +148,68 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
                         image = tolerate_unreadable(gr.Image(type="filepath", image_mode=None, label="Your image",
                                                              height=280, sources=["upload", "webcam", "clipboard"]))
                         classify_button = gr.Button("Classify", variant="primary")
-                        if examples:
-                            gr.Examples(examples, inputs=image, label="Examples: CIFAR airplanes and birds, and others")
+                        examples_slot = gr.Column()
                         seen = gr.Image(label="What the nets see (32x32)", interactive=False, height=200)
                     with gr.Column(scale=2):
                         with gr.Row():
                             labels = [gr.Label(num_top_classes=len(CIFAR2_CLASSES), label=f"{net.name} "
                                                f"({net.model.num_params:,} params)", min_width=160)
                                       for net in available]
+                        summary = gr.Markdown()
                         results = gr.Dataframe(label="All nets: probabilities, prediction and latency", interactive=False)
             with gr.Tab("Filters"):
                 filter_net = gr.Dropdown(conv_names, value=conv_names[-1] if conv_names else None, label="Net")
                 filter_button = gr.Button("Show filters")
                 filter_note = gr.Markdown()
                 with gr.Row():
-                    first_kernels = gr.Image(label="First conv layer: RGB kernels", interactive=False)
-                    deeper_kernels = gr.Image(label="Second conv layer: kernels per channel", interactive=False)
+                    first_kernels = gr.Image(label="First conv layer: RGB kernels", interactive=False, scale=1)
+                    deeper_kernels = gr.Gallery(label="Deeper conv layers: kernels per (output, input) channel",
+                                                columns=3, height="auto", scale=2)
                 responses = gr.Gallery(label="Hand-made kernels (blur, edges) vs learned kernels on your image",
                                        columns=5, height="auto")
             with gr.Tab("Feature maps"):
                 fmap_net = gr.Dropdown(conv_names, value=conv_names[0] if conv_names else None, label="Net")
                 fmap_button = gr.Button("Show feature maps")
                 fmaps = gr.Gallery(label="Activations after each stage (first 16 channels)", columns=4, height="auto")
-            with gr.Tab("Compare"):
+            with gr.Tab("Compare") as compare_tab:  # static: the figures are drawn once, here
                 compare_table = gr.Dataframe(value=table, label="Parameters and accuracy (from the model cards)",
                                              interactive=False)
                 with gr.Row():
-                    params_plot = gr.Plot(label="Parameters")
-                    accuracy_plot = gr.Plot(label="Accuracy vs parameters")
-                gr.Markdown(WHY_CONVOLUTIONS)
+                    params_plot = gr.Plot(inference.params_figure(table), label="Parameters")
+                    accuracy_plot = gr.Plot(inference.accuracy_figure(table), label="Accuracy vs parameters")
+                gr.Markdown(inference.why_convolutions(table))
                 gr.Markdown(f"### Where each net came from\n{sources_md}")
 
-        classify_button.click(classify, image, labels + [results, seen], api_name="classify")
+        classify_outputs = labels + [results, seen, summary]
+        classify_button.click(classify, image, classify_outputs, api_name="classify")
+        with examples_slot:  # after the button's event, which must own the name /classify
+            if examples:  # a click shows the example and classifies it
+                gr.Examples(examples, inputs=image, outputs=classify_outputs, fn=classify, run_on_click=True,
+                            cache_examples=False, label="Examples: CIFAR airplanes and birds, and others")
         filter_button.click(filters, [filter_net, image], [first_kernels, deeper_kernels, filter_note, responses],
                             api_name="filters")
         fmap_button.click(feature_maps, [fmap_net, image], fmaps, api_name="feature_maps")
-        demo.load(compare, None, [compare_table, params_plot, accuracy_plot], api_name="compare")
+        compare_tab.select(compare, None, [compare_table, params_plot, accuracy_plot], api_name="compare")
     return demo
 
 
-def warm_up(nets: list[LoadedNet]) -> None:
-    """One forward per net, so the first visitor does not pay for lazy initialisation."""
-    x = torch.zeros(1, 3, 32, 32)
-    with torch.inference_mode():
-        for net in nets:
-            if net.available:
-                net.model(x)
+def warm_up(nets: list[LoadedNet], rounds: int = 3) -> None:
+    """The /classify path a few times, so the first visitor does not pay for lazy initialisation."""
+    image = next(iter(sorted(EXAMPLES_DIR.glob("*.jpg"))), None) or Image.new("RGB", (32, 32))
+    available = [net for net in nets if net.available]
+    for _ in range(rounds):
+        inference.classify(available, image)
 
 
 def main() -> None:
+    started = time.perf_counter()
+    torch.set_num_threads(inference.torch_threads(CONCURRENCY))
     nets = load_zoo()
     warm_up(nets)
     demo = build_demo(nets)
-    demo.queue(default_concurrency_limit=2).launch(
+    print(f"{sources_summary(nets)} Ready in {time.perf_counter() - started:.1f} s "
+          f"({torch.get_num_threads()} torch thread(s) per request).", flush=True)
+    demo.queue(default_concurrency_limit=CONCURRENCY).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -13,32 +14,57 @@ import torch
 from convhub import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, build_transforms
 from convhub.card import BOOK_VAL_ACCURACY
 from convhub.errors import ConvHubError
-from convhub.hub import open_image
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 from torchvision.utils import make_grid
 
 from zoo_loader import LoadedNet
 
 MAX_FEATURE_STAGES = 12
+MAX_DEEPER_LAYERS = 6
 MAX_CHANNELS_SHOWN = 16
+DRAFT_SIZE = (256, 256)
 TRANSFORMS = build_transforms()
+
+
+def torch_threads(concurrency: int = 1) -> int:
+    """Intra-op threads per request: the cores this process may use, shared by `concurrency` requests at a time.
+
+    These nets are small: on 2 cores one thread per request beats two threads fighting over the cores (measured in
+    benchmarks/space_latency.py). CONVHUB_TORCH_THREADS overrides.
+    """
+    if os.environ.get("CONVHUB_TORCH_THREADS"):
+        return max(1, int(os.environ["CONVHUB_TORCH_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, concurrency))
 
 
 class BadImageError(ConvHubError):
     """The upload is not an image we can read; the message is shown as-is in the UI and API."""
 
 
+def open_upload(image: Image.Image | str | Path) -> Image.Image:
+    """A decoded image from an upload. JPEGs decode at a reduced scale no smaller than DRAFT_SIZE (libjpeg's DCT
+    scaling): a 2400x1600 photo in 3 ms instead of 45, an 8000x8000 one in 25 ms instead of 900, and the 32x32 the
+    nets see is practically the same. Other formats decode in full."""
+    if isinstance(image, Image.Image):
+        return image
+    try:
+        with Image.open(image) as opened:
+            opened.draft(None, DRAFT_SIZE)  # a no-op for anything but JPEG
+            opened.load()
+            return opened.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BadImageError(f"cannot read {Path(image).name} as an image: {error}") from None
+
+
 def load_input(image: Image.Image | str | Path | None) -> torch.Tensor:
     """Any upload (path or PIL image) -> the normalized (1, 3, 32, 32) tensor every net sees."""
     if image is None:
         raise BadImageError("no image: upload one, paste one, use the webcam or pick an example")
+    pil = open_upload(image)
     try:
-        pil = open_image(image)
         return TRANSFORMS(pil).unsqueeze(0)
-    except ConvHubError as error:  # name the file, not the server's temporary path
-        message = str(error).replace(str(image), Path(image).name) if isinstance(image, (str, Path)) else str(error)
-        raise BadImageError(message) from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise BadImageError(f"cannot use this image: {error}") from None
 
@@ -57,9 +83,14 @@ def to_display(tensor: torch.Tensor, scale: int = 8) -> np.ndarray:
 
 
 @torch.inference_mode()
-def classify(nets: list[LoadedNet], image) -> tuple[dict[str, dict[str, float]], pd.DataFrame, np.ndarray]:
-    """Every available net on one image: probabilities per net, a comparison table, and the 32x32 input."""
+def classify(nets: list[LoadedNet], image) -> tuple[dict[str, dict[str, float]], pd.DataFrame, np.ndarray, dict]:
+    """Every available net on one image: probabilities per net, a comparison table, the 32x32 input, and timings.
+
+    The image is decoded and preprocessed once; every net gets the same tensor.
+    """
+    started = time.perf_counter()
     x = load_input(image)
+    preprocess_ms = (time.perf_counter() - started) * 1000
     probs_by_net, rows = {}, []
     for net in nets:
         if not net.available:
@@ -70,7 +101,20 @@ def classify(nets: list[LoadedNet], image) -> tuple[dict[str, dict[str, float]],
         probs_by_net[net.name] = {name: float(p) for name, p in zip(CIFAR2_CLASSES, probs)}
         rows.append({"net": net.name, **{name: round(float(p), 4) for name, p in zip(CIFAR2_CLASSES, probs)},
                      "prediction": CIFAR2_CLASSES[int(probs.argmax())], "latency_ms": round(latency_ms, 2)})
-    return probs_by_net, pd.DataFrame(rows), to_display(x[0])
+    table = pd.DataFrame(rows, columns=["net", *CIFAR2_CLASSES, "prediction", "latency_ms"])
+    timing = {"preprocess_ms": preprocess_ms, "nets_ms": float(table["latency_ms"].sum()),
+              "total_ms": (time.perf_counter() - started) * 1000}
+    return probs_by_net, table, to_display(x[0]), timing
+
+
+def classify_summary(table: pd.DataFrame, timing: dict) -> str:
+    """One line under the results: the vote and how long all nets took together."""
+    if table.empty:
+        return "No net is available: see *Where each net came from* on the Compare tab."
+    votes = table["prediction"].value_counts()
+    vote = ", ".join(f"**{label}** by {count} of {len(table)} nets" for label, count in votes.items())
+    return (f"{vote}. All {len(table)} nets took {timing['nets_ms']:.1f} ms together "
+            f"(+ {timing['preprocess_ms']:.1f} ms to decode and shrink the image to 32x32).")
 
 
 def _kernel_grid(weights: torch.Tensor, nrow: int, scale: int) -> np.ndarray:
@@ -88,23 +132,38 @@ def conv_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Conv2d]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
 
-def filter_images(model: torch.nn.Module) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """First conv's kernels as RGB tiles; the second conv's kernels one tile per (output, input channel)."""
-    convs = conv_layers(model) if model is not None else []
+def _evenly_spaced(items: list, k: int) -> list:
+    """At most k items, evenly spaced, always the first and the last."""
+    if len(items) <= k:
+        return items
+    return [items[i] for i in sorted({round(j * (len(items) - 1) / (k - 1)) for j in range(k)})]
+
+
+def filter_images(model: torch.nn.Module | None) -> tuple[np.ndarray | None, list[tuple[np.ndarray, str]], str]:
+    """First conv's kernels as RGB tiles; deeper convs' kernels as one grey tile per (output, input) channel pair.
+
+    Deep nets show at most MAX_DEEPER_LAYERS of their deeper convs, evenly spaced (the second conv and the last
+    always among them).
+    """
+    if model is None:
+        return None, [], "this net is unavailable."
+    convs = conv_layers(model)
     if not convs:
-        return None, None, "this net is unavailable." if model is None else "this net has no convolutions: the fully connected baseline looks at all 3,072 pixels at once."
+        return None, [], "this net has no convolutions: the fully connected baseline looks at all 3,072 pixels at once."
     name, first = convs[0]
     first_grid = _kernel_grid(first.weight, nrow=8, scale=12)
     note = f"`{name}`: {first.out_channels} kernels of 3x3 over RGB (each normalized to its own range)."
-    deeper_grid = None
-    if len(convs) > 1:
-        name2, second = convs[1]
-        w = second.weight[:MAX_CHANNELS_SHOWN, :MAX_CHANNELS_SHOWN]
+    deeper = []
+    for name2, conv in _evenly_spaced(convs[1:], MAX_DEEPER_LAYERS):
+        w = conv.weight[:MAX_CHANNELS_SHOWN, :MAX_CHANNELS_SHOWN]
         tiles = w.reshape(-1, 1, *w.shape[2:])  # one grey tile per (output, input) channel pair
-        deeper_grid = _kernel_grid(tiles, nrow=w.shape[1], scale=8)
-        note += (f" `{name2}`: {second.out_channels}x{second.in_channels} kernels, one row per output channel"
-                 f" (first {w.shape[0]}x{w.shape[1]} shown).")
-    return first_grid, deeper_grid, note
+        shown = f" (first {w.shape[0]}x{w.shape[1]})" if tuple(w.shape[:2]) != (conv.out_channels, conv.in_channels) else ""
+        deeper.append((_kernel_grid(tiles, nrow=w.shape[1], scale=8),
+                       f"{name2}: {conv.out_channels}x{conv.in_channels} kernels{shown}"))
+    if deeper:
+        note += (f" Deeper layers ({len(deeper)} of {len(convs) - 1} shown): one row per output channel, one grey"
+                 " 3x3 tile per input channel.")
+    return first_grid, deeper, note
 
 
 def handmade_kernels() -> dict[str, torch.Tensor]:
@@ -154,9 +213,7 @@ def feature_maps(model: torch.nn.Module | None, image) -> list[tuple[np.ndarray,
         raise BadImageError("the fully connected baseline has no feature maps: pick a convolutional net")
     extractor = create_feature_extractor(model, return_nodes=feature_stage_names(model)).eval()
     outputs = [(name, out) for name, out in extractor(x).items() if out.dim() == 4]
-    if len(outputs) > MAX_FEATURE_STAGES:  # deep nets: evenly spaced stages, always the first and the last
-        keep = sorted({round(i * (len(outputs) - 1) / (MAX_FEATURE_STAGES - 1)) for i in range(MAX_FEATURE_STAGES)})
-        outputs = [outputs[i] for i in keep]
+    outputs = _evenly_spaced(outputs, MAX_FEATURE_STAGES)  # deep nets: the first and last stages, and some between
     gallery = [(to_display(x[0], scale=4), "input 3x32x32")]
     for name, out in outputs:
         maps = out[0, :MAX_CHANNELS_SHOWN].unsqueeze(1)
@@ -197,13 +254,38 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+def why_convolutions(table: pd.DataFrame) -> str:
+    """The Compare tab's explanation, with this Space's own numbers."""
+    rows = table.set_index("net")
+    text = """### Why convolutions need so few parameters
+- **Locality**: a 3x3 kernel looks at a pixel and its 8 neighbours, not at all 3,072 input values.
+- **Weight sharing**: the same kernel slides over every position, so a conv layer's size does not depend on the
+  image size: `Conv2d(3, 16, 3)` has 16x3x3x3 + 16 = 448 parameters, while `Linear(3072, 1024)`, the first layer of
+  the fully connected baseline, has 3,146,752.
+- **Translation invariance**: a bird is a bird wherever it sits; shared kernels and pooling build that in, so the
+  net does not have to learn every feature again at every position.
+"""
+    if {"fc", "net"} <= set(rows.index):
+        fc, net = rows.loc["fc"], rows.loc["net"]
+
+        def acc(row):
+            value = row["val_accuracy"]
+            return "no measured accuracy" if pd.isna(value) else f"{value:.3f} validation accuracy"
+
+        text += (f"\nHere the fully connected baseline has **{fc['params']:,}** parameters ({acc(fc)}); `net` has "
+                 f"**{net['params']:,}**, {fc['params'] / net['params']:.0f}x fewer ({acc(net)}).")
+    return text
+
+
+def _figure():
+    from matplotlib.figure import Figure  # not pyplot: figures built in worker threads, never registered globally
+
+    fig = Figure(figsize=(8, 4.2), dpi=100)
+    return fig, fig.add_subplot()
+
+
 def params_figure(table: pd.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
+    fig, ax = _figure()
     ax.barh(table["net"], table["params"], color=["#d62728" if n == "fc" else "#1f77b4" for n in table["net"]])
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
@@ -216,12 +298,7 @@ def params_figure(table: pd.DataFrame):
 
 
 def accuracy_figure(table: pd.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
+    fig, ax = _figure()
     ours = table.dropna(subset=["val_accuracy"])
     ax.scatter(ours["params"], ours["val_accuracy"], label="ours (validation)", zorder=3)
     for _, row in ours.iterrows():
@@ -233,6 +310,8 @@ def accuracy_figure(table: pd.DataFrame):
     ax.set_ylabel("validation accuracy")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
-    ax.set_title("Accuracy vs parameters (from the model cards)")
+    missing = table.loc[table["val_accuracy"].isna(), "net"].tolist()
+    ax.set_title("Accuracy vs parameters (from the model cards)"
+                 + (f"\nno measured accuracy: {', '.join(missing)}" if missing else ""), fontsize=10)
     fig.tight_layout()
     return fig

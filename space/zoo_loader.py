@@ -1,7 +1,7 @@
 """Where each net comes from: a local models folder, the Hub (pinned revision), or the weights bundled here.
 
 Sources are tried in that order. The Hub is probed once at start-up, so an offline Space starts in seconds instead
-of spending ~23 s of retries per file.
+of spending ~23 s of retries per file; offline, a snapshot already in the HF cache is used before the bundled copy.
 """
 
 from __future__ import annotations
@@ -41,33 +41,50 @@ def _from_folder(name: str, folder: Path, source: str) -> LoadedNet:
     return LoadedNet(name, convhub.load(folder), source, training_record(folder))
 
 
+def _failure(error: Exception) -> str:
+    # convhub says what is wrong in a ConvHubError; anything else (a bug, a broken file) is named by its type
+    return str(error) if isinstance(error, convhub.ConvHubError) else f"{type(error).__name__}: {error}"
+
+
 def load_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace: str | None, revision: str) -> LoadedNet:
+    """One net from the first source that has it; a source that fails is noted and the next one tried, so one broken
+    net never keeps the Space from starting."""
     notes = []
     if models_dir is not None:
         if (models_dir / name / "config.json").is_file():
             try:
                 return _from_folder(name, models_dir / name, f"local folder {models_dir / name}")
-            except convhub.ConvHubError as error:
-                notes.append(f"local folder failed: {error}")
+            except Exception as error:  # noqa: BLE001
+                notes.append(f"local folder failed: {_failure(error)}")
         else:
             notes.append(f"not in {models_dir}")
+    repo = hub_repo(name, namespace)
     if hub_online:
-        repo = hub_repo(name, namespace)
         try:
             folder = resolve(repo, revision=revision)
             return _from_folder(name, folder, f"Hub {repo}@{revision}")
-        except convhub.ConvHubError as error:
-            notes.append(f"Hub: {error}")
+        except Exception as error:  # noqa: BLE001
+            notes.append(f"Hub: {_failure(error)}")
     else:
-        notes.append("Hub offline" if offline_mode() else f"Hub unreachable ({endpoint()})")
+        # No request at all: only a snapshot an earlier online start left in the HF cache.
+        offline = "Hub offline (HF_HUB_OFFLINE)" if offline_mode() else f"Hub unreachable ({endpoint()})"
+        try:
+            folder = resolve(repo, revision=revision, local_files_only=True)
+            return _from_folder(name, folder, f"HF cache {repo}@{revision} — {offline}")
+        except convhub.HubUnavailableError:
+            notes.append(offline)
+        except Exception as error:  # noqa: BLE001
+            notes.append(f"{offline}; HF cache copy failed: {_failure(error)}")
     if (BUNDLED_DIR / name / "config.json").is_file():
         try:
             net = _from_folder(name, BUNDLED_DIR / name, "bundled (space/models)")
             if notes:
                 net.source += f" — {'; '.join(notes)}"
             return net
-        except convhub.ConvHubError as error:
-            notes.append(f"bundled copy failed: {error}")
+        except Exception as error:  # noqa: BLE001
+            notes.append(f"bundled copy failed: {_failure(error)}")
+    else:
+        notes.append("no bundled copy")
     log.warning("%s is unavailable: %s", name, "; ".join(notes))
     return LoadedNet(name, None, "unavailable — " + "; ".join(notes))
 
@@ -82,3 +99,29 @@ def load_zoo(names=None, *, models_dir: str | Path | None = None, namespace: str
     online = hub_reachable()
     return [load_net(name, models_dir=models_dir, hub_online=online, namespace=namespace, revision=revision)
             for name in names]
+
+
+def source_kind(source: str) -> str:
+    """'local folder', 'Hub', 'bundled' or 'unavailable': the first word(s) of a LoadedNet.source."""
+    for kind in ("local folder", "Hub", "HF cache", "bundled", "unavailable"):
+        if source.startswith(kind):
+            return kind
+    return source
+
+
+def sources_summary(nets: list[LoadedNet]) -> str:
+    """One Markdown line for the top of the page: how many nets came from where, and why the Hub was not used."""
+    counts: dict[str, int] = {}
+    for net in nets:
+        counts[source_kind(net.source)] = counts.get(source_kind(net.source), 0) + 1
+    parts = [f"{count} from {kind if kind != 'bundled' else 'the weights bundled with this Space'}"
+             for kind, count in counts.items() if kind != "unavailable"]
+    line = f"**{sum(n.available for n in nets)} of {len(nets)} nets loaded**" + (f": {', '.join(parts)}" if parts else "")
+    if counts.get("unavailable"):
+        missing = ", ".join(f"`{n.name}`" for n in nets if not n.available)
+        line += f". Unavailable: {missing}"
+    notes = [note for n in nets for joined in n.source.split(" — ", 1)[1:] for note in joined.split("; ")]
+    reasons = sorted({note for note in notes if note.startswith(("Hub offline", "Hub unreachable"))})
+    if reasons:
+        line += f" — {'; '.join(reasons)}"
+    return line + ". Details on the Compare tab."

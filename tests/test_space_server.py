@@ -4,6 +4,7 @@ and by headless Chromium (Playwright)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,14 +46,20 @@ def images(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("log") / "app.log"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_log):
     models = tmp_path_factory.mktemp("models")
     for name in NETS:
         convhub.create(name).save_pretrained(models / name)
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CONVHUB_MODELS_DIR": str(models),
-           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+           "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hf-cache")),
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    log = open(server_log, "w+")
     process = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=log,
                                stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
@@ -97,6 +104,13 @@ def confidences(label: dict) -> dict[str, float]:
     return {c["label"]: c["confidence"] for c in label["confidences"]}
 
 
+def test_offline_start_takes_seconds_and_says_where_the_nets_came_from(server, server_log):
+    """HF_HUB_OFFLINE: no Hub calls at all, so loading, warm-up and building the page take seconds (imports aside)."""
+    line = next(line for line in server_log.read_text().splitlines() if "Ready in" in line)
+    assert float(re.search(r"Ready in ([\d.]+) s", line).group(1)) < 20
+    assert "nets loaded" in line and "from local folder" in line and "Hub offline (HF_HUB_OFFLINE)" in line
+
+
 def test_endpoints_are_named(client):
     assert {"/classify", "/filters", "/feature_maps", "/compare"} <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
 
@@ -105,33 +119,56 @@ def test_endpoints_are_named(client):
 def test_classify_any_image(client, served_nets, images, name):
     from gradio_client import handle_file
 
-    *labels, table, seen = client.predict(handle_file(images / name), api_name="/classify")
+    *labels, table, seen, summary = client.predict(handle_file(images / name), api_name="/classify")
     assert set(NETS) <= set(served_nets) and len(labels) == len(served_nets)
     for label in labels:
         probs = confidences(label)
         assert set(probs) == {"airplane", "bird"} and sum(probs.values()) == pytest.approx(1, abs=1e-4)
     assert [row[0] for row in table["data"]] == served_nets
     assert Image.open(seen).size == (256, 256)
+    assert f"All {len(served_nets)} nets took" in summary
 
 
-@pytest.mark.parametrize("name, message", [("corrupt.jpg", "cannot read corrupt.jpg as an image"),
-                                           ("notes.txt", "cannot read notes.txt as an image")])
+BAD_INPUTS = [("corrupt.jpg", "cannot read corrupt.jpg as an image"), ("notes.txt", "cannot read notes.txt as an image")]
+
+
+@pytest.mark.parametrize("name, message", BAD_INPUTS)
 def test_bad_files_get_a_clear_error_and_the_app_keeps_serving(client, served_nets, images, name, message):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match=message):
         client.predict(handle_file(images / name), api_name="/classify")
-    *labels, _, _ = client.predict(handle_file(images / "gray.png"), api_name="/classify")
+    with pytest.raises(AppError, match=message):
+        client.predict("net", handle_file(images / name), api_name="/filters")
+    with pytest.raises(AppError, match=message):
+        client.predict("net", handle_file(images / name), api_name="/feature_maps")
+    *labels, _, _, _ = client.predict(handle_file(images / "gray.png"), api_name="/classify")
     assert len(labels) == len(served_nets)
+
+
+def test_bad_arguments_get_a_clear_error(client, images):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="no image"):
+        client.predict(None, api_name="/classify")
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict("resnet50", handle_file(images / "gray.png"), api_name="/feature_maps")
+    with pytest.raises(AppError, match="not in the list of choices"):  # fc has no kernels: not offered
+        client.predict("fc", handle_file(images / "gray.png"), api_name="/filters")
 
 
 def test_filters_and_feature_maps(client, images):
     from gradio_client import handle_file
 
     first, deeper, note, responses = client.predict("net_res_deep", handle_file(images / "cifar_like.png"), api_name="/filters")
-    assert Image.open(first).size[0] > 0 and Image.open(deeper).size[0] > 0 and "32 kernels" in note
+    assert Image.open(first).size[0] > 0 and "32 kernels" in note
+    assert [d["caption"] for d in deeper][0] == "resblocks.0.conv: 32x32 kernels (first 16x16)"
+    assert all(Image.open(d["image"]).size[0] > 0 for d in deeper)
     assert [r["caption"] for r in responses][1:4] == ["hand-made: blur", "hand-made: vertical edges", "hand-made: horizontal edges"]
+    first, deeper, note, responses = client.predict("net", None, api_name="/filters")  # kernels need no image
+    assert Image.open(first).size[0] > 0 and [d["caption"] for d in deeper] == ["conv2: 8x16 kernels"] and responses == []
     maps = client.predict("net", handle_file(images / "cifar_like.png"), api_name="/feature_maps")
     assert [m["caption"] for m in maps] == ["input 3x32x32", "tanh: 16x32x32", "max_pool2d: 16x16x16", "tanh_1: 8x16x16",
                                             "max_pool2d_1: 8x8x8"]
@@ -145,6 +182,7 @@ def test_compare(client):
     assert all(rows[name]["params"] == counts[name] for name in rows)
     assert rows["net"]["source"].startswith("local folder")
     assert rows["net_width"]["source"].startswith(("bundled", "unavailable")) and "Hub offline" in rows["net_width"]["source"]
+    assert table["headers"][:4] == ["net", "class", "params", "val_accuracy"]
 
 
 def test_fifty_concurrent_classify_calls_are_all_answered(client, served_nets, images):
@@ -153,7 +191,7 @@ def test_fifty_concurrent_classify_calls_are_all_answered(client, served_nets, i
     jobs = [client.submit(handle_file(images / "cifar_like.png"), api_name="/classify") for _ in range(50)]
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda job: job.result(timeout=120), jobs))
-    assert len(results) == 50 and all(len(r) == len(served_nets) + 2 for r in results)
+    assert len(results) == 50 and all(len(r) == len(served_nets) + 3 for r in results)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -178,9 +216,19 @@ def test_browser_upload_and_classify(server, served_nets, images, tmp_path):
             for name in served_nets:  # each net's Label heading and its row in the results table
                 playwright.expect(page.get_by_text(f"{name} (", exact=False).first).to_be_visible()
                 playwright.expect(page.get_by_text(name, exact=True).filter(visible=True).first).to_be_visible()
+            playwright.expect(page.get_by_text(f"All {len(served_nets)} nets took")).to_be_visible()
+            playwright.expect(page.get_by_text(f"{len(served_nets)} of {len(convhub.ZOO)} nets loaded")).to_be_visible()
             shot = Path(os.environ.get("CONVHUB_SCREENSHOT_DIR", tmp_path)) / "space_classify.png"
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
+
+            # A file that is no image: a clear message on the page, and the page still classifies afterwards.
+            page.get_by_role("button", name="Remove Image").first.click(timeout=30_000)
+            page.locator("input[type=file]").first.set_input_files(str(images / "corrupt.jpg"))
+            page.get_by_role("button", name="Classify").click(timeout=30_000)
+            playwright.expect(page.get_by_text("cannot read corrupt.jpg as an image").first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1000)  # the message slides in
+            page.screenshot(path=str(shot.with_name("space_bad_upload.png")))
         finally:
             browser.close()
