@@ -38,7 +38,7 @@ def tolerate_unreadable(component: gr.Image) -> gr.Image:
     def tolerant(payload):
         try:
             return preprocess(payload)
-        except (OSError, ValueError, SyntaxError):
+        except Exception:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
             return str(payload.path) if payload is not None and payload.path else None
 
     component.preprocess = tolerant

@@ -30,6 +30,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def decompression_bomb() -> bytes:
+    """A 69-byte PNG whose header claims 20000x20000 pixels: Pillow refuses it before decoding anything."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", 20000, 20000)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("images")
@@ -41,6 +55,7 @@ def images(tmp_path_factory):
     gradient = np.linspace(0, 255, 8000, dtype=np.uint8)
     Image.fromarray(np.stack([np.broadcast_to(gradient, (8000, 8000))] * 3, axis=-1)).save(folder / "huge.jpg", quality=60)
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "bomb.png").write_bytes(decompression_bomb())
     (folder / "notes.txt").write_text("not an image")
     return folder
 
@@ -129,7 +144,8 @@ def test_classify_any_image(client, served_nets, images, name):
     assert f"All {len(served_nets)} nets took" in summary
 
 
-BAD_INPUTS = [("corrupt.jpg", "cannot read corrupt.jpg as an image"), ("notes.txt", "cannot read notes.txt as an image")]
+BAD_INPUTS = [("corrupt.jpg", "cannot read corrupt.jpg as an image"), ("notes.txt", "cannot read notes.txt as an image"),
+              ("bomb.png", "cannot read bomb.png as an image: Image size .400000000 pixels. exceeds limit")]
 
 
 @pytest.mark.parametrize("name, message", BAD_INPUTS)

@@ -201,6 +201,12 @@ def test_bad_uploads_get_a_clear_message(nets, tmp_path):
         inference.classify(nets, corrupt)
     with pytest.raises(inference.BadImageError, match="no image"):
         inference.classify(nets, None)
+    from test_space_server import decompression_bomb
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(decompression_bomb())
+    with pytest.raises(inference.BadImageError, match=r"cannot read bomb\.png as an image: Image size \(400000000 pixels\)"):
+        inference.classify(nets, bomb)
 
 
 def test_unavailable_nets_are_skipped(nets, bird_jpg):
