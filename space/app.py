@@ -119,8 +119,8 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
         model = _conv_net(net_name)
         first, deeper, note = inference.filter_images(model)
         responses = inference.kernel_responses(model, image) if image is not None else []
-        return (None if first is None else as_file(first), [(as_file(pixels), caption) for pixels, caption in deeper], note,
-                [(as_file(pixels), caption) for pixels, caption in responses])
+        return (None if first is None else as_file(first), [(as_file(pixels), caption) for pixels, caption in deeper],
+                note, [(as_file(pixels), caption) for pixels, caption in responses])
 
     @_ui_errors
     def feature_maps(net_name, image):
@@ -158,7 +158,8 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
                         summary = gr.Markdown()
                         results = gr.Dataframe(label="All nets: probabilities, prediction and latency", interactive=False)
             with gr.Tab("Filters"):
-                filter_net = gr.Dropdown(conv_names, value=conv_names[-1] if conv_names else None, label="Net")
+                filter_net = gr.Dropdown(conv_names, value=conv_names[-1] if conv_names else None, label="Net",
+                                         info="Kernels need no image; their effect is shown on the Classify tab's image")
                 filter_button = gr.Button("Show filters")
                 filter_note = gr.Markdown()
                 with gr.Row():
@@ -168,7 +169,8 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
                 responses = gr.Gallery(label="Hand-made kernels (blur, edges) vs learned kernels on your image",
                                        columns=5, height="auto")
             with gr.Tab("Feature maps"):
-                fmap_net = gr.Dropdown(conv_names, value=conv_names[0] if conv_names else None, label="Net")
+                fmap_net = gr.Dropdown(conv_names, value=conv_names[0] if conv_names else None, label="Net",
+                                       info="Activations for the image on the Classify tab")
                 fmap_button = gr.Button("Show feature maps")
                 fmaps = gr.Gallery(label="Activations after each stage (first 16 channels)", columns=4, height="auto")
             with gr.Tab("Compare") as compare_tab:  # static: the figures are drawn once, here
