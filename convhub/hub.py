@@ -148,12 +148,18 @@ def load(name_or_path: str | Path, *, revision: str | None = None, map_location:
     return ARCHITECTURES[config["architecture"]].from_pretrained(folder, map_location=map_location)
 
 
-def open_image(image: Image.Image | str | Path) -> Image.Image:
-    """A decoded PIL image from a path or image, with a clear error for anything that is not one."""
+def open_image(image: Image.Image | str | Path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """A decoded PIL image from a path or image, with a clear error for anything that is not one.
+
+    ``draft`` lets JPEGs decode at a reduced scale no smaller than that size (libjpeg's DCT scaling): far faster
+    for large photos that will be shrunk to 32x32 anyway. Other formats ignore it.
+    """
     if isinstance(image, Image.Image):
         return image
     try:
         with Image.open(image) as opened:
+            if draft is not None:
+                opened.draft(None, draft)
             opened.load()
             return opened.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:

@@ -14,7 +14,8 @@ import torch
 from convhub import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, build_transforms
 from convhub.card import BOOK_VAL_ACCURACY
 from convhub.errors import ConvHubError
-from PIL import Image, UnidentifiedImageError
+from convhub.hub import open_image
+from PIL import Image
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 from torchvision.utils import make_grid
 
@@ -47,15 +48,10 @@ def open_upload(image: Image.Image | str | Path) -> Image.Image:
     """A decoded image from an upload. JPEGs decode at a reduced scale no smaller than DRAFT_SIZE (libjpeg's DCT
     scaling): a 2400x1600 photo in 3 ms instead of 45, an 8000x8000 one in 25 ms instead of 900, and the 32x32 the
     nets see is practically the same. Other formats decode in full."""
-    if isinstance(image, Image.Image):
-        return image
     try:
-        with Image.open(image) as opened:
-            opened.draft(None, DRAFT_SIZE)  # a no-op for anything but JPEG
-            opened.load()
-            return opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise BadImageError(f"cannot read {Path(image).name} as an image: {error}") from None
+        return open_image(image, draft=DRAFT_SIZE)
+    except ConvHubError as error:  # name the file, not the server's temporary path
+        raise BadImageError(str(error).replace(str(image), Path(image).name)) from None
 
 
 def load_input(image: Image.Image | str | Path | None) -> torch.Tensor:
@@ -216,14 +212,8 @@ def feature_maps(model: torch.nn.Module | None, image) -> list[tuple[np.ndarray,
     outputs = _evenly_spaced(outputs, MAX_FEATURE_STAGES)  # deep nets: the first and last stages, and some between
     gallery = [(to_display(x[0], scale=4), "input 3x32x32")]
     for name, out in outputs:
-        maps = out[0, :MAX_CHANNELS_SHOWN].unsqueeze(1)
-        lo = maps.amin(dim=(2, 3), keepdim=True)
-        hi = maps.amax(dim=(2, 3), keepdim=True)
-        maps = (maps - lo) / (hi - lo).clamp_min(1e-8)
-        scale = max(1, 64 // maps.shape[-1])
-        maps = torch.nn.functional.interpolate(maps, scale_factor=scale, mode="nearest")
-        grid = make_grid(maps, nrow=int(math.ceil(math.sqrt(maps.shape[0]))), padding=2, pad_value=1.0)
-        image_grid = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        maps = out[0, :MAX_CHANNELS_SHOWN].unsqueeze(1)  # one grey tile per channel, each on its own range
+        image_grid = _kernel_grid(maps, nrow=int(math.ceil(math.sqrt(maps.shape[0]))), scale=max(1, 64 // maps.shape[-1]))
         c, h, w = out.shape[1:]
         gallery.append((image_grid, f"{name}: {c}x{h}x{w}" + (f" (first {MAX_CHANNELS_SHOWN} channels)" if c > MAX_CHANNELS_SHOWN else "")))
     return gallery
