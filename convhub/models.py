@@ -70,7 +70,8 @@ class ConvHubModel(
         }
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
-        return super().save_pretrained(save_directory, config=config or self.hub_config(), **kwargs)
+        """``config`` adds keys to ours: replacing it would drop the architecture that convhub.load needs."""
+        return super().save_pretrained(save_directory, config={**self.hub_config(), **(config or {})}, **kwargs)
 
     def generate_model_card(self, *args, training: dict | None = None, **kwargs):
         return model_card(self, training=training)

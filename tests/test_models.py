@@ -272,6 +272,14 @@ def test_config_json_records_what_users_need(name, saved):
         assert config[key] == value
 
 
+def test_extra_config_keys_are_added_not_swapped_in(tmp_path):
+    convhub.create("net_width", n_chans1=16).save_pretrained(tmp_path, config={"dataset": "my-planes", "n_chans1": 16})
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["dataset"] == "my-planes"
+    assert config["architecture"] == "NetWidth" and config["class_names"] == ["airplane", "bird"]
+    assert convhub.load(tmp_path).conv1.out_channels == 16
+
+
 @pytest.mark.parametrize(("name", "overrides", "check"), [
     ("net_width", {"n_chans1": 16}, lambda m: m.conv1.out_channels == 16 and m.fc1.in_features == 8 * 8 * 8),
     ("net_dropout", {"n_chans1": 8, "p": 0.25}, lambda m: m.conv1_dropout.p == 0.25 and m.conv1.out_channels == 8),
