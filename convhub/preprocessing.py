@@ -19,13 +19,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     image = ImageOps.exif_transpose(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
+    if image.mode == "La":  # premultiplied alpha: Pillow converts it to LA only
+        image = image.convert("LA")
+    if image.mode in ("RGBA", "RGBa", "LA", "PA"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit greyscale: scale to 8 bits instead of clipping at 255. Through numpy, which reads every
-        # byte order (Pillow's point() refuses I;16B and I;16L).
-        pixels = np.asarray(image).astype(np.int64) // 256
+        # byte order (Pillow's point() refuses I;16B and I;16L). Mode "I" says nothing of the range: values that all
+        # fit in 8 bits (an L image converted to I) are kept as they are.
+        pixels = np.asarray(image).astype(np.int64)
+        if image.mode != "I" or pixels.max(initial=0) > 255:
+            pixels = pixels // 256
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
     if image.mode == "F":
         image = image.convert("L")

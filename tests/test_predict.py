@@ -136,6 +136,26 @@ def test_16_bit_greyscale_is_scaled_not_clipped(model, mode):
     assert not same(model.predict(image), model.predict(Image.new("L", (48, 40), 255)))
 
 
+def test_32_bit_greyscale_holding_8_bit_values_keeps_them(model):
+    eight_bit = Image.fromarray(noise(48, 40)[..., 0])
+    as_int32 = eight_bit.convert("I")
+    assert np.asarray(as_int32).max() <= 255
+    assert np.array_equal(np.asarray(to_rgb(as_int32))[..., 0], np.asarray(eight_bit))  # not 256x darker
+    assert same(model.predict(as_int32), model.predict(eight_bit))
+
+
+@pytest.mark.parametrize(("mode", "plain"), [("La", "LA"), ("RGBa", "RGBA")])
+def test_premultiplied_alpha_is_composited_like_plain_alpha(model, mode, plain):
+    image = Image.fromarray(noise(32, 32)).convert(plain)
+    alpha = np.zeros((32, 32), np.uint8)
+    alpha[:, 16:] = 255  # half transparent, half opaque: premultiplying changes nothing visible
+    image.putalpha(Image.fromarray(alpha))
+    premultiplied = image.convert(mode)
+    assert premultiplied.mode == mode
+    assert np.array_equal(np.asarray(to_rgb(premultiplied)), np.asarray(to_rgb(image)))
+    assert same(model.predict(premultiplied), model.predict(image))
+
+
 def test_cmyk_is_converted_to_rgb(model):
     image = rgb()
     assert same(model.predict(image.convert("CMYK")), model.predict(image))
