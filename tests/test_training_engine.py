@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import convhub
 import pytest
 import torch
@@ -94,6 +96,34 @@ def test_same_seed_same_weights_in_process(data):
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_residual_init_starts_deep_stacks_near_the_identity():
+    torch.manual_seed(0)
+    book = convhub.create("net_res_deep100")  # the book's init: every block's BN weight 0.5
+    near_identity = convhub.create("net_res_deep100")
+    assert engine.init_residual_blocks(near_identity, 0.05) == 100
+    assert engine.init_residual_blocks(convhub.create("net"), 0.05) == 0  # no residual blocks: nothing to do
+    assert all(torch.all(block.batch_norm.weight == 0.05) for block in near_identity.resblocks)
+
+    x = torch.randn(8, 32, 16, 16)
+    with torch.no_grad():
+        drift = {name: ((m.resblocks(x) - x).norm() / x.norm()).item()
+                 for name, m in (("book", book), ("near_identity", near_identity))}
+    assert drift["near_identity"] < 0.2 * drift["book"]  # the stream grows ~10x less through 100 blocks
+
+
+def test_train_applies_the_recipes_residual_init(data):
+    recipe = recipe_for("net", "default", epochs=1, batch_size=16, lr=0.0)  # lr 0: weights keep their init
+    assert recipe.residual_init is None
+    model = convhub.create("net_res_deep", n_blocks=2)
+    engine.train(model, data, recipe, device="cpu", precision="fp32", progress=False)
+    assert all(torch.all(block.batch_norm.weight == 0.5) for block in model.resblocks)  # the book's, untouched
+
+    engine.train(model, data, replace(recipe, residual_init=0.1), device="cpu", precision="fp32", progress=False)
+    assert all(torch.all(block.batch_norm.weight == 0.1) for block in model.resblocks)
+    assert recipe_for("net_res_deep100").residual_init is not None
+    assert "BN weight starts at" in recipe_for("net_res_deep100").describe()
 
 
 class _Constant(torch.nn.Module):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from convhub.models import ResBlock
 from convhub.preprocessing import normalize_uint8
 from tqdm.auto import tqdm
 
@@ -78,6 +79,14 @@ class TrainResult:
         return next((row["epoch"] for row in self.history if row["val_accuracy"] >= accuracy), None)
 
 
+def init_residual_blocks(model: torch.nn.Module, bn_weight: float) -> int:
+    """Restart every ResBlock's BN weight at ``bn_weight``; returns how many blocks there were."""
+    blocks = [m for m in model.modules() if isinstance(m, ResBlock)]
+    for block in blocks:
+        torch.nn.init.constant_(block.batch_norm.weight, bn_weight)
+    return len(blocks)
+
+
 def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch.device | str = "auto",
           precision: str | None = None, seed: int = 0, progress: bool = True, stop_at: float | None = None) -> TrainResult:
     """Train ``model`` in place with ``recipe``; validation accuracy is measured after every epoch.
@@ -88,6 +97,8 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
     precision = precision or recipe.precision
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    if recipe.residual_init is not None:
+        init_residual_blocks(model, recipe.residual_init)
     model.to(device=device, memory_format=torch.channels_last).train()
     images, labels = data.train.images.to(device), data.train.labels.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
