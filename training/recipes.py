@@ -55,7 +55,8 @@ DEFAULT = Recipe("default", epochs=24, batch_size=128, lr=0.05, momentum=0.9, ne
                  label_smoothing=0.1, augment=True, schedule="onecycle", grad_clip=1.0)
 
 DEFAULT_PER_MODEL = {
-    "fc": replace(DEFAULT, epochs=24, lr=0.01, label_smoothing=0.0),
+    # The MLP underfits at 24 epochs (train 0.84); 150 epochs or label smoothing gave no more than 60 (val ~0.87).
+    "fc": replace(DEFAULT, epochs=60, label_smoothing=0.0),
     "net": DEFAULT,
     "net_width": DEFAULT,
     "net_dropout": replace(DEFAULT, epochs=48),  # dropout regularizes: it keeps improving for longer
