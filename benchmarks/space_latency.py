@@ -29,7 +29,6 @@ from zoo_loader import load_zoo  # noqa: E402
 EXAMPLES = ROOT / "space" / "examples"
 DEFAULT_IMAGES = [EXAMPLES / "cifar_bird_0001.jpg", EXAMPLES / "large_photo_plane_2400x1600.jpg"]
 BUDGET_MS = 100.0
-APP_CONCURRENCY = 2  # space/app.py: CONCURRENCY (not imported: that would import gradio)
 
 
 def p90(values: list[float]) -> float:
@@ -105,7 +104,7 @@ def main() -> None:
     if args.url:
         verdicts = against_server(args.url, images, args.runs)
     else:
-        torch.set_num_threads(args.threads or inference.torch_threads(APP_CONCURRENCY))
+        torch.set_num_threads(args.threads or inference.torch_threads(inference.CONCURRENCY))
         verdicts = in_process(images, args.runs)
     print("\n".join(verdicts))
 

@@ -27,7 +27,6 @@ import inference  # noqa: E402
 from zoo_loader import LoadedNet, load_zoo, sources_summary  # noqa: E402
 
 EXAMPLES_DIR = HERE / "examples"
-CONCURRENCY = 2  # requests computed at once; torch gets the cores divided among them (inference.torch_threads)
 
 
 def tolerate_unreadable(component: gr.Image) -> gr.Image:
@@ -205,13 +204,13 @@ def warm_up(nets: list[LoadedNet], rounds: int = 3) -> None:
 
 def main() -> None:
     started = time.perf_counter()
-    torch.set_num_threads(inference.torch_threads(CONCURRENCY))
+    torch.set_num_threads(inference.torch_threads(inference.CONCURRENCY))
     nets = load_zoo()
     warm_up(nets)
     demo = build_demo(nets)
     print(f"{sources_summary(nets)} Ready in {time.perf_counter() - started:.1f} s "
           f"({torch.get_num_threads()} torch thread(s) per request).", flush=True)
-    demo.queue(default_concurrency_limit=CONCURRENCY).launch(
+    demo.queue(default_concurrency_limit=inference.CONCURRENCY).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
     )

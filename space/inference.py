@@ -28,6 +28,9 @@ DRAFT_SIZE = (256, 256)
 TRANSFORMS = build_transforms()
 
 
+CONCURRENCY = 2  # requests the Space computes at once (app.py's queue); torch gets the cores divided among them
+
+
 def torch_threads(concurrency: int = 1) -> int:
     """Intra-op threads per request: the cores this process may use, shared by `concurrency` requests at a time.
 

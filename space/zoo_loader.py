@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +112,7 @@ def source_kind(source: str) -> str:
 
 def sources_summary(nets: list[LoadedNet]) -> str:
     """One Markdown line for the top of the page: how many nets came from where, and why the Hub was not used."""
-    counts: dict[str, int] = {}
-    for net in nets:
-        counts[source_kind(net.source)] = counts.get(source_kind(net.source), 0) + 1
+    counts = Counter(source_kind(net.source) for net in nets)
     parts = [f"{count} from {kind if kind != 'bundled' else 'the weights bundled with this Space'}"
              for kind, count in counts.items() if kind != "unavailable"]
     line = f"**{sum(n.available for n in nets)} of {len(nets)} nets loaded**" + (f": {', '.join(parts)}" if parts else "")
