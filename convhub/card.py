@@ -76,7 +76,7 @@ These weights are untrained (fresh initialisation). Train them with `python -m t
 """
 
 
-def model_card(model, training: dict | None = None) -> ModelCard:
+def model_card(model, training: dict | None = None, repo_id: str | None = None) -> ModelCard:
     """Card for ``model``; ``training`` (from the training package) adds metrics and a model-index block."""
     name = model.model_name
     info = model._hub_mixin_info
@@ -109,7 +109,7 @@ def model_card(model, training: dict | None = None) -> ModelCard:
         class_names=", ".join(model.class_names),
         mean=list(model.hub_config()["mean"]),
         std=list(model.hub_config()["std"]),
-        repo_hint=f"<namespace>/convhub-{name.replace('_', '-')}",
+        repo_hint=repo_id or f"<namespace>/convhub-{name.replace('_', '-')}",
         training=training,
         book_accuracy=BOOK_VAL_ACCURACY.get(name),
         book_note=BOOK_NOTES.get(name),

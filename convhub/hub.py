@@ -1,30 +1,38 @@
-"""Finding a model folder: a local save_pretrained directory or a Hub repo, failing fast when offline."""
+"""Finding a model folder: a local save_pretrained directory or a Hub repo, failing fast when offline.
+
+This layer knows files and repos, not nets: it hands back a folder and its parsed config.json. Every request to
+the Hub is bounded in time: huggingface_hub's own client waits forever on a server that accepts a connection and
+never answers, and retries a refused one for ~23 s per file.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
+import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
+import httpx2
 from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
+    HfHubHTTPError,
     HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import validate_repo_id
-from PIL import Image, UnidentifiedImageError
+from huggingface_hub.utils import _http, validate_repo_id
 
+from .config import parse_config
 from .errors import ConvHubError, HubUnavailableError
 
 MODEL_FILES = ["config.json", "model.safetensors", "README.md"]
+PROBE_TIMEOUT_S = 3.0  # one HTTP request that must be answered (any status) for the Hub to count as reachable
+HUB_TIMEOUT_S = 10.0  # connect/read/write timeout of every other request (a download reads in chunks)
 _PROBE_TTL_S = 30.0
 _probe_cache: dict[str, tuple[float, bool]] = {}
+_client_lock = threading.Lock()
 
 
 def endpoint() -> str:
@@ -36,23 +44,50 @@ def offline_mode() -> bool:
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """One short TCP probe of the endpoint (cached briefly), instead of the client's ~23 s of retries per file."""
+def _bounded_client() -> httpx2.Client:
+    """huggingface_hub's default client, with timeouts: its default waits forever for an answer."""
+    client = _http.default_client_factory()
+    client.timeout = httpx2.Timeout(HUB_TIMEOUT_S, connect=PROBE_TIMEOUT_S)
+    return client
+
+
+def bound_hub_requests() -> None:
+    """Give huggingface_hub's shared HTTP client timeouts, unless the user installed a client factory of their own."""
+    with _client_lock:
+        if _http._GLOBAL_CLIENT_FACTORY is _http.default_client_factory:
+            _http.set_client_factory(_bounded_client)
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """One short HTTP request to the endpoint (cached briefly): any answer means reachable. A refused connection, or
+    a server that accepts and never answers, fails within ``timeout`` instead of the client's retries per file."""
     if offline_mode():
         return False
+    bound_hub_requests()
     url = endpoint()
     checked_at, reachable = _probe_cache.get(url, (0.0, False))
     if time.monotonic() - checked_at < _PROBE_TTL_S:
         return reachable
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        _http.get_session().head(f"{url}/api/models", timeout=timeout, follow_redirects=False)
         reachable = True
-    except OSError:
+    except httpx2.HTTPError:
         reachable = False
     _probe_cache[url] = (time.monotonic(), reachable)
     return reachable
+
+
+def unavailable_reason() -> str:
+    return "HF_HUB_OFFLINE is set" if offline_mode() else f"the Hub ({endpoint()}) cannot be reached"
+
+
+def repo_name(name_or_path: str | Path) -> str:
+    """The name without timm's ``hf-hub:`` prefix; an empty one is refused (it would mean the current folder)."""
+    name = str(name_or_path).strip()
+    name = name.removeprefix("hf-hub:").strip()
+    if not name:
+        raise ConvHubError("no model named: pass a save_pretrained folder or a Hub repo id ('namespace/name')")
+    return name
 
 
 def resolve(
@@ -65,7 +100,7 @@ def resolve(
     local_files_only: bool = False,
 ) -> Path:
     """A local folder holding config.json + model.safetensors: the folder itself, or the Hub repo's snapshot."""
-    name = str(name_or_path).removeprefix("hf-hub:")
+    name = repo_name(name_or_path)
     if Path(name).expanduser().is_dir():
         return Path(name).expanduser()
     try:
@@ -76,20 +111,13 @@ def resolve(
         raise ConvHubError(f"no folder {name!r}, and convhub repos on the Hub are named 'namespace/name'")
 
     online = not local_files_only and hub_reachable()
+    at_revision = f" at revision {revision!r}" if revision else ""
     try:
         folder = snapshot_download(
             name, revision=revision, cache_dir=cache_dir, token=token, allow_patterns=MODEL_FILES,
             force_download=force_download, local_files_only=not online, endpoint=endpoint(),
+            etag_timeout=HUB_TIMEOUT_S,
         )
-    except (LocalEntryNotFoundError, FileNotFoundError) as error:
-        if online:
-            raise ConvHubError(f"could not download {name} (revision {revision or 'main'}): {error}") from error
-        reason = "HF_HUB_OFFLINE is set" if offline_mode() else f"the Hub ({endpoint()}) cannot be reached"
-        raise HubUnavailableError(
-            f"{name!r} is not a local folder, {reason} and the HF cache holds no copy of it"
-            f"{f' at revision {revision!r}' if revision else ''}. Connect once to download it, or pass a local "
-            "save_pretrained folder instead."
-        ) from None
     except GatedRepoError:
         raise ConvHubError(f"{name} is gated: accept its terms on the Hub and log in (hf auth login)") from None
     except RepositoryNotFoundError:
@@ -99,68 +127,29 @@ def resolve(
         ) from None
     except RevisionNotFoundError:
         raise ConvHubError(f"repo {name!r} has no revision {revision!r}") from None
+    except (LocalEntryNotFoundError, FileNotFoundError) as error:
+        cause = error.__cause__ or error.__context__
+        if online and not isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError)):
+            raise ConvHubError(f"could not download {name} (revision {revision or 'main'}): {error}") from error
+        reason = (f"the Hub ({endpoint()}) did not answer within {HUB_TIMEOUT_S:.0f} s" if online
+                  else unavailable_reason())
+        raise HubUnavailableError(
+            f"{name!r} is not a local folder, {reason} and the HF cache holds no copy of it{at_revision}. "
+            "Connect once to download it, or pass a local save_pretrained folder instead."
+        ) from None
+    except (httpx2.TimeoutException, httpx2.NetworkError) as error:  # mid-download: the Hub stopped answering
+        raise HubUnavailableError(f"downloading {name}{at_revision} from {endpoint()} failed: {error or type(error).__name__}; "
+                                  "try again later") from None
+    except HfHubHTTPError as error:  # 5xx after the client's retries, 401/403...
+        raise ConvHubError(f"downloading {name}{at_revision} from {endpoint()} failed: {error}") from None
     if not (Path(folder) / "config.json").is_file():
         raise ConvHubError(f"repo {name!r} has no config.json: it is not a convhub model")
     return Path(folder)
 
 
 def read_config(folder: str | Path) -> dict:
+    """A model folder's config.json, parsed strictly (see convhub.config.parse_config); nothing about nets yet."""
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise ConvHubError(f"{folder} has no config.json: not a convhub model folder (save one with save_pretrained)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConvHubError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(config, dict):
-        raise ConvHubError(f"{path} must hold a JSON object")
-    return config
-
-
-def check_config(config: dict, folder: str | Path) -> dict:
-    """Refuse configs this version cannot honour, naming the fix."""
-    from . import __version__
-    from .models import CONFIG_FORMAT
-    from .registry import ARCHITECTURES
-
-    architecture = config.get("architecture")
-    if architecture is None:
-        raise ConvHubError(f"{folder}/config.json names no 'architecture': not a convhub model config")
-    fmt = config.get("format_version", 1)
-    if not isinstance(fmt, int) or fmt > CONFIG_FORMAT:
-        raise ConvHubError(
-            f"{folder} was saved by convhub {config.get('convhub_version', '?')} (config format {fmt}); this is convhub "
-            f"{__version__} (format {CONFIG_FORMAT}): upgrade with `pip install -U convhub`"
-        )
-    if architecture not in ARCHITECTURES:
-        raise ConvHubError(
-            f"unknown architecture {architecture!r} in {folder}/config.json; known: {', '.join(sorted(ARCHITECTURES))}"
-        )
-    return config
-
-
-def load(name_or_path: str | Path, *, revision: str | None = None, map_location: str = "cpu", **kwargs):
-    """Load any convhub model from a folder or a Hub repo; the config picks the class (timm's ``hf-hub:`` idea)."""
-    from .registry import ARCHITECTURES
-
-    folder = resolve(name_or_path, revision=revision, **kwargs)
-    config = check_config(read_config(folder), folder)
-    return ARCHITECTURES[config["architecture"]].from_pretrained(folder, map_location=map_location)
-
-
-def open_image(image: Image.Image | str | Path, draft: tuple[int, int] | None = None) -> Image.Image:
-    """A decoded PIL image from a path or image, with a clear error for anything that is not one.
-
-    ``draft`` lets JPEGs decode at a reduced scale no smaller than that size (libjpeg's DCT scaling): far faster
-    for large photos that will be shrunk to 32x32 anyway. Other formats ignore it.
-    """
-    if isinstance(image, Image.Image):
-        return image
-    try:
-        with Image.open(image) as opened:
-            if draft is not None:
-                opened.draft(None, draft)
-            opened.load()
-            return opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ConvHubError(f"cannot read {image} as an image: {error}") from None
+    return parse_config(path)

@@ -1,6 +1,7 @@
-"""The nets of Deep Learning with PyTorch ch. 7-8, as Hub-ready modules.
+"""The nets of Deep Learning with PyTorch ch. 7-8, as Hub-ready modules, and the zoo that names them.
 
-Every constructor argument is config: PyTorchModelHubMixin writes it to config.json and reads it back.
+Every constructor argument is config: PyTorchModelHubMixin writes it to config.json, and from_pretrained reads it
+back after checking every value (convhub.config), so a hostile config cannot allocate without bound.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
-from PIL import Image
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 
 from . import __version__
 from .card import model_card
+from .config import CONFIG_FORMAT, ConfigError, DataConfig, Float, Int, IntList, architecture_of, check_format
 from .errors import ConvHubError
-from .preprocessing import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, INPUT_SIZE, build_transforms
+from .hub import read_config, resolve
+from .preprocessing import DEFAULT_DATA_CONFIG, ImageInput, ImageTransform, as_image_tensor, open_image
 
-# Bump when config.json changes in a way older convhub cannot read.
-CONFIG_FORMAT = 1
+__all__ = ["CONFIG_FORMAT", "ConvHubModel", "FullyConnected", "Net", "NetWidth", "NetDropout", "NetBatchNorm",
+           "NetDepth", "NetRes", "ResBlock", "NetResDeep", "ARCHITECTURES", "ZOO", "zoo_name_for"]
+
+MAX_PARAMS = 20_000_000  # the zoo's largest net has 3.7M; a config may vary sizes, not build a giant
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
 class ConvHubModel(
@@ -39,13 +44,18 @@ class ConvHubModel(
     Weights are loaded strictly and only from safetensors: nothing from a repo is ever unpickled.
     """
 
-    class_names = CIFAR2_CLASSES
+    # How each constructor argument may be set from a config.json (see convhub.config); every argument has one.
+    config_spec: dict = {}
+    # The preprocessing and class names; from_pretrained sets the ones config.json asks for.
+    data_config: DataConfig = DEFAULT_DATA_CONFIG
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.data_config.class_names
 
     @property
     def model_name(self) -> str:
         """Zoo name matching this architecture and config (e.g. ``net_res_deep100``)."""
-        from .registry import zoo_name_for
-
         return zoo_name_for(self)
 
     @property
@@ -60,83 +70,124 @@ class ConvHubModel(
             "model_name": self.model_name,
             "convhub_version": __version__,
             "format_version": CONFIG_FORMAT,
-            "num_classes": len(self.class_names),
-            "class_names": list(self.class_names),
-            "input_size": list(INPUT_SIZE),
-            "mean": list(CIFAR_MEAN),
-            "std": list(CIFAR_STD),
-            "interpolation": "bilinear",
-            "crop": "center_square",
+            **self.data_config.to_config(),
         }
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
         """``config`` adds keys to ours: replacing it would drop the architecture that convhub.load needs."""
         return super().save_pretrained(save_directory, config={**self.hub_config(), **(config or {})}, **kwargs)
 
-    def generate_model_card(self, *args, training: dict | None = None, **kwargs):
-        return model_card(self, training=training)
+    def generate_model_card(self, *args, training: dict | None = None, repo_id: str | None = None, **kwargs):
+        return model_card(self, training=training, repo_id=repo_id)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None, **kwargs):
-        """Like the mixin's, but fails fast offline, refuses other architectures and never unpickles."""
-        from .hub import check_config, read_config, resolve
+    def init_args(cls, config: dict, source: str) -> dict:
+        """The constructor arguments a config asks for, each checked; absent ones keep their defaults."""
+        args = {key: spec.check(key, config[key], source) for key, spec in cls.config_spec.items() if key in config}
+        with torch.device("meta"):  # count parameters without allocating them
+            params = sum(p.numel() for p in cls(**args).parameters())
+        if params > MAX_PARAMS:
+            raise ConfigError(f"{source} describes a {cls.__name__} of {params:,} parameters; convhub builds nets of "
+                              f"at most {MAX_PARAMS:,}")
+        return args
 
-        folder = resolve(pretrained_model_name_or_path, revision=revision,
-                         cache_dir=kwargs.get("cache_dir"), token=kwargs.get("token"),
-                         force_download=kwargs.get("force_download", False),
-                         local_files_only=kwargs.get("local_files_only", False))
-        config = check_config(read_config(folder), folder)
-        if cls is ConvHubModel:  # the base class: let config.json pick the net, as convhub.load does
-            from .registry import ARCHITECTURES
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None, map_location="cpu",
+                        strict: bool = True, cache_dir=None, token=None, force_download: bool = False,
+                        local_files_only: bool = False, **ignored):
+        """Like the mixin's, but fails fast offline, checks every config value and weight, and never unpickles.
 
-            return ARCHITECTURES[config["architecture"]].from_pretrained(folder, **kwargs)
-        if config["architecture"] != cls.__name__:
+        On the base class, config.json picks the net, as convhub.load does.
+        """
+        folder = resolve(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir, token=token,
+                         force_download=force_download, local_files_only=local_files_only)
+        config = read_config(folder)
+        source = f"{folder}/config.json"
+        check_format(config, source, __version__)
+        net_class = ARCHITECTURES[architecture_of(config, source, ARCHITECTURES)]
+        if cls is not ConvHubModel and net_class is not cls:
             raise ConvHubError(
-                f"{pretrained_model_name_or_path} holds a {config['architecture']}, not a {cls.__name__}: "
+                f"{pretrained_model_name_or_path} holds a {net_class.__name__}, not a {cls.__name__}: "
                 f"use convhub.load({str(pretrained_model_name_or_path)!r}) to get the right class."
             )
-        for key in ("cache_dir", "token", "force_download", "local_files_only", "proxies", "resume_download"):
-            kwargs.pop(key, None)
-        return super().from_pretrained(str(folder), **kwargs)
+        data_config = DataConfig.from_config(config, source)
+        model = net_class._from_pretrained(model_id=str(folder), map_location=map_location, strict=strict,
+                                           **net_class.init_args(config, source))
+        model.data_config = data_config
+        return model
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = True, **kwargs):
-        # model_id is always a local folder here: from_pretrained resolved it.
-        for key in ("revision", "cache_dir", "force_download", "local_files_only", "token"):
-            kwargs.pop(key, None)
+    def _from_pretrained(cls, *, model_id: str, map_location="cpu", strict: bool = True, **kwargs):
+        # model_id is always a local folder here: from_pretrained resolved it, and checked kwargs.
         model = cls(**kwargs)
         weights = Path(model_id) / SAFETENSORS_SINGLE_FILE
         if not weights.is_file():
             raise ConvHubError(f"{model_id} has no {SAFETENSORS_SINGLE_FILE}: convhub loads safetensors weights only.")
         try:
+            check_weights(model, weights)
             load_model(model, str(weights), strict=strict, device=str(map_location))
         except (RuntimeError, OSError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
             raise ConvHubError(f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error
+        bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+        if bad:
+            raise ConvHubError(f"weights in {weights} hold NaN or infinite values ({', '.join(bad[:3])}): refusing "
+                               "them, they would turn every prediction into NaN")
         model.eval()
         return model
 
-    def transforms(self):
-        """The preprocessing these weights expect, as a torchvision v2 transform."""
-        return build_transforms(INPUT_SIZE[-1], CIFAR_MEAN, CIFAR_STD)
+    def transforms(self) -> ImageTransform:
+        """The preprocessing these weights expect (from config.json), as torchvision's ``weights.transforms()``: it
+        takes PIL images and tensors (uint8 or float, CHW or NCHW)."""
+        return ImageTransform(self.data_config)
 
     @torch.inference_mode()
-    def predict(self, image: Image.Image | str | Path) -> dict[str, float]:
-        """Class probabilities for one image of any size and mode (path or PIL image)."""
-        from .hub import open_image
-
-        tensor = self.transforms()(open_image(image)).unsqueeze(0)
+    def predict(self, image: ImageInput) -> dict[str, float] | list[dict[str, float]]:
+        """Class probabilities for an image of any size and mode (path, PIL image or CHW tensor); a batch tensor
+        (NCHW) gives one dict per image."""
+        if isinstance(image, torch.Tensor):
+            batched = as_image_tensor(image).dim() == 4
+            tensor = self.transforms()(image if batched else image.unsqueeze(0))
+        else:
+            batched, tensor = False, self.transforms()(open_image(image)).unsqueeze(0)
         was_training = self.training
         self.eval()
         try:
             param = next(self.parameters())
-            probs = self(tensor.to(param.device, param.dtype)).softmax(dim=1)[0]
+            probs = self(tensor.to(param.device, param.dtype)).softmax(dim=1).cpu()
         finally:
             self.train(was_training)
-        return {name: float(p) for name, p in zip(self.class_names, probs)}
+        rows = [{name: float(p) for name, p in zip(self.class_names, row)} for row in probs]
+        return rows if batched else rows[0]
+
+
+def check_weights(model: torch.nn.Module, weights: Path) -> None:
+    """Refuse, from the file's header alone, weights whose tensors are not the model's: missing or extra names,
+    other shapes, or integers where the model holds floats (int8 weights would load as a constant net)."""
+    expected = model.state_dict()
+    with safe_open(str(weights), framework="pt") as stored:
+        names = set(stored.keys())
+        if names != set(expected):
+            missing, extra = sorted(set(expected) - names), sorted(names - set(expected))
+            raise ConvHubError(f"weights in {weights} do not fit {type(model).__name__}: "
+                               + "; ".join(part for part in (f"missing {', '.join(missing[:5])}" if missing else "",
+                                                             f"unexpected {', '.join(extra[:5])}" if extra else "")
+                                           if part))
+        for name in sorted(names):
+            tensor = stored.get_slice(name)
+            dtype, shape = tensor.get_dtype(), list(tensor.get_shape())
+            if shape != list(expected[name].shape):
+                raise ConvHubError(f"weights in {weights} do not fit {type(model).__name__}: {name} is {shape}, "
+                                   f"the model's is {list(expected[name].shape)}")
+            if expected[name].is_floating_point() != (dtype in FLOAT_DTYPES):
+                kind = "floating-point" if expected[name].is_floating_point() else "integer"
+                raise ConvHubError(f"weights in {weights}: {name} is stored as {dtype}; convhub loads {kind} values "
+                                   f"there ({', '.join(FLOAT_DTYPES)} for weights)")
 
 
 class FullyConnected(ConvHubModel):
     """Ch. 7 baseline: a plain MLP on the flattened 3072 pixels (3.7M parameters)."""
+
+    config_spec = {"hidden": IntList(1, 8, Int(1, 8192))}
 
     def __init__(self, hidden: tuple[int, ...] | list[int] = (1024, 512, 128)):
         super().__init__()
@@ -166,8 +217,13 @@ class Net(ConvHubModel):
         return self.fc2(torch.tanh(self.fc1(torch.flatten(out, 1))))
 
 
+CHANNELS = Int(2, 512)  # n_chans1; the second conv has half as many
+
+
 class NetWidth(ConvHubModel):
     """Net with more channels: width buys capacity."""
+
+    config_spec = {"n_chans1": CHANNELS}
 
     def __init__(self, n_chans1: int = 32):
         super().__init__()
@@ -185,6 +241,8 @@ class NetWidth(ConvHubModel):
 
 class NetDropout(ConvHubModel):
     """NetWidth with Dropout2d after each pooled conv: regularization by zeroing whole channels."""
+
+    config_spec = {"n_chans1": CHANNELS, "p": Float(0.0, 1.0, hi_inclusive=False)}
 
     def __init__(self, n_chans1: int = 32, p: float = 0.4):
         super().__init__()
@@ -205,6 +263,8 @@ class NetDropout(ConvHubModel):
 class NetBatchNorm(ConvHubModel):
     """NetWidth with BatchNorm2d after each conv: steadier activations, faster training."""
 
+    config_spec = {"n_chans1": CHANNELS}
+
     def __init__(self, n_chans1: int = 32):
         super().__init__()
         self.n_chans1 = n_chans1
@@ -223,6 +283,8 @@ class NetBatchNorm(ConvHubModel):
 
 class NetDepth(ConvHubModel):
     """Three conv stages with ReLU: depth widens the receptive field."""
+
+    config_spec = {"n_chans1": CHANNELS}
 
     def __init__(self, n_chans1: int = 32):
         super().__init__()
@@ -268,6 +330,8 @@ class ResBlock(torch.nn.Module):
 class NetResDeep(ConvHubModel):
     """A deep residual stack. Unlike the book's notebook, every block has its own weights."""
 
+    config_spec = {"n_chans1": CHANNELS, "n_blocks": Int(1, 1000)}
+
     def __init__(self, n_chans1: int = 32, n_blocks: int = 10):
         super().__init__()
         self.n_chans1 = n_chans1
@@ -280,3 +344,41 @@ class NetResDeep(ConvHubModel):
         out = F.max_pool2d(torch.relu(self.conv1(x)), 2)
         out = F.max_pool2d(self.resblocks(out), 2)
         return self.fc2(torch.relu(self.fc1(torch.flatten(out, 1))))
+
+
+# The zoo: names -> (class, constructor arguments), in the chapter's order, as timm's registry maps names to
+# entrypoints. convhub.registry builds on it (create, list_models, load).
+ZOO: dict[str, tuple[type[ConvHubModel], dict]] = {
+    "fc": (FullyConnected, {}),
+    "net": (Net, {}),
+    "net_width": (NetWidth, {"n_chans1": 32}),
+    "net_dropout": (NetDropout, {"n_chans1": 32, "p": 0.4}),
+    "net_batchnorm": (NetBatchNorm, {"n_chans1": 32}),
+    "net_depth": (NetDepth, {"n_chans1": 32}),
+    "net_res": (NetRes, {"n_chans1": 32}),
+    "net_res_deep": (NetResDeep, {"n_chans1": 32, "n_blocks": 10}),
+    "net_res_deep100": (NetResDeep, {"n_chans1": 32, "n_blocks": 100}),
+}
+
+ARCHITECTURES: dict[str, type[ConvHubModel]] = {cls.__name__: cls for cls, _ in ZOO.values()}
+
+
+def _plain(value):
+    """Tuples as lists: a config read back from config.json has lists where the constructor had tuples."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def zoo_name_for(model: ConvHubModel) -> str:
+    """The zoo name whose class and arguments match ``model``; custom configs get a descriptive name."""
+    config = {k: _plain(v) for k, v in (model._hub_mixin_config or {}).items()}
+    for name, (cls, kwargs) in ZOO.items():
+        defaults = cls._hub_mixin_jsonable_default_values
+        if type(model) is cls and all(
+            config.get(k, _plain(defaults.get(k))) == _plain(v) for k, v in {**defaults, **kwargs}.items()
+        ):
+            return name
+    args = "_".join(
+        f"{k}{'-'.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in sorted(config.items()) if not isinstance(v, dict)
+    )
+    return f"{type(model).__name__.lower()}_{args}".rstrip("_")

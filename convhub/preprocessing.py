@@ -1,22 +1,90 @@
-"""What a net sees: any PIL image becomes a normalized 3x32x32 tensor, exactly as the training data did."""
+"""What a net sees: any image (a file, a PIL image or a tensor) becomes a normalized 3x32x32 tensor, exactly as the
+training data did. Opening an image is bounded: a small file may claim billions of pixels, a path may be a FIFO.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
-CIFAR2_CLASSES = ("airplane", "bird")
-# Per-channel statistics of the 50,000 CIFAR-10 training images (the book's values).
-CIFAR_MEAN = (0.4915, 0.4823, 0.4468)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-INPUT_SIZE = (3, 32, 32)
+from .config import DataConfig
+from .errors import ConvHubError
+
+DEFAULT_DATA_CONFIG = DataConfig()
+CIFAR2_CLASSES = DEFAULT_DATA_CONFIG.class_names
+CIFAR_MEAN = DEFAULT_DATA_CONFIG.mean
+CIFAR_STD = DEFAULT_DATA_CONFIG.std
+INPUT_SIZE = DEFAULT_DATA_CONFIG.input_size
+
+# Decoding costs memory by the pixel, whatever the file's size: a 360 KB PNG can hold 13000x13000 16-bit pixels
+# (gigabytes once decoded). Larger images are refused before decoding. 50 MP covers today's phone cameras.
+MAX_IMAGE_PIXELS = 50_000_000
+
+ImageInput = Image.Image | str | Path | torch.Tensor
+
+
+def _check_pixels(image: Image.Image, name: str) -> None:
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ConvHubError(f"{name} is {width}x{height} = {width * height / 1e6:.0f} megapixels; convhub reads images "
+                           f"of at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (convhub.preprocessing.MAX_IMAGE_PIXELS)")
+
+
+def _open_regular_file(path: Path):
+    """A binary file object, refusing FIFOs, devices and folders without blocking on them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise ConvHubError(f"cannot read {path} as an image: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConvHubError(f"cannot read {path} as an image: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def open_image(image: Image.Image | str | Path | BinaryIO, draft: tuple[int, int] | None = None) -> Image.Image:
+    """A decoded PIL image from a path or an image, with a clear error for anything that is not one.
+
+    The pixel count is checked from the header, before anything is decoded. ``draft`` lets JPEGs decode at a reduced
+    scale no smaller than that size (libjpeg's DCT scaling): far faster for large photos that will be shrunk to 32x32
+    anyway. Other formats ignore it.
+    """
+    if isinstance(image, Image.Image):
+        _check_pixels(image, "the image")
+        return image
+    name = str(image) if isinstance(image, (str, Path)) else "the file"
+    try:
+        # a file object stays the caller's to close
+        source = contextlib.nullcontext(image) if hasattr(image, "read") else _open_regular_file(Path(image))
+        with source as file, Image.open(file) as opened:
+            _check_pixels(opened, name)
+            if draft is not None:
+                opened.draft(None, draft)
+            opened.load()
+            return opened.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ConvHubError(f"cannot read {name} as an image: {error}") from None
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block (not valid TIFF) is ignored, as browsers do."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - Pillow raises SyntaxError, ValueError, struct.error... for malformed EXIF
+        return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode (RGBA, LA, P with transparency, L, I;16, CMYK...) to RGB; transparent areas become white."""
-    image = ImageOps.exif_transpose(image)
+    image = _upright(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode == "La":  # premultiplied alpha: Pillow converts it to LA only
@@ -27,10 +95,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit greyscale: scale to 8 bits instead of clipping at 255. Through numpy, which reads every
         # byte order (Pillow's point() refuses I;16B and I;16L). Mode "I" says nothing of the range: values that all
-        # fit in 8 bits (an L image converted to I) are kept as they are.
-        pixels = np.asarray(image).astype(np.int64)
+        # fit in 8 bits (an L image converted to I) are kept as they are. int32 holds every value of both modes.
+        pixels = np.asarray(image).astype(np.int32)
         if image.mode != "I" or pixels.max(initial=0) > 255:
-            pixels = pixels // 256
+            pixels >>= 8
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
     if image.mode == "F":
         image = image.convert("L")
@@ -40,27 +108,69 @@ def to_rgb(image: Image.Image) -> Image.Image:
 class CenterSquare(torch.nn.Module):
     """Crop the largest centered square, so resizing keeps the aspect ratio of the object (CIFAR is square)."""
 
-    def forward(self, image: Image.Image) -> Image.Image:
+    def forward(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            height, width = image.shape[-2:]
+            side = min(width, height)
+            top, left = (height - side) // 2, (width - side) // 2
+            return image[..., top:top + side, left:left + side]
         width, height = image.size
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
         return image.crop((left, top, left + side, top + side))
 
 
-def build_transforms(size: int = 32, mean=CIFAR_MEAN, std=CIFAR_STD) -> v2.Compose:
-    """PIL image -> float tensor (3, size, size), like torchvision's ``weights.transforms()``."""
-    return v2.Compose([
-        v2.Lambda(to_rgb),
-        CenterSquare(),
-        v2.Resize((size, size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
+def as_image_tensor(image: torch.Tensor) -> torch.Tensor:
+    """A tensor image (C, H, W) or batch (N, C, H, W), uint8 or float in [0, 1], as RGB; greyscale is replicated."""
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise ConvHubError(f"an image tensor must be uint8 (0-255) or float (0-1), not {image.dtype}")
+    if image.dim() not in (3, 4) or image.shape[-3] not in (1, 3) or 0 in image.shape:
+        raise ConvHubError(f"an image tensor must be (C, H, W) or (N, C, H, W) with C 1 or 3, not {tuple(image.shape)}")
+    if image.shape[-3] == 1:
+        image = image.expand(*image.shape[:-3], 3, *image.shape[-2:])
+    return image
+
+
+_INTERPOLATION = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC,
+                  "nearest": v2.InterpolationMode.NEAREST}
+
+
+class ImageTransform(torch.nn.Module):
+    """PIL image or tensor (CHW or NCHW, uint8 or float) -> normalized float tensor, like torchvision's
+    ``weights.transforms()``. A PIL image takes the path the training data took: to RGB, crop, resize with Pillow."""
+
+    def __init__(self, data_config: DataConfig = DEFAULT_DATA_CONFIG):
+        super().__init__()
+        self.data_config = data_config
+        size = data_config.input_size[-2:]
+        self.crop = CenterSquare() if data_config.crop == "center_square" else torch.nn.Identity()
+        self.resize = v2.Resize(size, interpolation=_INTERPOLATION[data_config.interpolation], antialias=True)
+        self.normalize = v2.Normalize(data_config.mean, data_config.std)
+
+    def forward(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            tensor = v2.functional.pil_to_tensor(self.resize(self.crop(to_rgb(image))))
+        elif isinstance(image, torch.Tensor):
+            tensor = self.resize(self.crop(as_image_tensor(image)))
+        else:
+            raise ConvHubError(f"expected a PIL image or a tensor, not {type(image).__name__}")
+        return self.normalize(v2.functional.to_dtype(tensor, torch.float32, scale=True))
+
+    def extra_repr(self) -> str:
+        c = self.data_config
+        return (f"crop={c.crop}, resize={list(c.input_size[-2:])} ({c.interpolation}, antialias), "
+                f"mean={list(c.mean)}, std={list(c.std)}")
+
+
+def build_transforms(size: int = 32, mean=CIFAR_MEAN, std=CIFAR_STD) -> ImageTransform:
+    """The default preprocessing with another normalization (kept for callers of convhub 0.1)."""
+    if size != INPUT_SIZE[-1]:
+        raise ConvHubError(f"these nets take {INPUT_SIZE[-1]}x{INPUT_SIZE[-1]} inputs, not {size}x{size}")
+    return ImageTransform(DataConfig(mean=tuple(mean), std=tuple(std)))
 
 
 def normalize_uint8(images: torch.Tensor, mean=CIFAR_MEAN, std=CIFAR_STD) -> torch.Tensor:
-    """Batch of uint8 NCHW tensors (the in-memory training data) -> normalized float, same maths as build_transforms."""
+    """Batch of uint8 NCHW tensors (the in-memory training data) -> normalized float, same maths as the transform."""
     mean_t = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
     return (images.float().div_(255) - mean_t) / std_t

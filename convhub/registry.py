@@ -1,25 +1,16 @@
-"""The zoo: names -> (class, constructor arguments), as timm's registry maps names to entrypoints."""
+"""The doors in, as timm's: ``create(name)`` for a zoo net (fresh or pretrained), ``load(folder | repo)`` for a
+saved one whose config.json picks the class, and ``list_models()``."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import models
 from .errors import ConvHubError
+from .models import ZOO, ConvHubModel
 
-ZOO: dict[str, tuple[type[models.ConvHubModel], dict]] = {
-    "fc": (models.FullyConnected, {}),
-    "net": (models.Net, {}),
-    "net_width": (models.NetWidth, {"n_chans1": 32}),
-    "net_dropout": (models.NetDropout, {"n_chans1": 32, "p": 0.4}),
-    "net_batchnorm": (models.NetBatchNorm, {"n_chans1": 32}),
-    "net_depth": (models.NetDepth, {"n_chans1": 32}),
-    "net_res": (models.NetRes, {"n_chans1": 32}),
-    "net_res_deep": (models.NetResDeep, {"n_chans1": 32, "n_blocks": 10}),
-    "net_res_deep100": (models.NetResDeep, {"n_chans1": 32, "n_blocks": 100}),
-}
-
-ARCHITECTURES: dict[str, type[models.ConvHubModel]] = {cls.__name__: cls for cls, _ in ZOO.values()}
+DEFAULT_NAMESPACE = "convhub"
 
 
 @dataclass(frozen=True)
@@ -30,15 +21,31 @@ class ModelInfo:
     description: str
 
 
-def create(name: str, **overrides) -> models.ConvHubModel:
-    """A fresh (randomly initialised) zoo net; ``overrides`` change its constructor arguments."""
-    if name.startswith("hf-hub:"):
-        from .hub import load
+def pretrained_repo(name: str, namespace: str | None = None) -> str:
+    """The Hub repo of a zoo net's published weights: ``<namespace>/convhub-<name>`` (namespace: the argument,
+    then CONVHUB_NAMESPACE, then ``convhub``)."""
+    namespace = namespace or os.environ.get("CONVHUB_NAMESPACE") or DEFAULT_NAMESPACE
+    return f"{namespace}/convhub-{name.replace('_', '-')}"
 
-        return load(name)
+
+def load(name_or_path: str | Path, *, revision: str | None = None, map_location: str = "cpu", **kwargs) -> ConvHubModel:
+    """Load any convhub model from a folder or a Hub repo; the config picks the class (timm's ``hf-hub:`` idea)."""
+    return ConvHubModel.from_pretrained(name_or_path, revision=revision, map_location=map_location, **kwargs)
+
+
+def create(name: str, pretrained: bool = False, *, namespace: str | None = None, revision: str | None = None,
+           **overrides) -> ConvHubModel:
+    """A zoo net: fresh weights, or with ``pretrained=True`` the published ones (see pretrained_repo), which fail
+    as fast and clearly offline as ``load``. ``overrides`` change a fresh net's constructor arguments."""
+    if name.startswith("hf-hub:"):
+        return load(name, revision=revision)
     if name not in ZOO:
         raise ConvHubError(f"unknown model {name!r}; choose one of: {', '.join(ZOO)}")
     cls, kwargs = ZOO[name]
+    if pretrained:
+        if overrides:
+            raise ConvHubError(f"pretrained weights fix the architecture: drop {', '.join(overrides)}")
+        return load(pretrained_repo(name, namespace), revision=revision)
     return cls(**{**kwargs, **overrides})
 
 
@@ -49,24 +56,3 @@ def list_models() -> list[ModelInfo]:
         model = cls(**kwargs)
         infos.append(ModelInfo(name, cls.__name__, model.num_params, (cls.__doc__ or "").strip().split("\n")[0]))
     return infos
-
-
-def _plain(value):
-    """Tuples as lists: a config read back from config.json has lists where the constructor had tuples."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def zoo_name_for(model: models.ConvHubModel) -> str:
-    """The zoo name whose class and arguments match ``model``; custom configs get a descriptive name."""
-    config = {k: _plain(v) for k, v in (model._hub_mixin_config or {}).items()}
-    for name, (cls, kwargs) in ZOO.items():
-        defaults = cls._hub_mixin_jsonable_default_values
-        if type(model) is cls and all(
-            config.get(k, _plain(defaults.get(k))) == _plain(v) for k, v in {**defaults, **kwargs}.items()
-        ):
-            return name
-    args = "_".join(
-        f"{k}{'-'.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in sorted(config.items()) if not isinstance(v, dict)
-    )
-    return f"{type(model).__name__.lower()}_{args}".rstrip("_")

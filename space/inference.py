@@ -14,7 +14,7 @@ import torch
 from convhub import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, build_transforms
 from convhub.card import BOOK_VAL_ACCURACY
 from convhub.errors import ConvHubError
-from convhub.hub import open_image
+from convhub.preprocessing import open_image
 from PIL import Image
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 from torchvision.utils import make_grid

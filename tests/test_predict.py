@@ -291,3 +291,136 @@ def test_predict_runs_in_eval_mode_and_restores_train_mode(name):
 def test_predict_does_not_track_gradients(model):
     model.predict(rgb())
     assert all(p.grad is None for p in model.parameters())
+
+
+# --- hostile files (issue #8) -------------------------------------------------------------------------------------
+
+
+def big_png(tmp_path, mode: str, side: int) -> "Path":
+    """A PNG that claims side x side pixels in a few hundred KB (it compresses to almost nothing)."""
+    path = tmp_path / f"big_{mode.replace(';', '')}.png"
+    Image.new(mode, (side, side)).save(path, optimize=False, compress_level=9)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["I;16", "RGB"])
+def test_too_many_pixels_are_refused_before_decoding(model, tmp_path, mode):
+    path = big_png(tmp_path, mode, 7200)  # 51.8 megapixels: just over the limit, a few MB to write
+    assert path.stat().st_size < 2_000_000
+    with pytest.raises(convhub.ConvHubError, match=r"7200x7200 = 52 megapixels; convhub reads images of at most "
+                                                   r"50 megapixels \(convhub.preprocessing.MAX_IMAGE_PIXELS\)"):
+        model.predict(path)
+    with Image.open(path) as lazy:  # a lazily opened image is checked before it is decoded too
+        with pytest.raises(convhub.ConvHubError, match="megapixels"):
+            model.predict(lazy)
+
+
+def test_an_image_at_the_pixel_limit_is_read(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(convhub.preprocessing, "MAX_IMAGE_PIXELS", 300 * 200)
+    rgb(300, 200).save(tmp_path / "at_limit.png")
+    rgb(301, 200).save(tmp_path / "over.png")
+    assert_probabilities(model.predict(tmp_path / "at_limit.png"))
+    with pytest.raises(convhub.ConvHubError, match="301x200"):
+        model.predict(tmp_path / "over.png")
+
+
+def jpeg_with_broken_exif(path) -> "Path":
+    """A JPEG whose APP1 Exif block is not valid TIFF (Pillow raised SyntaxError reading it)."""
+    rgb().save(path, exif=b"Exif\x00\x00NOT A TIFF HEADER AT ALL")
+    return path
+
+
+def test_malformed_exif_is_ignored(model, tmp_path):
+    path = jpeg_with_broken_exif(tmp_path / "broken_exif.jpg")
+    with Image.open(path) as opened:
+        expected = model.predict(opened)
+    assert_probabilities(expected)
+    assert same(model.predict(path), expected)
+
+
+def test_a_fifo_is_refused_without_blocking(model, tmp_path):
+    import os
+
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    with pytest.raises(convhub.ConvHubError, match="not a regular file"):
+        model.predict(fifo)  # opening it for reading would block until a writer came
+
+
+def test_a_file_object_is_read_and_left_open(model):
+    buffer = io.BytesIO()
+    rgb().save(buffer, format="PNG")
+    buffer.seek(0)
+    assert same(model.predict(buffer), model.predict(rgb()))
+    assert not buffer.closed
+
+
+# --- tensors, as torchvision's weights.transforms() takes them ----------------------------------------------------
+
+
+def test_uint8_and_float_tensors_match_the_pil_path(model):
+    pixels = noise(32, 32)
+    from_pil = model.transforms()(Image.fromarray(pixels))
+    chw = torch.from_numpy(pixels).permute(2, 0, 1)
+    torch.testing.assert_close(model.transforms()(chw), from_pil, atol=1e-6, rtol=0)
+    torch.testing.assert_close(model.transforms()(chw.float() / 255), from_pil, atol=1e-5, rtol=0)
+    assert same(model.predict(chw), model.predict(Image.fromarray(pixels)))
+
+
+def test_batched_tensors_give_one_result_per_image(model):
+    batch = torch.stack([torch.from_numpy(noise(40, 30, seed)).permute(2, 0, 1) for seed in range(4)])
+    results = model.predict(batch)
+    assert isinstance(results, list) and len(results) == 4
+    for seed, result in enumerate(results):
+        assert same(result, model.predict(batch[seed]))
+    assert model.transforms()(batch).shape == (4, 3, 32, 32)
+
+
+def test_large_tensor_is_cropped_and_resized_like_a_pil_image(model):
+    tensor = model.transforms()(torch.full((3, 400, 600), 128, dtype=torch.uint8))
+    pil = model.transforms()(Image.new("RGB", (600, 400), (128, 128, 128)))
+    torch.testing.assert_close(tensor, pil, atol=1e-5, rtol=0)
+
+
+def test_greyscale_tensor_is_replicated(model):
+    grey = torch.from_numpy(noise(32, 32)[..., :1]).permute(2, 0, 1)
+    torch.testing.assert_close(model.transforms()(grey), model.transforms()(grey.expand(3, -1, -1)))
+
+
+@pytest.mark.parametrize(("tensor", "message"), [
+    (torch.zeros(32, 32, dtype=torch.uint8), r"\(C, H, W\) or \(N, C, H, W\)"),
+    (torch.zeros(32, 32, 3, dtype=torch.uint8), "C 1 or 3"),
+    (torch.zeros(3, 0, 32), "not .3, 0, 32."),
+    (torch.zeros(3, 32, 32, dtype=torch.int64), "uint8 .0-255. or float .0-1., not torch.int64"),
+])
+def test_bad_tensors_are_clear_errors(model, tensor, message):
+    with pytest.raises(convhub.ConvHubError, match=message):
+        model.predict(tensor)
+
+
+# --- the preprocessing config.json asks for is the one used ------------------------------------------------------
+
+
+def test_edited_normalization_and_class_names_are_used_on_load(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    convhub.create("net").save_pretrained(tmp_path / "net")
+    config_path = tmp_path / "net" / "config.json"
+    original = convhub.load(tmp_path / "net")
+    config = json.loads(config_path.read_text())
+    config.update(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], class_names=["plane", "not a plane"],
+                  interpolation="nearest", crop="none")
+    config_path.write_text(json.dumps(config))
+    edited = convhub.load(tmp_path / "net")
+    assert edited.class_names == ("plane", "not a plane")
+    assert list(edited.predict(rgb())) == ["plane", "not a plane"]
+    image = Image.new("RGB", (32, 32), (128, 128, 128))
+    assert abs(float(original.transforms()(image).mean()) - float(edited.transforms()(image).mean())) > 0.01
+    torch.testing.assert_close(edited.transforms()(image), torch.full((3, 32, 32), (128 / 255 - 0.5) / 0.25))
+    stretched = edited.transforms()(rgb(64, 32))  # crop "none": the whole image squeezed to 32x32
+    assert stretched.shape == (3, 32, 32)
+    edited.save_pretrained(tmp_path / "again")  # and it is written back as it was read
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["mean"] == [0.5, 0.5, 0.5] and again["class_names"] == ["plane", "not a plane"]
+    assert again["crop"] == "none" and again["interpolation"] == "nearest"
