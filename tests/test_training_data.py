@@ -306,3 +306,72 @@ def test_augment_padding_zero_only_flips():
     for image, result in zip(images, out):
         assert torch.equal(result, image) or torch.equal(result, image.flip(2))
 
+
+
+# --- hostile or incomplete data (issue #8) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty", ["bird", "airplane"])
+def test_a_class_without_images_is_refused_by_name(tmp_path, empty):
+    root = make_image_folder(tmp_path / "d", 10)
+    for path in (root / empty).iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match=f"the training split has no {empty} images"):
+        load_cifar2(root)
+
+
+def test_a_class_missing_from_the_test_split_is_refused(tmp_path):
+    make_image_folder(tmp_path / "d" / "train", 10)
+    test = make_image_folder(tmp_path / "d" / "test", 4)
+    for path in (test / "bird").iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match=r"the validation split has no bird images \(airplane 4, bird 0\)"):
+        load_cifar2(tmp_path / "d")
+
+
+def test_a_class_too_small_to_reach_validation_is_refused(tmp_path):
+    root = make_image_folder(tmp_path / "d", 10)
+    for path in sorted((root / "bird").iterdir())[1:]:
+        path.unlink()  # one bird: 10% of it rounds to none in validation
+    with pytest.raises(DataError, match="the validation split has no bird images"):
+        load_cifar2(root)
+
+
+def test_images_with_too_many_pixels_are_skipped_before_decoding(tmp_path, caplog):
+    root = make_image_folder(tmp_path / "d", 6)
+    Image.new("I;16", (7200, 7200)).save(root / "bird" / "bomb.png", compress_level=9)  # 52 MP in ~100 KB
+    with caplog.at_level("WARNING"):
+        split = load_image_folder(root)
+    assert len(split) == 12 and split.skipped == 1
+    assert "megapixels" in caplog.text
+
+
+def test_a_fifo_in_the_folder_is_skipped_without_blocking(tmp_path):
+    import os
+
+    root = make_image_folder(tmp_path / "d", 6)
+    os.mkfifo(root / "bird" / "pipe.png")
+    split = load_image_folder(root)
+    assert len(split) == 12  # not a regular file: left out (is_file() is False for a FIFO)
+
+
+def test_dataset_images_with_too_many_pixels_are_skipped(tmp_path, caplog):
+    import io as bytes_io
+
+    from datasets import Dataset, Features, Image as ImageFeature, Value
+
+    def png(image) -> bytes:
+        buffer = bytes_io.BytesIO()
+        image.save(buffer, "PNG", compress_level=9)
+        return buffer.getvalue()
+
+    rows = [{"bytes": png(Image.new("RGB", (32, 32), (i, 0, 0))), "path": None} for i in range(20)]
+    rows.append({"bytes": png(Image.new("L", (7200, 7200))), "path": None})
+    labels = [0, 2] * 10 + [2]
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    Dataset.from_dict({"img": rows, "label": labels}, features=Features({"img": ImageFeature(), "label": Value("int64")})
+                      ).to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    with caplog.at_level("WARNING"):
+        data = load_cifar2(tmp_path / "ds", val_fraction=0.2)
+    assert len(data.train) + len(data.val) == 20 and data.train.skipped == 1
+    assert "megapixels" in caplog.text

@@ -5,6 +5,7 @@ Sources: an image folder ROOT/{airplane,bird}/, a CIFAR-10 python root, or a dat
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 from dataclasses import dataclass
@@ -14,8 +15,7 @@ import numpy as np
 import torch
 from convhub import CIFAR2_CLASSES
 from convhub.errors import ConvHubError
-from convhub.preprocessing import CenterSquare, to_rgb
-from PIL import Image
+from convhub.preprocessing import CenterSquare, open_image, to_rgb
 from torchvision.transforms import v2
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,10 @@ class CIFAR2:
 _to_32 = v2.Compose([v2.Lambda(to_rgb), CenterSquare(), v2.Resize((32, 32), antialias=True), v2.PILToTensor()])
 
 
-def decode_image(path: Path) -> torch.Tensor:
-    with Image.open(path) as image:
-        return _to_32(image)
+def decode_image(source) -> torch.Tensor:
+    """A path, file object or PIL image as uint8 (3, 32, 32), through convhub's bounded open_image: a file that claims
+    more pixels than convhub.preprocessing.MAX_IMAGE_PIXELS is refused before it is decoded."""
+    return _to_32(open_image(source))
 
 
 def load_image_folder(root: str | Path) -> Split:
@@ -170,9 +171,19 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
     to_cifar2 = ({names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
                  if names and all(c in names for c in CIFAR2_CLASSES) else CIFAR10_TO_CIFAR2)
     keep = np.flatnonzero(np.isin(labels, list(to_cifar2)))
-    subset = dataset.select(keep)
-    images = torch.stack([_to_32(image) for image in subset[image_column]]) if len(subset) else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
-    return Split(images, torch.tensor([to_cifar2[int(v)] for v in labels[keep]], dtype=torch.int64))
+    # Undecoded, so that each image's pixel count is checked before it is decoded (datasets would decode them all).
+    subset = dataset.select(keep).cast_column(image_column, datasets.Image(decode=False))
+    images, kept, skipped = [], [], []
+    for label, encoded in zip(labels[keep], subset[image_column]):
+        try:
+            images.append(decode_image(io.BytesIO(encoded["bytes"]) if encoded.get("bytes") else encoded["path"]))
+            kept.append(to_cifar2[int(label)])
+        except ConvHubError as error:
+            skipped.append(str(error))
+    if skipped:
+        log.warning("skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
+    stacked = torch.stack(images) if images else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
+    return Split(stacked, torch.tensor(kept, dtype=torch.int64), skipped=len(skipped))
 
 
 def _saved_to_disk(path: Path) -> bool:
@@ -228,13 +239,27 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
 
 def _with_validation(train: Split, test: Split | None, source: str, val_fraction: float, seed: int) -> CIFAR2:
     if test is not None and len(test):
-        return CIFAR2(train, test, source, "the source's test split")
-    if not 0 < val_fraction < 1:
-        raise DataError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
-    train, val = stratified_split(train, val_fraction, seed)
-    if len(val) == 0 or len(train) == 0:
-        raise DataError(f"too few images ({len(train) + len(val)}) to carve a validation split")
-    return CIFAR2(train, val, source, f"seeded class-balanced {val_fraction:.0%} of it (seed {seed})")
+        data = CIFAR2(train, test, source, "the source's test split")
+    else:
+        if not 0 < val_fraction < 1:
+            raise DataError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        train, val = stratified_split(train, val_fraction, seed)
+        if len(val) == 0 or len(train) == 0:
+            raise DataError(f"too few images ({len(train) + len(val)}) to carve a validation split")
+        data = CIFAR2(train, val, source, f"seeded class-balanced {val_fraction:.0%} of it (seed {seed})")
+    check_every_class(data)
+    return data
+
+
+def check_every_class(data: CIFAR2) -> None:
+    """A class without images in either split would train a one-class model whose accuracy means nothing."""
+    for split_name, split in (("training", data.train), ("validation", data.val)):
+        counts = split.class_counts()
+        missing = [name for name, count in zip(CIFAR2_CLASSES, counts) if count == 0]
+        if missing:
+            have = ", ".join(f"{n} {c}" for n, c in zip(CIFAR2_CLASSES, counts))
+            raise DataError(f"{data.source}: the {split_name} split has no {' and no '.join(missing)} images ({have}); "
+                            "every class needs images in both splits")
 
 
 def augment(images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
