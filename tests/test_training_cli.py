@@ -21,7 +21,7 @@ from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (
     run_cli,
     synth_image,
 )
-from training import publish
+from training import artifacts, publish
 
 FAST = ["--batch-size", "16", "--quiet"]
 
@@ -45,7 +45,7 @@ def trained(folder, tmp_path_factory):
 def test_train_saves_weights_config_and_a_card_with_the_training_record(trained):
     out, stdout = trained
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md"}
-    record = publish.read_record(out)
+    record = artifacts.read_record(out)
     assert record == ModelCard.load(out / "README.md").data.to_dict()["convhub"]
     assert record["model_name"] == "net" and record["params"] == convhub.create("net").num_params
     assert record["recipe"] == "default" and record["recipe_config"]["batch_size"] == 16 and record["seed"] == 0
@@ -77,7 +77,7 @@ def test_book_recipe_from_the_cli(folder, tmp_path):
     code, stdout, _ = run_cli("train", "--model", "net", "--data", folder, "--recipe", "book", "--epochs", 1,
                               "--out", tmp_path / "book", "--quiet")
     assert code == 0
-    record = publish.read_record(tmp_path / "book")
+    record = artifacts.read_record(tmp_path / "book")
     config = record["recipe_config"]
     assert record["recipe"] == "book" and (config["lr"], config["batch_size"], config["augment"]) == (1e-2, 64, False)
     assert config["momentum"] == 0 and record["epochs"] == 1
@@ -104,10 +104,10 @@ def test_train_on_cifar10_batches_and_a_datasets_folder(tmp_path):
     make_parquet_dataset(tmp_path / "ds", n_train=40, n_test=20)
     for source, val in ((tmp_path / "cifar", "4 val"), (f"hf:{tmp_path / 'ds'}", "10 val")):
         code, stdout, stderr = run_cli("train", "--model", "net", "--data", source, "--epochs", 1,
-                                       "--out", tmp_path / "out", *FAST)
+                                       "--out", tmp_path / "out", "--overwrite", *FAST)
         assert code == 0, stderr
         assert f"{val} (the source's test split)" in stdout
-        assert publish.read_record(tmp_path / "out")["validation"] == "the source's test split"
+        assert artifacts.read_record(tmp_path / "out")["validation"] == "the source's test split"
 
 
 # --- zoo ------------------------------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_zoo_trains_each_net_and_writes_the_report(folder, tmp_path):
     assert [r["model"] for r in rows] == ["net", "net_depth"]
     for row in rows:
         assert row["params"] == convhub.create(row["model"]).num_params
-        assert row["val_accuracy"] == round(publish.read_record(tmp_path / row["model"])["val_accuracy"], 4)
+        assert row["val_accuracy"] == round(artifacts.read_record(tmp_path / row["model"])["val_accuracy"], 4)
         assert row["epochs"] == 1 and row["recipe"] == "default"
         assert (tmp_path / row["model"] / "model.safetensors").is_file()
     table = (tmp_path / "results.md").read_text()
@@ -216,7 +216,7 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path, caplog):
     assert code == 0, stderr
     assert "2 unreadable file(s) skipped" in stdout
     assert "skipped 2 unreadable image(s)" in caplog.text
-    assert publish.read_record(tmp_path / "o")["n_train"] + publish.read_record(tmp_path / "o")["n_val"] == 40
+    assert artifacts.read_record(tmp_path / "o")["n_train"] + artifacts.read_record(tmp_path / "o")["n_val"] == 40
 
 
 def test_cifar10_root_with_a_corrupt_batch(tmp_path):

@@ -31,7 +31,7 @@ from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (
     one_torch_thread,
     run_cli,
 )
-from training import publish
+from training import artifacts, publish
 from training.publish import PublishError
 
 ENDPOINT = "https://huggingface.co"
@@ -152,7 +152,7 @@ def test_push_uploads_weights_config_and_card_to_the_branch(hub, model_dir):
     assert sent_card.data.to_dict()["convhub"] == local_card.data.to_dict()["convhub"]  # the training metrics travel
     sent_accuracy = sent_card.data.eval_results[0].metric_value
     assert sent_accuracy == local_card.data.eval_results[0].metric_value
-    assert sent_accuracy == round(publish.read_record(model_dir)["val_accuracy"], 4)
+    assert sent_accuracy == round(artifacts.read_record(model_dir)["val_accuracy"], 4)
     assert sent_card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"] == sent_accuracy
     assert convhub.load(sent).model_name == "net"  # what was uploaded loads back
 
@@ -210,8 +210,8 @@ def test_token_from_the_environment_is_used(hub, model_dir, no_token, monkeypatc
 
 def test_read_record_of_an_untrained_save_is_none(tmp_path):
     convhub.create("net").save_pretrained(tmp_path / "untrained")
-    assert publish.read_record(tmp_path / "untrained") is None
-    assert publish.read_record(tmp_path / "nothing-here") is None
+    assert artifacts.read_record(tmp_path / "untrained") is None
+    assert artifacts.read_record(tmp_path / "nothing-here") is None
 
 
 # --- through the CLI ------------------------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_train_then_push(hub, folder, tmp_path):
     (upload,) = hub.uploads
     assert upload["repo_id"] == "user/convhub-net"
     sent_record = ModelCard.load(upload["folder"] / "README.md").data.to_dict()["convhub"]
-    assert sent_record == publish.read_record(tmp_path / "o")
+    assert sent_record == artifacts.read_record(tmp_path / "o")
 
 
 def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path, monkeypatch):

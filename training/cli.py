@@ -13,7 +13,7 @@ import convhub
 import torch
 from convhub.errors import ConvHubError
 
-from . import engine, publish, report
+from . import artifacts, engine, publish, report
 from .data import load_cifar2, load_eval_split
 from .recipes import RECIPES, recipe_for
 
@@ -44,12 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one net and save it (save_pretrained layout)")
     train.add_argument("--model", required=True, choices=list(convhub.ZOO))
-    train.add_argument("--out", required=True, help="folder to save the model in")
+    train.add_argument("--out", required=True, help="folder to save the model in (new or empty)")
+    train.add_argument("--overwrite", action="store_true", help="replace the model already saved in --out")
     train.add_argument("--push", metavar="REPO", help="also push to this Hub repo (namespace/name)")
     _add_training_args(train)
 
     zoo = commands.add_parser("zoo", help="train every net, then write the results table and plot")
     zoo.add_argument("--out", required=True, help="parent folder: one subfolder per net + results.{md,json} + plot")
+    zoo.add_argument("--overwrite", action="store_true", help="replace models already saved in --out")
     zoo.add_argument("--models", default=",".join(convhub.ZOO), help="comma-separated subset of the zoo")
     zoo.add_argument("--push", metavar="NAMESPACE", help="push each net to NAMESPACE/convhub-<name>")
     _add_training_args(zoo)
@@ -85,10 +87,10 @@ def train_one(name: str, data, args, out_dir: Path) -> dict:
     result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
                           progress=not args.quiet)
     model.cpu()
-    record = publish.training_record(
+    record = artifacts.training_record(
         model, data, recipe, result, engine.metrics(model, data.train, convhub.CIFAR2_CLASSES),
         engine.metrics(model, data.val, convhub.CIFAR2_CLASSES), seed=args.seed, device=device)
-    publish.save(model, out_dir, record)
+    artifacts.save(model, out_dir, record)
     print(f"{name}: val {record['val_accuracy']:.4f}, train {record['train_accuracy']:.4f}, "
           f"{record['seconds']:.0f} s -> {out_dir}", flush=True)
     return record
@@ -102,9 +104,10 @@ def _load_data(args):
 
 
 def cmd_train(args) -> int:
+    out = artifacts.check_model_out(args.out, overwrite=args.overwrite)
     if args.push:
         publish.check_can_push(args.token)
-    record = train_one(args.model, _load_data(args), args, Path(args.out))
+    record = train_one(args.model, _load_data(args), args, out)
     if args.push:
         print(f"pushed: {publish.push(args.out, args.push, private=args.private or None, token=args.token)}")
     return 0 if record else 1
@@ -115,10 +118,10 @@ def cmd_zoo(args) -> int:
     unknown = [n for n in names if n not in convhub.ZOO]
     if unknown:
         raise ConvHubError(f"unknown model(s) {', '.join(unknown)}; the zoo has: {', '.join(convhub.ZOO)}")
+    out = artifacts.check_zoo_out(args.out, names, overwrite=args.overwrite)
     if args.push:
         publish.check_can_push(args.token)
     data = _load_data(args)
-    out = Path(args.out)
     started = time.perf_counter()
     records = [train_one(name, data, args, out / name) for name in names]
     paths = report.write_report(records, out)
@@ -162,7 +165,7 @@ def cmd_report(args) -> int:
     if not out.is_dir():
         raise ConvHubError(f"no such folder: {out}")
     order = list(convhub.ZOO)
-    records = [r for d in sorted(out.iterdir()) if d.is_dir() and (r := publish.read_record(d))]
+    records = [r for d in sorted(out.iterdir()) if d.is_dir() and (r := artifacts.read_record(d))]
     if not records:
         raise ConvHubError(f"no trained models in {out} (folders whose README.md carries training metrics)")
     records.sort(key=lambda r: order.index(r["model_name"]) if r["model_name"] in order else len(order))
@@ -188,3 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConvHubError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's exit code for SIGINT; saves are atomic, so
+        # a model is either saved whole or not at all
+        print(f"\ninterrupted: {args.command} stopped; models saved before this point are kept, the one in "
+              "progress was not saved", file=sys.stderr)
+        return 130

@@ -1,0 +1,223 @@
+"""Nothing a user owned is lost: `train --out` / `zoo --out` are checked before any work, saves are atomic, and
+Ctrl-C stops cleanly (issue #8). In-process through training.cli.main, plus one real subprocess for SIGINT."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import convhub
+import pytest
+import torch
+from test_training_helpers import (  # noqa: F401 - one_torch_thread is an autouse fixture
+    assert_user_error,
+    make_image_folder,
+    one_torch_thread,
+    run_cli,
+)
+from training import artifacts
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--batch-size", "16", "--quiet", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("artifacts") / "data", 20)
+
+
+def train(data, out, *extra):
+    return run_cli("train", "--model", "net", "--data", data, "--out", out, *FAST, *extra)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_refused_before_any_work(code, stdout, stderr, *phrases):
+    assert_user_error(code, stderr, *phrases)
+    assert "data:" not in stdout  # the data was not even loaded
+
+
+# --- train --out ----------------------------------------------------------------------------------------------------
+
+
+def test_empty_out_is_refused_and_the_current_folder_is_untouched(data, tmp_path, monkeypatch):
+    (tmp_path / "README.md").write_text("my project")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    code, stdout, stderr = train(data, "")
+    assert_refused_before_any_work(code, stdout, stderr, "--out is empty")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("out", [".", "project"])
+def test_a_folder_that_is_not_a_model_is_never_written(data, tmp_path, monkeypatch, out):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my project's readme")
+    (project / "config.json").write_text('{"my": "settings"}')
+    monkeypatch.chdir(project if out == "." else tmp_path)
+    before = snapshot(project)
+    for extra in ([], ["--overwrite"]):
+        code, stdout, stderr = train(data, out, *extra)
+        assert_refused_before_any_work(code, stdout, stderr, "holds other files than a convhub model")
+        assert snapshot(project) == before
+
+
+def test_a_model_folder_with_extra_files_is_not_a_model_folder(data, tmp_path):
+    convhub.create("net").save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    code, stdout, stderr = train(data, tmp_path / "m", "--overwrite")
+    assert_refused_before_any_work(code, stdout, stderr, "holds other files")
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
+
+
+def test_replacing_a_model_needs_overwrite(data, tmp_path):
+    torch.manual_seed(123)
+    convhub.create("net").save_pretrained(tmp_path / "m")
+    before = snapshot(tmp_path / "m")
+    code, stdout, stderr = train(data, tmp_path / "m")
+    assert_refused_before_any_work(code, stdout, stderr, "already holds a model", "--overwrite")
+    assert snapshot(tmp_path / "m") == before
+
+    code, _, stderr = train(data, tmp_path / "m", "--overwrite")
+    assert code == 0, stderr
+    assert snapshot(tmp_path / "m") != before
+    assert artifacts.read_record(tmp_path / "m")["epochs"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left beside it
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o777 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_an_empty_folder_is_used(data, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, stderr = train(data, tmp_path / "empty")
+    assert code == 0, stderr
+    assert isinstance(convhub.load(tmp_path / "empty"), convhub.Net)
+
+
+def test_out_that_is_a_file_is_refused_before_training(data, tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    code, stdout, stderr = train(data, tmp_path / "file")
+    assert_refused_before_any_work(code, stdout, stderr, "is a file, not a folder")
+    code, stdout, stderr = train(data, tmp_path / "file" / "inside")
+    assert_refused_before_any_work(code, stdout, stderr, "is a file")
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+def test_out_that_is_a_symlink_is_refused(data, tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    code, stdout, stderr = train(data, tmp_path / "link")
+    assert_refused_before_any_work(code, stdout, stderr, "symbolic link")
+
+
+def test_unwritable_out_is_refused_before_training(data):
+    code, stdout, stderr = train(data, "/proc/convhub-model")  # /proc takes no new folders, even from root
+    assert_refused_before_any_work(code, stdout, stderr, "cannot write in /proc")
+
+
+def test_new_nested_out_is_created_only_when_saving(data, tmp_path):
+    code, _, stderr = train(data, tmp_path / "a" / "b" / "net")
+    assert code == 0, stderr
+    assert isinstance(convhub.load(tmp_path / "a" / "b" / "net"), convhub.Net)
+
+
+# --- atomic saves ---------------------------------------------------------------------------------------------------
+
+
+def test_a_save_that_fails_half_way_leaves_the_previous_model_whole(data, tmp_path, monkeypatch):
+    """Disk full while the weights are written: the old model still loads, and no partial folder remains."""
+    import safetensors.torch
+
+    torch.manual_seed(5)
+    convhub.create("net").save_pretrained(tmp_path / "m")
+    before = snapshot(tmp_path / "m")
+
+    def disk_full(model, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\x00" * 100)  # a partial file, as a full disk leaves it
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_model", disk_full)
+    code, stdout, stderr = train(data, tmp_path / "m", "--overwrite")
+    assert code != 0 and "No space left on device" in stderr + stdout
+    assert snapshot(tmp_path / "m") == before
+    assert isinstance(convhub.load(tmp_path / "m"), convhub.Net)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_folder_that_changed_during_training_is_not_replaced(tmp_path):
+    """Checked again at the swap: a file the user put there meanwhile survives, and the new model is kept too."""
+    out = tmp_path / "m"
+    convhub.create("net").save_pretrained(out)
+    artifacts.check_model_out(out, overwrite=True)
+    (out / "notes.txt").write_text("written during training")
+    with pytest.raises(artifacts.OutputError, match="changed while this ran .* the new files are in") as info:
+        artifacts.save(convhub.create("net"), out, record=None)
+    assert (out / "notes.txt").read_text() == "written during training"
+    kept = Path(str(info.value).rsplit(" ", 1)[-1])
+    assert isinstance(convhub.load(kept), convhub.Net)
+
+
+# --- zoo --out ------------------------------------------------------------------------------------------------------
+
+
+def test_zoo_refuses_a_folder_with_foreign_files(data, tmp_path):
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "thesis.tex").write_text("years of work")
+    code, stdout, stderr = run_cli("zoo", "--models", "net", "--data", data, "--out", tmp_path / "z", *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, "holds files that are not a zoo's (thesis.tex)")
+    assert [p.name for p in (tmp_path / "z").iterdir()] == ["thesis.tex"]
+
+
+def test_zoo_checks_every_net_folder_before_the_first_net_trains(data, tmp_path):
+    code, _, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", data, "--out", tmp_path / "z", *FAST)
+    assert code == 0, stderr
+    before = snapshot(tmp_path / "z")
+    code, stdout, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", data, "--out", tmp_path / "z", *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, "already holds a model", "--overwrite")
+    assert snapshot(tmp_path / "z") == before
+    code, _, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", data, "--out", tmp_path / "z",
+                              "--overwrite", *FAST)
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "z" / "results.json").read_text())[0]["model"] == "net"
+
+
+def test_zoo_with_an_empty_out_is_refused(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_cli("zoo", "--models", "net", "--data", data, "--out", "", *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, "--out is empty")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
+    data = make_image_folder(tmp_path / "data", 100)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", "train", "--model", "net_res_deep", "--data", str(data), "--epochs", "500",
+         "--out", str(tmp_path / "out"), "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # the net is built and training starts right after this line
+        if "params" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        "interrupted: train stopped; models saved before this point are kept, the one in progress was not saved"]
+    assert not (tmp_path / "out").exists()
