@@ -44,10 +44,19 @@ def offline_mode() -> bool:
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
+def _bound_timeouts(request: httpx2.Request) -> None:
+    """A request hook: every timeout left unset (None: wait forever, which huggingface_hub passes explicitly for its
+    API calls) becomes HUB_TIMEOUT_S."""
+    timeout = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {key: HUB_TIMEOUT_S if timeout.get(key) is None else timeout[key]
+                                     for key in ("connect", "read", "write", "pool")}
+
+
 def _bounded_client() -> httpx2.Client:
-    """huggingface_hub's default client, with timeouts: its default waits forever for an answer."""
+    """huggingface_hub's default client, with every request's timeouts bounded."""
     client = _http.default_client_factory()
-    client.timeout = httpx2.Timeout(HUB_TIMEOUT_S, connect=PROBE_TIMEOUT_S)
+    hooks = client.event_hooks
+    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), _bound_timeouts]}
     return client
 
 

@@ -5,11 +5,9 @@ Run `python space/app.py` (serves on 127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
+import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,63 +22,36 @@ from convhub import CIFAR2_CLASSES  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import inference  # noqa: E402
+import uploads  # noqa: E402
 from zoo_loader import LoadedNet, load_zoo, sources_summary  # noqa: E402
 
-EXAMPLES_DIR = HERE / "examples"
+EXAMPLES_DIR = uploads.EXAMPLES_DIR
+MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
+QUEUE_SIZE = int(os.environ.get("CONVHUB_QUEUE_SIZE", "256"))  # requests waiting beyond this: "Queue is full"
 
 
-def tolerate_unreadable(component: gr.Image) -> gr.Image:
-    """Hand unreadable uploads to our handlers, which say what is wrong, instead of failing in gr.Image's
-    preprocessing with a generic error. (A subclass would not do: the frontend picks components by class name.)"""
-    preprocess = component.preprocess
+def guarded_image_input(component: gr.Image) -> gr.Image:
+    """Accept only files uploaded to this Space (or our examples), and hand our handlers the path undecoded.
 
-    def tolerant(payload):
+    Gradio skips its own upload-folder check for a file sent without ``meta``, and its preprocessing decodes the
+    whole image before any size check (a 360 KB PNG of 13000x13000 pixels cost 3.4 GB). Our handlers open the path
+    themselves, through convhub's bounded open_image. (A subclass would not do: the frontend picks components by
+    class name.)
+    """
+    def checked(payload):
+        if payload is None:
+            return None
         try:
-            return preprocess(payload)
-        except Exception:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, DecompressionBombError...
-            return str(payload.path) if payload is not None and payload.path else None
+            return str(uploads.checked_upload(payload.path))
+        except uploads.UntrustedFileError as error:
+            raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from None
 
-    component.preprocess = tolerant
+    component.preprocess = checked
     return component
 
 
-IMAGE_DIR = Path(tempfile.gettempdir()) / "convhub-space"
-IMAGE_MAX_AGE_S = 3600  # Gradio copies each output into its own cache at once; ours are only reused while warm
-_writes = 0
-
-
-def as_file(pixels) -> str:
-    """A PNG named by its content, written atomically (temp file + rename).
-
-    Gradio rewrites array outputs into one content-hashed file in place, so concurrent identical requests can read
-    it half-written; files we hand over are copied atomically and reused instead.
-    """
-    global _writes
-    data = io.BytesIO()
-    Image.fromarray(pixels).save(data, format="PNG")
-    path = IMAGE_DIR / f"{hashlib.sha256(data.getvalue()).hexdigest()[:32]}.png"
-    if not path.exists():
-        IMAGE_DIR.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=IMAGE_DIR, suffix=".tmp", delete=False) as tmp:
-            tmp.write(data.getvalue())
-        os.replace(tmp.name, path)
-        _writes += 1
-        if _writes % 500 == 0:
-            prune_images()
-    return str(path)
-
-
-def prune_images(max_age_s: float = IMAGE_MAX_AGE_S) -> int:
-    """Delete our output images older than max_age_s, so a long-running Space does not fill its disk."""
-    removed, cutoff = 0, time.time() - max_age_s
-    for path in IMAGE_DIR.glob("*"):
-        try:
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-        except OSError:  # another worker removed or replaced it
-            pass
-    return removed
+STORE = uploads.ImageStore()
+as_file = STORE.save
 
 
 def _ui_errors(fn):
@@ -144,7 +115,7 @@ def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
             with gr.Tab("Classify"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        image = tolerate_unreadable(gr.Image(type="filepath", image_mode=None, label="Your image",
+                        image = guarded_image_input(gr.Image(type="filepath", image_mode=None, label="Your image",
                                                              height=280, sources=["upload", "webcam", "clipboard"]))
                         classify_button = gr.Button("Classify", variant="primary")
                         examples_slot = gr.Column()
@@ -210,10 +181,17 @@ def main() -> None:
     demo = build_demo(nets)
     print(f"{sources_summary(nets)} Ready in {time.perf_counter() - started:.1f} s "
           f"({torch.get_num_threads()} torch thread(s) per request).", flush=True)
-    demo.queue(default_concurrency_limit=inference.CONCURRENCY).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-    )
+    # SIGTERM (how Spaces and process managers stop a server) ends the server like Ctrl-C, so that exit handlers
+    # run and our image folder is removed.
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        demo.queue(default_concurrency_limit=inference.CONCURRENCY, max_size=QUEUE_SIZE).launch(
+            server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+            server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+            max_file_size=MAX_UPLOAD,
+        )
+    finally:
+        STORE.close()
 
 
 if __name__ == "__main__":

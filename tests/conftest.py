@@ -182,3 +182,109 @@ def olah_hub(olah_server, hub_env, monkeypatch) -> OlahHub:
     """The olah server, with HF_ENDPOINT pointing at it (and the isolated HF environment of hub_env)."""
     monkeypatch.setenv("HF_ENDPOINT", olah_server.url)
     return olah_server
+
+
+class SilentServer:
+    """A listener on 127.0.0.1 that accepts connections and never answers (a hung Hub).
+
+    With ``answer_probe``, HEAD requests get an empty 200 (the Hub looks alive) and everything else hangs.
+    """
+
+    def __init__(self, answer_probe: bool = False):
+        import threading
+
+        self.answer_probe = answer_probe
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections.append(conn)
+            if self.answer_probe:
+                conn.settimeout(2)
+                try:
+                    head = conn.recv(65536)
+                except OSError:
+                    continue
+                self.requests.append(head)
+                if head.startswith(b"HEAD "):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self.connections:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_hub(monkeypatch):
+    """HF_ENDPOINT at a SilentServer; convhub's probe cache emptied."""
+    server = SilentServer()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    convhub.hub._probe_cache.clear()
+    yield server
+    server.close()
+    convhub.hub._probe_cache.clear()
+
+
+class SpaceProcess:
+    """`python app.py` of a Space folder as a real server on a free port of 127.0.0.1, offline by default."""
+
+    def __init__(self, app: Path, log: Path, *, env: dict | None = None, python: str = sys.executable,
+                 startup_limit_s: float = 180.0):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log
+        full_env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "HF_HUB_OFFLINE": "1",
+                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._log = open(log, "w+")
+        self.process = subprocess.Popen([python, str(app)], env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        cwd=app.parent)
+        self._wait_until_up(startup_limit_s)
+
+    def _wait_until_up(self, limit_s: float) -> None:
+        import urllib.request
+
+        started = time.monotonic()
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return
+            except OSError:
+                if time.monotonic() - started > limit_s:
+                    self.stop()
+                    raise RuntimeError(f"app did not answer within {limit_s} s:\n{self.log()}")
+                time.sleep(0.3)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        """SIGTERM, as Spaces and process managers stop a server; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+        return self.process.returncode

@@ -197,6 +197,54 @@ def test_unreachable_endpoint_is_probed_once(monkeypatch):
     assert len(probes) == 1  # cached for convhub.hub._PROBE_TTL_S
 
 
+# --- a Hub that accepts connections and never answers ------------------------------------------------------------
+
+
+def test_a_hub_that_never_answers_fails_within_seconds(silent_hub):
+    """It hung for the full 1100 s tried: the TCP probe only caught refused connections."""
+    start = time.monotonic()
+    with pytest.raises(convhub.HubUnavailableError, match="cannot be reached") as info:
+        convhub.load("someone/missing")
+    assert time.monotonic() - start < convhub.hub.PROBE_TIMEOUT_S + 10  # a bound on hanging, not a speed figure
+    assert silent_hub.url in str(info.value)
+    with pytest.raises(convhub.HubUnavailableError):
+        convhub.create("net", pretrained=True, namespace="someone")
+
+
+def test_a_hub_that_answers_the_probe_then_hangs_fails_within_its_timeout(monkeypatch):
+    """The probe passes; the metadata request then hangs. Every request of the client has a timeout."""
+    from conftest import SilentServer
+    from huggingface_hub.utils import _http
+
+    server = SilentServer(answer_probe=True)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setattr(convhub.hub, "HUB_TIMEOUT_S", 2.0)
+    _http.close_session()  # the next request builds the shared client with the short timeout
+    try:
+        start = time.monotonic()
+        with pytest.raises(convhub.HubUnavailableError, match="did not answer within 2 s"):
+            convhub.load("someone/hangs")
+        assert time.monotonic() - start < 30
+        assert any(r.startswith(b"GET /api/models/someone/hangs") for r in server.requests)
+    finally:
+        server.close()
+        _http.close_session()
+
+
+def test_hub_requests_get_timeouts_but_a_users_own_client_factory_is_kept():
+    from huggingface_hub.utils import _http
+
+    convhub.hub.bound_hub_requests()
+    assert convhub.hub._bound_timeouts in _http.get_session().event_hooks["request"]
+    mine = lambda: _http.default_client_factory()  # noqa: E731
+    _http.set_client_factory(mine)
+    try:
+        convhub.hub.bound_hub_requests()
+        assert _http._GLOBAL_CLIENT_FACTORY is mine
+    finally:
+        _http.set_client_factory(convhub.hub._bounded_client)
+
+
 # --- a real download client against olah --------------------------------------------------------------------------
 
 

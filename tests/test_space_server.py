@@ -3,11 +3,10 @@ and by headless Chromium (Playwright)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -19,15 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SpaceProcess
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "space"))
 NETS = ["fc", "net", "net_res_deep"]
 STARTUP_LIMIT_S = 180  # generous: a busy 2-core machine imports torch + gradio slowly
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def decompression_bomb() -> bytes:
@@ -52,8 +48,11 @@ def images(tmp_path_factory):
     Image.new("RGBA", (1, 1), (10, 20, 30, 0)).save(folder / "one_pixel.png")
     Image.new("L", (100, 60), 90).save(folder / "gray.png")
     Image.new("P", (64, 64)).save(folder / "palette.gif")
-    gradient = np.linspace(0, 255, 8000, dtype=np.uint8)
-    Image.fromarray(np.stack([np.broadcast_to(gradient, (8000, 8000))] * 3, axis=-1)).save(folder / "huge.jpg", quality=60)
+    gradient = np.linspace(0, 255, 7000, dtype=np.uint8)  # 49 megapixels: just under convhub's limit
+    Image.fromarray(np.stack([np.broadcast_to(gradient, (7000, 7000))] * 3, axis=-1)).save(folder / "huge.jpg", quality=60)
+    Image.new("I;16", (13000, 13000)).save(folder / "too_many_pixels.png", compress_level=9)  # 169 MP in ~500 KB
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+        folder / "broken_exif.jpg", exif=b"Exif\x00\x00NOT A TIFF HEADER AT ALL")
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (folder / "bomb.png").write_bytes(decompression_bomb())
     (folder / "notes.txt").write_text("not an image")
@@ -66,39 +65,25 @@ def server_log(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, server_log):
+def models_dir(tmp_path_factory) -> Path:
+    """Fresh nets for NETS, and a net_width whose weights hold NaN (refused: it must come from the bundle)."""
+    from safetensors.torch import save_file
+
     models = tmp_path_factory.mktemp("models")
     for name in NETS:
         convhub.create(name).save_pretrained(models / name)
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CONVHUB_MODELS_DIR": str(models),
-           "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hf-cache")),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    log = open(server_log, "w+")
-    process = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    started = time.monotonic()
-    try:
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app exited with {process.returncode}:\n{log.read()}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() - started > STARTUP_LIMIT_S:
-                    pytest.fail(f"app did not answer within {STARTUP_LIMIT_S} s")
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    convhub.create("net_width").save_pretrained(models / "net_width")
+    state = {k: v.clone().fill_(float("nan")) if k == "fc2.bias" else v for k, v in convhub.create("net_width").state_dict().items()}
+    save_file(state, models / "net_width" / "model.safetensors")
+    return models
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_log, models_dir):
+    space = SpaceProcess(ROOT / "space" / "app.py", server_log, startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hf-cache"))})
+    yield space.url
+    space.stop()
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +186,13 @@ def test_compare(client):
     assert table["headers"][:4] == ["net", "class", "params", "val_accuracy"]
 
 
-def test_fifty_concurrent_classify_calls_are_all_answered(client, served_nets, images):
+def test_a_hundred_concurrent_classify_calls_are_all_answered(client, served_nets, images):
     from gradio_client import handle_file
 
-    jobs = [client.submit(handle_file(images / "cifar_like.png"), api_name="/classify") for _ in range(50)]
+    jobs = [client.submit(handle_file(images / "cifar_like.png"), api_name="/classify") for _ in range(100)]
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda job: job.result(timeout=120), jobs))
-    assert len(results) == 50 and all(len(r) == len(served_nets) + 3 for r in results)
+    assert len(results) == 100 and all(len(r) == len(served_nets) + 3 for r in results)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -248,3 +233,135 @@ def test_browser_upload_and_classify(server, served_nets, images, tmp_path):
             page.screenshot(path=str(shot.with_name("space_bad_upload.png")))
         finally:
             browser.close()
+
+
+# --- hostile requests (issue #8) -----------------------------------------------------------------------------------
+
+
+def call_raw(url: str, endpoint: str, data: list, timeout: float = 60) -> tuple[str, object]:
+    """A request as any HTTP client can send it, no gradio_client: POST /gradio_api/call/<endpoint>, then read its
+    event stream. Returns ('complete' | 'error', the last data line, parsed)."""
+    request = urllib.request.Request(f"{url}gradio_api/call/{endpoint}", data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    event_id = json.loads(urllib.request.urlopen(request, timeout=timeout).read())["event_id"]
+    stream = urllib.request.urlopen(f"{url}gradio_api/call/{endpoint}/{event_id}", timeout=timeout).read().decode()
+    events = re.findall(r"^event: (\w+)\ndata: (.*)$", stream, flags=re.M)
+    kind, payload = events[-1]
+    return kind, json.loads(payload)
+
+
+IMAGE_ENDPOINTS = {"classify": lambda image: [image], "filters": lambda image: ["net", image],
+                   "feature_maps": lambda image: ["net", image]}
+
+
+@pytest.mark.parametrize("endpoint", list(IMAGE_ENDPOINTS))
+def test_server_files_cannot_be_read_through_any_image_endpoint(server, endpoint, tmp_path):
+    """A FileData without `meta` skipped Gradio's upload check: server images were classified, other paths told
+    apart by their error. Now every path outside the upload cache gets the same message, and nothing is read."""
+    import uploads
+
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(secret)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    paths = [str(secret), "/etc/passwd", "/etc/hostname", str(tmp_path / "missing.png"), str(fifo), str(tmp_path),
+             "/proc/self/environ", str(ROOT / "space" / "models" / "net" / "config.json"),
+             f"{ROOT}/space/examples/../models/net/model.safetensors", "http://127.0.0.1:9/x.png", "file:///etc/passwd"]
+    answers = []
+    for path in paths:
+        kind, payload = call_raw(server, endpoint, IMAGE_ENDPOINTS[endpoint]({"path": path}))
+        answers.append((kind, payload["error"] if kind == "error" else payload))
+    assert answers == [("error", uploads.NOT_AN_UPLOAD)] * len(paths)
+
+
+def test_a_fifo_path_does_not_block_a_worker(server, served_nets, images, tmp_path):
+    """Two such calls used to freeze /classify (two workers blocked opening the FIFO for reading)."""
+    from gradio_client import Client, handle_file
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for _ in range(4):
+        assert call_raw(server, "classify", [{"path": str(fifo)}], timeout=30)[0] == "error"
+    *labels, _, _, _ = Client(server, verbose=False).predict(handle_file(images / "gray.png"), api_name="/classify")
+    assert len(labels) == len(served_nets)
+
+
+def test_a_file_marked_as_upload_outside_the_cache_is_refused_by_gradio(server):
+    kind, payload = call_raw(server, "classify", [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}])
+    assert kind == "error"
+
+
+def test_an_uploaded_image_reaches_the_nets_through_raw_http(server, served_nets, images):
+    """The legitimate path, by hand: upload, then name the uploaded file."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"gray.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + (images / "gray.png").read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{server}gradio_api/upload", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    [uploaded] = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    kind, payload = call_raw(server, "classify", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}])
+    assert kind == "complete" and len(payload) == len(served_nets) + 3
+
+
+def test_uploads_over_the_size_limit_get_a_clear_message(server):
+    import urllib.error
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + b"\0" * (11 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{server}gradio_api/upload", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 413
+    assert "exceeded maximum allowed size of 10485760 bytes" in info.value.read().decode()  # 10 MB
+
+
+def test_images_with_too_many_pixels_are_refused_before_decoding(client, images):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="13000x13000 = 169 megapixels; convhub reads images of at most 50 megapixels"):
+        client.predict(handle_file(images / "too_many_pixels.png"), api_name="/classify")
+
+
+def test_broken_exif_is_classified(client, served_nets, images):
+    from gradio_client import handle_file
+
+    *labels, _, _, _ = client.predict(handle_file(images / "broken_exif.jpg"), api_name="/classify")
+    assert len(labels) == len(served_nets)
+
+
+def test_nan_weights_are_refused_and_the_bundled_net_serves_instead(client):
+    table, _, _ = client.predict(api_name="/compare")
+    rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
+    assert rows["net_width"]["source"].startswith("bundled") and "NaN or infinite" in rows["net_width"]["source"]
+
+
+def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
+    """A full queue answers at once with Gradio's "Queue is full"; SIGTERM removes the Space's own image folder."""
+    from gradio_client import Client, handle_file
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "CONVHUB_QUEUE_SIZE": "1", "TMPDIR": str(tmp)})
+    try:
+        client = Client(space.url, verbose=False)
+        client.predict("net", None, api_name="/filters")  # writes kernel images
+        assert len(list(tmp.glob("convhub-space-*/*.png"))) > 0
+        jobs = [client.submit(handle_file(images / "huge.jpg"), api_name="/classify") for _ in range(12)]
+        errors = []
+        for job in jobs:
+            try:
+                job.result(timeout=120)
+            except Exception as error:  # noqa: BLE001 - the queue-full answers
+                errors.append(str(error))
+        assert errors and all("Queue is full" in e for e in errors)
+        assert len(errors) < len(jobs)  # the ones that got in were answered
+    finally:
+        code = space.stop()
+    assert code is not None and list(tmp.glob("convhub-space-*")) == []

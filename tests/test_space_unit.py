@@ -318,16 +318,50 @@ def test_app_wires_named_endpoints_and_missing_nets(nets):
     assert "**3 of 4 nets loaded**" in markdown and "`net_depth`: unavailable — test" in markdown
 
 
-def test_output_images_are_written_once_by_content_and_pruned(tmp_path, monkeypatch):
+def test_output_images_are_written_once_by_content_and_bounded_by_age_and_size(tmp_path):
     import os
 
-    import app
+    import uploads
 
-    monkeypatch.setattr(app, "IMAGE_DIR", tmp_path / "out")
+    store = uploads.ImageStore(max_age_s=60, max_bytes=4000)
     pixels = np.zeros((4, 4, 3), np.uint8)
-    first = app.as_file(pixels)
-    assert app.as_file(pixels.copy()) == first and np.array_equal(np.asarray(Image.open(first)), pixels)
-    other = app.as_file(pixels + 1)
-    assert other != first and sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".png", ".png"]
-    os.utime(first, (0, 0))  # an hour-old file goes, a fresh one stays
-    assert app.prune_images() == 1 and [str(p) for p in (tmp_path / "out").iterdir()] == [other]
+    first = store.save(pixels)
+    assert store.save(pixels.copy()) == first and np.array_equal(np.asarray(Image.open(first)), pixels)
+    other = store.save(pixels + 1)
+    assert other != first and sorted(p.suffix for p in store.folder.iterdir()) == [".png", ".png"]
+    os.utime(first, (0, 0))  # an old file goes, a fresh one stays
+    store.prune()
+    assert [str(p) for p in store.folder.iterdir()] == [other]
+    rng = np.random.default_rng(0)  # noise does not compress: ~2 KB a file
+    paths = [store.save(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(20)]
+    size = sum(p.stat().st_size for p in store.folder.iterdir())
+    assert size <= 4000 and Path(paths[-1]).exists()  # the newest survive
+    folder = store.folder
+    store.close()
+    assert not folder.exists()
+
+
+def test_only_uploads_and_examples_are_accepted(tmp_path, monkeypatch):
+    import os
+
+    import uploads
+
+    cache = tmp_path / "gradio-cache"
+    (cache / "abc").mkdir(parents=True)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    upload = cache / "abc" / "bird.png"
+    Image.new("RGB", (8, 8)).save(upload)
+    example = next(uploads.EXAMPLES_DIR.glob("*.jpg"))
+    assert uploads.checked_upload(str(upload)) == upload.resolve()
+    assert uploads.checked_upload(example) == example.resolve()
+
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8)).save(outside)
+    os.mkfifo(cache / "abc" / "pipe.png")
+    (cache / "abc" / "link.png").symlink_to(outside)
+    refused = [outside, "/etc/passwd", tmp_path / "missing.png", cache / "abc" / "pipe.png", cache / "abc",
+               cache / "abc" / "link.png", f"{cache}/abc/../../secret.png", "http://127.0.0.1:1/x.png", "a\x00b", ""]
+    for path in refused:
+        with pytest.raises(uploads.UntrustedFileError) as info:
+            uploads.checked_upload(path)
+        assert str(info.value) == uploads.NOT_AN_UPLOAD  # the same words whatever the path: nothing is revealed

@@ -270,3 +270,20 @@ def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path, monkeyp
     assert "someone/convhub-net-depth" in stderr and "local save is untouched" in stderr
     assert (tmp_path / "zoo" / "net_depth" / "model.safetensors").is_file()
     assert (tmp_path / "zoo" / "results.json").is_file()
+
+
+# --- a Hub that accepts connections and never answers (issue #8) ----------------------------------------------------
+
+
+@pytest.mark.usefixtures("hub_env")
+def test_push_to_a_hub_that_never_answers_fails_within_seconds(silent_hub, saved, folder, tmp_path):
+    import time
+
+    start = time.monotonic()
+    code, _, stderr = run_cli("push", "--from", saved, "--repo", "user/convhub-net", "--token", "hf_test")
+    assert_user_error(code, stderr, "cannot be reached", silent_hub.url)
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "o",
+                                   "--push", "user/convhub-net", "--token", "hf_test", "--quiet")
+    assert_user_error(code, stderr, "cannot be reached")
+    assert "data:" not in stdout
+    assert time.monotonic() - start < 2 * (convhub.hub.PROBE_TIMEOUT_S + 5)  # it hung past 150 s

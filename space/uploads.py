@@ -1,0 +1,122 @@
+"""Which files a request may name, and where the Space writes its own.
+
+Gradio checks that an uploaded file lies in its upload cache only when the request marks it as a file (``meta``):
+a bare ``{"path": "/any/server/file"}`` reaches the component as it is. So every image input goes through
+``checked_upload``: only files in Gradio's upload cache or among our examples, and only regular files, with one
+message for everything else, so that an answer never tells whether a server path exists.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from convhub.errors import ConvHubError
+from PIL import Image
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+NOT_AN_UPLOAD = ("this file was not uploaded to the Space: send the image itself (in gradio_client, "
+                 "handle_file(path)); server paths and URLs are not accepted")
+
+
+class UntrustedFileError(ConvHubError):
+    """A request named a file that is not an upload of this Space."""
+
+
+def upload_folder() -> Path:
+    """Gradio's upload cache (GRADIO_TEMP_DIR, or <tmp>/gradio), as Gradio itself computes it."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def checked_upload(path: str | os.PathLike) -> Path:
+    """``path`` itself if it is a regular file in Gradio's upload cache or in our examples; else UntrustedFileError.
+
+    Resolved first, so neither ``..`` nor a symbolic link leads out of those folders. The message is the same for
+    every refusal: missing files, FIFOs, folders, URLs and other people's files all read alike.
+    """
+    try:
+        resolved = Path(os.fspath(path)).resolve(strict=True)
+        inside = any(resolved.is_relative_to(root) for root in (upload_folder(), EXAMPLES_DIR))
+        if inside and stat.S_ISREG(resolved.stat().st_mode):
+            return resolved
+    except (OSError, TypeError, ValueError, RuntimeError):  # missing, unreadable, a loop of links, a NUL byte...
+        pass
+    raise UntrustedFileError(NOT_AN_UPLOAD)
+
+
+class ImageStore:
+    """PNG files the Space hands to Gradio, named by their content and written atomically.
+
+    Gradio rewrites array outputs into one content-hashed file in place, so concurrent identical requests could read
+    it half-written; files we hand over are copied atomically and reused instead. The folder is private to this
+    process, bounded by age and total size (pruned as it grows), and removed when the process exits.
+    """
+
+    def __init__(self, max_age_s: float = 600.0, max_bytes: int = 64 * 2**20):
+        self.max_age_s, self.max_bytes = max_age_s, max_bytes
+        self.folder: Path | None = None
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._pruned_at = time.monotonic()
+
+    def _ensure_folder(self) -> Path:
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="convhub-space-"))
+            atexit.register(self.close)
+        return self.folder
+
+    def save(self, pixels) -> str:
+        data = io.BytesIO()
+        Image.fromarray(pixels).save(data, format="PNG")
+        with self._lock:
+            folder = self._ensure_folder()
+            path = folder / f"{hashlib.sha256(data.getvalue()).hexdigest()[:32]}.png"
+            if path.exists():
+                os.utime(path)  # reused: young again
+            else:
+                with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
+                    tmp.write(data.getvalue())
+                os.replace(tmp.name, path)
+                self._bytes += len(data.getvalue())
+            if self._bytes > self.max_bytes or time.monotonic() - self._pruned_at > self.max_age_s / 2:
+                self._bytes = self.prune()
+                self._pruned_at = time.monotonic()
+        return str(path)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete files older than max_age_s, then the oldest until the folder is at most half of max_bytes
+        (so pruning is rare); returns the bytes left."""
+        if self.folder is None:
+            return 0
+        now = time.time() if now is None else now
+        files = []
+        for path in self.folder.glob("*.png"):
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            if now - info.st_mtime > self.max_age_s:
+                path.unlink(missing_ok=True)
+            else:
+                files.append((info.st_mtime, info.st_size, path))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= self.max_bytes // 2:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+        return total
+
+    def close(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+            self._bytes = 0
