@@ -1,10 +1,14 @@
-"""The model card (README.md) saved next to the weights: what the net is, how to use it, how well it did."""
+"""The model card (README.md) saved next to the weights: what the net is, how to use it (with convhub, or with
+plain PyTorch and nothing else), and how well it did on which data."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
+import textwrap
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin
 
 BOOK_VAL_ACCURACY = {  # Deep Learning with PyTorch, ch. 7-8 notebooks (validation = CIFAR-10 test images)
     "fc": 0.80, "net": 0.89, "net_width": 0.90, "net_dropout": 0.88, "net_batchnorm": 0.89,
@@ -15,6 +19,13 @@ BOOK_NOTES = {
     "net_batchnorm": "the book measured it in train mode (its `validate` never calls `model.eval()`)",
     "net_res_deep100": "the book's net shared one block 100 times (75,810 parameters); ours has 100 distinct blocks",
 }
+SHARED_BLOCK_NOTE = (
+    "The book's notebook builds `NetResDeep` with `n_blocks * [ResBlock(n_chans1)]`: one block shared by every "
+    "position, 75,810 parameters whatever the depth. These weights have a distinct block at every position "
+    "({params:,} parameters), so they load into the class above (or convhub's), not into the notebook's."
+)
+INSTALL_CONVHUB = 'pip install "convhub @ git+https://github.com/convhub/convhub"'
+RECORD_DIGITS = 4
 
 TEMPLATE = """---
 {{ card_data }}
@@ -35,17 +46,31 @@ for CIFAR-2: **airplane vs bird**, 32x32 RGB images. {{ description }}
 
 ## Use it
 
+With convhub, which reads the class and the preprocessing from `config.json`:
+
+```bash
+{{ install_convhub }}
+```
+
 ```python
 import convhub
 from PIL import Image
 
-model = convhub.load("{{ repo_hint }}")       # picks {{ architecture }} from config.json
-print(model.predict(Image.open("bird.jpg")))  # {"airplane": 0.03, "bird": 0.97}
-
-x = model.transforms()(Image.open("bird.jpg")).unsqueeze(0)   # the exact preprocessing
+model = convhub.load("{{ repo_id }}")   # a {{ architecture }}, with the preprocessing of its config.json
+print(model.predict(Image.open("bird.jpg")))  # {"airplane": 0.03, "bird": 0.97}; paths and tensors work too
+x = model.transforms()(Image.open("bird.jpg")).unsqueeze(0)  # as torchvision's weights.transforms()
 logits = model(x)
 ```
 
+With plain PyTorch only (`pip install torch safetensors huggingface_hub pillow`): the net as the book writes it,
+and these weights.
+
+```python
+{{ plain_pytorch }}
+```
+{% if shared_block_note %}
+{{ shared_block_note }}
+{% endif %}
 Weights are stored as safetensors only; loading never unpickles anything.
 {% if training %}
 ## Training
@@ -64,7 +89,7 @@ Weights are stored as safetensors only; loading never unpickles anything.
 {% if book_accuracy %}
 **Book vs ours:** the book reports {{ "%.2f"|format(book_accuracy) }} validation accuracy for this net
 (on the official CIFAR-10 test images of the two classes, 100 epochs of plain SGD){% if book_note %}; note that {{ book_note }}{% endif %}.
-Our validation split is carved from the training images, so the numbers are close but not identical measurements.
+{{ "Our validation split is carved from the training images, so the numbers are close but not identical measurements." if carved else "" }}
 {% endif %}{% else %}
 ## Training
 
@@ -76,41 +101,116 @@ These weights are untrained (fresh initialisation). Train them with `python -m t
 """
 
 
+def repo_hint(model_name: str) -> str:
+    return f"<namespace>/convhub-{model_name.replace('_', '-')}"
+
+
+def _plain_class(cls) -> str:
+    """A zoo class's source as a plain ``nn.Module``: the mixin base and convhub's config checks dropped."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    source = re.sub(r"^class (\w+)\(ConvHubModel\):", r"class \1(nn.Module):", source, flags=re.M)
+    return re.sub(r"^    config_spec = .*\n\n?", "", source, flags=re.M)
+
+
+def plain_pytorch(model, repo_id: str) -> str:
+    """Code that rebuilds ``model`` and loads its published weights with torch, safetensors and huggingface_hub."""
+    module = type(model).__module__  # the net's classes, from the one under convhub's base (the mixin's child) down
+    classes = [c for c in reversed(type(model).__mro__)
+               if c.__module__ == module and PyTorchModelHubMixin not in c.__bases__]
+    helpers = {type(m) for m in model.modules() if type(m).__module__ == type(model).__module__} - set(classes)
+    sources = [_plain_class(c) for c in sorted(helpers, key=lambda c: c.__name__)] + [_plain_class(c) for c in classes]
+    args = ", ".join(f"{k}={v!r}" for k, v in (model._hub_mixin_config or {}).items())
+    data = model.data_config
+    side = data.input_size[-1]
+    return "\n".join([
+        "import torch",
+        "import torch.nn.functional as F",
+        "from huggingface_hub import hf_hub_download",
+        "from PIL import Image",
+        "from safetensors.torch import load_file",
+        "from torch import nn",
+        "",
+        "",
+        *(s.rstrip() + "\n\n" for s in sources),
+        f"model = {type(model).__name__}({args})",
+        f'model.load_state_dict(load_file(hf_hub_download("{repo_id}", "model.safetensors")))',
+        "model.eval()",
+        "",
+        "# The preprocessing the weights were trained with: a centered square, "
+        f"{side}x{side} (bilinear), then normalized.",
+        'image = Image.open("bird.jpg").convert("RGB")',
+        "side = min(image.size)",
+        "left, top = (image.width - side) // 2, (image.height - side) // 2",
+        f"image = image.crop((left, top, left + side, top + side)).resize(({side}, {side}), Image.BILINEAR)",
+        f"x = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view({side}, {side}, 3)",
+        "x = x.permute(2, 0, 1).float().div(255)",
+        f"x = ((x - torch.tensor({list(data.mean)}).view(3, 1, 1)) / torch.tensor({list(data.std)}).view(3, 1, 1))"
+        ".unsqueeze(0)",
+        "with torch.no_grad():",
+        f"    print(dict(zip({list(data.class_names)}, model(x).softmax(1)[0].tolist())))",
+    ])
+
+
+def rounded(record: dict) -> dict:
+    """The training record as plain JSON types with metrics rounded (YAML would write str/float subclasses, such
+    as torch.__version__, as python objects that no safe loader reads back)."""
+    def walk(value):
+        if isinstance(value, float):
+            return round(value, RECORD_DIGITS)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(json.loads(json.dumps(record, default=str)))
+
+
+def _eval_result(training: dict) -> EvalResult:
+    """The model-index entry, naming the data as it was: CIFAR-10's airplanes and birds, and which split."""
+    carved = "of it" in str(training.get("validation", ""))
+    split = f"train (held-out: {training['validation']})" if carved else "test"
+    return EvalResult(
+        task_type="image-classification", task_name="Image Classification",
+        dataset_type="uoft-cs/cifar10", dataset_name="CIFAR-10 airplane + bird (CIFAR-2)",
+        dataset_split=split[:200], metric_type="accuracy", metric_name="Accuracy",
+        metric_value=round(float(training["val_accuracy"]), RECORD_DIGITS),
+    )
+
+
 def model_card(model, training: dict | None = None, repo_id: str | None = None) -> ModelCard:
-    """Card for ``model``; ``training`` (from the training package) adds metrics and a model-index block."""
+    """Card for ``model``; ``training`` (from the training package) adds metrics and a model-index block;
+    ``repo_id`` is the repo the card will live in (its snippets use it)."""
     name = model.model_name
     info = model._hub_mixin_info
     data = ModelCardData(**info.model_card_data.to_dict())
     data.datasets = ["uoft-cs/cifar10"]
     if training:
         data.model_name = f"convhub-{name.replace('_', '-')}"
-        data.eval_results = [
-            EvalResult(
-                task_type="image-classification", task_name="Image Classification",
-                dataset_type="uoft-cs/cifar10", dataset_name=training.get("dataset_name", "CIFAR-2 (airplane vs bird)"),
-                dataset_split=training.get("split", "validation"),
-                metric_type="accuracy", metric_name="Accuracy", metric_value=round(float(training["val_accuracy"]), 4),
-            )
-        ]
+        data.eval_results = [_eval_result(training)]
         # Machine-readable copy of the whole training record, read back by `training push` and the Space.
-        # As plain JSON types: YAML would write str/float subclasses (torch.__version__, numpy floats) as
-        # python objects that no YAML safe loader (nor the Hub) reads back.
-        data.convhub = json.loads(json.dumps(training, default=str))
+        data.convhub = rounded(training)
+    repo_id = repo_id or repo_hint(name)
     config = {k: v for k, v in (model._hub_mixin_config or {}).items()}
+    shared = type(model).__name__ == "NetResDeep"
     return ModelCard.from_template(
         card_data=data,
         template_str=TEMPLATE,
-        title=f"ConvHub {model.model_name} ({type(model).__name__}, CIFAR-2)",
+        title=f"ConvHub {name} ({type(model).__name__}, CIFAR-2)",
         architecture=type(model).__name__,
         model_name=name,
         description=(type(model).__doc__ or "").strip(),
         params=model.num_params,
         config=config,
         class_names=", ".join(model.class_names),
-        mean=list(model.hub_config()["mean"]),
-        std=list(model.hub_config()["std"]),
-        repo_hint=repo_id or f"<namespace>/convhub-{name.replace('_', '-')}",
-        training=training,
+        mean=list(model.data_config.mean),
+        std=list(model.data_config.std),
+        repo_id=repo_id,
+        install_convhub=INSTALL_CONVHUB,
+        plain_pytorch=plain_pytorch(model, repo_id),
+        shared_block_note=SHARED_BLOCK_NOTE.format(params=model.num_params) if shared else "",
+        training=rounded(training) if training else None,
+        carved=bool(training) and "of it" in str(training.get("validation", "")),
         book_accuracy=BOOK_VAL_ACCURACY.get(name),
         book_note=BOOK_NOTES.get(name),
     )

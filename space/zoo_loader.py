@@ -6,6 +6,7 @@ of spending ~23 s of retries per file; offline, a snapshot already in the HF cac
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -18,8 +19,11 @@ from convhub.hub import endpoint, hub_reachable, offline_mode, resolve
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_NAMESPACE = "convhub"
+HERE = Path(__file__).resolve().parent
+BUNDLED_DIR = HERE / "models"
+# Written by `python -m training publish` into the uploaded Space: the namespace and revision its nets were pushed
+# to, so a user's Space loads their repos with no Space variable set by hand.
+PUBLISHED_SETTINGS = HERE / "convhub_space.json"
 
 
 @dataclass
@@ -34,8 +38,22 @@ class LoadedNet:
         return self.model is not None
 
 
+def published_settings(path: Path = PUBLISHED_SETTINGS) -> dict[str, str]:
+    """namespace and revision baked in by publish (strings only; a broken file is ignored with a warning)."""
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        return {key: settings[key] for key in ("namespace", "revision") if isinstance(settings.get(key), str)}
+    except (OSError, ValueError, AttributeError) as error:
+        log.warning("ignoring %s: %s", path, error)
+        return {}
+
+
 def hub_repo(name: str, namespace: str | None = None) -> str:
-    return f"{namespace or os.environ.get('CONVHUB_NAMESPACE') or DEFAULT_NAMESPACE}/convhub-{name.replace('_', '-')}"
+    """The repo of a net: CONVHUB_NAMESPACE, else the published namespace, else convhub's own."""
+    return convhub.pretrained_repo(name, namespace or os.environ.get("CONVHUB_NAMESPACE")
+                                   or published_settings().get("namespace"))
 
 
 def _from_folder(name: str, folder: Path, source: str) -> LoadedNet:
@@ -96,7 +114,7 @@ def load_zoo(names=None, *, models_dir: str | Path | None = None, namespace: str
     names = list(names or convhub.ZOO)
     models_dir = models_dir or os.environ.get("CONVHUB_MODELS_DIR")
     models_dir = Path(models_dir) if models_dir else None
-    revision = revision or os.environ.get("CONVHUB_REVISION", "main")
+    revision = revision or os.environ.get("CONVHUB_REVISION") or published_settings().get("revision") or "main"
     online = hub_reachable()
     return [load_net(name, models_dir=models_dir, hub_online=online, namespace=namespace, revision=revision)
             for name in names]

@@ -371,3 +371,28 @@ def test_incomplete_cache_is_not_used_offline(published, hub_env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(convhub.HubUnavailableError, match="HF cache"):
         convhub.load(repo_id)
+
+
+# --- create(name, pretrained=True), as timm's create_model ------------------------------------------------------------
+
+
+def test_create_pretrained_loads_the_published_weights(published, monkeypatch):
+    repo_id, _ = published
+    namespace = repo_id.split("/")[0]
+    model = convhub.create("net", pretrained=True, namespace=namespace)
+    assert torch.equal(outputs(model), expected(1))  # main holds seed 1
+    assert torch.equal(outputs(convhub.create("net", pretrained=True, namespace=namespace, revision="v1")), expected(0))
+    monkeypatch.setenv("CONVHUB_NAMESPACE", namespace)
+    assert torch.equal(outputs(convhub.create("net", pretrained=True)), expected(1))
+    assert convhub.pretrained_repo("net_res_deep100") == f"{namespace}/convhub-net-res-deep100"
+
+
+def test_create_pretrained_defaults_to_the_convhub_namespace_and_fails_fast_offline(monkeypatch):
+    monkeypatch.delenv("CONVHUB_NAMESPACE", raising=False)
+    assert convhub.pretrained_repo("net_res_deep") == "convhub/convhub-net-res-deep"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(convhub.HubUnavailableError, match="'convhub/convhub-net-res-deep' is not a local folder, "
+                                                          "HF_HUB_OFFLINE is set"):
+        convhub.create("net_res_deep", pretrained=True)
+    with pytest.raises(convhub.ConvHubError, match="pretrained weights fix the architecture"):
+        convhub.create("net_res_deep", pretrained=True, n_blocks=3)

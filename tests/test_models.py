@@ -342,7 +342,7 @@ def test_model_card_with_training_record(tmp_path):
     assert result.task_type == "image-classification"
     assert card.data.model_name == "convhub-net-batchnorm"
     record = card.data.to_dict()["convhub"]
-    assert record == {**TRAINING, "torch_version": str(torch.__version__)}
+    assert record == {**TRAINING, "val_accuracy": 0.8765, "torch_version": str(torch.__version__)}  # rounded
     assert card.data.to_dict()["library_name"] == "convhub"
     assert "38,482" in card.text
     assert "0.8765" in card.text and "0.9300" in card.text  # validation and train accuracy
@@ -350,3 +350,38 @@ def test_model_card_with_training_record(tmp_path):
     assert "untrained" not in card.text
     # and the weights still load
     assert type(convhub.load(folder)) is convhub.NetBatchNorm
+
+
+def test_model_card_names_the_repo_and_the_data_honestly(tmp_path):
+    model = seeded("net_res_deep100")
+    record = {**TRAINING, "validation": "seeded class-balanced 10% of it (seed 0)"}
+    card = model.generate_model_card(training=record, repo_id="alice/convhub-net-res-deep100")
+    assert "<namespace>" not in card.text
+    assert 'convhub.load("alice/convhub-net-res-deep100")' in card.text
+    assert 'hf_hub_download("alice/convhub-net-res-deep100", "model.safetensors")' in card.text
+    assert 'pip install "convhub @ git+' in card.text and "pip install torch safetensors huggingface_hub" in card.text
+    assert "one block shared by every position, 75,810 parameters" in card.text and "994,530" in card.text
+    (result,) = card.data.eval_results
+    assert result.dataset_name == "CIFAR-10 airplane + bird (CIFAR-2)" and result.dataset_type == "uoft-cs/cifar10"
+    assert result.dataset_split == "train (held-out: seeded class-balanced 10% of it (seed 0))"
+    assert "cifar10 validation" not in card.content.lower()
+
+
+def test_model_card_plain_pytorch_snippet_defines_the_net_without_convhub(tmp_path):
+    """The snippet's classes rebuild the net with torch alone and take the saved weights as they are."""
+    from safetensors.torch import load_file
+
+    for name in ("fc", "net_res", "net_res_deep"):
+        model = seeded(name)
+        model.save_pretrained(tmp_path / name)
+        code = convhub.card.plain_pytorch(model, "alice/x")
+        assert "convhub" not in code and "ConvHubModel" not in code and "config_spec" not in code
+        classes_part = code[:code.index("model = ")]
+        namespace: dict = {}
+        exec(compile(classes_part, "<card>", "exec"), namespace)  # noqa: S102 - our own generated code
+        plain = eval(code[code.index("model = ") + 8:].splitlines()[0], namespace)  # noqa: S307
+        plain.load_state_dict(load_file(tmp_path / name / "model.safetensors"))
+        assert isinstance(plain, torch.nn.Module) and not isinstance(plain, convhub.ConvHubModel)
+        x = batch(2)
+        with torch.no_grad():
+            assert torch.equal(plain.eval()(x), model.eval()(x))

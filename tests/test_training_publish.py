@@ -1,14 +1,9 @@
-"""training.publish and `python -m training push`, without the real Hub (huggingface.co is not reachable here).
+"""`python -m training push` / `publish` through the real huggingface_hub client, over real HTTP, to a Hub on
+127.0.0.1 (tests/hub_server.py) that records every commit.
 
-What is simulated, exactly:
-- the Hub's HTTP endpoints, at the `huggingface_hub.HfApi` method boundary: `HfApi.create_repo`, `HfApi.create_branch`
-  and `HfApi.upload_folder` are replaced by `FakeHub`, which records the calls and copies the uploaded folder
-  (the temporary folder that `PyTorchModelHubMixin.push_to_hub` writes and uploads) so the test can inspect it;
-  `HfApi.create_commit` is replaced by a function that fails the test, as nothing should reach it;
-- the reachability probe: `training.publish.hub_reachable` (and `convhub.hub.hub_reachable`) return True;
-- every socket connection fails the test, so nothing can leak past the fakes to the network.
-Everything else is real: token resolution, check_can_push, convhub.load of the local folder, the mixin's
-push_to_hub -> save_pretrained -> model card generation, and the CLI.
+Nothing is simulated at the client: HfApi builds and sends whoami-v2, repos/create, branch, preupload and NDJSON
+commit requests as it would to huggingface.co; the server answers as the Hub does and keeps the files, so the tests
+assert on what actually arrived in each repo. Any connection to a host other than 127.0.0.1 fails the test.
 """
 
 from __future__ import annotations
@@ -16,14 +11,15 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import convhub
-import httpx2
 import pytest
-from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
-from huggingface_hub.errors import HfHubHTTPError
-from safetensors.torch import load_file
+from huggingface_hub import ModelCard, SpaceCard
+from hub_server import HubServer
 from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (autouse), no_token
     assert_user_error,
     make_image_folder,
@@ -31,73 +27,23 @@ from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (
     one_torch_thread,
     run_cli,
 )
-from training import artifacts, publish
+from training import artifacts, publish, space_bundle
 from training.publish import PublishError
 
-ENDPOINT = "https://huggingface.co"
-
-
-class FakeHub:
-    """Records what would be sent to the Hub; `fail_on` names an HfApi method that answers with an HTTP error."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.calls: list[tuple[str, dict]] = []
-        self.uploads: list[dict] = []
-        self.fail_on: str | None = None
-
-    def _http_error(self, method: str, status: int = 500):
-        url = f"{ENDPOINT}/api/{method}"
-        response = httpx2.Response(status, request=httpx2.Request("POST", url))
-        return HfHubHTTPError(f"{status} Server Error: simulated failure of {method} for url: {url}", response=response)
-
-    def install(self, monkeypatch) -> FakeHub:
-        hub = self
-
-        def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
-            hub.calls.append(("create_repo", {"repo_id": repo_id, "private": private, "exist_ok": exist_ok}))
-            if hub.fail_on == "create_repo":
-                raise hub._http_error("create_repo", 403)
-            return RepoUrl(f"{ENDPOINT}/{repo_id}", endpoint=ENDPOINT)
-
-        def create_branch(api, repo_id, *, branch, exist_ok=False, **kwargs):
-            hub.calls.append(("create_branch", {"repo_id": repo_id, "branch": branch, "exist_ok": exist_ok}))
-            if hub.fail_on == "create_branch":
-                raise hub._http_error("create_branch")
-
-        def upload_folder(api, *, repo_id, folder_path, revision=None, commit_message=None, **kwargs):
-            hub.calls.append(("upload_folder", {"repo_id": repo_id, "revision": revision}))
-            if hub.fail_on == "upload_folder":
-                raise hub._http_error("upload_folder")
-            copy = hub.root / f"upload{len(hub.uploads)}"
-            shutil.copytree(folder_path, copy)  # the mixin deletes its temporary folder right after
-            hub.uploads.append({"repo_id": repo_id, "revision": revision, "commit_message": commit_message,
-                                "folder": copy, "files": sorted(p.name for p in copy.rglob("*") if p.is_file()),
-                                "kwargs": kwargs})
-            return CommitInfo(commit_url=f"{ENDPOINT}/{repo_id}/commit/{'0' * 40}", commit_message=commit_message,
-                              commit_description="", oid="0" * 40)
-
-        def create_commit(api, *args, **kwargs):
-            raise AssertionError("create_commit reached: the upload went past the simulated boundary")
-
-        def no_network(sock, *args, **kwargs):
-            raise AssertionError(f"network access attempted: {args}")
-
-        monkeypatch.setattr(HfApi, "create_repo", create_repo)
-        monkeypatch.setattr(HfApi, "create_branch", create_branch)
-        monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-        monkeypatch.setattr(HfApi, "create_commit", create_commit)
-        monkeypatch.setattr(socket.socket, "connect", no_network)
-        monkeypatch.setattr(publish, "hub_reachable", lambda *a, **k: True)
-        monkeypatch.setattr("convhub.hub.hub_reachable", lambda *a, **k: True)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        return self
+TOKEN = "hf_alice_write"
+ZOO = list(convhub.ZOO)
+MODEL_REPO_FILES = {"README.md", "config.json", "model.safetensors"}
 
 
 @pytest.fixture
-def hub(monkeypatch, tmp_path) -> FakeHub:
-    (tmp_path / "hub").mkdir()
-    return FakeHub(tmp_path / "hub").install(monkeypatch)
+def hub(hub_env, monkeypatch) -> HubServer:
+    """The Hub on 127.0.0.1, HF_ENDPOINT at it; alice's token may also write to the org `acme`."""
+    server = HubServer(tokens={TOKEN: "alice"}, orgs={"alice": ["acme"]}).start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -116,96 +62,88 @@ def saved(folder, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def model_dir(saved, tmp_path) -> Path:
-    """A fresh copy of the trained folder, plus a stray pickle that must never be uploaded."""
     copy = tmp_path / "model"
     shutil.copytree(saved, copy)
-    (copy / "training_state.pt").write_bytes(b"pickled optimizer state")
     return copy
 
 
 def snapshot(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-def test_push_uploads_weights_config_and_card_to_the_branch(hub, model_dir):
+def writes(hub: HubServer) -> list[tuple[str, str]]:
+    return [(method, path) for method, path in hub.requests if method == "POST"]
+
+
+# --- push: one folder -----------------------------------------------------------------------------------------------
+
+
+def test_push_uploads_weights_config_and_a_card_naming_the_repo(hub, model_dir):
     before = snapshot(model_dir)
-    url = publish.push(model_dir, "user/convhub-net", revision="v1", token="hf_x")
+    url = publish.push(model_dir, "alice/convhub-net", revision="v1", token=TOKEN)
 
-    assert url == f"{ENDPOINT}/user/convhub-net/commit/{'0' * 40}"
-    names = [name for name, _ in hub.calls]
-    assert names.count("upload_folder") == 1 and names[-1] == "upload_folder"
-    assert names.index("create_repo") < names.index("create_branch") < names.index("upload_folder")
-    assert hub.calls[names.index("create_branch")][1] == {"repo_id": "user/convhub-net", "branch": "v1",
-                                                          "exist_ok": True}
-    (upload,) = hub.uploads
-    assert upload["repo_id"] == "user/convhub-net" and upload["revision"] == "v1"
-    assert "net" in upload["commit_message"] and convhub.__version__ in upload["commit_message"]
-    assert upload["files"] == ["README.md", "config.json", "model.safetensors"]  # no .bin/.pt/.pkl
-    assert not [f for f in upload["files"] if f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
-
-    sent = upload["folder"]
-    assert json.loads((sent / "config.json").read_text()) == json.loads((model_dir / "config.json").read_text())
-    local_weights, sent_weights = load_file(model_dir / "model.safetensors"), load_file(sent / "model.safetensors")
-    assert local_weights.keys() == sent_weights.keys()
-    assert all((local_weights[k] == sent_weights[k]).all() for k in local_weights)
-    local_card, sent_card = ModelCard.load(model_dir / "README.md"), ModelCard.load(sent / "README.md")
-    assert sent_card.data.to_dict()["convhub"] == local_card.data.to_dict()["convhub"]  # the training metrics travel
-    sent_accuracy = sent_card.data.eval_results[0].metric_value
-    assert sent_accuracy == local_card.data.eval_results[0].metric_value
-    assert sent_accuracy == round(artifacts.read_record(model_dir)["val_accuracy"], 4)
-    assert sent_card.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"] == sent_accuracy
-    assert convhub.load(sent).model_name == "net"  # what was uploaded loads back
-
+    [commit] = hub.commits
+    assert url == f"{hub.url}/alice/convhub-net/commit/{hub.repos[('model', 'alice/convhub-net')].heads['v1']}"
+    assert (commit.repo_id, commit.revision) == ("alice/convhub-net", "v1") and "net" in commit.summary
+    files = hub.files("model", "alice/convhub-net", "v1")
+    assert set(files) == MODEL_REPO_FILES
+    assert files["model.safetensors"] == before["model.safetensors"] and files["config.json"] == before["config.json"]
+    card = ModelCard(files["README.md"].decode())
+    assert 'convhub.load("alice/convhub-net")' in card.text and "<namespace>" not in card.text
+    assert card.data.to_dict()["convhub"] == artifacts.read_record(model_dir)  # the training metrics travel
+    assert card.data.eval_results[0].metric_value == round(artifacts.read_record(model_dir)["val_accuracy"], 4)
     assert snapshot(model_dir) == before  # pushing never rewrites the local save
+    order = [path for _, path in writes(hub)]
+    assert order == ["/api/repos/create", "/api/models/alice/convhub-net/branch/v1", "/api/validate-yaml",
+                     "/api/models/alice/convhub-net/preupload/v1", "/api/models/alice/convhub-net/commit/v1"]
+    assert hub.validated == [("model", True)]  # the card's metadata passed the Hub's check
+    assert hub.requests[:2] == [("HEAD", "/api/models"), ("GET", "/api/whoami-v2")]  # probe, then the token
 
 
-def test_push_to_main_creates_no_branch(hub, model_dir):
-    publish.push(model_dir, "user/convhub-net", token="hf_x")
-    assert "create_branch" not in [name for name, _ in hub.calls]
-    assert hub.uploads[0]["revision"] in (None, "main")
+def test_push_again_uploads_nothing_unchanged(hub, model_dir):
+    publish.push(model_dir, "alice/convhub-net", token=TOKEN)
+    publish.push(model_dir, "alice/convhub-net", token=TOKEN)
+    assert len(hub.commits) == 1  # the client saw every file unchanged and made no empty commit
+
+
+def test_a_refused_token_is_found_before_any_upload(hub, model_dir):
+    with pytest.raises(PublishError, match="refused this token"):
+        publish.push(model_dir, "alice/convhub-net", token="hf_wrong")
+    assert writes(hub) == []
+
+
+def test_no_token_is_refused_before_any_request(hub, model_dir, no_token):
+    with pytest.raises(PublishError, match="no Hugging Face token"):
+        publish.push(model_dir, "alice/convhub-net")
+    assert hub.requests == []
+
+
+def test_token_from_the_environment_is_used(hub, model_dir, no_token, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert publish.check_can_push() == TOKEN
+    publish.push(model_dir, "alice/convhub-net")
+    assert len(hub.commits) == 1
 
 
 def test_push_offline_is_refused_and_keeps_the_local_save(hub, model_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     before = snapshot(model_dir)
     with pytest.raises(PublishError, match="HF_HUB_OFFLINE"):
-        publish.push(model_dir, "user/convhub-net", revision="v1", token="hf_x")
-    assert hub.calls == []
-    assert snapshot(model_dir) == before
+        publish.push(model_dir, "alice/convhub-net", token=TOKEN)
+    assert hub.requests == [] and snapshot(model_dir) == before
 
 
-def test_push_when_the_hub_cannot_be_reached(hub, model_dir, monkeypatch):
-    monkeypatch.setattr(publish, "hub_reachable", lambda *a, **k: False)
-    with pytest.raises(PublishError, match="cannot be reached.*training push"):
-        publish.push(model_dir, "user/convhub-net", token="hf_x")
-    assert hub.calls == []
+@pytest.mark.parametrize(("action", "status"), [("create", 403), ("branch", 500), ("commit", 500)])
+def test_http_errors_become_publish_errors(hub, model_dir, action, status):
+    hub.fail[(action, "alice/convhub-net")] = status
+    with pytest.raises(PublishError, match=f"alice/convhub-net failed: .*{status}.*local save is untouched"):
+        publish.push(model_dir, "alice/convhub-net", revision="v1", token=TOKEN)
+    assert hub.commits == []
 
 
-@pytest.mark.parametrize("failing", ["create_repo", "create_branch", "upload_folder"])
-def test_http_errors_become_publish_errors_and_keep_the_local_save(hub, model_dir, failing):
-    hub.fail_on = failing
-    before = snapshot(model_dir)
-    with pytest.raises(PublishError) as error:
-        publish.push(model_dir, "user/convhub-net", revision="v1", token="hf_x")
-    message = str(error.value)
-    assert "local save is untouched" in message and "user/convhub-net" in message
-    assert f"simulated failure of {failing}" in message
-    assert hub.uploads == []
-    assert snapshot(model_dir) == before
-
-
-def test_no_token_is_refused_before_any_request(hub, model_dir, no_token):
-    with pytest.raises(PublishError, match="no Hugging Face token"):
-        publish.push(model_dir, "user/convhub-net")
-    assert hub.calls == []
-
-
-def test_token_from_the_environment_is_used(hub, model_dir, no_token, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", "hf_from_env")
-    assert publish.check_can_push() == "hf_from_env"
-    assert publish.check_can_push("hf_given") == "hf_given"
-    publish.push(model_dir, "user/convhub-net")
-    assert len(hub.uploads) == 1
+def test_pushing_to_someone_elses_namespace_is_refused(hub, model_dir):
+    with pytest.raises(PublishError, match="403"):
+        publish.push(model_dir, "bob/convhub-net", token=TOKEN)
 
 
 def test_read_record_of_an_untrained_save_is_none(tmp_path):
@@ -214,76 +152,221 @@ def test_read_record_of_an_untrained_save_is_none(tmp_path):
     assert artifacts.read_record(tmp_path / "nothing-here") is None
 
 
-# --- through the CLI ------------------------------------------------------------------------------------------------
-
-
 def test_cli_push_command(hub, model_dir):
-    code, stdout, stderr = run_cli("push", "--from", model_dir, "--repo", "user/convhub-net", "--revision", "v1",
-                                   "--token", "hf_x", "--private")
+    code, stdout, stderr = run_cli("push", "--from", model_dir, "--repo", "acme/convhub-net", "--revision", "v1",
+                                   "--token", TOKEN, "--private")
     assert code == 0, stderr
-    assert "pushed" in stdout and "user/convhub-net" in stdout
-    assert hub.calls[0] == ("create_repo", {"repo_id": "user/convhub-net", "private": True, "exist_ok": True})
-    assert hub.uploads[0]["revision"] == "v1"
-
-
-def test_cli_push_http_error_is_a_user_error(hub, model_dir):
-    hub.fail_on = "upload_folder"
-    code, _, stderr = run_cli("push", "--from", model_dir, "--repo", "user/convhub-net", "--token", "hf_x")
-    assert_user_error(code, stderr, "local save is untouched")
+    assert "pushed" in stdout and "acme/convhub-net" in stdout
+    assert hub.repos[("model", "acme/convhub-net")].private
+    assert set(hub.files("model", "acme/convhub-net", "v1")) == MODEL_REPO_FILES
 
 
 def test_cli_push_of_a_folder_that_is_not_a_model(hub, tmp_path):
     (tmp_path / "empty").mkdir()
-    code, _, stderr = run_cli("push", "--from", tmp_path / "empty", "--repo", "user/x", "--token", "hf_x")
+    code, _, stderr = run_cli("push", "--from", tmp_path / "empty", "--repo", "alice/x", "--token", TOKEN)
     assert_user_error(code, stderr, "config.json")
-    assert hub.uploads == []
+    assert hub.requests == []  # refused before the Hub was contacted
 
 
 def test_train_then_push(hub, folder, tmp_path):
-    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--epochs", 1, "--out", tmp_path / "o",
-                                   "--push", "user/convhub-net", "--token", "hf_x", "--quiet")
+    code, _, stderr = run_cli("train", "--model", "net", "--data", folder, "--epochs", 1, "--out", tmp_path / "o",
+                              "--push", "alice/convhub-net", "--token", TOKEN, "--quiet")
     assert code == 0, stderr
     assert (tmp_path / "o" / "model.safetensors").is_file()  # saved locally first
-    (upload,) = hub.uploads
-    assert upload["repo_id"] == "user/convhub-net"
-    sent_record = ModelCard.load(upload["folder"] / "README.md").data.to_dict()["convhub"]
-    assert sent_record == artifacts.read_record(tmp_path / "o")
+    card = ModelCard(hub.files("model", "alice/convhub-net")["README.md"].decode())
+    assert card.data.to_dict()["convhub"] == artifacts.read_record(tmp_path / "o")
 
 
-def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path, monkeypatch):
-    real_upload = HfApi.upload_folder
+def test_train_with_a_refused_token_fails_before_training(hub, folder, tmp_path):
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "o",
+                                   "--push", "alice/convhub-net", "--token", "hf_wrong", "--quiet")
+    assert_user_error(code, stderr, "refused this token")
+    assert "data:" not in stdout and not (tmp_path / "o").exists()
 
-    def upload_all_but_net_depth(api, *, repo_id, **kwargs):
-        if repo_id.endswith("net-depth"):
-            hub.fail_on = "upload_folder"
-        try:
-            return real_upload(api, repo_id=repo_id, **kwargs)
-        finally:
-            hub.fail_on = None
 
-    monkeypatch.setattr(HfApi, "upload_folder", upload_all_but_net_depth)
-    code, stdout, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", folder, "--epochs", 1,
-                                   "--batch-size", 16, "--out", tmp_path / "zoo", "--push", "someone",
-                                   "--token", "hf_x", "--quiet")
+def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path):
+    hub.fail[("commit", "alice/convhub-net-depth")] = 500
+    code, _, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", folder, "--epochs", 1,
+                              "--batch-size", 16, "--out", tmp_path / "zoo", "--push", "alice",
+                              "--token", TOKEN, "--quiet")
     assert code == 1  # one push failed; the other went through and every net is saved
-    assert [u["repo_id"] for u in hub.uploads] == ["someone/convhub-net"]
-    assert "someone/convhub-net-depth" in stderr and "local save is untouched" in stderr
+    assert [c.repo_id for c in hub.commits] == ["alice/convhub-net"]
+    assert "alice/convhub-net-depth" in stderr and "local save is untouched" in stderr
     assert (tmp_path / "zoo" / "net_depth" / "model.safetensors").is_file()
-    assert (tmp_path / "zoo" / "results.json").is_file()
-
-
-# --- a Hub that accepts connections and never answers (issue #8) ----------------------------------------------------
 
 
 @pytest.mark.usefixtures("hub_env")
 def test_push_to_a_hub_that_never_answers_fails_within_seconds(silent_hub, saved, folder, tmp_path):
-    import time
-
     start = time.monotonic()
-    code, _, stderr = run_cli("push", "--from", saved, "--repo", "user/convhub-net", "--token", "hf_test")
+    code, _, stderr = run_cli("push", "--from", saved, "--repo", "alice/convhub-net", "--token", TOKEN)
     assert_user_error(code, stderr, "cannot be reached", silent_hub.url)
     code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "o",
-                                   "--push", "user/convhub-net", "--token", "hf_test", "--quiet")
+                                   "--push", "alice/convhub-net", "--token", TOKEN, "--quiet")
     assert_user_error(code, stderr, "cannot be reached")
     assert "data:" not in stdout
     assert time.monotonic() - start < 2 * (convhub.hub.PROBE_TIMEOUT_S + 5)  # it hung past 150 s
+
+
+# --- publish: the nine nets and the Space -------------------------------------------------------------------------
+
+
+def publish_cli(*args):
+    return run_cli("publish", "--namespace", "alice", "--token", TOKEN, *args)
+
+
+def test_publish_pushes_every_trained_net_and_the_space(hub):
+    code, stdout, stderr = publish_cli()
+    assert code == 0, stderr
+    repos = [convhub.pretrained_repo(name, "alice") for name in ZOO]
+    assert [(c.repo_type, c.repo_id) for c in hub.commits] == [("model", r) for r in repos] + [("space", "alice/convhub")]
+    for name, repo in zip(ZOO, repos):
+        files = hub.files("model", repo)
+        assert set(files) == MODEL_REPO_FILES
+        bundled = space_bundle.SPACE_SOURCE / "models" / name
+        assert files["model.safetensors"] == (bundled / "model.safetensors").read_bytes()
+        card = ModelCard(files["README.md"].decode())
+        assert f'convhub.load("{repo}")' in card.text and card.data.to_dict()["convhub"]["model_name"] == name
+    space = hub.files("space", "alice/convhub")
+    assert hub.repos[("space", "alice/convhub")].sdk == "gradio"
+    assert {"app.py", "requirements.txt", "README.md", "convhub_space.json", "convhub/__init__.py",
+            "convhub/models.py"} <= set(space)
+    assert all(f"models/{name}/model.safetensors" in space for name in ZOO)  # the offline fallback travels
+    card = SpaceCard(space["README.md"].decode())
+    assert card.data.models == repos
+    assert card.data.sdk_version == space_bundle.pinned_version(Path("requirements.txt"), "gradio")
+    assert len(card.data.short_description) <= 60
+    assert json.loads(space["convhub_space.json"]) == {"namespace": "alice", "revision": "main",
+                                                       "models": dict(zip(ZOO, repos))}
+    assert "gradio[mcp]==" in space["requirements.txt"].decode()
+    assert hub.validated[-1] == ("space", True)  # the Space README passed the Hub's front-matter check
+    assert f"{hub.url}/spaces/alice/convhub" in stdout
+    assert hub.requests[:2] == [("HEAD", "/api/models"), ("GET", "/api/whoami-v2")]
+
+
+def test_publish_options(hub):
+    code, _, stderr = publish_cli("--only", "net,fc", "--revision", "v1", "--private", "--space", "acme/chapter8")
+    assert code == 0, stderr
+    assert [(c.repo_id, c.revision) for c in hub.commits] == [
+        ("alice/convhub-fc", "v1"), ("alice/convhub-net", "v1"), ("acme/chapter8", "v1")]  # the zoo's order
+    assert all(repo.private for repo in hub.repos.values())
+    space = hub.files("space", "acme/chapter8", "v1")
+    assert SpaceCard(space["README.md"].decode()).data.models == ["alice/convhub-fc", "alice/convhub-net"]
+    assert json.loads(space["convhub_space.json"])["revision"] == "v1"
+    assert {p.split("/")[1] for p in space if p.startswith("models/") and p.count("/") == 2} == {"fc", "net"}
+
+
+def test_publish_fails_part_way_says_what_was_pushed_and_a_rerun_finishes(hub):
+    hub.fail[("commit", "alice/convhub-net-res")] = 500
+    code, stdout, stderr = publish_cli()
+    assert_user_error(code, stderr, "pushing alice/convhub-net-res failed",
+                      "pushed (6): alice/convhub-fc, alice/convhub-net, alice/convhub-net-width",
+                      "not pushed (4): alice/convhub-net-res, alice/convhub-net-res-deep, "
+                      "alice/convhub-net-res-deep100, alice/convhub", "Run the same command again")
+    assert len(hub.commits) == 6
+    del hub.fail[("commit", "alice/convhub-net-res")]
+    code, _, stderr = publish_cli()
+    assert code == 0, stderr
+    assert [c.repo_id for c in hub.commits[6:]] == [
+        "alice/convhub-net-res", "alice/convhub-net-res-deep", "alice/convhub-net-res-deep100", "alice/convhub"]
+
+
+def test_publish_with_a_refused_token_uploads_nothing(hub):
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--token", "hf_wrong")
+    assert_user_error(code, stderr, "refused this token")
+    assert writes(hub) == []
+
+
+def test_publish_checks_its_input_before_contacting_the_hub(hub, tmp_path):
+    code, _, stderr = publish_cli("--only", "net,resnet50")
+    assert_user_error(code, stderr, "unknown resnet50")
+    (tmp_path / "trained" / "net").mkdir(parents=True)
+    (tmp_path / "trained" / "net" / "config.json").write_text('{"architecture": "Net", "n_blocks": NaN}')
+    code, _, stderr = publish_cli("--from", tmp_path / "trained")
+    assert_user_error(code, stderr, "not valid JSON")
+    code, _, stderr = publish_cli("--from", tmp_path / "nowhere")
+    assert_user_error(code, stderr, "no folder")
+    assert hub.requests == []
+
+
+def test_dry_run_writes_exactly_what_publish_uploads_and_contacts_nothing(hub, tmp_path, monkeypatch):
+    real_connect = socket.socket.connect
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("the dry run opened a connection"))
+    code, stdout, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "out")
+    assert code == 0, stderr
+    assert "nothing was sent" in stdout
+    monkeypatch.setattr(socket.socket, "connect", real_connect)
+    assert hub.requests == []
+
+    code, _, stderr = publish_cli()
+    assert code == 0, stderr
+    for repo in json.loads((tmp_path / "out" / publish.MANIFEST).read_text())["models"].values():
+        assert snapshot(tmp_path / "out" / "models" / repo) == hub.files("model", repo)
+    assert snapshot(tmp_path / "out" / "spaces" / "alice" / "convhub") == hub.files("space", "alice/convhub")
+
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "out")
+    assert_user_error(code, stderr, "earlier dry run", "--overwrite")
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "out", "--overwrite")
+    assert code == 0, stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "mine", "--overwrite")
+    assert_user_error(code, stderr, "not empty")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_the_space_readme_is_checked_as_the_hub_would(tmp_path):
+    out = tmp_path / "space"
+    out.mkdir()
+    (out / "app.py").write_text("")
+    (out / "requirements.txt").write_text("gradio[mcp]==6.31.0\n")
+    good = SpaceCard.load(space_bundle.SPACE_SOURCE / "README.md")
+    good.data.sdk_version = "6.31.0"
+    space_bundle.check_front_matter(good, out)
+    for key, value, message in [("short_description", "x" * 61, "1 to 60 characters"),
+                                ("sdk_version", "5.0.0", "differs from the gradio==6.31.0"),
+                                ("colorFrom", "black", "colorFrom must be one of"),
+                                ("app_file", "main.py", "app_file 'main.py'"),
+                                ("models", ["not a repo"], "not a repo id")]:
+        card = SpaceCard(str(good))
+        setattr(card.data, key, value)
+        with pytest.raises(space_bundle.SpaceBundleError, match=message):
+            space_bundle.check_front_matter(card, out)
+
+
+def test_the_space_of_this_checkout_has_a_valid_readme():
+    card = SpaceCard.load(space_bundle.SPACE_SOURCE / "README.md")
+    space_bundle.check_front_matter(card, space_bundle.SPACE_SOURCE)
+    assert space_bundle.pinned_version(Path(__file__).parents[1] / "requirements.txt", "gradio") == card.data.sdk_version
+
+
+# --- what was published works for users ----------------------------------------------------------------------------
+
+
+def test_the_cards_plain_pytorch_snippet_runs_without_convhub(hub, olah_server, tmp_path, monkeypatch):
+    """The snippet of a published card, as written, in a fresh process where `import convhub` fails: it downloads
+    the weights from a Hub (olah, serving what was just published) and prints what convhub.predict says."""
+    from conftest import git  # noqa: F401 - olah_server publishes with git
+
+    code, _, stderr = publish_cli("--only", "net_res_deep")
+    assert code == 0, stderr
+    repo = "alice/convhub-net-res-deep"
+    files = hub.files("model", repo)
+    (tmp_path / "repo").mkdir()
+    for name, content in files.items():
+        (tmp_path / "repo" / name).write_bytes(content)
+    olah_server.publish(tmp_path / "repo", repo)
+    snippet = ModelCard(files["README.md"].decode()).text.split("```python\n")[2].split("```")[0]
+    from PIL import Image
+
+    bird = space_bundle.SPACE_SOURCE / "examples" / "cifar_bird_0001.jpg"
+    Image.open(bird).resize((50, 40)).save(tmp_path / "bird.jpg")
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['convhub'] = None\n" + snippet],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_ENDPOINT": olah_server.url,
+             "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_DISABLE_TELEMETRY": "1"})
+    assert run.returncode == 0, run.stderr
+    printed = eval(run.stdout.strip().splitlines()[-1])  # noqa: S307 - the dict the snippet printed
+    expected = convhub.load(tmp_path / "repo").predict(tmp_path / "bird.jpg")
+    assert printed.keys() == expected.keys()
+    assert all(abs(printed[k] - expected[k]) < 1e-5 for k in expected)

@@ -1,4 +1,4 @@
-"""python -m training {train,zoo,evaluate,push}: one command per job."""
+"""python -m training {train,zoo,evaluate,report,publish,push}: one command per job."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import convhub
 import torch
 from convhub.errors import ConvHubError
+from convhub.hub import endpoint
 
 from . import artifacts, engine, publish, report
 from .data import load_cifar2, load_eval_split
@@ -65,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("report", help="rebuild results.{md,json} and the plot from the cards of saved nets")
     summary.add_argument("--out", required=True, help="parent folder of saved nets (as written by zoo)")
 
+    publish_ = commands.add_parser(
+        "publish", help="push every trained net as NS/convhub-<name> and the Space as NS/convhub (no retraining)")
+    publish_.add_argument("--namespace", required=True, help="your user or organization on the Hub")
+    publish_.add_argument("--from", dest="source", default=str(publish.DEFAULT_SOURCE),
+                          help="folder of trained nets, one subfolder per zoo name (default: space/models)")
+    publish_.add_argument("--only", help="comma-separated subset of the zoo (the Space still bundles these only)")
+    publish_.add_argument("--revision", help="branch to push to in every repo (created if missing; default main)")
+    publish_.add_argument("--private", action="store_true", help="create new repos as private")
+    publish_.add_argument("--token", help="Hugging Face write token (default: HF_TOKEN or `hf auth login`)")
+    publish_.add_argument("--space", help="the Space repo (default: NAMESPACE/convhub)")
+    publish_.add_argument("--dry-run", metavar="OUT", help="write exactly what would be uploaded into OUT; "
+                          "contacts nothing")
+    publish_.add_argument("--overwrite", action="store_true", help="with --dry-run: replace an earlier dry run")
+
     push = commands.add_parser("push", help="push a saved model folder to the Hub")
     push.add_argument("--from", dest="source", required=True, help="folder written by train/zoo")
     push.add_argument("--repo", required=True, help="namespace/name")
@@ -72,10 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true")
     push.add_argument("--token")
     return parser
-
-
-def repo_name(namespace: str, model_name: str) -> str:
-    return f"{namespace}/convhub-{model_name.replace('_', '-')}"
 
 
 def train_one(name: str, data, args, out_dir: Path) -> dict:
@@ -131,7 +142,8 @@ def cmd_zoo(args) -> int:
     failed = []
     for name in names if args.push else []:
         try:
-            print(f"pushed {name}: {publish.push(out / name, repo_name(args.push, name), private=args.private or None, token=args.token)}")
+            repo = convhub.pretrained_repo(name, args.push)
+            print(f"pushed {name}: {publish.push(out / name, repo, private=args.private or None, token=args.token)}")
         except ConvHubError as error:
             failed.append(name)
             print(f"error: {error}", file=sys.stderr)
@@ -175,6 +187,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    plan = publish.plan(args.namespace, source=args.source, only=args.only, revision=args.revision,
+                        private=args.private or None, space=args.space)
+    if args.dry_run is not None:
+        out = publish.dry_run(plan, args.dry_run, overwrite=args.overwrite)
+        print(f"dry run: wrote {len(plan.repos)} model repo(s) and the Space {plan.space_id} into {out} "
+              f"(see {out / publish.MANIFEST}); nothing was sent")
+        return 0
+    pushed = publish.publish(plan, token=args.token)
+    print(f"published {len(pushed)} repos; the Space: {endpoint()}/spaces/{plan.space_id}")
+    return 0
+
+
 def cmd_push(args) -> int:
     url = publish.push(args.source, args.repo, revision=args.revision, private=args.private or None, token=args.token)
     print(f"pushed {args.source} to {args.repo}: {url}")
@@ -185,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "report": cmd_report,
-               "push": cmd_push}[args.command]
+               "publish": cmd_publish, "push": cmd_push}[args.command]
     try:
         return command(args)
     except (ConvHubError, FloatingPointError) as error:

@@ -1,25 +1,47 @@
-"""Pushing saved model folders to the Hub (the local save always happens first, in training.artifacts)."""
+"""Pushing saved model folders, and the Space, to the Hub through huggingface_hub's HfApi.
+
+The local save always happens first (training.artifacts); here nothing local is changed. The token is checked
+with whoami before anything is uploaded, every repo is staged in full first (weights, config, a card naming its
+repo), and uploads are commits of whole folders, so running a publish again uploads only what changed.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import convhub
-import torch
+import httpx2
 from convhub.errors import ConvHubError
-from convhub.hub import endpoint, hub_reachable, offline_mode
+from convhub.hub import bound_hub_requests, endpoint, hub_reachable, offline_mode
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
-from . import artifacts
+from . import artifacts, space_bundle
+
+DEFAULT_SOURCE = space_bundle.SPACE_SOURCE / "models"
+MANIFEST = "publish.json"
 
 
 class PublishError(ConvHubError):
     """Pushing failed or cannot start; the local save is untouched."""
 
 
+def _hub_error(error: Exception) -> str:
+    """An HTTP or network error in one line."""
+    if isinstance(error, HfHubHTTPError):
+        return str(error).splitlines()[0]
+    if isinstance(error, ValueError):
+        return " ".join(str(error).split())
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 def check_can_push(token: str | None = None) -> str:
-    """Fail before any training when a push cannot work: no token, or no Hub."""
+    """Fail before any training or upload when a push cannot work: no token, no Hub, or a token the Hub refuses.
+    Returns the token."""
     token = token or get_token()
     if not token:
         raise PublishError("no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass --token "
@@ -28,25 +50,171 @@ def check_can_push(token: str | None = None) -> str:
         raise PublishError(f"the Hub ({endpoint()}) cannot be reached"
                            f"{' (HF_HUB_OFFLINE is set)' if offline_mode() else ''}: nothing can be pushed now; "
                            "save locally and run `python -m training push` later")
+    whoami(token)
     return token
+
+
+def whoami(token: str) -> str:
+    """The user name the Hub gives this token (a refused or unchecked token stops everything before any upload)."""
+    bound_hub_requests()
+    try:
+        return HfApi(endpoint=endpoint()).whoami(token=token, cache=True)["name"]
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
+            raise PublishError(f"the Hub ({endpoint()}) refused this token: create a write token at "
+                               "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN") from None
+        raise PublishError(f"checking the token with the Hub failed: {_hub_error(error)}") from None
+    except (httpx2.HTTPError, OSError, KeyError) as error:
+        raise PublishError(f"checking the token with the Hub ({endpoint()}) failed: {_hub_error(error)}") from None
+
+
+def stage_model(model_dir: str | Path, repo_id: str, out: Path) -> Path:
+    """``out`` gets exactly what the repo will hold: config.json and model.safetensors as saved, and a card that
+    names ``repo_id``. The folder is loaded first, so a broken save is refused before anything is uploaded."""
+    model = convhub.load(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(Path(model_dir) / name, out / name)
+    model.generate_model_card(training=artifacts.read_record(model_dir), repo_id=repo_id).save(out / "README.md")
+    return out
+
+
+def _upload(api: HfApi, folder: Path, repo_id: str, *, repo_type: str = "model", revision: str | None,
+            private: bool | None, message: str) -> str:
+    kwargs = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
+    if revision and revision != "main":
+        api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision,
+                               commit_message=message)
+    return str(commit.commit_url)
 
 
 def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, private: bool | None = None,
          token: str | None = None, commit_message: str | None = None) -> str:
-    """Push a saved model folder through PyTorchModelHubMixin.push_to_hub; returns the commit URL."""
+    """Push one saved model folder (config, weights, a card naming the repo); returns the commit URL."""
+    convhub.load(model_dir)  # a folder that is not a model is refused before the Hub is contacted
     token = check_can_push(token)
-    model = convhub.load(model_dir)
-    record = artifacts.read_record(model_dir)
     api = HfApi(endpoint=endpoint(), token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = model.push_to_hub(
-            repo_id, token=token, private=private, branch=revision,
-            commit_message=commit_message or f"Upload {model.model_name} (convhub {convhub.__version__})",
-            model_card_kwargs={"training": record},
-        )
-    except HfHubHTTPError as error:
-        raise PublishError(f"pushing {model_dir} to {repo_id} failed: {error}; the local save is untouched") from None
-    return str(getattr(commit, "commit_url", commit))
+    with tempfile.TemporaryDirectory(prefix="convhub-push-") as tmp:
+        staged = stage_model(model_dir, repo_id, Path(tmp) / "repo")
+        message = commit_message or f"Upload {convhub.load(staged).model_name} (convhub {convhub.__version__})"
+        try:
+            return _upload(api, staged, repo_id, revision=revision, private=private, message=message)
+        except (HfHubHTTPError, httpx2.HTTPError) as error:
+            raise PublishError(f"pushing {model_dir} to {repo_id} failed: {_hub_error(error)}; "
+                               "the local save is untouched") from None
+
+
+# --- publish: every trained net and the Space in one command ------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    namespace: str
+    revision: str
+    private: bool | None
+    space_id: str
+    models: dict[str, Path]  # zoo name -> trained folder
+    source: Path
+    repos: dict[str, str] = field(init=False)
+
+    def __post_init__(self):
+        self.repos = {name: convhub.pretrained_repo(name, self.namespace) for name in self.models}
+
+
+def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | None = None, revision: str | None = None,
+         private: bool | None = None, space: str | None = None) -> Plan:
+    """What publish will do, checked before anything is written or sent: the trained folders of ``source`` in the
+    chapter's order (``only``: a comma-separated subset), each one loaded."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    space_id = space or f"{namespace}/convhub"
+    for repo_id in (f"{namespace}/convhub-net", space_id):
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as error:
+            raise PublishError(f"{repo_id!r} is not a valid repo id: {error}") from None
+    source = Path(source)
+    if not source.is_dir():
+        raise PublishError(f"no folder {source}: pass --from, a folder of trained nets (as `zoo` writes them)")
+    found = {name: source / name for name in convhub.ZOO if (source / name / "config.json").is_file()}
+    if only:
+        wanted = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in convhub.ZOO]
+        missing = [n for n in wanted if n in convhub.ZOO and n not in found]
+        if unknown or missing:
+            raise PublishError(f"--only: {'unknown ' + ', '.join(unknown) if unknown else ''}"
+                               f"{'; ' if unknown and missing else ''}"
+                               f"{'not trained in ' + str(source) + ': ' + ', '.join(missing) if missing else ''}")
+        found = {n: found[n] for n in convhub.ZOO if n in wanted}  # the chapter's order, as the Space shows them
+    if not found:
+        raise PublishError(f"{source} holds no trained nets (folders named after the zoo: {', '.join(convhub.ZOO)})")
+    for name, folder in found.items():
+        model = convhub.load(folder)
+        if model.model_name != name:
+            raise PublishError(f"{folder} holds {model.model_name}, not {name}")
+    return Plan(namespace, revision or "main", private, space_id, found, source)
+
+
+def stage(the_plan: Plan, out: Path) -> dict:
+    """Write every repo as it will be uploaded: out/models/<repo id>/ and out/spaces/<space id>/, and a manifest."""
+    staged = {name: stage_model(folder, the_plan.repos[name], out / "models" / the_plan.repos[name])
+              for name, folder in the_plan.models.items()}
+    space_bundle.build_space(out / "spaces" / the_plan.space_id, namespace=the_plan.namespace,
+                             revision=the_plan.revision, model_folders=staged, model_repos=the_plan.repos,
+                             report_folder=the_plan.source)
+    manifest = {"namespace": the_plan.namespace, "revision": the_plan.revision, "private": the_plan.private,
+                "models": the_plan.repos, "space": the_plan.space_id,
+                "files": {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def is_publish_folder(folder: Path) -> bool:
+    return (folder / MANIFEST).is_file() and {p.name for p in folder.iterdir()} <= {MANIFEST, "models", "spaces"}
+
+
+def dry_run(the_plan: Plan, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write exactly what publish would upload into ``out``, contacting nothing."""
+    out = Path(out)
+    if str(out).strip() in ("", "."):
+        raise artifacts.OutputError("--dry-run needs a folder to write into (new or empty)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not out.is_dir() or not is_publish_folder(out):
+            raise artifacts.OutputError(f"{out} is not empty and holds no earlier dry run: choose a new or empty folder")
+        if not overwrite:
+            raise artifacts.OutputError(f"{out} holds an earlier dry run: pass --overwrite to replace it")
+    return artifacts.write_folder_atomically(out, lambda tmp: stage(the_plan, tmp), may_replace=is_publish_folder)
+
+
+def publish(the_plan: Plan, *, token: str | None = None, log=print) -> dict[str, str]:
+    """Upload every model repo, then the Space; returns {repo id: commit URL}.
+
+    Stops at the first failure with a PublishError that lists which repos were pushed and which were not; running
+    it again is safe (repos are created only if missing, unchanged files are not uploaded again).
+    """
+    token = check_can_push(token)
+    api = HfApi(endpoint=endpoint(), token=token)
+    targets = [(repo, "model") for repo in the_plan.repos.values()] + [(the_plan.space_id, "space")]
+    pushed: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="convhub-publish-") as tmp:
+        stage(the_plan, Path(tmp))
+        for repo_id, repo_type in targets:
+            folder = Path(tmp) / f"{repo_type}s" / repo_id
+            try:
+                pushed[repo_id] = _upload(api, folder, repo_id, repo_type=repo_type, revision=the_plan.revision,
+                                          private=the_plan.private,
+                                          message=f"Publish with convhub {convhub.__version__}")
+            except (HfHubHTTPError, httpx2.HTTPError, ValueError) as error:  # ValueError: README refused
+                rest = [r for r, _ in targets if r not in pushed]
+                raise PublishError(
+                    f"pushing {repo_id} failed: {_hub_error(error)}\n"
+                    f"  pushed ({len(pushed)}): {', '.join(pushed) or 'none'}\n"
+                    f"  not pushed ({len(rest)}): {', '.join(rest)}\n"
+                    "Run the same command again to finish: repos that exist are kept and unchanged files are "
+                    "not uploaded again.") from None
+            log(f"pushed {repo_type} {repo_id}: {pushed[repo_id]}")
+    return pushed
