@@ -174,3 +174,15 @@ def normalize_uint8(images: torch.Tensor, mean=CIFAR_MEAN, std=CIFAR_STD) -> tor
     mean_t = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
     return (images.float().div_(255) - mean_t) / std_t
+
+
+def translate(images: torch.Tensor, dx: int, dy: int = 0) -> torch.Tensor:
+    """A batch of normalized images (N, C, H, W) shifted by whole pixels, right and down for positive values. The
+    pixels moved in are 0, which after normalization is the dataset's mean colour, so no edge is invented."""
+    height, width = images.shape[-2:]
+    shifted = torch.zeros_like(images)
+    if abs(dx) >= width or abs(dy) >= height:
+        return shifted
+    shifted[..., max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+        images[..., max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    return shifted

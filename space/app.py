@@ -1,33 +1,43 @@
-"""ConvHub Space: every chapter-8 net on your image, side by side; their filters, feature maps, size and accuracy.
+"""ConvHub Space: chapter 8 of Deep Learning with PyTorch, taught with every net it builds.
 
-Run `python space/app.py` (serves on 127.0.0.1:7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override).
+`python space/app.py` serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override). Spaces' reload
+mode imports this module and looks for `demo`, so the nets are loaded and the page is built at import.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
 import time
-from pathlib import Path
+
+STARTED = time.perf_counter()
+
+import functools  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]  # run from a clone: the convhub package sits next to space/
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the convhub package sits next to app.py on Spaces, next to space/ here
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
 
 import gradio as gr  # noqa: E402
-from gradio.components.plot import PlotData  # noqa: E402
 import torch  # noqa: E402
-from convhub import CIFAR2_CLASSES  # noqa: E402
-from PIL import Image  # noqa: E402
+from gradio import FileData  # noqa: E402
 
+import anatomy  # noqa: E402
+import chapter  # noqa: E402
+import figures  # noqa: E402
 import inference  # noqa: E402
 import uploads  # noqa: E402
-from zoo_loader import LoadedNet, load_zoo, sources_summary  # noqa: E402
+from zoo_loader import LoadedNet, load_zoo, published_settings, sources_summary  # noqa: E402
 
 EXAMPLES_DIR = uploads.EXAMPLES_DIR
 MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
 QUEUE_SIZE = int(os.environ.get("CONVHUB_QUEUE_SIZE", "256"))  # requests waiting beyond this: "Queue is full"
+TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
+STORE = uploads.ImageStore()
 
 
 def guarded_image_input(component: gr.Image) -> gr.Image:
@@ -50,145 +60,484 @@ def guarded_image_input(component: gr.Image) -> gr.Image:
     return component
 
 
-STORE = uploads.ImageStore()
-as_file = STORE.save
-
-
-def _ui_errors(fn):
-    """Turn our clear error messages into gr.Error, so the UI and the API show them and the app keeps serving."""
-    def wrapper(*args):
+def api_errors(fn):
+    """Our clear error messages as gr.Error (the API's AppError), keeping fn's signature and docstring: Gradio
+    builds the API docs and the MCP tools' named, typed, described parameters from them."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
         try:
-            return fn(*args)
-        except (inference.BadImageError, inference.ConvHubError, ValueError, OSError) as error:
-            raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from None
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
+            return fn(*args, **kwargs)
+        except (inference.BadImageError, inference.ConvHubError, KeyError, ValueError, OSError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            raise gr.Error(message, title="Cannot use this input", print_exception=False) from None
     return wrapper
 
 
-def build_demo(nets: list[LoadedNet] | None = None) -> gr.Blocks:
-    nets = nets if nets is not None else load_zoo()
-    by_name = {net.name: net for net in nets}
+def upload_path(file: FileData | dict | str | None) -> str | None:
+    """The server path of an API file input, which must be an upload of this Space (see uploads.checked_upload)."""
+    if file is None:
+        return None
+    path = file.get("path") if isinstance(file, dict) else getattr(file, "path", file)
+    return str(uploads.checked_upload(path))
+
+
+def example_labels() -> list[tuple[str, str]]:
+    """(path, true label) of each example; the label is read from the file name."""
+    items = []
+    for path in sorted(EXAMPLES_DIR.iterdir()):
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            continue
+        name = path.stem.lower()
+        label = "bird" if "bird" in name else "airplane" if ("airplane" in name or "plane" in name) else None
+        if label:
+            items.append((str(path), label))
+    return items
+
+
+def example_caption(path: str, label: str) -> str:
+    name = Path(path).stem
+    return f"{label} (drawing)" if "drawing" in name else f"{label} (photo)" if "photo" in name else label
+
+
+def read_translation_table(nets: list[LoadedNet]) -> dict | None:
+    """The validation accuracy-vs-shift curves shipped next to the bundled nets, if any."""
+    path = EXAMPLES_DIR.parent / "models" / TRANSLATION_FILE
+    try:
+        table = json.loads(path.read_text())
+        names = {net.name for net in nets}
+        table["accuracy"] = {k: v for k, v in table["accuracy"].items() if k in names}
+        return table
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+CSS = """
+.gradio-container {max-width: 1280px !important}
+#intro p {font-size: 15px; line-height: 1.5}
+.vote {font-size: 22px; margin: 4px 0 10px}
+.vote .vote-class {font-size: 30px; text-transform: uppercase; letter-spacing: .04em}
+.vote .vote-label {color: var(--body-text-color-subdued)}
+.vote .truth {font-size: 14px; margin-left: 10px; color: var(--body-text-color-subdued)}
+.vote.empty {font-size: 16px; color: var(--body-text-color-subdued); padding: 24px 0}
+table.scoreboard {width: 100%; border-collapse: collapse; font-size: 14px; table-layout: auto}
+table.scoreboard th {text-align: left; font-weight: 600; padding: 4px 6px; border-bottom: 2px solid var(--border-color-primary);
+  font-size: 12px; color: var(--body-text-color-subdued)}
+table.scoreboard td {padding: 5px 6px; border-bottom: 1px solid var(--border-color-primary); vertical-align: middle}
+table.scoreboard .num {text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums}
+table.scoreboard td.net {font-family: var(--font-mono); white-space: nowrap}
+table.scoreboard td.what {font-size: 13px; color: var(--body-text-color-subdued)}
+table.scoreboard tr.disagrees td {background: #fff3cd}
+table.scoreboard td.bar-cell {min-width: 150px}
+.bar {position: relative; height: 12px; background: #dbe9f6; border-radius: 6px; overflow: hidden}
+.bar .fill {position: absolute; left: 0; top: 0; bottom: 0; background: #e6882e}
+.bar .mid {position: absolute; left: 50%; top: -2px; bottom: -2px; border-left: 2px solid #333}
+.verdict {font-size: 12px; font-weight: 600}
+.verdict.bird {color: #b35806} .verdict.airplane {color: #2166ac}
+.timing, .note {font-size: 13px; color: var(--body-text-color-subdued)}
+.note {background: #eef5ff; padding: 6px 10px; border-radius: 6px; color: var(--body-text-color)}
+figure.seen {margin: 0; text-align: center}
+figure.seen img {image-rendering: pixelated; width: 128px; height: 128px; border: 1px solid var(--border-color-primary)}
+figure.seen figcaption {font-size: 12px; color: var(--body-text-color-subdued)}
+.seen.empty {font-size: 12px; color: var(--body-text-color-subdued); padding: 40px 8px; text-align: center}
+#status p {color: #b00020; font-weight: 600; margin: 0}
+/* Every tab reachable on a phone: Gradio measures a hidden copy of the tab bar to decide which tabs go behind a
+   "..." menu; measured tiny, they all stay in the bar, which wraps onto a second line instead. */
+.tab-wrapper .tab-container.visually-hidden button {font-size: 1px !important; padding: 0 !important;
+  margin: 0 !important; min-width: 0 !important}
+.tab-wrapper, .tab-wrapper .tab-container[role=tablist] {height: auto !important; flex-wrap: wrap !important;
+  overflow: visible !important; row-gap: 4px}
+.tab-wrapper .tab-container[role=tablist] button {flex: 0 0 auto}
+.tab-wrapper .overflow-menu {display: none !important}
+#examples .grid-wrap {min-height: 0 !important; max-height: none !important}
+@media (max-width: 640px) {
+  table.scoreboard td.what, table.scoreboard th.what {display: none}
+  table.scoreboard td, table.scoreboard th {padding: 4px 3px}
+  table.scoreboard td.bar-cell {min-width: 64px}
+  table.scoreboard td.net {font-size: 12px; white-space: normal; word-break: break-all}
+  table.scoreboard {font-size: 12px}
+  #examples .grid-container {grid-template-columns: repeat(4, minmax(0, 1fr)) !important}
+  #examples .caption-label {font-size: 11px}
+  #layers table {font-size: 12px}
+  .vote .vote-class {font-size: 26px}
+}
+"""
+
+
+def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
     available = [net for net in nets if net.available]
-    conv_names = [net.name for net in available if inference.conv_layers(net.model)]
-    table = inference.compare_table(nets)
-    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    conv_names = [net.name for net in available if anatomy.map_stages(net.model)]
+    inside_names = [net.name for net in available]
+    by_name = {net.name: net for net in nets}
+    rows = {row["net"]: row for row in inference.compare_rows(nets)}
+    settings = published_settings()
+    namespace = os.environ.get("CONVHUB_NAMESPACE") or settings.get("namespace")
+    from convhub import pretrained_repo
 
-    @_ui_errors
-    def classify(image):
-        """Classify one image with every net: probabilities per net, a table with latencies, the 32x32 input, and a
-        one-line summary (the vote, and how long all nets took together)."""
-        probs, rows, preview, timing = inference.classify(available, image)
-        return [probs[net.name] for net in available] + [rows, as_file(preview),
-                                                         inference.classify_summary(rows, timing)]
+    repos = {net.name: pretrained_repo(net.name, namespace) for net in nets}
+    examples = example_labels()
+    truth = {hashlib.sha256(Path(p).read_bytes()).hexdigest(): label for p, label in examples}
+    translation_table = read_translation_table(nets)
+    default_example = examples[0][0] if examples else None
 
-    @_ui_errors
-    def filters(net_name, image):
-        """Learned kernels of one net (first conv in RGB, deeper convs per channel), and the chapter's hand-made
-        kernels next to its learned ones on the image (the image is optional)."""
-        model = _conv_net(net_name)
-        first, deeper, note = inference.filter_images(model)
-        responses = inference.kernel_responses(model, image) if image is not None else []
-        return (None if first is None else as_file(first), [(as_file(pixels), caption) for pixels, caption in deeper],
-                note, [(as_file(pixels), caption) for pixels, caption in responses])
+    def true_label(path: str | None) -> str | None:
+        if not path:
+            return None
+        try:
+            return truth.get(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        except OSError:
+            return None
 
-    @_ui_errors
-    def feature_maps(net_name, image):
-        """Activations of each conv/pool stage of one net for the image."""
-        return [(as_file(pixels), caption) for pixels, caption in inference.feature_maps(_conv_net(net_name), image)]
+    def input_or_default(path):
+        """The Classify tab's image, or an example when there is none, so every explorer shows something."""
+        return path or default_example
 
-    def _conv_net(net_name):
-        if net_name not in conv_names:
-            raise gr.Error(f"unknown or unavailable net {net_name!r}; choose one of: {', '.join(conv_names)}")
-        return by_name[net_name].model
+    # --- UI handlers: never raise; a bad input leaves the results as they were and says why at the image ---
 
-    def compare():
-        """Parameter counts and card accuracies of every net, and where each net was loaded from (drawn once)."""
-        return table, PlotData(**params_plot.value), PlotData(**accuracy_plot.value)
+    def classify_ui(path):
+        if path is None:
+            return figures.seen_html(None), figures.empty_scoreboard_html(), ""
+        try:
+            verdict, x = inference.classify(available, path)
+        except inference.BadImageError as error:
+            return gr.skip(), gr.skip(), f"⚠️ {error}"
+        note = chapter.GREY_NOTE if inference.saturation(x) < 0.08 else ""
+        return (figures.seen_html(inference.to_display(x[0], scale=4)),
+                figures.scoreboard_html(verdict, rows, repos, true_label(path), note), "")
 
-    sources_md = "\n".join(f"- `{net.name}`: {net.source}" for net in nets)
+    def inside_ui(net_name, path):
+        net = by_name.get(net_name)
+        if net is None or net.model is None:
+            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {net_name} is not available here"
+        model = net.model
+        if not anatomy.map_stages(model):  # the fully connected net: its first layer's weights, no maps
+            return (figures.layers_markdown(model), figures.templates_figure(inference.unit_templates(model)),
+                    None, chapter.FC_INSIDE)
+        try:
+            x = inference.load_input(input_or_default(path))
+        except inference.BadImageError as error:
+            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {error}"
+        maps = inference.feature_maps(model, x)
+        return (figures.layers_markdown(model), figures.kernels_figure(inference.kernel_layers(model)),
+                figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)), chapter.INSIDE)
+
+    def translation_ui(path, shift):
+        try:
+            x = inference.load_input(input_or_default(path))
+        except inference.BadImageError as error:
+            return gr.skip(), gr.skip(), f"⚠️ {error}"
+        curves = inference.translation(available, x)
+        label = true_label(input_or_default(path)) or inference.classify_batch(available, x)[0].winner
+        column = 0 if label == "airplane" else 1
+        figure = figures.translation_figure({n: c[:, column].tolist() for n, c in curves.items()}, inference.SHIFTS,
+                                            label, int(shift))
+        return figure, figures.shifted_preview(x, int(shift)), ""
+
+    def rf_controls(net_name):
+        stages = anatomy.map_stages(by_name[net_name].model)
+        middle = stages[min(2, len(stages) - 1)]
+        return gr.update(choices=[s.name for s in stages], value=middle.name)
+
+    def rf_sliders(net_name, stage_name):
+        stage = anatomy.stage(by_name[net_name].model, stage_name)
+        _, height, width = stage.shape
+        return (gr.update(maximum=height - 1, value=height // 2), gr.update(maximum=width - 1, value=width // 2))
+
+    def rf_ui(net_name, stage_name, y, x, path):
+        try:
+            model = by_name[net_name].model
+            stage = anatomy.stage(model, stage_name)
+            x_in = inference.load_input(input_or_default(path))
+        except (KeyError, inference.BadImageError) as error:
+            return gr.skip(), gr.skip(), f"⚠️ {error}"
+        _, height, width = stage.shape
+        y, x = min(int(y), height - 1), min(int(x), width - 1)
+        activation = anatomy.activations(model, x_in, [stage_name])[stage_name][0]
+        map_image, field_image = figures.receptive_field_images(inference.to_display(x_in[0], scale=8), stage,
+                                                                activation, y, x)
+        info = inference.receptive_field(model, stage_name, y, x)
+        box = info["box"]
+        text = (f"**{stage.name}** ({stage.shape_text}): unit ({y}, {x}) sees **{info['size'][0]}×{info['size'][1]}** "
+                f"input pixels, rows {box['top']}–{box['bottom']}, columns {box['left']}–{box['right']} "
+                f"(its full field is {info['field_size']}×{info['field_size']}; near the border part of it is "
+                "padding).")
+        return STORE.save(map_image), STORE.save(field_image), text
+
+    def rf_click(net_name, stage_name, evt: gr.SelectData):
+        stage = anatomy.stage(by_name[net_name].model, stage_name)
+        _, height, width = stage.shape
+        cell = 256 // max(height, width)
+        x, y = evt.index
+        return min(int(y) // cell, height - 1), min(int(x) // cell, width - 1)
+
+    def sharing_ui(side, in_channels, out_channels, kernel):
+        side, cin, cout, k = int(side), int(in_channels), int(out_channels), int(kernel)
+        conv, linear = inference.sharing_counts(side, cin, cout, k)
+        text = (f"On a {side}×{side} image, `Conv2d({cin}, {cout}, {k})` has **{conv:,}** parameters; a `Linear` layer "
+                f"from the same {cin * side * side:,} inputs to the same {cout * side * side:,} outputs has "
+                f"**{linear:,}**: {linear / conv:,.0f}× more. In the chapter's nets, `Linear(3072, 1024)` (the first "
+                "layer of the fully connected net) has 3,146,752 parameters and `Conv2d(3, 16, 3)` 448.")
+        return figures.sharing_figure(cin, cout, k, side), text
+
+    # --- API: JSON in and out, errors as AppError; each is also an MCP tool ---
+
+    @api_errors
+    def classify(image: FileData) -> dict:
+        """Classify an image as airplane or bird with every net of chapter 8.
+
+        Args:
+            image: the image to classify, any size and format (it is cropped to a centred square and shrunk to 32x32)
+
+        Returns:
+            the vote of the nets, and for each net (in the chapter's order) its probabilities, prediction,
+            parameter count and validation accuracy
+        """
+        verdict, _ = inference.classify(available, upload_path(image))
+        return {"vote": verdict.winner, "votes": verdict.votes, "milliseconds": round(verdict.milliseconds, 2),
+                "nets": {name: {"airplane": round(p[0], 6), "bird": round(p[1], 6),
+                                "prediction": verdict.prediction(name), "params": rows[name]["params"],
+                                "val_accuracy": rows[name]["val_accuracy"]}
+                         for name, p in verdict.probabilities.items()}}
+
+    @api_errors
+    def filters(net: str) -> dict:
+        """The learned convolution kernels of one net (at most 4 layers, 16x16 channels each).
+
+        Args:
+            net: a convolutional net of the zoo, e.g. "net" or "net_res_deep"
+
+        Returns:
+            for each layer: its name as the book gives it, kernel shape, parameters and weights (out x in x 3 x 3)
+        """
+        model = _conv_model(net)
+        return {"net": net, "layers": [
+            {"name": layer.name, "out_channels": layer.out_channels, "in_channels": layer.in_channels,
+             "params": layer.params, "shown": list(layer.weights.shape),
+             "weights": layer.weights.round(decimals=4).tolist()} for layer in inference.kernel_layers(model)]}
+
+    @api_errors
+    def feature_maps(net: str, image: FileData) -> dict:
+        """What each stage of a convolutional net outputs for an image (its feature maps).
+
+        Args:
+            net: a convolutional net of the zoo, e.g. "net" or "net_res"
+            image: the image to look at
+
+        Returns:
+            for each stage (named as the book names it): its C x H x W shape and the first channels' maps
+        """
+        model = _conv_model(net)
+        x = inference.load_input(upload_path(image))
+        return {"net": net, "stages": [
+            {"name": stage.name, "shape": list(stage.shape), "maps": maps[:4].round(decimals=3).tolist()}
+            for stage, maps in inference.feature_maps(model, x)]}
+
+    @api_errors
+    def translation(image: FileData) -> dict:
+        """How each net's answer changes as the image shifts left and right by up to 8 pixels.
+
+        Args:
+            image: the image to shift
+
+        Returns:
+            the shifts (pixels, + is right) and for each net its (P(airplane), P(bird)) at every shift
+        """
+        x = inference.load_input(upload_path(image))
+        curves = inference.translation(available, x)
+        return {"shifts": list(inference.SHIFTS),
+                "nets": {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c] for name, c in curves.items()}}
+
+    @api_errors
+    def receptive_field(net: str, stage: str, y: int, x: int) -> dict:
+        """Which of the 32x32 input pixels one unit of a net's feature map can see.
+
+        Args:
+            net: a convolutional net of the zoo, e.g. "net"
+            stage: a stage of that net as the book names it, e.g. "conv2 → tanh" or "pool2"
+            y: the unit's row on that stage's map
+            x: the unit's column on that stage's map
+
+        Returns:
+            the stage's shape, the unit's receptive field as a box and a size, and a 32x32 mask (1 = visible)
+        """
+        return inference.receptive_field(_conv_model(net), stage, int(y), int(x))
+
+    def compare() -> dict:
+        """Every net's size and accuracy: parameters, validation accuracy (ours and the book's) and where its
+        weights were loaded from.
+
+        Returns:
+            one entry per net in the chapter's order
+        """
+        return {"nets": list(rows.values())}
+
+    def _conv_model(net: str):
+        if net not in conv_names:
+            raise inference.BadImageError(f"unknown or unavailable net {net!r}; choose one of: {', '.join(conv_names)}")
+        return by_name[net].model
+
+    # --- the page ---
+
     with gr.Blocks(title="ConvHub: convolutions to generalize", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# ConvHub — airplane or bird?\nThe nets of *Deep Learning with PyTorch*, chapter 8, trained on "
-                    "CIFAR-2. Every net sees the same 32x32 version of your image.")
-        gr.Markdown(sources_summary(nets), elem_id="sources-summary")
+        gr.Markdown("# ConvHub — airplane or bird?")
+        gr.Markdown(chapter.INTRO.format(book=chapter.BOOK), elem_id="intro")
         with gr.Tabs():
-            with gr.Tab("Classify"):
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        image = guarded_image_input(gr.Image(type="filepath", image_mode=None, label="Your image",
-                                                             height=280, sources=["upload", "webcam", "clipboard"]))
-                        classify_button = gr.Button("Classify", variant="primary")
-                        examples_slot = gr.Column()
-                        seen = gr.Image(label="What the nets see (32x32)", interactive=False, height=200)
-                    with gr.Column(scale=2):
+            with gr.Tab("Classify", id="classify") as classify_tab:
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=280):
                         with gr.Row():
-                            labels = [gr.Label(num_top_classes=len(CIFAR2_CLASSES), label=f"{net.name} "
-                                               f"({net.model.num_params:,} params)", min_width=160)
-                                      for net in available]
-                        summary = gr.Markdown()
-                        results = gr.Dataframe(label="All nets: probabilities, prediction and latency", interactive=False)
-            with gr.Tab("Filters"):
-                filter_net = gr.Dropdown(conv_names, value=conv_names[-1] if conv_names else None, label="Net",
-                                         info="Kernels need no image; their effect is shown on the Classify tab's image")
-                filter_button = gr.Button("Show filters")
-                filter_note = gr.Markdown()
+                            image = guarded_image_input(gr.Image(
+                                type="filepath", image_mode=None, label="Your image", height=240, scale=3,
+                                sources=["upload", "webcam", "clipboard"], elem_id="image-input"))
+                            seen = gr.HTML(figures.seen_html(None), elem_id="seen", min_width=140)
+                        status = gr.Markdown("", elem_id="status")
+                    with gr.Column(scale=3, min_width=320):
+                        scoreboard = gr.HTML(figures.empty_scoreboard_html(), elem_id="scoreboard")
+                gallery = gr.Gallery([(p, example_caption(p, label)) for p, label in examples],
+                                     label="Examples with their true label: click one", columns=len(examples),
+                                     allow_preview=False, object_fit="cover", elem_id="examples")
+            with gr.Tab("Inside a net", id="inside") as inside_tab:
+                with gr.Row(equal_height=False):
+                    inside_net = gr.Dropdown(inside_names, value="net" if "net" in inside_names else None, label="Net",
+                                             info="Uses the Classify tab's image (or the first example)", scale=1,
+                                             min_width=200, elem_id="inside-net")
+                    with gr.Column(scale=3, min_width=320):
+                        inside_text = gr.Markdown(chapter.INSIDE)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=300):
+                        layer_table = gr.Markdown(elem_id="layers")
+                    with gr.Column(scale=3, min_width=300):
+                        kernels_plot = gr.Plot(label="Kernels", show_label=False, elem_id="kernels")
+                maps_plot = gr.Plot(label="Feature maps for your image", show_label=False, elem_id="feature-maps")
+            with gr.Tab("Translation", id="translation") as translation_tab:
+                gr.Markdown(chapter.TRANSLATION)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=220):
+                        shift = gr.Slider(-8, 8, value=0, step=1, label="Shift (pixels, + is right)")
+                        shifted = gr.Image(label="What the nets see, shifted", interactive=False, height=160)
+                        translation_status = gr.Markdown("")
+                    with gr.Column(scale=3, min_width=300):
+                        translation_plot = gr.Plot(label="Your image", show_label=False, elem_id="translation-plot")
+                if translation_table:
+                    gr.Markdown(chapter.TRANSLATION_VALIDATION)
+                    gr.Plot(figures.shift_accuracy_figure(translation_table), label="Validation images",
+                            show_label=False, elem_id="shift-accuracy")
+            with gr.Tab("Receptive field", id="receptive") as rf_tab:
+                gr.Markdown(chapter.RECEPTIVE_FIELD)
                 with gr.Row():
-                    first_kernels = gr.Image(label="First conv layer: RGB kernels", interactive=False, scale=1)
-                    deeper_kernels = gr.Gallery(label="Deeper conv layers: kernels per (output, input) channel",
-                                                columns=3, height="auto", scale=2)
-                responses = gr.Gallery(label="Hand-made kernels (blur, edges) vs learned kernels on your image",
-                                       columns=5, height="auto")
-            with gr.Tab("Feature maps"):
-                fmap_net = gr.Dropdown(conv_names, value=conv_names[0] if conv_names else None, label="Net",
-                                       info="Activations for the image on the Classify tab")
-                fmap_button = gr.Button("Show feature maps")
-                fmaps = gr.Gallery(label="Activations after each stage (first 16 channels)", columns=4, height="auto")
-            with gr.Tab("Compare") as compare_tab:  # static: the figures are drawn once, here
-                compare_table = gr.Dataframe(value=table, label="Parameters and accuracy (from the model cards)",
-                                             interactive=False)
+                    rf_net = gr.Dropdown(conv_names, value="net" if "net" in conv_names else None, label="Net")
+                    rf_stage = gr.Dropdown([], label="Layer")
                 with gr.Row():
-                    params_plot = gr.Plot(inference.params_figure(table), label="Parameters")
-                    accuracy_plot = gr.Plot(inference.accuracy_figure(table), label="Accuracy vs parameters")
-                gr.Markdown(inference.why_convolutions(table))
-                gr.Markdown(f"### Where each net came from\n{sources_md}")
+                    rf_y = gr.Slider(0, 15, value=8, step=1, label="Unit row (y)")
+                    rf_x = gr.Slider(0, 15, value=8, step=1, label="Unit column (x)")
+                rf_text = gr.Markdown(elem_id="rf-text")
+                with gr.Row():
+                    rf_map = gr.Image(label="The layer's map (click a unit)", interactive=False, height=280,
+                                      elem_id="rf-map")
+                    rf_field = gr.Image(label="What that unit sees of the input", interactive=False, height=280,
+                                        elem_id="rf-field")
+            with gr.Tab("Weight sharing", id="sharing") as sharing_tab:
+                gr.Markdown(chapter.SHARING)
+                with gr.Row():
+                    side = gr.Slider(4, 256, value=32, step=4, label="Image side (pixels)")
+                    cin = gr.Slider(1, 64, value=3, step=1, label="Input channels")
+                    cout = gr.Slider(1, 64, value=16, step=1, label="Output channels")
+                    kernel = gr.Slider(1, 7, value=3, step=2, label="Kernel size")
+                initial_plot, initial_text = sharing_ui(32, 3, 16, 3)
+                sharing_text = gr.Markdown(initial_text)
+                sharing_plot = gr.Plot(initial_plot, show_label=False, elem_id="sharing-plot")
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                gr.Markdown(chapter.COMPARE)
+                gr.Plot(figures.compare_figure(list(rows.values())), show_label=False, elem_id="compare-plot")
+                gr.Markdown(figures.compare_markdown(list(rows.values())), elem_id="compare-table")
+                with gr.Accordion("Where each net's weights came from", open=False):
+                    gr.Markdown(sources_summary(nets) + "\n\n" + "\n".join(f"- `{n.name}`: {n.source}" for n in nets))
 
-        classify_outputs = labels + [results, seen, summary]
-        classify_button.click(classify, image, classify_outputs, api_name="classify")
-        with examples_slot:  # after the button's event, which must own the name /classify
-            if examples:  # a click shows the example and classifies it
-                gr.Examples(examples, inputs=image, outputs=classify_outputs, fn=classify, run_on_click=True,
-                            cache_examples=False, label="Examples: CIFAR airplanes and birds, and others")
-        filter_button.click(filters, [filter_net, image], [first_kernels, deeper_kernels, filter_note, responses],
-                            api_name="filters")
-        fmap_button.click(feature_maps, [fmap_net, image], fmaps, api_name="feature_maps")
-        compare_tab.select(compare, None, [compare_table, params_plot, accuracy_plot], api_name="compare")
+        active_tab = gr.State("classify")
+        inside_outputs = [layer_table, kernels_plot, maps_plot, inside_text]
+        translation_inputs = [image, shift]
+        translation_outputs = [translation_plot, shifted, translation_status]
+        rf_inputs = [rf_net, rf_stage, rf_y, rf_x, image]
+        rf_outputs = [rf_map, rf_field, rf_text]
+        private = {"api_visibility": "private"}
+
+        def refresh_active(tab, path, net_name, shift_value, rf_net_name, stage_name, y, x):
+            """After the image changes, refresh the explorer tab on screen (the others refresh when opened)."""
+            skip = [gr.skip()] * (len(inside_outputs) + len(translation_outputs) + len(rf_outputs))
+            if tab == "inside":
+                return [*inside_ui(net_name, path), *skip[len(inside_outputs):]]
+            if tab == "translation":
+                return [*skip[:len(inside_outputs)], *translation_ui(path, shift_value),
+                        *skip[len(inside_outputs) + len(translation_outputs):]]
+            if tab == "receptive" and rf_net_name and stage_name:
+                return [*skip[:len(inside_outputs) + len(translation_outputs)],
+                        *rf_ui(rf_net_name, stage_name, y, x, path)]
+            return skip
+
+        image.change(classify_ui, image, [seen, scoreboard, status], show_progress="minimal", **private).then(
+            refresh_active, [active_tab, image, inside_net, shift, rf_net, rf_stage, rf_y, rf_x],
+            inside_outputs + translation_outputs + rf_outputs, show_progress="hidden", **private)
+        def pick_example(evt: gr.SelectData):
+            return examples[evt.index][0]
+
+        gallery.select(pick_example, None, image, **private)
+        for tab, tab_id in ((classify_tab, "classify"), (sharing_tab, "sharing"), (compare_tab, "compare")):
+            tab.select(functools.partial(str, tab_id), None, active_tab, **private)
+        inside_tab.select(functools.partial(str, "inside"), None, active_tab, **private).then(
+            inside_ui, [inside_net, image], inside_outputs, **private)
+        inside_net.change(inside_ui, [inside_net, image], inside_outputs, **private)
+        translation_tab.select(functools.partial(str, "translation"), None, active_tab, **private).then(
+            translation_ui, translation_inputs, translation_outputs, **private)
+        shift.release(translation_ui, translation_inputs, translation_outputs, **private)
+        rf_tab.select(functools.partial(str, "receptive"), None, active_tab, **private).then(
+            rf_controls, rf_net, rf_stage, **private).then(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(
+            rf_ui, rf_inputs, rf_outputs, **private)
+        rf_net.input(rf_controls, rf_net, rf_stage, **private).then(
+            rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(rf_ui, rf_inputs, rf_outputs, **private)
+        rf_stage.input(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(
+            rf_ui, rf_inputs, rf_outputs, **private)
+        for slider in (rf_y, rf_x):
+            slider.release(rf_ui, rf_inputs, rf_outputs, **private)
+        rf_map.select(rf_click, [rf_net, rf_stage], [rf_y, rf_x], **private).then(rf_ui, rf_inputs, rf_outputs,
+                                                                                   **private)
+        for control in (side, cin, cout, kernel):
+            control.release(sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **private)
+
+        gr.api(classify, api_name="classify")
+        gr.api(filters, api_name="filters")
+        gr.api(feature_maps, api_name="feature_maps")
+        gr.api(translation, api_name="translation")
+        gr.api(receptive_field, api_name="receptive_field")
+        gr.api(compare, api_name="compare")
     return demo
 
 
 def warm_up(nets: list[LoadedNet], rounds: int = 3) -> None:
-    """The /classify path a few times, so the first visitor does not pay for lazy initialisation."""
-    image = next(iter(sorted(EXAMPLES_DIR.glob("*.jpg"))), None) or Image.new("RGB", (32, 32))
+    """The classify path a few times, so the first visitor does not pay for lazy initialisation."""
+    image = next(iter(sorted(EXAMPLES_DIR.glob("*.jpg"))), None)
     available = [net for net in nets if net.available]
     for _ in range(rounds):
-        inference.classify(available, image)
+        if image is not None:
+            inference.classify(available, image)
+
+
+torch.set_num_threads(inference.torch_threads(inference.CONCURRENCY))
+NETS = load_zoo()
+warm_up(NETS)
+demo = build_demo(NETS)
 
 
 def main() -> None:
-    started = time.perf_counter()
-    torch.set_num_threads(inference.torch_threads(inference.CONCURRENCY))
-    nets = load_zoo()
-    warm_up(nets)
-    demo = build_demo(nets)
-    print(f"{sources_summary(nets)} Ready in {time.perf_counter() - started:.1f} s "
+    print(f"{sources_summary(NETS)} Ready in {time.perf_counter() - STARTED:.1f} s "
           f"({torch.get_num_threads()} torch thread(s) per request).", flush=True)
     # SIGTERM (how Spaces and process managers stop a server) ends the server like Ctrl-C, so that exit handlers
     # run and our image folder is removed.
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    STORE.open()
     try:
         demo.queue(default_concurrency_limit=inference.CONCURRENCY, max_size=QUEUE_SIZE).launch(
             server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-            max_file_size=MAX_UPLOAD,
+            max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS,
         )
     finally:
         STORE.close()

@@ -67,7 +67,8 @@ class ImageStore:
         self._bytes = 0
         self._pruned_at = time.monotonic()
 
-    def _ensure_folder(self) -> Path:
+    def open(self) -> Path:
+        """The folder, created on first use (the app creates it at start-up)."""
         if self.folder is None:
             self.folder = Path(tempfile.mkdtemp(prefix="convhub-space-"))
             atexit.register(self.close)
@@ -77,7 +78,7 @@ class ImageStore:
         data = io.BytesIO()
         Image.fromarray(pixels).save(data, format="PNG")
         with self._lock:
-            folder = self._ensure_folder()
+            folder = self.open()
             path = folder / f"{hashlib.sha256(data.getvalue()).hexdigest()[:32]}.png"
             if path.exists():
                 os.utime(path)  # reused: young again

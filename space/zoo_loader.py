@@ -38,8 +38,9 @@ class LoadedNet:
         return self.model is not None
 
 
-def published_settings(path: Path = PUBLISHED_SETTINGS) -> dict[str, str]:
+def published_settings(path: Path | None = None) -> dict[str, str]:
     """namespace and revision baked in by publish (strings only; a broken file is ignored with a warning)."""
+    path = path or PUBLISHED_SETTINGS
     if not path.is_file():
         return {}
     try:

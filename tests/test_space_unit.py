@@ -134,26 +134,46 @@ def test_hub_source_is_used_when_reachable(models_dir, monkeypatch):
     assert net.source == "Hub someone/convhub-net@v1" and net.record["val_accuracy"] == pytest.approx(0.91)
 
 
+def test_published_settings_name_the_repos_and_env_vars_win(tmp_path, monkeypatch):
+    settings = tmp_path / "convhub_space.json"
+    settings.write_text('{"namespace": "alice", "revision": "v2", "models": {}}')
+    monkeypatch.setattr(zoo_loader, "PUBLISHED_SETTINGS", settings)
+    monkeypatch.delenv("CONVHUB_NAMESPACE", raising=False)
+    assert zoo_loader.hub_repo("net_res") == "alice/convhub-net-res"
+    monkeypatch.setenv("CONVHUB_NAMESPACE", "bob")
+    assert zoo_loader.hub_repo("net_res") == "bob/convhub-net-res"
+    settings.write_text('{"namespace": ["not", "a", "string"]}')
+    assert zoo_loader.published_settings(settings) == {}
+    settings.write_text("{broken")
+    assert zoo_loader.published_settings(settings) == {}
+
+
 def test_classify_runs_every_available_net(nets, bird_jpg):
-    probs, table, seen, timing = inference.classify(nets, bird_jpg)
-    assert set(probs) == set(SMALL_ZOO)
-    for name, p in probs.items():
-        assert set(p) == {"airplane", "bird"} and sum(p.values()) == pytest.approx(1, abs=1e-5)
+    verdict, x = inference.classify(nets, bird_jpg)
+    assert list(verdict.probabilities) == SMALL_ZOO and x.shape == (1, 3, 32, 32)
+    for name, (p_airplane, p_bird) in verdict.probabilities.items():
         expected = nets[SMALL_ZOO.index(name)].model.predict(Image.open(bird_jpg))
-        assert p == pytest.approx(expected, abs=1e-5)  # same preprocessing as the package's predict
-    assert list(table["net"]) == SMALL_ZOO and (table["latency_ms"] > 0).all()
-    assert seen.shape == (256, 256, 3) and seen.dtype == np.uint8
-    assert timing["nets_ms"] == pytest.approx(table["latency_ms"].sum())
-    assert 0 < timing["preprocess_ms"] < timing["total_ms"]
+        assert (p_airplane, p_bird) == pytest.approx((expected["airplane"], expected["bird"]), abs=1e-5)
+    assert sum(verdict.votes.values()) == len(SMALL_ZOO) and verdict.winner in ("airplane", "bird")
+    assert verdict.milliseconds > 0
 
 
-def test_classify_summary_gives_the_vote_and_the_total_time():
-    table = inference.pd.DataFrame({"net": ["a", "b", "c"], "prediction": ["bird", "airplane", "bird"],
-                                    "latency_ms": [1.0, 2.0, 3.5]})
-    text = inference.classify_summary(table, {"nets_ms": 6.5, "preprocess_ms": 0.84, "total_ms": 7.4})
-    assert text.startswith("**bird** by 2 of 3 nets, **airplane** by 1 of 3 nets.")
-    assert "All 3 nets took 6.5 ms together (+ 0.8 ms" in text
-    assert "No net is available" in inference.classify_summary(table.iloc[:0], {})
+def test_batched_classification_gives_each_image_its_own_answer(nets, bird_jpg, tmp_path):
+    other = tmp_path / "other.png"
+    Image.new("RGB", (40, 40), (30, 90, 220)).save(other)
+    x = torch.cat([inference.load_input(bird_jpg), inference.load_input(other)])
+    together = inference.classify_batch(nets, x)
+    alone = [inference.classify(nets, path)[0] for path in (bird_jpg, other)]
+    for a, b in zip(together, alone):
+        for name in SMALL_ZOO:
+            assert a.probabilities[name] == pytest.approx(b.probabilities[name], abs=1e-5)
+
+
+def test_the_vote():
+    verdict = inference.Verdict({"a": (0.9, 0.1), "b": (0.2, 0.8), "c": (0.3, 0.7)})
+    assert verdict.votes == {"airplane": 1, "bird": 2} and verdict.winner == "bird"
+    tie = inference.Verdict({"a": (0.9, 0.1), "b": (0.4, 0.6)})
+    assert tie.winner == "airplane"  # mean P(bird) 0.35
 
 
 def test_large_jpegs_decode_at_a_reduced_scale(nets, tmp_path):
@@ -167,9 +187,9 @@ def test_large_jpegs_decode_at_a_reduced_scale(nets, tmp_path):
     fast = inference.load_input(path)
     full = inference.TRANSFORMS(Image.open(path)).unsqueeze(0)
     assert (fast - full).abs().mean() < 0.05  # normalized units (one grey level is ~0.016): a few at most
-    probs = inference.classify(nets, path)[0]
+    verdict, _ = inference.classify(nets, path)
     for net in nets:
-        assert probs[net.name]["bird"] == pytest.approx(net.model.predict(Image.open(path))["bird"], abs=0.02)
+        assert verdict.probabilities[net.name][1] == pytest.approx(net.model.predict(Image.open(path))["bird"], abs=0.02)
     png = tmp_path / "photo.png"
     Image.fromarray(small).save(png)
     assert inference.open_upload(png).size == (40, 30)  # other formats decode in full
@@ -190,8 +210,8 @@ def test_torch_threads_share_the_cores_between_requests(monkeypatch):
     lambda: Image.new("I;16", (33, 33)),
 ])
 def test_classify_accepts_odd_images(nets, make):
-    probs, _, seen, _ = inference.classify(nets, make())
-    assert len(probs) == len(SMALL_ZOO) and seen.shape == (256, 256, 3)
+    verdict, x = inference.classify(nets, make())
+    assert len(verdict.probabilities) == len(SMALL_ZOO) and x.shape == (1, 3, 32, 32)
 
 
 def test_bad_uploads_get_a_clear_message(nets, tmp_path):
@@ -211,86 +231,110 @@ def test_bad_uploads_get_a_clear_message(nets, tmp_path):
 
 def test_unavailable_nets_are_skipped(nets, bird_jpg):
     nets.append(zoo_loader.LoadedNet("net_depth", None, "unavailable — test"))
-    probs, table, _, _ = inference.classify(nets, bird_jpg)
-    assert "net_depth" not in probs and "net_depth" not in set(table["net"])
+    verdict, _ = inference.classify(nets, bird_jpg)
+    assert "net_depth" not in verdict.probabilities
 
 
-def test_filter_images(nets):
-    first, deeper, note = inference.filter_images(nets[1].model)  # Net: conv1 16x3x3x3, conv2 8x16x3x3
-    assert first.ndim == 3 and first.shape[2] == 3
-    assert "conv1" in note and "16 kernels" in note
-    [(grid, caption)] = deeper
-    assert caption == "conv2: 8x16 kernels" and grid.ndim == 3
-    tiles = (grid.shape[0] - 2) // (3 * 8 + 2), (grid.shape[1] - 2) // (3 * 8 + 2)
-    assert tiles == (8, 16)  # one row per output channel, one 3x3 tile (x8) per input channel
-    assert inference.filter_images(nets[0].model)[:2] == (None, [])  # fc has no convolutions
-    assert "unavailable" in inference.filter_images(None)[2]
+def test_grey_images_are_recognised_by_their_saturation(bird_jpg):
+    grey = Image.new("L", (40, 40), 120)
+    assert inference.saturation(inference.load_input(grey)) < 0.02
+    assert inference.saturation(inference.load_input(Image.new("RGB", (40, 40), (20, 90, 230)))) > 0.5
 
 
-def test_filter_images_of_a_100_block_net_show_a_few_deeper_layers():
-    _, deeper, note = inference.filter_images(convhub.create("net_res_deep100"))
-    captions = [c for _, c in deeper]
-    assert len(deeper) == inference.MAX_DEEPER_LAYERS and "6 of 100 shown" in note
-    assert captions[0] == "resblocks.0.conv: 32x32 kernels (first 16x16)"
-    assert captions[-1] == "resblocks.99.conv: 32x32 kernels (first 16x16)"
+def test_kernel_layers_name_and_bound_what_they_show():
+    [conv1, conv2] = inference.kernel_layers(convhub.create("net"))
+    assert (conv1.name, tuple(conv1.weights.shape), conv1.params) == ("conv1", (16, 3, 3, 3), 448)
+    assert (conv2.name, tuple(conv2.weights.shape), conv2.params) == ("conv2", (8, 16, 3, 3), 1160)
+    assert conv2.caption == "conv2: 8 kernels of 3×3 over 16 input channels, 1,160 parameters"
+    deep = inference.kernel_layers(convhub.create("net_res_deep100"))
+    assert [layer.name for layer in deep] == ["conv1", "block 33", "block 67", "block 100"]
+    assert tuple(deep[1].weights.shape) == (16, 16, 3, 3) and "(first 16 × 16 shown)" in deep[1].caption
 
 
-def test_handmade_kernels_do_what_the_chapter_says():
-    step = torch.zeros(1, 3, 8, 8)
-    step[..., 4:] = 1.0  # a vertical edge between columns 3 and 4
-    kernels = inference.handmade_kernels()
-    vertical = torch.nn.functional.conv2d(step, kernels["vertical edges"].expand(1, 3, 3, 3), padding=1)[0, 0]
-    horizontal = torch.nn.functional.conv2d(step, kernels["horizontal edges"].expand(1, 3, 3, 3), padding=1)[0, 0]
-    assert set(vertical[2:6].abs().argmax(dim=1).tolist()) <= {3, 4}  # strongest response at the edge
-    assert horizontal[2:6, 1:7].abs().max() == 0  # no horizontal edge inside
-    blurred = torch.nn.functional.conv2d(torch.ones(1, 3, 5, 5), kernels["blur"].expand(1, 3, 3, 3), padding=1)
-    assert blurred[0, 0, 2, 2] == pytest.approx(3.0)  # 1/9 over 9 pixels x 3 channels
+def test_feature_maps_follow_the_books_stages(nets, bird_jpg):
+    x = inference.load_input(bird_jpg)
+    maps = inference.feature_maps(nets[2].model, x)  # NetRes
+    assert [(stage.name, tuple(m.shape)) for stage, m in maps] == [
+        ("conv1 → relu", (8, 32, 32)), ("pool1", (8, 16, 16)), ("conv2 → relu", (8, 16, 16)), ("pool2", (8, 8, 8)),
+        ("conv3 → relu + skip", (8, 8, 8)), ("pool3", (8, 4, 4))]
+    deep = inference.feature_maps(convhub.create("net_res_deep100").eval(), x)
+    assert len(deep) == inference.MAX_MAP_STAGES
+    assert deep[0][0].name == "conv1 → relu" and deep[-1][0].name == "pool2"
 
 
-def test_kernel_responses_gallery(nets, bird_jpg):
-    gallery = inference.kernel_responses(nets[1].model, bird_jpg)
-    captions = [c for _, c in gallery]
-    assert captions[:4] == ["input (32x32)", "hand-made: blur", "hand-made: vertical edges", "hand-made: horizontal edges"]
-    assert sum(c.startswith("learned: conv1[") for c in captions) == 6
+def test_translation_probabilities_shift_the_image(nets, bird_jpg):
+    x = inference.load_input(bird_jpg)
+    curves = inference.translation(nets, x, shifts=(-3, 0, 5))
+    for net in nets:
+        assert curves[net.name].shape == (3, 2)
+        unshifted = net.model(x).softmax(1)[0]
+        assert torch.allclose(curves[net.name][1], unshifted, atol=1e-5)
+        shifted = net.model(convhub.preprocessing.translate(x, 5)).softmax(1)[0]
+        assert torch.allclose(curves[net.name][2], shifted, atol=1e-5)
 
 
-def test_feature_maps_follow_the_stages(nets, bird_jpg):
-    captions = [c for _, c in inference.feature_maps(nets[2].model, bird_jpg)]  # NetRes
-    assert captions == ["input 3x32x32", "relu: 32x32x32 (first 16 channels)", "max_pool2d: 32x16x16 (first 16 channels)",
-                        "relu_1: 16x16x16", "max_pool2d_1: 16x8x8", "relu_2: 16x8x8", "add: 16x8x8", "max_pool2d_2: 16x4x4"]
-    with pytest.raises(inference.BadImageError, match="no feature maps"):
-        inference.feature_maps(nets[0].model, bird_jpg)
+def test_sharing_counts():
+    conv, linear = inference.sharing_counts(32, 3, 16, 3)
+    assert conv == 448 and conv == sum(p.numel() for p in torch.nn.Conv2d(3, 16, 3).parameters())
+    assert linear == sum(p.numel() for p in torch.nn.Linear(3 * 32 * 32, 16 * 32 * 32).parameters())
+    assert inference.sharing_counts(64, 3, 16, 3)[0] == conv  # independent of the image size
 
 
-def test_feature_maps_of_a_100_block_net_are_subsampled(bird_jpg):
-    gallery = inference.feature_maps(convhub.create("net_res_deep100").eval(), bird_jpg)
-    captions = [c for _, c in gallery]
-    assert len(gallery) == 1 + inference.MAX_FEATURE_STAGES
-    assert captions[1].startswith("relu:") and captions[-1].startswith("max_pool2d_1:")
-    assert any(c.startswith("resblocks.99.add") or c.startswith("resblocks.5") for c in captions)
-
-
-def test_compare_table_and_figures(nets):
+def test_compare_rows(nets):
     nets.append(zoo_loader.LoadedNet("net_res_deep100", None, "unavailable — test"))
-    table = inference.compare_table(nets)
+    rows = {r["net"]: r for r in inference.compare_rows(nets)}
     expected = {i.name: i.params for i in convhub.list_models()}
-    assert dict(zip(table["net"], table["params"])) == {n: expected[n] for n in SMALL_ZOO + ["net_res_deep100"]}
-    assert table.set_index("net").loc["net", "val_accuracy"] == pytest.approx(0.91)
-    assert table.set_index("net")["val_accuracy"].isna().sum() == 3  # untrained and unavailable nets
-    assert table.set_index("net").loc["fc", "book_val_accuracy"] == pytest.approx(0.80)
-    for figure in (inference.params_figure(table), inference.accuracy_figure(table)):
-        assert figure.axes[0].get_xscale() == "log"
-    assert "no measured accuracy: fc, net_res, net_res_deep100" in inference.accuracy_figure(table).axes[0].get_title()
+    assert {n: r["params"] for n, r in rows.items()} == {n: expected[n] for n in SMALL_ZOO + ["net_res_deep100"]}
+    assert rows["net"]["val_accuracy"] == pytest.approx(0.91) and rows["fc"]["val_accuracy"] is None
+    assert rows["fc"]["book_val_accuracy"] == pytest.approx(0.80)
 
 
-def test_why_convolutions_uses_the_spaces_numbers(nets):
-    table = inference.compare_table(nets)
-    text = inference.why_convolutions(table)
-    for word in ("Locality", "Weight sharing", "Translation invariance", "448 parameters", "3,146,752"):
-        assert word in text
-    assert "**3,737,474** parameters (no measured accuracy)" in text  # the fixture's fc has an untrained card
-    assert "**18,090**, 207x fewer (0.910 validation accuracy)" in text
-    assert "Here the" not in inference.why_convolutions(table[table["net"] != "fc"])
+def test_scoreboard_puts_the_vote_first_and_marks_disagreement():
+    import figures
+
+    verdict = inference.Verdict({"fc": (0.9, 0.1), "net": (0.2, 0.8), "net_res": (0.3, 0.7)}, 4.2)
+    rows = {"fc": {"params": 3737474, "val_accuracy": 0.869}, "net": {"params": 18090, "val_accuracy": None},
+            "net_res": {"params": 16130, "val_accuracy": 0.916}}
+    page = figures.scoreboard_html(verdict, rows, {"net": "alice/convhub-net"}, note="a note <b>")
+    assert page.index("2 of 3 nets say") < page.index("<table")
+    assert "<b class='vote-class'>bird</b>" in page and "a note &lt;b&gt;" in page
+    assert page.count("class='disagrees'") == 1 and "class='disagrees' data-net='fc'" in page
+    assert "href='https://huggingface.co/alice/convhub-net'" in page and "3,737,474" in page
+    assert "style='width:80.0%'" in page  # net's P(bird) bar
+    with_truth = figures.scoreboard_html(verdict, rows, {}, true_label="airplane")
+    assert "True label: <b>airplane</b> (1 of 3 nets right)" in with_truth
+    assert with_truth.count("class='disagrees'") == 2
+
+
+def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
+    import figures
+
+    x = inference.load_input(bird_jpg)
+    kernels = figures.kernels_figure(inference.kernel_layers(nets[1].model))
+    assert len(kernels.subfigs) == 2 and all(len(sf.axes) == 2 for sf in kernels.subfigs)  # grid + colour bar
+    grid = kernels.subfigs[0].axes[0].images[0]
+    low, high = grid.get_clim()
+    assert low == -high  # zero-centred
+    maps = figures.feature_maps_figure(inference.feature_maps(nets[1].model, x), inference.to_display(x[0], 2))
+    labels = [t.get_text() for ax in maps.axes for t in ax.texts]
+    assert labels == ["conv1 → tanh\n16×32×32", "pool1\n16×16×16", "conv2 → tanh\n8×16×16", "pool2\n8×8×8"]
+    rows = inference.compare_rows(nets)
+    compare = figures.compare_figure(rows)
+    assert compare.layout.xaxis.type == "log"
+    assert [b.label for b in compare.layout.updatemenus[0].buttons] == ["log scale", "linear scale"]
+    table = figures.compare_markdown(rows)
+    assert "3,737,474" in table and "18,090" in table
+    assert "| net_res | NetRes | 16,130 |" in table
+    sharing = figures.sharing_figure(3, 16, 3, 32)
+    assert sharing.data[0].y[3] == 448  # the 32x32 point
+
+
+def test_layer_table_counts_every_parameter(nets):
+    import figures
+
+    text = figures.layers_markdown(nets[1].model)
+    assert "| conv1 → tanh | 16×32×32 | 448 | 3×3 |" in text and "| pool2 | 8×8×8 | 0 | 10×10 |" in text
+    assert "**18,090**" in text
 
 
 def test_sources_summary():
@@ -311,11 +355,18 @@ def test_app_wires_named_endpoints_and_missing_nets(nets):
     nets.append(zoo_loader.LoadedNet("net_depth", None, "unavailable — test"))
     demo = app.build_demo(nets)
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert public == {"classify", "filters", "feature_maps", "compare"}
-    labels = [b.label for b in demo.blocks.values() if type(b).__name__ == "Label"]
-    assert labels == ["fc (3,737,474 params)", "net (18,090 params)", "net_res (16,130 params)"]
+    assert public == {"classify", "filters", "feature_maps", "translation", "receptive_field", "compare"}
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if type(b).__name__ == "Markdown")
     assert "**3 of 4 nets loaded**" in markdown and "`net_depth`: unavailable — test" in markdown
+    assert "locality" in markdown and "weight sharing" in markdown and "skip" in markdown
+
+
+def test_api_functions_keep_their_signatures_for_the_docs_and_mcp():
+    import inspect
+
+    import app
+
+    assert list(inspect.signature(app.api_errors(lambda image, net=1: None)).parameters) == ["image", "net"]
 
 
 def test_output_images_are_written_once_by_content_and_bounded_by_age_and_size(tmp_path):

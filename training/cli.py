@@ -1,4 +1,4 @@
-"""python -m training {train,zoo,evaluate,report,publish,push}: one command per job."""
+"""python -m training {train,zoo,evaluate,report,translation,publish,push}: one command per job."""
 
 from __future__ import annotations
 
@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser("report", help="rebuild results.{md,json} and the plot from the cards of saved nets")
     summary.add_argument("--out", required=True, help="parent folder of saved nets (as written by zoo)")
+
+    shift = commands.add_parser("translation", help="accuracy of every saved net on validation images shifted by "
+                                "-8..+8 pixels, written to translation.json (the Space plots it)")
+    shift.add_argument("--models", required=True, help="parent folder of saved nets (as written by zoo)")
+    shift.add_argument("--data", required=True, help="the training data the nets were trained on: its validation "
+                       "split is carved again with --seed and --val-fraction")
+    shift.add_argument("--seed", type=int, default=0)
+    shift.add_argument("--val-fraction", type=float, default=0.1)
+    shift.add_argument("--data-revision", help=argparse.SUPPRESS)
 
     publish_ = commands.add_parser(
         "publish", help="push every trained net as NS/convhub-<name> and the Space as NS/convhub (no retraining)")
@@ -187,6 +196,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_translation(args) -> int:
+    from . import translation
+
+    folder = Path(args.models)
+    models = {name: convhub.load(folder / name) for name in convhub.ZOO if (folder / name / "config.json").is_file()}
+    if not models:
+        raise ConvHubError(f"no saved nets in {folder} (folders named after the zoo: {', '.join(convhub.ZOO)})")
+    data = _load_data(args)
+    path = translation.write(models, data.val, data.val_source, folder)
+    curves = json.loads(path.read_text())["accuracy"]
+    shifts = translation.SHIFTS
+    print(f"{'net':>16} " + " ".join(f"{s:>+5d}" for s in shifts))
+    for name, curve in curves.items():
+        print(f"{name:>16} " + " ".join(f"{a:5.3f}" for a in curve))
+    print(f"-> {path}")
+    return 0
+
+
 def cmd_publish(args) -> int:
     plan = publish.plan(args.namespace, source=args.source, only=args.only, revision=args.revision,
                         private=args.private or None, space=args.space)
@@ -210,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "report": cmd_report,
-               "publish": cmd_publish, "push": cmd_push}[args.command]
+               "translation": cmd_translation, "publish": cmd_publish, "push": cmd_push}[args.command]
     try:
         return command(args)
     except (ConvHubError, FloatingPointError) as error:

@@ -1,0 +1,77 @@
+"""The words of the Space: what chapter 8 argues, and what each net adds to the one before it."""
+
+from __future__ import annotations
+
+BOOK_URL = "https://www.manning.com/books/deep-learning-with-pytorch"
+BOOK = f"[*Deep Learning with PyTorch*]({BOOK_URL}), chapter 8"
+
+INTRO = (
+    "Nine networks from {book}, trained on CIFAR-2: 10,000 airplane and bird photos of 32×32 pixels. The chapter "
+    "replaces a fully connected net, which sees pixels, with convolutions: small kernels that look at a neighbourhood "
+    "(**locality**), the same kernel everywhere (**weight sharing**), so a bird is found wherever it sits "
+    "(**translation invariance**); then it goes wider, regularized, deeper, and deeper still with **skip "
+    "connections**. Drop in a picture or click an example; the other tabs open each idea up."
+)
+
+# What each net changes from the one before it, in the chapter's order.
+WHAT_CHANGED = {
+    "fc": "No convolutions: every pixel wired to every unit (ch. 7)",
+    "net": "3×3 convolutions, shared across positions, + max pooling",
+    "net_width": "Wider: 32 channels in the first conv instead of 16",
+    "net_dropout": "+ Dropout2d: drops whole channels while training",
+    "net_batchnorm": "+ BatchNorm after each conv, no dropout",
+    "net_depth": "A third conv stage; ReLU instead of tanh",
+    "net_res": "+ a skip connection around the third conv",
+    "net_res_deep": "10 residual blocks (conv, BN, ReLU + skip)",
+    "net_res_deep100": "100 residual blocks: depth made trainable by skips",
+}
+
+GREY_NOTE = (
+    "This picture has almost no colour. The nets only ever saw colour photos, where blue sky goes with airplanes "
+    "and green or brown backgrounds with birds, so without colour they are guessing from shapes they never learned "
+    "in grey."
+)
+SMALL_NOTE = ("Every net sees only this 32×32 version: fine detail is gone, as it was in every training image.")
+
+INSIDE = (
+    "**Kernels** are the weights a conv layer slides over its input: one 3×3 patch per input channel and output "
+    "channel, the same at every position. Blue is negative, red positive, white zero, on one scale per layer. "
+    "**Feature maps** are what the layers output for your image: each pooling halves the map, and deeper maps "
+    "respond to larger, more abstract patterns."
+)
+FC_INSIDE = (
+    "The fully connected net has no kernels: each of its 1,024 first-layer units has its own weight for every one "
+    "of the 3,072 input values. Below, the weights of 16 units laid out as images: a unit is tied to pixel positions, "
+    "so an airplane moved by a few pixels meets different weights. (Weights summed over R, G and B.)"
+)
+
+TRANSLATION = (
+    "A convolution applies the same kernel everywhere, and pooling forgets exactly where a feature was: move the "
+    "object and a convnet sees the same features, a little elsewhere. The fully connected net has a weight per pixel, "
+    "so a shifted image is, to it, a different input. Slide the image left and right and watch each net's confidence. "
+    "(Pixels shifted in take the dataset's mean colour.)"
+)
+TRANSLATION_VALIDATION = (
+    "On the 1,000 validation images, shifted the same way (computed when the nets were trained). All nets were trained "
+    "with random crops of ±4 pixels, so each copes with small shifts; beyond them, the fully connected net falls fastest."
+)
+
+RECEPTIVE_FIELD = (
+    "A unit of a conv layer sees only a patch of the image: its **receptive field**. Each 3×3 conv widens it by 2 "
+    "units of the layer below, and each 2×2 pooling doubles what one unit spans, so depth and pooling let later "
+    "layers see larger parts of the image with the same small kernels. Pick a layer, then click a unit on its map "
+    "(or use the sliders)."
+)
+
+SHARING = (
+    "Weight sharing is why convolutions need so few parameters: a conv layer's size depends on its kernel and "
+    "channels, not on the image. A fully connected layer producing the same number of outputs needs a weight for "
+    "every input-output pair, which grows with the fourth power of the image side."
+)
+
+COMPARE = (
+    "The chapter's figure: accuracy against size. Going from the fully connected net to the first convnet buys "
+    "accuracy with far fewer parameters; after that, width, regularization, depth and skips each add a little. "
+    "Hollow marks are the book's validation accuracies (the official CIFAR-10 test images, 100 epochs of plain SGD), "
+    "joined to ours (a held-out 10% of the training images)."
+)

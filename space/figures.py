@@ -1,0 +1,343 @@
+"""Drawing: the scoreboard (HTML), kernels and feature maps (matplotlib), the explorers and the chapter's size vs
+accuracy figure (plotly, interactive). Numbers come from inference.py; nothing is computed here."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import anatomy
+import chapter
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from inference import KernelLayer, Verdict
+from PIL import Image, ImageDraw
+
+FC_COLOUR, CONV_COLOUR, BOOK_COLOUR = "#d62728", "#1f77b4", "#7f7f7f"
+NET_COLOURS = {"fc": "#d62728", "net": "#1f77b4", "net_width": "#2ca02c", "net_dropout": "#9467bd",
+               "net_batchnorm": "#8c564b", "net_depth": "#e377c2", "net_res": "#17becf", "net_res_deep": "#ff7f0e",
+               "net_res_deep100": "#393b79"}
+DIVERGING = "RdBu_r"  # blue negative, white zero, red positive
+
+
+def data_uri(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # not pyplot: figures are drawn in worker threads, never shown
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+# --- classify ------------------------------------------------------------------------------------------------------
+
+
+def seen_html(pixels: np.ndarray | None, note: str = "") -> str:
+    """The 32x32 image the nets see, drawn with visible pixels."""
+    if pixels is None:
+        return "<div class='seen empty'>The 32×32 image the nets see appears here.</div>"
+    return (f"<figure class='seen'><img src='{data_uri(pixels)}' alt='the 32×32 input' width='128' height='128'>"
+            f"<figcaption>What every net sees: 32×32{(' — ' + html.escape(note)) if note else ''}</figcaption>"
+            "</figure>")
+
+
+def scoreboard_html(verdict: Verdict, rows: dict[str, dict], repos: dict[str, str], true_label: str | None = None,
+                    note: str = "") -> str:
+    """The vote first, then one row per net in the chapter's order: what it adds, its size and accuracy, and its
+    P(bird) as a bar; nets that disagree with the majority (or with a known true label) are highlighted."""
+    winner, votes = verdict.winner, verdict.votes
+    total = sum(votes.values())
+    truth = (f" <span class='truth'>True label: <b>{html.escape(true_label)}</b>"
+             f" ({votes[true_label]} of {total} nets right)</span>" if true_label in votes else "")
+    parts = [f"<div class='vote' data-testid='vote'><span class='vote-label'>{votes[winner]} of {total} nets say</span> "
+             f"<b class='vote-class'>{winner}</b>{truth}</div>"]
+    if note:
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    parts.append("<table class='scoreboard'><thead><tr><th>net</th><th class='what'>what it adds</th>"
+                 "<th class='num'>params</th><th class='num'>val acc</th><th class='bar-head'>airplane ← P(bird) → bird"
+                 "</th></tr></thead><tbody>")
+    for net, (p_airplane, p_bird) in verdict.probabilities.items():
+        prediction = verdict.prediction(net)
+        wrong = prediction != (true_label if true_label in votes else winner)
+        info = rows.get(net, {})
+        accuracy = info.get("val_accuracy")
+        name = html.escape(net).replace("_", "_<wbr>")  # narrow screens break long names at underscores
+        link = f"<a href='https://huggingface.co/{html.escape(repos[net])}' target='_blank'>{name}</a>" \
+            if net in repos else name
+        parts.append(
+            f"<tr class='{'disagrees' if wrong else 'agrees'}' data-net='{html.escape(net)}'>"
+            f"<td class='net'>{link}</td><td class='what'>{html.escape(chapter.WHAT_CHANGED.get(net, ''))}</td>"
+            f"<td class='num'>{info.get('params', 0):,}</td>"
+            f"<td class='num'>{'—' if accuracy is None else f'{accuracy:.3f}'}</td>"
+            f"<td class='bar-cell'><div class='bar' title='P(bird) = {p_bird:.3f}'>"
+            f"<div class='fill {prediction}' style='width:{p_bird * 100:.1f}%'></div><div class='mid'></div></div>"
+            f"<span class='verdict {prediction}'>{prediction} {max(p_airplane, p_bird):.0%}</span></td></tr>")
+    parts.append("</tbody></table>")
+    parts.append(f"<p class='timing'>All {total} nets: {verdict.milliseconds:.0f} ms together. "
+                 "Highlighted rows disagree with the "
+                 f"{'true label' if true_label in votes else 'majority'}. Accuracy: each net's validation accuracy "
+                 "from its model card.</p>")
+    return "".join(parts)
+
+
+def empty_scoreboard_html() -> str:
+    return ("<div class='vote empty'>Drop an image or click an example: every net answers at once, in the "
+            "chapter's order.</div>")
+
+
+# --- inside a net --------------------------------------------------------------------------------------------------
+
+
+def kernels_figure(layers: list[KernelLayer]):
+    """Each conv layer's kernels as a grid, every kernel on its layer's one zero-centred colour scale. The longer of
+    (output channels, input channels) runs across, so no layer is a thin column of tiny kernels."""
+    shapes = [(l.weights.shape[1], l.weights.shape[0]) if l.weights.shape[0] > l.weights.shape[1]
+              else tuple(l.weights.shape[:2]) for l in layers]
+    heights = [rows * 0.42 + 1.3 for rows, _ in shapes]
+    fig = _figure(8, sum(heights) + 0.2)
+    subfigs = np.atleast_1d(fig.subfigures(len(layers), 1, height_ratios=heights))
+    for subfig, layer, (rows, cols) in zip(subfigs, layers, shapes):
+        w = layer.weights.float()
+        across_out = (rows, cols) != tuple(w.shape[:2])  # output channels run across
+        k = w.shape[-1]
+        grid = np.full((rows * (k + 1) - 1, cols * (k + 1) - 1), np.nan)  # NaN gaps between kernels
+        for r in range(rows):
+            for c in range(cols):
+                kernel = w[c, r] if across_out else w[r, c]
+                grid[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = kernel.numpy()
+        limit = float(w.abs().max()) or 1.0
+        ax = subfig.add_subplot()
+        image = ax.imshow(grid, cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation="nearest")
+        in_labels = ["R", "G", "B"] if layer.in_channels == 3 else None
+        row_labels = (in_labels if across_out and in_labels else [str(r) for r in range(rows)])
+        ax.set_xticks([c * (k + 1) + (k - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=7)
+        ax.set_yticks([r * (k + 1) + (k - 1) / 2 for r in range(rows)], row_labels, fontsize=7)
+        ax.set_xlabel("output channel" if across_out else "input channel", fontsize=8)
+        ax.set_ylabel("input channel" if across_out else "output channel", fontsize=8)
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        subfig.colorbar(image, ax=ax, shrink=0.9, label="weight", aspect=12)
+        subfig.suptitle(layer.caption, fontsize=9, x=0.01, ha="left")
+    return fig
+
+
+def templates_figure(templates: torch.Tensor):
+    """The fully connected net's first-layer units as 32x32 weight images, on one zero-centred scale."""
+    n = templates.shape[0]
+    cols = 8
+    fig = _figure(9, 1.0 + 1.15 * ((n + cols - 1) // cols))
+    limit = float(templates.abs().max()) or 1.0
+    axes = fig.subplots((n + cols - 1) // cols, cols)
+    for index, ax in enumerate(np.atleast_1d(axes).flat):
+        ax.axis("off")
+        if index < n:
+            image = ax.imshow(templates[index].numpy(), cmap=DIVERGING, vmin=-limit, vmax=limit)
+            ax.set_title(f"unit {index}", fontsize=7)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    fig.suptitle("fc1: each unit's weights over the 32×32 image", fontsize=10, x=0.02, ha="left")
+    return fig
+
+
+def feature_maps_figure(maps: list[tuple[anatomy.Stage, torch.Tensor]], input_pixels: np.ndarray):
+    """One row per stage (named as the book names it, with its shape), one panel per channel. Activations after
+    tanh are drawn on a zero-centred scale, after ReLU from zero up; one scale per stage."""
+    channels = max(m.shape[0] for _, m in maps)
+    fig = _figure(9, 1.25 * (len(maps) + 1) + 0.3)
+    grid = fig.add_gridspec(len(maps) + 1, channels + 1)
+    ax = fig.add_subplot(grid[0, 0])
+    ax.imshow(input_pixels)
+    ax.set_title("input 3×32×32", fontsize=8)
+    ax.axis("off")
+    for row, (stage, activation) in enumerate(maps, start=1):
+        values = activation.float().numpy()
+        signed = values.min() < 0
+        limit = float(np.abs(values).max()) or 1.0
+        label = fig.add_subplot(grid[row, 0])
+        label.axis("off")
+        label.text(0, 0.5, f"{stage.name}\n{stage.shape_text}", fontsize=8, va="center")
+        for channel in range(values.shape[0]):
+            ax = fig.add_subplot(grid[row, channel + 1])
+            ax.imshow(values[channel], cmap=DIVERGING if signed else "viridis",
+                      vmin=-limit if signed else 0, vmax=limit, interpolation="nearest")
+            ax.axis("off")
+            if row == 1:
+                ax.set_title(f"ch {channel}", fontsize=7)
+    return fig
+
+
+def layers_markdown(model) -> str:
+    """The net layer by layer, as the book names them: output shape and parameters."""
+    stages = anatomy.stages(model)
+    lines = ["| layer | output (C×H×W) | parameters | each unit sees |", "|---|---:|---:|---:|",
+             "| input | 3×32×32 | | 1×1 |"]
+    for s in stages:
+        field = f"{min(int(s.field.size), 32)}×{min(int(s.field.size), 32)}" if s.field else "all 32×32"
+        lines.append(f"| {s.name} | {s.shape_text} | {s.params:,} | {field} |")
+    lines.append(f"| **total** | | **{sum(s.params for s in stages):,}** | |")
+    return "\n".join(lines)
+
+
+# --- the explorers -------------------------------------------------------------------------------------------------
+
+
+def translation_figure(curves: dict[str, np.ndarray], shifts, class_name: str, current: int):
+    """P(class) against the shift, one line per net: the fully connected net in red, the convnets in blues."""
+    fig = go.Figure()
+    for net, probs in curves.items():
+        fig.add_trace(go.Scatter(
+            x=list(shifts), y=probs, mode="lines+markers", name=net,
+            line={"color": NET_COLOURS.get(net, CONV_COLOUR), "width": 4 if net == "fc" else 2,
+                  "dash": "solid" if net in ("fc", "net") else "dot"},
+            hovertemplate=f"{net}<br>shift %{{x}} px<br>P({class_name}) %{{y:.3f}}<extra></extra>"))
+    fig.add_vline(x=current, line={"color": "#444", "width": 1, "dash": "dash"})
+    fig.add_hline(y=0.5, line={"color": "#bbb", "width": 1})
+    _layout(fig, f"P({class_name}) as your image shifts", "shift (pixels, + is right)", f"P({class_name})", [0, 1])
+    return fig
+
+
+def shift_accuracy_figure(table: dict):
+    """Validation accuracy against the shift, per net (from translation.json)."""
+    fig = go.Figure()
+    for net, accuracy in table["accuracy"].items():
+        fig.add_trace(go.Scatter(
+            x=table["shifts"], y=accuracy, mode="lines", name=net,
+            line={"color": NET_COLOURS.get(net, CONV_COLOUR), "width": 4 if net == "fc" else 2,
+                  "dash": "solid" if net in ("fc", "net") else "dot"},
+            hovertemplate=f"{net}<br>shift %{{x}} px<br>accuracy %{{y:.3f}}<extra></extra>"))
+    _layout(fig, f"Accuracy on {table.get('n_images', 'the')} validation images, shifted",
+            "shift (pixels, + is right)", "accuracy", None)
+    return fig
+
+
+def shifted_preview(x: torch.Tensor, dx: int) -> np.ndarray:
+    from convhub.preprocessing import translate
+    from inference import to_display
+
+    return to_display(translate(x, dx)[0], scale=4)
+
+
+def receptive_field_images(input_pixels: np.ndarray, stage: anatomy.Stage, activation: torch.Tensor,
+                           y: int, x: int, scale_to: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The stage's map (mean over channels) with unit (y, x) marked, and the 32x32 input with that unit's receptive
+    field outlined and the rest dimmed."""
+    _, height, width = stage.shape
+    mean = activation.float().mean(0).numpy()
+    span = (mean.max() - mean.min()) or 1.0
+    grey = ((mean - mean.min()) / span * 200 + 30).astype(np.uint8)
+    cell = scale_to // max(height, width)
+    map_image = Image.fromarray(np.kron(grey, np.ones((cell, cell), np.uint8))).convert("RGB")
+    draw = ImageDraw.Draw(map_image)
+    draw.rectangle([x * cell, y * cell, (x + 1) * cell - 1, (y + 1) * cell - 1], outline=(255, 140, 0), width=3)
+
+    top, left, bottom, right = stage.field.box(y, x)
+    scale = input_pixels.shape[0] // 32
+    dimmed = (input_pixels * 0.3).astype(np.uint8)
+    dimmed[top * scale:(bottom + 1) * scale, left * scale:(right + 1) * scale] = \
+        input_pixels[top * scale:(bottom + 1) * scale, left * scale:(right + 1) * scale]
+    field_image = Image.fromarray(dimmed)
+    ImageDraw.Draw(field_image).rectangle([left * scale, top * scale, (right + 1) * scale - 1, (bottom + 1) * scale - 1],
+                                          outline=(255, 140, 0), width=3)
+    return np.asarray(map_image), np.asarray(field_image)
+
+
+def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
+    """Parameters of a conv layer and of the fully connected layer with the same outputs, as the image grows."""
+    from inference import sharing_counts
+
+    sides = [4, 8, 16, 32, 64, 128, 256]
+    counts = [sharing_counts(s, in_channels, out_channels, kernel) for s in sides]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=sides, y=[c for c, _ in counts], name=f"Conv2d({in_channels}, {out_channels}, {kernel})",
+                             mode="lines+markers", line={"color": CONV_COLOUR, "width": 3},
+                             hovertemplate="%{x}×%{x}: %{y:,} parameters<extra></extra>"))
+    fig.add_trace(go.Scatter(x=sides, y=[f for _, f in counts], name="Linear, same inputs and outputs",
+                             mode="lines+markers", line={"color": FC_COLOUR, "width": 3},
+                             hovertemplate="%{x}×%{x}: %{y:,} parameters<extra></extra>"))
+    fig.add_vline(x=side, line={"color": "#444", "width": 1, "dash": "dash"})
+    _layout(fig, "Parameters as the image grows", "image side (pixels)", "parameters (log scale)", None)
+    fig.update_xaxes(type="log", tickvals=sides, ticktext=[str(s) for s in sides])
+    fig.update_yaxes(type="log", tickformat=",")
+    return fig
+
+
+# --- compare -------------------------------------------------------------------------------------------------------
+
+
+def compare_figure(rows: list[dict]):
+    """Accuracy against parameters: ours (filled) and the book's (hollow), each pair joined; the fc -> net step
+    annotated; a linear/log switch for the x axis."""
+    fig = go.Figure()
+    for row in rows:
+        colour = NET_COLOURS.get(row["net"], CONV_COLOUR)
+        ours, book = row["val_accuracy"], row["book_val_accuracy"]
+        if ours is not None and book is not None:
+            fig.add_trace(go.Scatter(x=[row["params"], row["params"]], y=[book, ours], mode="lines",
+                                     line={"color": colour, "width": 1, "dash": "dot"}, showlegend=False,
+                                     hoverinfo="skip"))
+        if book is not None:
+            fig.add_trace(go.Scatter(
+                x=[row["params"]], y=[book], mode="markers", name=f"{row['net']} (book)", legendgroup=row["net"],
+                showlegend=False, marker={"color": "white", "size": 11, "line": {"color": colour, "width": 2}},
+                hovertemplate=f"<b>{row['net']}</b> in the book<br>%{{x:,}} parameters<br>validation accuracy "
+                              f"{book:.2f}<extra></extra>"))
+        if ours is not None:
+            fig.add_trace(go.Scatter(
+                x=[row["params"]], y=[ours], mode="markers+text", name=row["net"], legendgroup=row["net"],
+                text=[row["net"]], textposition="middle right", textfont={"size": 11},
+                marker={"color": colour, "size": 12},
+                hovertemplate=f"<b>{row['net']}</b> ({row['class']})<br>%{{x:,}} parameters<br>validation accuracy "
+                              f"{ours:.3f}<extra></extra>"))
+    by_net = {r["net"]: r for r in rows}
+    fc, net = by_net.get("fc"), by_net.get("net")
+    if fc and net and fc["val_accuracy"] is not None and net["val_accuracy"] is not None:
+        fig.add_annotation(  # the arrow alone, fc -> net (log axes take log10 positions)
+            x=np.log10(net["params"]), y=net["val_accuracy"], ax=np.log10(fc["params"]), ay=fc["val_accuracy"],
+            xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=3, arrowwidth=2,
+            arrowcolor="#444", text="", standoff=8, startstandoff=8)
+        middle = (np.log10(net["params"]) + np.log10(fc["params"])) / 2
+        fig.add_annotation(
+            x=middle, y=(net["val_accuracy"] + fc["val_accuracy"]) / 2 + 0.012, xref="x", yref="y", showarrow=False,
+            text=f"fc → net: {fc['params'] / net['params']:.0f}× fewer parameters, "
+                 f"{(net['val_accuracy'] - fc['val_accuracy']) * 100:+.1f} points", font={"size": 12})
+    accuracies = [v for r in rows for v in (r["val_accuracy"], r["book_val_accuracy"]) if v is not None]
+    _layout(fig, "Validation accuracy against size (hollow: the book)", "parameters", "validation accuracy",
+            [min(accuracies) - 0.02, max(accuracies) + 0.02] if accuracies else None)
+    ticks = [10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
+    labels = ["10k", "20k", "50k", "100k", "200k", "500k", "1M", "2M", "5M"]
+    fig.update_xaxes(type="log", tickvals=ticks, ticktext=labels)
+    fig.update_layout(showlegend=False, updatemenus=[{
+        "type": "buttons", "direction": "left", "x": 1, "y": 1.02, "xanchor": "right", "yanchor": "bottom",
+        "buttons": [{"label": "log scale", "method": "relayout",
+                     "args": [{"xaxis.type": "log", "xaxis.tickvals": ticks, "xaxis.ticktext": labels}]},
+                    {"label": "linear scale", "method": "relayout",
+                     "args": [{"xaxis.type": "linear", "xaxis.tickvals": None, "xaxis.ticktext": None,
+                               "xaxis.tickformat": ","}]}]}])
+    return fig
+
+
+def compare_markdown(rows: list[dict]) -> str:
+    lines = ["| net | class | parameters | ours (val) | book (val) | epochs |", "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        book = "—" if r["book_val_accuracy"] is None else f"{r['book_val_accuracy']:.2f}"
+        if r["net"] == "net_res_deep":
+            book = "— (the book trained only the 100-block net)"
+        ours = "—" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
+        lines.append(f"| {r['net']} | {r['class']} | {r['params']:,} | {ours} | {book} | {r['epochs'] or '—'} |")
+    return "\n".join(lines)
+
+
+def _layout(fig, title: str, x_title: str, y_title: str, y_range):
+    fig.update_layout(
+        title={"text": title, "font": {"size": 15}}, template="plotly_white", height=420,
+        margin={"l": 60, "r": 20, "t": 70, "b": 50}, hovermode="closest",
+        legend={"orientation": "h", "y": -0.22, "font": {"size": 10}},
+        xaxis_title=x_title, yaxis_title=y_title)
+    if y_range:
+        fig.update_yaxes(range=y_range)
+

@@ -1,0 +1,164 @@
+"""The Space as a visitor meets it: the real `python space/app.py` (offline, the bundled nets) in headless Chromium,
+at desktop (1366x900) and phone (390x844) width. Screenshots of every tab are saved under test-artifacts/screenshots
+(CONVHUB_SCREENSHOT_DIR overrides)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SpaceProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SIZES = {"desktop": (1366, 900), "phone": (390, 844)}
+TABS = {"Classify": "#scoreboard", "Inside a net": "#feature-maps", "Translation": "#translation-plot",
+        "Receptive field": "#rf-field", "Weight sharing": "#sharing-plot", "Compare": "#compare-plot"}
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")]
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    process = SpaceProcess(ROOT / "space" / "app.py", tmp_path_factory.mktemp("log") / "app.log",
+                           env={"HF_HUB_CACHE": str(tmp_path_factory.mktemp("hf-cache"))})
+    yield process.url
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(os.environ.get("CONVHUB_SCREENSHOT_DIR") or ROOT / "test-artifacts" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(params=list(SIZES))
+def page(request, browser, space):
+    width, height = SIZES[request.param]
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.size_name = request.param
+    page.goto(space, timeout=60_000)
+    page.wait_for_selector("#examples img", timeout=60_000)
+    yield page
+    page.close()
+
+
+def expect(page):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
+
+
+def click_example(page, caption: str) -> None:
+    page.locator("#examples button", has_text=caption).first.click()
+
+
+def no_horizontal_overflow(page) -> bool:
+    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def served_nets(page) -> list[str]:
+    return page.eval_on_selector_all("table.scoreboard tr[data-net]", "rows => rows.map(r => r.dataset.net)")
+
+
+def test_an_example_click_shows_every_net_with_the_vote_first(page, shots):
+    import convhub
+
+    click_example(page, "bird")
+    page.wait_for_selector("table.scoreboard", timeout=60_000)
+    assert served_nets(page) == list(convhub.ZOO)
+    for net in convhub.ZOO:  # every net's row is on screen once scrolled to, with its bar
+        row = page.locator(f"tr[data-net='{net}']")
+        row.scroll_into_view_if_needed()
+        expect(page)(row).to_be_visible()
+        expect(page)(row.locator(".bar")).to_be_visible()
+    vote = page.locator("[data-testid=vote]")
+    expect(page)(vote).to_contain_text("nets say")
+    expect(page)(vote).to_contain_text("True label: bird")
+    first_row = page.locator("table.scoreboard tbody tr").first
+    assert vote.bounding_box()["y"] < first_row.bounding_box()["y"]  # the vote above the rows
+    assert page.locator("#seen img").evaluate("img => img.naturalWidth") == 128  # the 32x32 input, enlarged 4x
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(shots / f"{page.size_name}_classify.png"), full_page=True)
+
+
+def test_the_vote_comes_before_the_examples_on_a_phone(page):
+    click_example(page, "airplane")
+    page.wait_for_selector("table.scoreboard")
+    vote_y = page.locator("[data-testid=vote]").bounding_box()["y"]
+    examples_y = page.locator("#examples").bounding_box()["y"]
+    assert vote_y < examples_y if page.size_name == "phone" else vote_y < page.viewport_size["height"]
+
+
+def test_every_tab_is_reachable_and_shows_its_content(page, shots):
+    click_example(page, "bird")
+    page.wait_for_selector("table.scoreboard")
+    for tab, content in TABS.items():
+        button = page.get_by_role("tab", name=tab, exact=True)
+        expect(page)(button).to_be_visible()  # not behind a "..." menu
+        button.click()
+        expect(page)(page.locator(content)).to_be_visible(timeout=60_000)
+        if content != "#scoreboard":
+            page.locator(f"{content} img, {content} .js-plotly-plot").first.wait_for(timeout=60_000)
+        assert no_horizontal_overflow(page), tab
+        page.screenshot(path=str(shots / f"{page.size_name}_{tab.split()[0].lower()}.png"), full_page=True)
+
+
+def test_kernels_are_never_cropped_and_feature_maps_follow_the_net(page):
+    page.get_by_role("tab", name="Inside a net", exact=True).click()
+    kernels = page.locator("#kernels img")
+    kernels.wait_for(timeout=60_000)
+    natural = kernels.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    box = kernels.bounding_box()
+    assert natural[0] > 0 and abs(box["width"] / box["height"] - natural[0] / natural[1]) < 0.02  # not cropped
+    container = page.locator("#kernels").bounding_box()
+    assert box["x"] >= container["x"] - 1 and box["x"] + box["width"] <= container["x"] + container["width"] + 1
+    maps = page.locator("#feature-maps img")
+    maps.wait_for(timeout=60_000)
+    before = maps.get_attribute("src")
+    page.locator("#inside-net input").first.click()
+    page.get_by_role("option", name="net_res", exact=True).click()
+    expect(page)(maps).not_to_have_attribute("src", before, timeout=60_000)
+    expect(page)(page.locator("#layers")).to_contain_text("conv3 → relu + skip")
+
+
+def test_a_bad_upload_says_why_at_the_image_and_keeps_the_results(page, tmp_path, shots):
+    click_example(page, "bird")
+    page.wait_for_selector("table.scoreboard")
+    vote = page.locator("[data-testid=vote]").inner_text()
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated, not a jpeg")
+    page.get_by_role("button", name="Clear").first.click() if page.get_by_role(
+        "button", name="Clear").count() else None
+    page.locator("#image-input input[type=file]").set_input_files(str(corrupt))
+    expect(page)(page.locator("#status")).to_contain_text("cannot read corrupt.jpg as an image", timeout=60_000)
+    assert page.locator("[data-testid=vote]").inner_text() == vote  # the previous results stay
+    assert page.locator(".error").count() == 0  # no red error pills on the outputs
+    page.screenshot(path=str(shots / f"{page.size_name}_bad_upload.png"))
+
+
+def test_clicking_a_unit_shows_its_receptive_field(page):
+    page.get_by_role("tab", name="Receptive field", exact=True).click()
+    text = page.locator("#rf-text")
+    expect(page)(text).to_contain_text("sees", timeout=60_000)
+    before = text.inner_text()
+    map_image = page.locator("#rf-map img")
+    map_image.wait_for()
+    box = map_image.bounding_box()
+    map_image.click(position={"x": box["width"] * 0.05, "y": box["height"] * 0.05})  # the top-left unit
+    expect(page)(text).not_to_have_text(before, timeout=60_000)
+    expect(page)(text).to_contain_text("unit (0, 0)")
