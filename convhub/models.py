@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model
+from safetensors.torch import load_file
 
 from . import __version__
 from .card import model_card
@@ -118,14 +118,20 @@ class ConvHubModel(
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, map_location="cpu", strict: bool = True, **kwargs):
-        # model_id is always a local folder here: from_pretrained resolved it, and checked kwargs.
-        model = cls(**kwargs)
+        # model_id is always a local folder here: from_pretrained resolved it, and checked kwargs. The net is built
+        # on the meta device (no random initialisation to throw away) and takes the stored tensors as its own,
+        # in its own dtypes; check_weights has made sure every name, shape and kind matches.
+        with torch.device("meta"):
+            model = cls(**kwargs)
         weights = Path(model_id) / SAFETENSORS_SINGLE_FILE
         if not weights.is_file():
             raise ConvHubError(f"{model_id} has no {SAFETENSORS_SINGLE_FILE}: convhub loads safetensors weights only.")
         try:
             check_weights(model, weights)
-            load_model(model, str(weights), strict=strict, device=str(map_location))
+            expected = model.state_dict()
+            state = {name: tensor.to(expected[name].dtype) for name, tensor in
+                     load_file(str(weights), device=str(map_location)).items()}
+            model.load_state_dict(state, strict=strict, assign=True)
         except (RuntimeError, OSError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
             raise ConvHubError(f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error
         bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]

@@ -38,6 +38,8 @@ MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larg
 QUEUE_SIZE = int(os.environ.get("CONVHUB_QUEUE_SIZE", "256"))  # requests waiting beyond this: "Queue is full"
 TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
 STORE = uploads.ImageStore()
+# Classify requests decode their images side by side, then share one forward pass per net (inference.SharedBatches).
+CLASSIFY_CONCURRENCY = int(os.environ.get("CONVHUB_CLASSIFY_CONCURRENCY", "16"))
 
 
 def guarded_image_input(component: gr.Image) -> gr.Image:
@@ -165,7 +167,8 @@ figure.seen figcaption {font-size: 12px; color: var(--body-text-color-subdued)}
 
 def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
     available = [net for net in nets if net.available]
-    conv_names = [net.name for net in available if anatomy.map_stages(net.model)]
+    conv_names = [net.name for net in available
+                  if any(isinstance(m, torch.nn.Conv2d) for m in net.model.modules())]
     inside_names = [net.name for net in available]
     by_name = {net.name: net for net in nets}
     rows = {row["net"]: row for row in inference.compare_rows(nets)}
@@ -177,6 +180,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
     examples = example_labels()
     truth = {hashlib.sha256(Path(p).read_bytes()).hexdigest(): label for p, label in examples}
     translation_table = read_translation_table(nets)
+    batches = inference.SharedBatches(lambda x: inference.classify_batch(available, x))
     default_example = examples[0][0] if examples else None
 
     def true_label(path: str | None) -> str | None:
@@ -197,7 +201,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         if path is None:
             return figures.seen_html(None), figures.empty_scoreboard_html(), ""
         try:
-            verdict, x = inference.classify(available, path)
+            verdict, x = inference.classify(available, path, batches)
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), f"⚠️ {error}"
         note = chapter.GREY_NOTE if inference.saturation(x) < 0.08 else ""
@@ -291,7 +295,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
             the vote of the nets, and for each net (in the chapter's order) its probabilities, prediction,
             parameter count and validation accuracy
         """
-        verdict, _ = inference.classify(available, upload_path(image))
+        verdict, _ = inference.classify(available, upload_path(image), batches)
         return {"vote": verdict.winner, "votes": verdict.votes, "milliseconds": round(verdict.milliseconds, 2),
                 "nets": {name: {"airplane": round(p[0], 6), "bird": round(p[1], 6),
                                 "prediction": verdict.prediction(name), "params": rows[name]["params"],
@@ -473,13 +477,22 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
                         *rf_ui(rf_net_name, stage_name, y, x, path)]
             return skip
 
-        image.change(classify_ui, image, [seen, scoreboard, status], show_progress="minimal", **private).then(
-            refresh_active, [active_tab, image, inside_net, shift, rf_net, rf_stage, rf_y, rf_x],
-            inside_outputs + translation_outputs + rf_outputs, show_progress="hidden", **private)
-        def pick_example(evt: gr.SelectData):
-            return examples[evt.index][0]
+        refresh_inputs = [active_tab, image, inside_net, shift, rf_net, rf_stage, rf_y, rf_x]
+        refresh_outputs = inside_outputs + translation_outputs + rf_outputs
 
-        gallery.select(pick_example, None, image, **private)
+        def classify_example(evt: gr.SelectData):
+            """An example click: show it and classify it in one round trip."""
+            path = examples[evt.index][0]
+            return (path, *classify_ui(path))
+
+        # input (not change): user uploads, webcam shots, pastes and clears; an example click sets the image itself
+        classifying = {"concurrency_limit": CLASSIFY_CONCURRENCY, "concurrency_id": "classify"}
+        image.input(classify_ui, image, [seen, scoreboard, status], show_progress="minimal", **classifying,
+                    **private).then(
+            refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
+        gallery.select(classify_example, None, [image, seen, scoreboard, status], show_progress="minimal",
+                       **classifying, **private).then(refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden",
+                                       **private)
         for tab, tab_id in ((classify_tab, "classify"), (sharing_tab, "sharing"), (compare_tab, "compare")):
             tab.select(functools.partial(str, tab_id), None, active_tab, **private)
         inside_tab.select(functools.partial(str, "inside"), None, active_tab, **private).then(
@@ -502,7 +515,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         for control in (side, cin, cout, kernel):
             control.release(sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **private)
 
-        gr.api(classify, api_name="classify")
+        gr.api(classify, api_name="classify", concurrency_limit=CLASSIFY_CONCURRENCY, concurrency_id="classify")
         gr.api(filters, api_name="filters")
         gr.api(feature_maps, api_name="feature_maps")
         gr.api(translation, api_name="translation")
@@ -511,7 +524,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
     return demo
 
 
-def warm_up(nets: list[LoadedNet], rounds: int = 3) -> None:
+def warm_up(nets: list[LoadedNet], rounds: int = 1) -> None:
     """The classify path a few times, so the first visitor does not pay for lazy initialisation."""
     image = next(iter(sorted(EXAMPLES_DIR.glob("*.jpg"))), None)
     available = [net for net in nets if net.available]
@@ -522,6 +535,7 @@ def warm_up(nets: list[LoadedNet], rounds: int = 3) -> None:
 
 torch.set_num_threads(inference.torch_threads(inference.CONCURRENCY))
 NETS = load_zoo()
+inference.prepare_for_serving(NETS)
 warm_up(NETS)
 demo = build_demo(NETS)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,10 +119,30 @@ class Verdict:
         return CIFAR2_CLASSES[int(mean_bird > 0.5)]
 
 
+def for_serving(model: torch.nn.Module) -> torch.nn.Module:
+    """An inference-only copy of a net: each batch norm folded into the conv before it (torch.fx's fuse: one op
+    instead of two, 100 fewer in the 100-block net) and, for convnets, channels-last weights (oneDNN's faster
+    layout on CPU). Same outputs up to float rounding; the model itself stays as the book builds it for the
+    explorers, which show its layers."""
+    from torch.fx.experimental.optimization import fuse
+
+    served = fuse(model.eval(), inplace=False).eval()
+    if any(isinstance(m, torch.nn.Conv2d) for m in served.modules()):
+        served = served.to(memory_format=torch.channels_last)
+    return served
+
+
+def prepare_for_serving(nets: list[LoadedNet]) -> None:
+    for net in nets:
+        if net.available:
+            net.served = for_serving(net.model)
+
+
 @torch.inference_mode()
 def probabilities(nets: list[LoadedNet], x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each available net's softmax for a batch x (N, 3, 32, 32): {net: (N, 2)}."""
-    return {net.name: net.model(x).softmax(1) for net in nets if net.available}
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    return {net.name: net.forward(channels_last).softmax(1) for net in nets if net.available}
 
 
 def classify_batch(nets: list[LoadedNet], x: torch.Tensor) -> list[Verdict]:
@@ -132,10 +154,57 @@ def classify_batch(nets: list[LoadedNet], x: torch.Tensor) -> list[Verdict]:
             for i in range(len(x))]
 
 
-def classify(nets: list[LoadedNet], image) -> tuple[Verdict, torch.Tensor]:
-    """Every available net on one image, and the 32x32 input they saw."""
+class SharedBatches:
+    """Concurrent requests share one forward pass per net: a request that finds no batch running takes everything
+    queued so far (up to max_batch images) and computes it for all; the others wait for their answers or for their
+    turn. Each request decodes its own image first, so a bad upload fails alone. On 2 cores the 100-block net costs
+    about half as much per image in a batch of 16 as alone."""
+
+    def __init__(self, compute, max_batch: int = 32):
+        self.compute, self.max_batch = compute, max_batch
+        self._queue: list[dict] = []
+        self._busy = False
+        self.sizes: collections.Counter[int] = collections.Counter()  # batch size -> how many batches had it
+        self._turn = threading.Condition()
+
+    def __call__(self, x: torch.Tensor):
+        item = {"x": x, "done": False}
+        with self._turn:
+            self._queue.append(item)
+            while self._busy and not item["done"]:
+                self._turn.wait()
+            if item["done"]:
+                return _answer(item)
+            self._busy = True
+            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            self.sizes[len(batch)] += 1
+        try:
+            results = self.compute(torch.cat([i["x"] for i in batch]))
+            for i, result in zip(batch, results):
+                i["result"] = result
+        except Exception as error:  # noqa: BLE001 - handed to every request of the batch
+            for i in batch:
+                i["error"] = error
+        finally:
+            with self._turn:
+                for i in batch:
+                    i["done"] = True
+                self._busy = False
+                self._turn.notify_all()
+        return _answer(item)
+
+
+def _answer(item: dict):
+    if "error" in item:
+        raise item["error"]
+    return item["result"]
+
+
+def classify(nets: list[LoadedNet], image, batches: SharedBatches | None = None) -> tuple[Verdict, torch.Tensor]:
+    """Every available net on one image, and the 32x32 input they saw; with ``batches``, in a forward pass
+    shared with concurrent requests."""
     x = load_input(image)
-    return classify_batch(nets, x)[0], x
+    return (batches(x) if batches is not None else classify_batch(nets, x)[0]), x
 
 
 # --- inside a net ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import convhub
+import torch
 from convhub.card import training_record
 from convhub.hub import endpoint, hub_reachable, offline_mode, resolve
 
@@ -32,10 +33,15 @@ class LoadedNet:
     model: convhub.ConvHubModel | None
     source: str  # where the weights came from, shown in the UI
     record: dict | None = None  # training metrics from the model card; None for untrained weights
+    served: torch.nn.Module | None = None  # an inference-only copy (inference.for_serving); the model itself if None
 
     @property
     def available(self) -> bool:
         return self.model is not None
+
+    @property
+    def forward(self) -> torch.nn.Module | None:
+        return self.served if self.served is not None else self.model
 
 
 def published_settings(path: Path | None = None) -> dict[str, str]:
