@@ -1,5 +1,8 @@
 """What a net sees: any image (a file, a PIL image or a tensor) becomes a normalized 3x32x32 tensor, exactly as the
 training data did. Opening an image is bounded: a small file may claim billions of pixels, a path may be a FIFO.
+
+Plain Pillow and torch (the operations torchvision's transforms would call): importing torchvision costs a served
+Space more start-up time than torch itself.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms import v2
 
 from .config import DataConfig
 from .errors import ConvHubError
@@ -131,30 +133,58 @@ def as_image_tensor(image: torch.Tensor) -> torch.Tensor:
     return image
 
 
-_INTERPOLATION = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC,
-                  "nearest": v2.InterpolationMode.NEAREST}
+_PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+                "nearest": Image.Resampling.NEAREST}
+
+
+def to_uint8(image: Image.Image, data_config: DataConfig = DEFAULT_DATA_CONFIG) -> torch.Tensor:
+    """The first half of the preprocessing, shared by training data and predictions: RGB, the centred square (or
+    the whole image), resized by Pillow (its bilinear filter widens with the scale: antialiased), uint8 (3, H, W)."""
+    rgb = to_rgb(image)
+    if data_config.crop == "center_square":
+        rgb = CenterSquare()(rgb)
+    height, width = data_config.input_size[-2:]
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), _PIL_FILTERS[data_config.interpolation])
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
 
 
 class ImageTransform(torch.nn.Module):
     """PIL image or tensor (CHW or NCHW, uint8 or float) -> normalized float tensor, like torchvision's
-    ``weights.transforms()``. A PIL image takes the path the training data took: to RGB, crop, resize with Pillow."""
+    ``weights.transforms()``. A PIL image takes the path the training data took (to_uint8); a tensor is cropped and
+    resized by torch (antialiased), then both are scaled to [0, 1] and normalized."""
 
     def __init__(self, data_config: DataConfig = DEFAULT_DATA_CONFIG):
         super().__init__()
         self.data_config = data_config
-        size = data_config.input_size[-2:]
-        self.crop = CenterSquare() if data_config.crop == "center_square" else torch.nn.Identity()
-        self.resize = v2.Resize(size, interpolation=_INTERPOLATION[data_config.interpolation], antialias=True)
-        self.normalize = v2.Normalize(data_config.mean, data_config.std)
+        self.register_buffer("mean", torch.tensor(data_config.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(data_config.std).view(3, 1, 1), persistent=False)
 
     def forward(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
         if isinstance(image, Image.Image):
-            tensor = v2.functional.pil_to_tensor(self.resize(self.crop(to_rgb(image))))
+            tensor = to_uint8(image, self.data_config)
         elif isinstance(image, torch.Tensor):
-            tensor = self.resize(self.crop(as_image_tensor(image)))
+            tensor = self._resize(as_image_tensor(image))
         else:
             raise ConvHubError(f"expected a PIL image or a tensor, not {type(image).__name__}")
-        return self.normalize(v2.functional.to_dtype(tensor, torch.float32, scale=True))
+        scaled = tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
+        return (scaled - self.mean) / self.std
+
+    def _resize(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.data_config.crop == "center_square":
+            tensor = CenterSquare()(tensor)
+        size = tuple(self.data_config.input_size[-2:])
+        if tuple(tensor.shape[-2:]) == size:
+            return tensor
+        mode = self.data_config.interpolation
+        batch = tensor if tensor.dim() == 4 else tensor.unsqueeze(0)
+        dtype = batch.dtype
+        resized = torch.nn.functional.interpolate(
+            batch.float(), size=size, mode=mode, antialias=mode != "nearest",
+            **({} if mode == "nearest" else {"align_corners": False}))
+        if dtype == torch.uint8:
+            resized = resized.round_().clamp_(0, 255).to(torch.uint8)
+        return resized if tensor.dim() == 4 else resized[0]
 
     def extra_repr(self) -> str:
         c = self.data_config

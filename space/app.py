@@ -138,7 +138,9 @@ table.scoreboard td.bar-cell {min-width: 150px}
 .timing, .note {font-size: 13px; color: var(--body-text-color-subdued)}
 .note {background: #eef5ff; padding: 6px 10px; border-radius: 6px; color: var(--body-text-color)}
 figure.seen {margin: 0; text-align: center}
-figure.seen img {image-rendering: pixelated; width: 128px; height: 128px; border: 1px solid var(--border-color-primary)}
+figure.seen img {image-rendering: pixelated; width: 128px; max-width: 100%; height: auto; aspect-ratio: 1 / 1;
+  border: 1px solid var(--border-color-primary)}
+#examples .caption-label {font-size: 12px}
 figure.seen figcaption {font-size: 12px; color: var(--body-text-color-subdued)}
 .seen.empty {font-size: 12px; color: var(--body-text-color-subdued); padding: 40px 8px; text-align: center}
 #status p {color: #b00020; font-weight: 600; margin: 0}
@@ -234,7 +236,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         column = 0 if label == "airplane" else 1
         figure = figures.translation_figure({n: c[:, column].tolist() for n, c in curves.items()}, inference.SHIFTS,
                                             label, int(shift))
-        return figure, figures.shifted_preview(x, int(shift)), ""
+        return figure, STORE.save(figures.shifted_preview(x, int(shift))), ""
 
     def rf_controls(net_name):
         stages = anatomy.map_stages(by_name[net_name].model)
@@ -423,8 +425,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
                         translation_plot = gr.Plot(label="Your image", show_label=False, elem_id="translation-plot")
                 if translation_table:
                     gr.Markdown(chapter.TRANSLATION_VALIDATION)
-                    gr.Plot(figures.shift_accuracy_figure(translation_table), label="Validation images",
-                            show_label=False, elem_id="shift-accuracy")
+                    shift_accuracy = gr.Plot(label="Validation images", show_label=False, elem_id="shift-accuracy")
             with gr.Tab("Receptive field", id="receptive") as rf_tab:
                 gr.Markdown(chapter.RECEPTIVE_FIELD)
                 with gr.Row():
@@ -446,12 +447,11 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
                     cin = gr.Slider(1, 64, value=3, step=1, label="Input channels")
                     cout = gr.Slider(1, 64, value=16, step=1, label="Output channels")
                     kernel = gr.Slider(1, 7, value=3, step=2, label="Kernel size")
-                initial_plot, initial_text = sharing_ui(32, 3, 16, 3)
-                sharing_text = gr.Markdown(initial_text)
-                sharing_plot = gr.Plot(initial_plot, show_label=False, elem_id="sharing-plot")
+                sharing_text = gr.Markdown()
+                sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
             with gr.Tab("Compare", id="compare") as compare_tab:
                 gr.Markdown(chapter.COMPARE)
-                gr.Plot(figures.compare_figure(list(rows.values())), show_label=False, elem_id="compare-plot")
+                compare_plot = gr.Plot(show_label=False, elem_id="compare-plot")
                 gr.Markdown(figures.compare_markdown(list(rows.values())), elem_id="compare-table")
                 with gr.Accordion("Where each net's weights came from", open=False):
                     gr.Markdown(sources_summary(nets) + "\n\n" + "\n".join(f"- `{n.name}`: {n.source}" for n in nets))
@@ -493,8 +493,15 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         gallery.select(classify_example, None, [image, seen, scoreboard, status], show_progress="minimal",
                        **classifying, **private).then(refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden",
                                        **private)
-        for tab, tab_id in ((classify_tab, "classify"), (sharing_tab, "sharing"), (compare_tab, "compare")):
-            tab.select(functools.partial(str, tab_id), None, active_tab, **private)
+        # The figures of the static tabs are drawn when first opened: the first page needs none of them (nor plotly).
+        classify_tab.select(functools.partial(str, "classify"), None, active_tab, **private)
+        sharing_tab.select(functools.partial(str, "sharing"), None, active_tab, **private).then(
+            sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **private)
+        compare_tab.select(functools.partial(str, "compare"), None, active_tab, **private).then(
+            lambda: figures.compare_figure(list(rows.values())), None, compare_plot, **private)
+        if translation_table:
+            translation_tab.select(lambda: figures.shift_accuracy_figure(translation_table), None, shift_accuracy,
+                                   **private)
         inside_tab.select(functools.partial(str, "inside"), None, active_tab, **private).then(
             inside_ui, [inside_net, image], inside_outputs, **private)
         inside_net.change(inside_ui, [inside_net, image], inside_outputs, **private)

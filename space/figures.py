@@ -10,7 +10,6 @@ import io
 import anatomy
 import chapter
 import numpy as np
-import plotly.graph_objects as go
 import torch
 from inference import KernelLayer, Verdict
 from PIL import Image, ImageDraw
@@ -188,6 +187,8 @@ def layers_markdown(model) -> str:
 
 def translation_figure(curves: dict[str, np.ndarray], shifts, class_name: str, current: int):
     """P(class) against the shift, one line per net: the fully connected net in red, the convnets in blues."""
+    import plotly.graph_objects as go  # imported when first drawn: the first page needs no plotly
+
     fig = go.Figure()
     for net, probs in curves.items():
         fig.add_trace(go.Scatter(
@@ -203,6 +204,8 @@ def translation_figure(curves: dict[str, np.ndarray], shifts, class_name: str, c
 
 def shift_accuracy_figure(table: dict):
     """Validation accuracy against the shift, per net (from translation.json)."""
+    import plotly.graph_objects as go  # imported when first drawn: the first page needs no plotly
+
     fig = go.Figure()
     for net, accuracy in table["accuracy"].items():
         fig.add_trace(go.Scatter(
@@ -248,6 +251,8 @@ def receptive_field_images(input_pixels: np.ndarray, stage: anatomy.Stage, activ
 
 def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
     """Parameters of a conv layer and of the fully connected layer with the same outputs, as the image grows."""
+    import plotly.graph_objects as go  # imported when first drawn: the first page needs no plotly
+
     from inference import sharing_counts
 
     sides = [4, 8, 16, 32, 64, 128, 256]
@@ -272,6 +277,8 @@ def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
 def compare_figure(rows: list[dict]):
     """Accuracy against parameters: ours (filled) and the book's (hollow), each pair joined; the fc -> net step
     annotated; a linear/log switch for the x axis."""
+    import plotly.graph_objects as go  # imported when first drawn: the first page needs no plotly
+
     fig = go.Figure()
     for row in rows:
         colour = NET_COLOURS.get(row["net"], CONV_COLOUR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import convhub
 import pytest
@@ -385,3 +386,18 @@ def test_model_card_plain_pytorch_snippet_defines_the_net_without_convhub(tmp_pa
         x = batch(2)
         with torch.no_grad():
             assert torch.equal(plain.eval()(x), model.eval()(x))
+
+
+def test_convhub_and_the_spaces_modules_need_no_torchvision():
+    """torchvision is not a dependency: importing it cost the served Space more start-up time than torch itself."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torchvision'] = None\n"
+            "sys.path[:0] = ['space']\n"
+            "import convhub, training.cli, training.data, inference, anatomy, figures, uploads\n"
+            "m = convhub.create('net'); from PIL import Image; print(m.predict(Image.new('RGB', (50, 40))))")
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "airplane" in run.stdout

@@ -162,3 +162,10 @@ def test_clicking_a_unit_shows_its_receptive_field(page):
     map_image.click(position={"x": box["width"] * 0.05, "y": box["height"] * 0.05})  # the top-left unit
     expect(page)(text).not_to_have_text(before, timeout=60_000)
     expect(page)(text).to_contain_text("unit (0, 0)")
+
+
+def test_a_grey_drawing_comes_with_a_word_why(page):
+    """All nets call the grey drawing of a bird an airplane; the page says why instead of leaving it unexplained."""
+    click_example(page, "bird (drawing)")
+    expect(page)(page.locator("#scoreboard .note")).to_contain_text("almost no colour", timeout=60_000)
+    expect(page)(page.locator("[data-testid=vote]")).to_contain_text("True label: bird")

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from convhub import CIFAR2_CLASSES
 from convhub.errors import ConvHubError
-from convhub.preprocessing import CenterSquare, open_image, to_rgb
-from torchvision.transforms import v2
+from convhub.preprocessing import open_image, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +50,10 @@ class CIFAR2:
     val_source: str
 
 
-_to_32 = v2.Compose([v2.Lambda(to_rgb), CenterSquare(), v2.Resize((32, 32), antialias=True), v2.PILToTensor()])
-
-
 def decode_image(source) -> torch.Tensor:
     """A path, file object or PIL image as uint8 (3, 32, 32), through convhub's bounded open_image: a file that claims
     more pixels than convhub.preprocessing.MAX_IMAGE_PIXELS is refused before it is decoded."""
-    return _to_32(open_image(source))
+    return to_uint8(open_image(source))
 
 
 def load_image_folder(root: str | Path) -> Split:
