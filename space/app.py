@@ -217,14 +217,15 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         model = net.model
         if not anatomy.map_stages(model):  # the fully connected net: its first layer's weights, no maps
             return (figures.layers_markdown(model), figures.templates_figure(inference.unit_templates(model)),
-                    None, chapter.FC_INSIDE)
+                    gr.update(value=None, visible=False), chapter.FC_INSIDE)
         try:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {error}"
         maps = inference.feature_maps(model, x)
         return (figures.layers_markdown(model), figures.kernels_figure(inference.kernel_layers(model)),
-                figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)), chapter.INSIDE)
+                gr.update(value=figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)), visible=True),
+                chapter.INSIDE)
 
     def translation_ui(path, shift):
         try:

@@ -170,16 +170,31 @@ def feature_maps_figure(maps: list[tuple[anatomy.Stage, torch.Tensor]], input_pi
     return fig
 
 
-def layers_markdown(model) -> str:
-    """The net layer by layer, as the book names them: output shape and parameters."""
+def layers_markdown(model, keep: int = 3) -> str:
+    """The net layer by layer, as the book names them: output shape, parameters and what one unit sees. A long
+    run of residual blocks shows its first and last ``keep`` blocks and one line for those between."""
     stages = anatomy.stages(model)
     lines = ["| layer | output (C×H×W) | parameters | each unit sees |", "|---|---:|---:|---:|",
              "| input | 3×32×32 | | 1×1 |"]
-    for s in stages:
-        field = f"{min(int(s.field.size), 32)}×{min(int(s.field.size), 32)}" if s.field else "all 32×32"
-        lines.append(f"| {s.name} | {s.shape_text} | {s.params:,} | {field} |")
+    blocks = [i for i, s in enumerate(stages) if s.name.startswith("block ")]
+    hidden = set(blocks[keep:-keep]) if len(blocks) > 2 * keep + 1 else set()
+    for i, s in enumerate(stages):
+        if i in hidden:
+            if i == min(hidden):
+                first, last = stages[min(hidden)], stages[max(hidden)]
+                lines.append(f"| {first.name} … {last.name.split()[-1]} ({len(hidden)} blocks) | {s.shape_text} each | "
+                             f"{sum(stages[j].params for j in hidden):,} | {_field(first)} … {_field(last)} |")
+            continue
+        lines.append(f"| {s.name} | {s.shape_text} | {s.params:,} | {_field(s)} |")
     lines.append(f"| **total** | | **{sum(s.params for s in stages):,}** | |")
     return "\n".join(lines)
+
+
+def _field(stage: anatomy.Stage) -> str:
+    if stage.field is None:
+        return "all 32×32"
+    side = min(int(stage.field.size), 32)
+    return f"{side}×{side}"
 
 
 # --- the explorers -------------------------------------------------------------------------------------------------

@@ -416,3 +416,13 @@ def test_only_uploads_and_examples_are_accepted(tmp_path, monkeypatch):
         with pytest.raises(uploads.UntrustedFileError) as info:
             uploads.checked_upload(path)
         assert str(info.value) == uploads.NOT_AN_UPLOAD  # the same words whatever the path: nothing is revealed
+
+
+def test_a_long_run_of_blocks_is_summarised_in_the_layer_table():
+    import figures
+
+    text = figures.layers_markdown(convhub.create("net_res_deep100"))
+    assert "| block 1 | 32×16×16 | 9,280 |" in text and "| block 100 | 32×16×16 | 9,280 |" in text
+    assert "| block 4 … 97 (94 blocks) | 32×16×16 each | 872,320 |" in text
+    assert "block 50 |" not in text and "**994,530**" in text
+    assert len(text.splitlines()) < 20
