@@ -92,7 +92,10 @@ class IntList:
 
 def _show(value) -> str:
     """A config value as the message shows it: JSON, except strings, which are quoted as Python does."""
-    text = repr(value) if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else repr(value)
+    if isinstance(value, str) or not (isinstance(value, (list, dict, bool)) or value is None):
+        text = repr(value)
+    else:
+        text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

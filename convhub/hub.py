@@ -115,7 +115,8 @@ def resolve(
     try:
         validate_repo_id(name)
     except HFValidationError as error:
-        raise ConvHubError(f"{name!r} is neither a local folder nor a valid Hub repo id ('namespace/name'): {error}") from None
+        raise ConvHubError(
+            f"{name!r} is neither a local folder nor a valid Hub repo id ('namespace/name'): {error}") from None
     if "/" not in name and not Path(name).exists():
         raise ConvHubError(f"no folder {name!r}, and convhub repos on the Hub are named 'namespace/name'")
 
@@ -147,7 +148,8 @@ def resolve(
             "Connect once to download it, or pass a local save_pretrained folder instead."
         ) from None
     except (httpx2.TimeoutException, httpx2.NetworkError) as error:  # mid-download: the Hub stopped answering
-        raise HubUnavailableError(f"downloading {name}{at_revision} from {endpoint()} failed: {error or type(error).__name__}; "
+        reason = str(error) or type(error).__name__
+        raise HubUnavailableError(f"downloading {name}{at_revision} from {endpoint()} failed: {reason}; "
                                   "try again later") from None
     except HfHubHTTPError as error:  # 5xx after the client's retries, 401/403...
         raise ConvHubError(f"downloading {name}{at_revision} from {endpoint()} failed: {error}") from None

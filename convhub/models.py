@@ -133,7 +133,8 @@ class ConvHubModel(
                      load_file(str(weights), device=str(map_location)).items()}
             model.load_state_dict(state, strict=strict, assign=True)
         except (RuntimeError, OSError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
-            raise ConvHubError(f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error
+            raise ConvHubError(
+                f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error
         bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
         if bad:
             raise ConvHubError(f"weights in {weights} hold NaN or infinite values ({', '.join(bad[:3])}): refusing "

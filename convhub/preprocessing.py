@@ -36,8 +36,9 @@ ImageInput = Image.Image | str | Path | torch.Tensor
 def _check_pixels(image: Image.Image, name: str) -> None:
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise ConvHubError(f"{name} is {width}x{height} = {width * height / 1e6:.0f} megapixels; convhub reads images "
-                           f"of at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (convhub.preprocessing.MAX_IMAGE_PIXELS)")
+        raise ConvHubError(
+            f"{name} is {width}x{height} = {width * height / 1e6:.0f} megapixels; convhub reads images of at most "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (convhub.preprocessing.MAX_IMAGE_PIXELS)")
 
 
 def _open_regular_file(path: Path):

@@ -113,58 +113,7 @@ def read_translation_table(nets: list[LoadedNet]) -> dict | None:
         return None
 
 
-CSS = """
-.gradio-container {max-width: 1280px !important}
-#intro p {font-size: 15px; line-height: 1.5}
-.vote {font-size: 22px; margin: 4px 0 10px}
-.vote .vote-class {font-size: 30px; text-transform: uppercase; letter-spacing: .04em}
-.vote .vote-label {color: var(--body-text-color-subdued)}
-.vote .truth {font-size: 14px; margin-left: 10px; color: var(--body-text-color-subdued)}
-.vote.empty {font-size: 16px; color: var(--body-text-color-subdued); padding: 24px 0}
-table.scoreboard {width: 100%; border-collapse: collapse; font-size: 14px; table-layout: auto}
-table.scoreboard th {text-align: left; font-weight: 600; padding: 4px 6px; border-bottom: 2px solid var(--border-color-primary);
-  font-size: 12px; color: var(--body-text-color-subdued)}
-table.scoreboard td {padding: 5px 6px; border-bottom: 1px solid var(--border-color-primary); vertical-align: middle}
-table.scoreboard .num {text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums}
-table.scoreboard td.net {font-family: var(--font-mono); white-space: nowrap}
-table.scoreboard td.what {font-size: 13px; color: var(--body-text-color-subdued)}
-table.scoreboard tr.disagrees td {background: #fff3cd}
-table.scoreboard td.bar-cell {min-width: 150px}
-.bar {position: relative; height: 12px; background: #dbe9f6; border-radius: 6px; overflow: hidden}
-.bar .fill {position: absolute; left: 0; top: 0; bottom: 0; background: #e6882e}
-.bar .mid {position: absolute; left: 50%; top: -2px; bottom: -2px; border-left: 2px solid #333}
-.verdict {font-size: 12px; font-weight: 600}
-.verdict.bird {color: #b35806} .verdict.airplane {color: #2166ac}
-.timing, .note {font-size: 13px; color: var(--body-text-color-subdued)}
-.note {background: #eef5ff; padding: 6px 10px; border-radius: 6px; color: var(--body-text-color)}
-figure.seen {margin: 0; text-align: center}
-figure.seen img {image-rendering: pixelated; width: 128px; max-width: 100%; height: auto; aspect-ratio: 1 / 1;
-  border: 1px solid var(--border-color-primary)}
-#examples .caption-label {font-size: 12px}
-figure.seen figcaption {font-size: 12px; color: var(--body-text-color-subdued)}
-.seen.empty {font-size: 12px; color: var(--body-text-color-subdued); padding: 40px 8px; text-align: center}
-#status p {color: #b00020; font-weight: 600; margin: 0}
-/* Every tab reachable on a phone: Gradio measures a hidden copy of the tab bar to decide which tabs go behind a
-   "..." menu; measured tiny, they all stay in the bar, which wraps onto a second line instead. */
-.tab-wrapper .tab-container.visually-hidden button {font-size: 1px !important; padding: 0 !important;
-  margin: 0 !important; min-width: 0 !important}
-.tab-wrapper, .tab-wrapper .tab-container[role=tablist] {height: auto !important; flex-wrap: wrap !important;
-  overflow: visible !important; row-gap: 4px}
-.tab-wrapper .tab-container[role=tablist] button {flex: 0 0 auto}
-.tab-wrapper .overflow-menu {display: none !important}
-#examples .grid-wrap {min-height: 0 !important; max-height: none !important}
-@media (max-width: 640px) {
-  table.scoreboard td.what, table.scoreboard th.what {display: none}
-  table.scoreboard td, table.scoreboard th {padding: 4px 3px}
-  table.scoreboard td.bar-cell {min-width: 64px}
-  table.scoreboard td.net {font-size: 12px; white-space: normal; word-break: break-all}
-  table.scoreboard {font-size: 12px}
-  #examples .grid-container {grid-template-columns: repeat(4, minmax(0, 1fr)) !important}
-  #examples .caption-label {font-size: 11px}
-  #layers table {font-size: 12px}
-  .vote .vote-class {font-size: 26px}
-}
-"""
+CSS = (HERE / "style.css").read_text()  # the scoreboard, the tab bar on phones, the previews
 
 
 def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
@@ -279,7 +228,8 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
     def sharing_ui(side, in_channels, out_channels, kernel):
         side, cin, cout, k = int(side), int(in_channels), int(out_channels), int(kernel)
         conv, linear = inference.sharing_counts(side, cin, cout, k)
-        text = (f"On a {side}×{side} image, `Conv2d({cin}, {cout}, {k})` has **{conv:,}** parameters; a `Linear` layer "
+        text = (f"On a {side}×{side} image, `Conv2d({cin}, {cout}, {k})` has **{conv:,}** parameters; a `Linear` "
+                "layer "
                 f"from the same {cin * side * side:,} inputs to the same {cout * side * side:,} outputs has "
                 f"**{linear:,}**: {linear / conv:,.0f}× more. In the chapter's nets, `Linear(3072, 1024)` (the first "
                 "layer of the fully connected net) has 3,146,752 parameters and `Conv2d(3, 16, 3)` 448.")
@@ -492,8 +442,8 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
                     **private).then(
             refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
         gallery.select(classify_example, None, [image, seen, scoreboard, status], show_progress="minimal",
-                       **classifying, **private).then(refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden",
-                                       **private)
+                       **classifying, **private).then(
+            refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
         # The figures of the static tabs are drawn when first opened: the first page needs none of them (nor plotly).
         classify_tab.select(functools.partial(str, "classify"), None, active_tab, **private)
         sharing_tab.select(functools.partial(str, "sharing"), None, active_tab, **private).then(
@@ -510,8 +460,8 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
             translation_ui, translation_inputs, translation_outputs, **private)
         shift.release(translation_ui, translation_inputs, translation_outputs, **private)
         rf_tab.select(functools.partial(str, "receptive"), None, active_tab, **private).then(
-            rf_controls, rf_net, rf_stage, **private).then(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(
-            rf_ui, rf_inputs, rf_outputs, **private)
+            rf_controls, rf_net, rf_stage, **private).then(
+            rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(rf_ui, rf_inputs, rf_outputs, **private)
         rf_net.input(rf_controls, rf_net, rf_stage, **private).then(
             rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(rf_ui, rf_inputs, rf_outputs, **private)
         rf_stage.input(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(

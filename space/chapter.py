@@ -53,7 +53,8 @@ TRANSLATION = (
 )
 TRANSLATION_VALIDATION = (
     "On the 1,000 validation images, shifted the same way (computed when the nets were trained). All nets were trained "
-    "with random crops of ±4 pixels, so each copes with small shifts; beyond them, the fully connected net falls fastest."
+    "with random crops of ±4 pixels, so each copes with small shifts; beyond them, the fully connected net falls "
+    "fastest."
 )
 
 RECEPTIVE_FIELD = (

@@ -53,13 +53,13 @@ def scoreboard_html(verdict: Verdict, rows: dict[str, dict], repos: dict[str, st
     total = sum(votes.values())
     truth = (f" <span class='truth'>True label: <b>{html.escape(true_label)}</b>"
              f" ({votes[true_label]} of {total} nets right)</span>" if true_label in votes else "")
-    parts = [f"<div class='vote' data-testid='vote'><span class='vote-label'>{votes[winner]} of {total} nets say</span> "
-             f"<b class='vote-class'>{winner}</b>{truth}</div>"]
+    parts = [f"<div class='vote' data-testid='vote'><span class='vote-label'>{votes[winner]} of {total} nets "
+             f"say</span> <b class='vote-class'>{winner}</b>{truth}</div>"]
     if note:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")
     parts.append("<table class='scoreboard'><thead><tr><th>net</th><th class='what'>what it adds</th>"
-                 "<th class='num'>params</th><th class='num'>val acc</th><th class='bar-head'>airplane ← P(bird) → bird"
-                 "</th></tr></thead><tbody>")
+                 "<th class='num'>params</th><th class='num'>val acc</th>"
+                 "<th class='bar-head'>airplane ← P(bird) → bird</th></tr></thead><tbody>")
     for net, (p_airplane, p_bird) in verdict.probabilities.items():
         prediction = verdict.prediction(net)
         wrong = prediction != (true_label if true_label in votes else winner)
@@ -182,8 +182,8 @@ def layers_markdown(model, keep: int = 3) -> str:
         if i in hidden:
             if i == min(hidden):
                 first, last = stages[min(hidden)], stages[max(hidden)]
-                lines.append(f"| {first.name} … {last.name.split()[-1]} ({len(hidden)} blocks) | {s.shape_text} each | "
-                             f"{sum(stages[j].params for j in hidden):,} | {_field(first)} … {_field(last)} |")
+                lines.append(f"| {first.name} … {last.name.split()[-1]} ({len(hidden)} blocks) | {s.shape_text} "
+                             f"each | {sum(stages[j].params for j in hidden):,} | {_field(first)} … {_field(last)} |")
             continue
         lines.append(f"| {s.name} | {s.shape_text} | {s.params:,} | {_field(s)} |")
     lines.append(f"| **total** | | **{sum(s.params for s in stages):,}** | |")
@@ -259,8 +259,8 @@ def receptive_field_images(input_pixels: np.ndarray, stage: anatomy.Stage, activ
     dimmed[top * scale:(bottom + 1) * scale, left * scale:(right + 1) * scale] = \
         input_pixels[top * scale:(bottom + 1) * scale, left * scale:(right + 1) * scale]
     field_image = Image.fromarray(dimmed)
-    ImageDraw.Draw(field_image).rectangle([left * scale, top * scale, (right + 1) * scale - 1, (bottom + 1) * scale - 1],
-                                          outline=(255, 140, 0), width=3)
+    box = [left * scale, top * scale, (right + 1) * scale - 1, (bottom + 1) * scale - 1]
+    ImageDraw.Draw(field_image).rectangle(box, outline=(255, 140, 0), width=3)
     return np.asarray(map_image), np.asarray(field_image)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import convhub
 import numpy as np
@@ -296,7 +297,7 @@ def test_predict_does_not_track_gradients(model):
 # --- hostile files (issue #8) -------------------------------------------------------------------------------------
 
 
-def big_png(tmp_path, mode: str, side: int) -> "Path":
+def big_png(tmp_path, mode: str, side: int) -> Path:
     """A PNG that claims side x side pixels in a few hundred KB (it compresses to almost nothing)."""
     path = tmp_path / f"big_{mode.replace(';', '')}.png"
     Image.new(mode, (side, side)).save(path, optimize=False, compress_level=9)
@@ -324,7 +325,7 @@ def test_an_image_at_the_pixel_limit_is_read(model, tmp_path, monkeypatch):
         model.predict(tmp_path / "over.png")
 
 
-def jpeg_with_broken_exif(path) -> "Path":
+def jpeg_with_broken_exif(path) -> Path:
     """A JPEG whose APP1 Exif block is not valid TIFF (Pillow raised SyntaxError reading it)."""
     rgb().save(path, exif=b"Exif\x00\x00NOT A TIFF HEADER AT ALL")
     return path

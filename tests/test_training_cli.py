@@ -21,7 +21,7 @@ from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (
     run_cli,
     synth_image,
 )
-from training import artifacts, publish
+from training import artifacts
 
 FAST = ["--batch-size", "16", "--quiet"]
 

@@ -228,7 +228,7 @@ def test_publish_pushes_every_trained_net_and_the_space(hub):
         assert f'convhub.load("{repo}")' in card.text and card.data.to_dict()["convhub"]["model_name"] == name
     space = hub.files("space", "alice/convhub")
     assert hub.repos[("space", "alice/convhub")].sdk == "gradio"
-    assert {"app.py", "requirements.txt", "README.md", "convhub_space.json", "convhub/__init__.py",
+    assert {"app.py", "style.css", "requirements.txt", "README.md", "convhub_space.json", "convhub/__init__.py",
             "convhub/models.py"} <= set(space)
     assert all(f"models/{name}/model.safetensors" in space for name in ZOO)  # the offline fallback travels
     card = SpaceCard(space["README.md"].decode())
@@ -345,8 +345,6 @@ def test_the_space_of_this_checkout_has_a_valid_readme():
 def test_the_cards_plain_pytorch_snippet_runs_without_convhub(hub, olah_server, tmp_path, monkeypatch):
     """The snippet of a published card, as written, in a fresh process where `import convhub` fails: it downloads
     the weights from a Hub (olah, serving what was just published) and prints what convhub.predict says."""
-    from conftest import git  # noqa: F401 - olah_server publishes with git
-
     code, _, stderr = publish_cli("--only", "net_res_deep")
     assert code == 0, stderr
     repo = "alice/convhub-net-res-deep"

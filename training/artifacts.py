@@ -154,6 +154,10 @@ def save(model, out_dir: str | Path, record: dict | None) -> Path:
         may_replace=is_model_folder)
 
 
+def _zoo_entry(path: Path) -> bool:
+    return (path.name in ZOO_REPORT_FILES and path.is_file()) or (path.name in convhub.ZOO and path.is_dir())
+
+
 def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False) -> Path:
     """The zoo's parent folder: new, empty, or one that holds only zoo nets and their report; every net's folder is
     checked as check_model_out does, before the first net trains."""
@@ -163,8 +167,7 @@ def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False)
     if out.exists() and (not out.is_dir() or out.is_symlink()):
         raise OutputError(f"--out {out} is not a folder: choose another --out")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir()
-                         if not (p.name in ZOO_REPORT_FILES and p.is_file()) and not (p.name in convhub.ZOO and p.is_dir()))
+        foreign = sorted(p.name for p in out.iterdir() if not _zoo_entry(p))
         if foreign:
             raise OutputError(f"--out {out} holds files that are not a zoo's ({', '.join(foreign[:5])}): choose an "
                               "empty or new folder (nothing was changed)")

@@ -184,7 +184,8 @@ def dry_run(the_plan: Plan, out: str | Path, *, overwrite: bool = False) -> Path
         raise artifacts.OutputError("--dry-run needs a folder to write into (new or empty)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not out.is_dir() or not is_publish_folder(out):
-            raise artifacts.OutputError(f"{out} is not empty and holds no earlier dry run: choose a new or empty folder")
+            raise artifacts.OutputError(
+                f"{out} is not empty and holds no earlier dry run: choose a new or empty folder")
         if not overwrite:
             raise artifacts.OutputError(f"{out} holds an earlier dry run: pass --overwrite to replace it")
     return artifacts.write_folder_atomically(out, lambda tmp: stage(the_plan, tmp), may_replace=is_publish_folder)

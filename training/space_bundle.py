@@ -48,7 +48,8 @@ def check_front_matter(card: SpaceCard, space_folder: Path) -> None:
         problems.append(f"sdk must be 'gradio', not {data.get('sdk')!r}")
     pinned = pinned_version(space_folder / "requirements.txt", "gradio")
     if str(data.get("sdk_version")) != pinned:
-        problems.append(f"sdk_version {data.get('sdk_version')!r} differs from the gradio=={pinned} in requirements.txt")
+        problems.append(
+            f"sdk_version {data.get('sdk_version')!r} differs from the gradio=={pinned} in requirements.txt")
     description = data.get("short_description", "")
     if not isinstance(description, str) or not 0 < len(description) <= MAX_SHORT_DESCRIPTION:
         problems.append(f"short_description must have 1 to {MAX_SHORT_DESCRIPTION} characters "
@@ -77,7 +78,8 @@ def build_space(out: Path, *, namespace: str, revision: str, model_folders: dict
     if not (SPACE_SOURCE / "app.py").is_file() or not (CONVHUB_SOURCE / "__init__.py").is_file():
         raise SpaceBundleError(f"publishing the Space needs a ConvHub checkout (no space/app.py under {CHECKOUT})")
     out.mkdir(parents=True, exist_ok=True)
-    for source in sorted(SPACE_SOURCE.glob("*.py")) + [SPACE_SOURCE / "requirements.txt"]:
+    app_files = sorted(SPACE_SOURCE.glob("*.py")) + sorted(SPACE_SOURCE.glob("*.css"))
+    for source in app_files + [SPACE_SOURCE / "requirements.txt"]:
         shutil.copy2(source, out / source.name)
     shutil.copytree(CONVHUB_SOURCE, out / "convhub", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (out / "examples").mkdir()
