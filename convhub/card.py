@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 import textwrap
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin
+
+from .config import ConfigError, Float, Int, IntList
 
 BOOK_VAL_ACCURACY = {  # Deep Learning with PyTorch, ch. 7-8 notebooks (validation = CIFAR-10 test images)
     "fc": 0.80, "net": 0.89, "net_width": 0.90, "net_dropout": 0.88, "net_batchnorm": 0.89,
@@ -216,11 +219,66 @@ def model_card(model, training: dict | None = None, repo_id: str | None = None) 
     )
 
 
+MAX_CARD_BYTES = 256 * 1024  # ours are ~8 KB
+TEXT = 500  # characters a record's descriptive fields may have
+RECORD_FIELDS = {  # what a training record may hold, and how each value is checked; other keys are dropped
+    "model_name": str, "params": Int(0, 10**9), "val_accuracy": Float(0, 1), "train_accuracy": Float(0, 1),
+    "epochs": Int(0, 10**6), "seconds": Float(0, 10**9), "images_per_second": Float(0, 10**9),
+    "n_train": Int(0, 10**9), "n_val": Int(0, 10**9), "seed": Int(-2**63, 2**63), "device": str, "dataset": str,
+    "validation": str, "recipe": str, "recipe_description": str, "convhub_version": str, "torch_version": str,
+}
+
+
+def clean_record(record, source: str) -> dict:
+    """A card's training record with every value checked (a hostile card must not break the Space that reads it,
+    nor inject markup into its pages); keys we do not know are dropped."""
+    if not isinstance(record, dict):
+        raise ConfigError(f"{source}: the 'convhub' training record must be a mapping")
+    clean = {}
+    for key, kind in RECORD_FIELDS.items():
+        if record.get(key) is None:
+            continue
+        value = record[key]
+        if kind is str:
+            if not isinstance(value, str) or len(value) > TEXT:
+                raise ConfigError(f"{source}: {key!r} must be text of at most {TEXT} characters")
+            clean[key] = value
+        else:
+            clean[key] = kind.check(key, value, source)
+    per_class = record.get("per_class_accuracy")
+    if per_class is not None:
+        if not isinstance(per_class, dict) or len(per_class) > 16:
+            raise ConfigError(f"{source}: 'per_class_accuracy' must map at most 16 class names to accuracies")
+        clean["per_class_accuracy"] = {
+            str(name)[:64]: None if acc is None else Float(0, 1).check(f"per_class_accuracy[{name!r}]", acc, source)
+            for name, acc in per_class.items()}
+    matrix = record.get("confusion_matrix")
+    if matrix is not None:
+        if not isinstance(matrix, list) or len(matrix) > 16:
+            raise ConfigError(f"{source}: 'confusion_matrix' must be at most 16 rows")
+        clean["confusion_matrix"] = [IntList(0, 16, Int(0, 10**9)).check(f"confusion_matrix[{i}]", row, source)
+                                     for i, row in enumerate(matrix)]
+    config = record.get("recipe_config")
+    if isinstance(config, dict) and len(config) <= 50:
+        clean["recipe_config"] = {str(k)[:64]: v for k, v in config.items()
+                                  if isinstance(v, (bool, int, str)) or v is None
+                                  or (isinstance(v, float) and math.isfinite(v))}
+    return clean
+
+
 def training_record(model_dir) -> dict | None:
-    """The training record a saved model's card carries (its `convhub` metadata), or None for untrained weights."""
+    """The training record a saved model's card carries (its `convhub` metadata), checked; None for untrained
+    weights. A card that is too large, not valid YAML or holds bad values is a ConfigError."""
     from pathlib import Path
 
     card = Path(model_dir) / "README.md"
     if not card.is_file():
         return None
-    return ModelCard.load(card).data.to_dict().get("convhub")
+    if card.stat().st_size > MAX_CARD_BYTES:
+        raise ConfigError(f"{card} is {card.stat().st_size:,} bytes; a convhub model card is at most "
+                          f"{MAX_CARD_BYTES:,}")
+    try:
+        record = ModelCard.load(card).data.to_dict().get("convhub")
+    except Exception as error:  # noqa: BLE001 - YAML and the card parser raise many types for a broken card
+        raise ConfigError(f"{card} cannot be read as a model card: {str(error)[:200]}") from None
+    return None if record is None else clean_record(record, str(card))

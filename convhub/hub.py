@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import constants, snapshot_download
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
+    EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
     HFValidationError,
@@ -28,8 +29,13 @@ from .config import parse_config
 from .errors import ConvHubError, HubUnavailableError
 
 MODEL_FILES = ["config.json", "model.safetensors", "README.md"]
+# What a convhub repo's files may weigh: the nets are at most 20M parameters (80 MB in fp32, 160 in fp64).
+MAX_FILE_BYTES = {"config.json": 64 * 1024, "README.md": 256 * 1024, "model.safetensors": 200 * 2**20}
 PROBE_TIMEOUT_S = 3.0  # one HTTP request that must be answered (any status) for the Hub to count as reachable
 HUB_TIMEOUT_S = 10.0  # connect/read/write timeout of every other request (a download reads in chunks)
+# A whole Hub operation (metadata and downloads of one repo): timeouts apply per read, and a server that drips a
+# byte every few seconds would hold a request forever. CONVHUB_HUB_DEADLINE overrides.
+HUB_DEADLINE_S = float(os.environ.get("CONVHUB_HUB_DEADLINE", "120"))
 _PROBE_TTL_S = 30.0
 _probe_cache: dict[str, tuple[float, bool]] = {}
 _client_lock = threading.Lock()
@@ -60,6 +66,28 @@ def _bounded_client() -> httpx2.Client:
     return client
 
 
+def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs), or HubUnavailableError after ``seconds``. It runs in a daemon thread that is left behind
+    when the deadline passes (Python cannot stop a thread); the process may still exit."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=f"convhub-hub: {what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise HubUnavailableError(f"the Hub ({endpoint()}) did not finish {what} within {seconds:.0f} s: it is too "
+                                  "slow or not answering; try again later")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def bound_hub_requests() -> None:
     """Give huggingface_hub's shared HTTP client timeouts, unless the user installed a client factory of their own."""
     with _client_lock:
@@ -78,9 +106,10 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     if time.monotonic() - checked_at < _PROBE_TTL_S:
         return reachable
     try:
-        _http.get_session().head(f"{url}/api/models", timeout=timeout, follow_redirects=False)
+        within_deadline(timeout + 1, "answering a probe", _http.get_session().head, f"{url}/api/models",
+                        timeout=timeout, follow_redirects=False)
         reachable = True
-    except httpx2.HTTPError:
+    except (httpx2.HTTPError, HubUnavailableError):
         reachable = False
     _probe_cache[url] = (time.monotonic(), reachable)
     return reachable
@@ -123,11 +152,8 @@ def resolve(
     online = not local_files_only and hub_reachable()
     at_revision = f" at revision {revision!r}" if revision else ""
     try:
-        folder = snapshot_download(
-            name, revision=revision, cache_dir=cache_dir, token=token, allow_patterns=MODEL_FILES,
-            force_download=force_download, local_files_only=not online, endpoint=endpoint(),
-            etag_timeout=HUB_TIMEOUT_S,
-        )
+        folder = within_deadline(HUB_DEADLINE_S, f"sending {name}", _download, name, revision=revision,
+                                 cache_dir=cache_dir, token=token, force_download=force_download, online=online)
     except GatedRepoError:
         raise ConvHubError(f"{name} is gated: accept its terms on the Hub and log in (hf auth login)") from None
     except RepositoryNotFoundError:
@@ -147,15 +173,39 @@ def resolve(
             f"{name!r} is not a local folder, {reason} and the HF cache holds no copy of it{at_revision}. "
             "Connect once to download it, or pass a local save_pretrained folder instead."
         ) from None
-    except (httpx2.TimeoutException, httpx2.NetworkError) as error:  # mid-download: the Hub stopped answering
-        reason = str(error) or type(error).__name__
+    except (httpx2.TimeoutException, httpx2.NetworkError) as error:  # mid-way: the Hub stopped answering
+        reason = (f"the Hub did not answer within {HUB_TIMEOUT_S:.0f} s" if isinstance(error, httpx2.TimeoutException)
+                  else str(error) or type(error).__name__)
         raise HubUnavailableError(f"downloading {name}{at_revision} from {endpoint()} failed: {reason}; "
                                   "try again later") from None
     except HfHubHTTPError as error:  # 5xx after the client's retries, 401/403...
         raise ConvHubError(f"downloading {name}{at_revision} from {endpoint()} failed: {error}") from None
+    except httpx2.HTTPError as error:  # redirect loops, protocol errors
+        raise HubUnavailableError(f"downloading {name}{at_revision} from {endpoint()} failed: "
+                                  f"{str(error) or type(error).__name__}") from None
+    except (TypeError, KeyError, ValueError, AttributeError) as error:  # an answer of the wrong shape
+        raise ConvHubError(f"the Hub's ({endpoint()}) answer about {name} could not be read: "
+                           f"{type(error).__name__}: {str(error)[:200]}") from None
     if not (Path(folder) / "config.json").is_file():
         raise ConvHubError(f"repo {name!r} has no config.json: it is not a convhub model")
     return Path(folder)
+
+
+def _download(name: str, *, revision, cache_dir, token, force_download: bool, online: bool) -> str:
+    """The repo's model files into the HF cache, after checking their sizes (online), or the cached snapshot."""
+    if online:  # one HEAD per file (no retries), so nothing is downloaded that a convhub model could not be
+        for filename, limit in MAX_FILE_BYTES.items():
+            url = hf_hub_url(name, filename, revision=revision, endpoint=endpoint())
+            try:
+                size = get_hf_file_metadata(url, token=token, timeout=HUB_TIMEOUT_S, endpoint=endpoint()).size
+            except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+                continue  # not there: snapshot_download says what is missing, and a README may be
+            if isinstance(size, int) and size > limit:
+                raise ConvHubError(f"{name}'s {filename} is {size:,} bytes; a convhub model's is at most "
+                                   f"{limit:,}: not downloading it")
+    return snapshot_download(
+        name, revision=revision, cache_dir=cache_dir, token=token, allow_patterns=MODEL_FILES,
+        force_download=force_download, local_files_only=not online, endpoint=endpoint(), etag_timeout=HUB_TIMEOUT_S)
 
 
 def read_config(folder: str | Path) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +30,12 @@ INPUT_SIZE = DEFAULT_DATA_CONFIG.input_size
 # Decoding costs memory by the pixel, whatever the file's size: a 360 KB PNG can hold 13000x13000 16-bit pixels
 # (gigabytes once decoded). Larger images are refused before decoding. 50 MP covers today's phone cameras.
 MAX_IMAGE_PIXELS = 50_000_000
+# The formats convhub opens. Pillow knows many more, and some are traps: EPS runs Ghostscript on the file, ICO and
+# ICNS decode an embedded PNG of any size inside Image.open, before any size check.
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG includes MPO (phones' multi-picture JPEGs)
+# libjpeg decodes every scan of a progressive JPEG over the whole image: thousands of tiny scans in a small file
+# tie up a core for minutes. Real progressive JPEGs have about 10.
+MAX_JPEG_SCANS = 64
 
 ImageInput = Image.Image | str | Path | torch.Tensor
 
@@ -53,12 +60,21 @@ def _open_regular_file(path: Path):
     return os.fdopen(fd, "rb")
 
 
+def _check_jpeg_scans(file, name: str) -> None:
+    position = file.tell()
+    file.seek(0)
+    scans = file.read().count(b"\xff\xda")  # start-of-scan markers (0xFF in entropy-coded data is stuffed as FF00)
+    file.seek(position)
+    if scans > MAX_JPEG_SCANS:
+        raise ConvHubError(f"{name} is a JPEG of {scans} scans; convhub reads JPEGs of at most {MAX_JPEG_SCANS}")
+
+
 def open_image(image: Image.Image | str | Path | BinaryIO, draft: tuple[int, int] | None = None) -> Image.Image:
     """A decoded PIL image from a path or an image, with a clear error for anything that is not one.
 
-    The pixel count is checked from the header, before anything is decoded. ``draft`` lets JPEGs decode at a reduced
-    scale no smaller than that size (libjpeg's DCT scaling): far faster for large photos that will be shrunk to 32x32
-    anyway. Other formats ignore it.
+    Only FORMATS are opened; the pixel count (and a JPEG's number of scans) is checked before anything is decoded.
+    ``draft`` lets JPEGs decode at a reduced scale no smaller than that size (libjpeg's DCT scaling): far faster for
+    large photos that will be shrunk to 32x32 anyway. Other formats ignore it.
     """
     if isinstance(image, Image.Image):
         _check_pixels(image, "the image")
@@ -67,17 +83,26 @@ def open_image(image: Image.Image | str | Path | BinaryIO, draft: tuple[int, int
     try:
         # a file object stays the caller's to close
         source = contextlib.nullcontext(image) if hasattr(image, "read") else _open_regular_file(Path(image))
-        with source as file, Image.open(file) as opened:
+        with source as file:
+            opened = Image.open(file, formats=FORMATS)
             _check_pixels(opened, name)
+            if opened.format in ("JPEG", "MPO"):
+                _check_jpeg_scans(file, name)
             if draft is not None:
                 opened.draft(None, draft)
-            opened.load()
-            return opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ConvHubError(f"cannot read {name} as an image: {error}") from None
+            opened.load()  # decoded into memory: the image outlives the file (no copy of it)
+            return opened
+    except ConvHubError:
+        raise
+    except UnidentifiedImageError:
+        raise ConvHubError(f"cannot read {name} as an image: not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} file "
+                           "convhub can read") from None
+    except Exception as error:  # noqa: BLE001 - a hostile file can make a decoder raise anything
+        reason = re.sub(r"<_io\.\w+ name=[^>]*>", "the file", str(error)) or type(error).__name__
+        raise ConvHubError(f"cannot read {name} as an image: {reason}") from None
 
 
-def _upright(image: Image.Image) -> Image.Image:
+def upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a broken EXIF block (not valid TIFF) is ignored, as browsers do."""
     try:
         return ImageOps.exif_transpose(image)
@@ -87,7 +112,7 @@ def _upright(image: Image.Image) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode (RGBA, LA, P with transparency, L, I;16, CMYK...) to RGB; transparent areas become white."""
-    image = _upright(image)
+    image = upright(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode == "La":  # premultiplied alpha: Pillow converts it to LA only

@@ -396,3 +396,110 @@ def test_create_pretrained_defaults_to_the_convhub_namespace_and_fails_fast_offl
         convhub.create("net_res_deep", pretrained=True)
     with pytest.raises(convhub.ConvHubError, match="pretrained weights fix the architecture"):
         convhub.create("net_res_deep", pretrained=True, n_blocks=3)
+
+
+# --- a Hub that drips its answers, or offers files no convhub model has --------------------------------------------
+
+
+class ScriptedHub:
+    """An HTTP server on 127.0.0.1 whose answers the test writes: `answer(method, path) -> (status, headers, body,
+    drip_seconds)`; with drip_seconds, the headers go out one byte at a time (each read arrives in time, the whole
+    never does)."""
+
+    def __init__(self, answer):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self):
+                hub.requests.append((self.command, self.path))
+                status, headers, body, drip = answer(self.command, self.path)
+                head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+                try:
+                    if drip:
+                        for byte in head.encode():
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(drip)
+                    else:
+                        self.wfile.write(head.encode() + (body if self.command != "HEAD" else b""))
+                except OSError:
+                    pass
+
+            do_GET = do_HEAD = do_POST = _reply
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted_hub(monkeypatch):
+    servers = []
+
+    def start(answer):
+        server = ScriptedHub(answer)
+        servers.append(server)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        convhub.hub._probe_cache.clear()
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_hub_that_drips_its_answer_is_given_up_on_at_the_deadline(scripted_hub, monkeypatch):
+    """Each byte arrives within the read timeout, the answer never completes: it held load() for 100 s and more."""
+    monkeypatch.setattr(convhub.hub, "HUB_DEADLINE_S", 3.0)
+    scripted_hub(lambda method, path: (200, {"Content-Length": "0"}, b"", None) if method == "HEAD" and
+                 path == "/api/models" else (200, {"Content-Type": "application/json"}, b"{}", 0.5))
+    start = time.monotonic()
+    with pytest.raises(convhub.HubUnavailableError, match="did not finish sending someone/drip within 3 s"):
+        convhub.load("someone/drip")
+    assert time.monotonic() - start < 10
+
+
+def test_a_dripping_probe_counts_as_unreachable(scripted_hub):
+    scripted_hub(lambda method, path: (200, {"Content-Length": "0"}, b"", 0.5))
+    start = time.monotonic()
+    assert convhub.hub.hub_reachable() is False
+    assert time.monotonic() - start < convhub.hub.PROBE_TIMEOUT_S + 3
+
+
+def test_files_larger_than_a_convhub_model_has_are_not_downloaded(scripted_hub):
+    commit = "a" * 40
+
+    def answer(method, path):
+        if path == "/api/models":
+            return 200, {"Content-Length": "0"}, b"", None
+        if method == "HEAD" and path.endswith("/config.json"):
+            return 200, {"X-Repo-Commit": commit, "ETag": '"abc"', "Content-Length": str(400 * 2**20)}, b"", None
+        return 404, {"Content-Length": "0"}, b"", None
+
+    hub = scripted_hub(answer)
+    with pytest.raises(convhub.ConvHubError, match="config.json is 419,430,400 bytes; a convhub model's is at most"):
+        convhub.load("someone/huge")
+    assert not [r for r in hub.requests if r[0] == "GET"]  # nothing was downloaded
+
+
+@pytest.mark.parametrize(("status", "headers", "body"), [
+    (302, {"Location": "/api/models/someone/loop/revision/main"}, b""),  # a redirect loop
+    (200, {"Content-Type": "application/json"}, b'{"sha": 12, "siblings": "not a list"}'),  # the wrong shape
+])
+def test_odd_answers_are_convhub_errors(scripted_hub, status, headers, body):
+    scripted_hub(lambda method, path: (200, {"Content-Length": "0"}, b"", None) if path == "/api/models" else
+                 (status, {**headers, "Content-Length": str(len(body))}, body, None))
+    with pytest.raises(convhub.ConvHubError):
+        convhub.load("someone/loop")

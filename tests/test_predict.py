@@ -425,3 +425,52 @@ def test_edited_normalization_and_class_names_are_used_on_load(tmp_path):
     again = json.loads((tmp_path / "again" / "config.json").read_text())
     assert again["mean"] == [0.5, 0.5, 0.5] and again["class_names"] == ["plane", "not a plane"]
     assert again["crop"] == "none" and again["interpolation"] == "nearest"
+
+
+def progressive_jpeg_with_scans(path: Path, side: int, scans: int) -> Path:
+    """A progressive greyscale JPEG plus ``scans`` tiny extra AC scans, each an 'end of band' run over every block
+    (a few bytes each): libjpeg decodes every scan over the whole image, whatever the draft scale."""
+    import struct
+
+    buffer = io.BytesIO()
+    Image.new("L", (side, side), 128).save(buffer, "JPEG", progressive=True, quality=50)
+    data = buffer.getvalue()
+    blocks = ((side + 7) // 8) ** 2
+    table = b"\xff\xc4" + struct.pack(">H", 20) + b"\x11" + bytes([1] + [0] * 15) + b"\xe0"  # one symbol: EOBRUN
+    bits = "".join("0" + "1" * 14 for _ in range(-(-blocks // 32767)))
+    bits += "1" * (-len(bits) % 8)
+    entropy = bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)).replace(b"\xff", b"\xff\x00")
+    scan = b"\xff\xda" + struct.pack(">H", 8) + bytes([1, 1, 0x01, 1, 63, 0x00]) + entropy
+    path.write_bytes(data[:-2] + table + scan * scans + b"\xff\xd9")
+    return path
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(model, tmp_path):
+    """Each scan costs a decode of the whole image: 5,000 in 570 KB took 35 s of a core."""
+    path = progressive_jpeg_with_scans(tmp_path / "scans.jpg", 2000, 3000)
+    with pytest.raises(convhub.ConvHubError, match=r"is a JPEG of 300\d scans; convhub reads JPEGs of at most 64"):
+        model.predict(path)
+    assert_probabilities(model.predict(progressive_jpeg_with_scans(tmp_path / "few.jpg", 64, 5)))
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("drawing.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{} loop\n"),  # would run Ghostscript
+    ("icon.ico", None),
+    ("image.qoi", b"qoif" + bytes(10) + b"\x00" * 8),
+])
+def test_only_common_image_formats_are_opened(model, tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        Image.new("RGB", (16, 16)).save(path, format="ICO")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(convhub.ConvHubError, match="not a PNG, JPEG, GIF, WEBP, BMP or TIFF file convhub can read"):
+        model.predict(path)
+
+
+def test_decoder_errors_never_show_internal_objects(model, tmp_path):
+    path = tmp_path / "truncated.png"
+    path.write_bytes(png_bytes()[:120])
+    with pytest.raises(convhub.ConvHubError) as info:
+        model.predict(path)
+    assert "_io." not in str(info.value) and "truncated.png" in str(info.value)
