@@ -221,3 +221,79 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
     assert [line for line in stderr.splitlines() if line.strip()] == [
         "interrupted: train stopped; models saved before this point are kept, the one in progress was not saved"]
     assert not (tmp_path / "out").exists()
+
+
+# --- what a hostile or odd folder must not make us do (review findings) --------------------------------------------
+
+
+def test_zoo_report_files_that_are_links_are_refused_and_never_written_through(data, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "results.json").symlink_to(secret)
+    code, stdout, stderr = run_cli("zoo", "--models", "net", "--data", data, "--out", tmp_path / "z", *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, "holds files that are not a zoo's (results.json)")
+    assert secret.read_text() == "not yours"
+
+
+def test_a_report_replaces_a_link_in_place_instead_of_writing_through_it(tmp_path):
+    from training import report
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    (tmp_path / "results.md").symlink_to(secret)
+    record = {"model_name": "net", "params": 18090, "val_accuracy": 0.9, "train_accuracy": 0.9, "epochs": 1,
+              "seconds": 1.0, "recipe": "default"}
+    report.write_report([record], tmp_path)
+    assert secret.read_text() == "not yours" and not (tmp_path / "results.md").is_symlink()
+
+
+def test_a_model_saved_meanwhile_is_not_replaced_without_overwrite(tmp_path):
+    out = tmp_path / "m"
+    artifacts.check_model_out(out)  # new at the start
+    convhub.create("net").save_pretrained(out)  # another run saves there while we train
+    before = snapshot(out)
+    with pytest.raises(artifacts.OutputError, match="changed while this ran"):
+        artifacts.save(convhub.create("net"), out, record=None)
+    assert snapshot(out) == before
+    artifacts.save(convhub.create("net"), out, record=None, overwrite=True)
+    assert snapshot(out) != before
+
+
+def test_out_dot_in_an_empty_folder_saves_there(data, tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    code, _, stderr = train(data, ".")
+    assert code == 0, stderr
+    assert isinstance(convhub.load(tmp_path / "here"), convhub.Net)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to a big file", "other library's config"])
+def test_a_folder_is_a_model_only_if_convhub_saved_it(tmp_path, kind):
+    import os
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    if kind == "fifo":
+        os.mkfifo(folder / "config.json")  # reading it would block forever
+    elif kind == "link to a big file":
+        (folder / "config.json").symlink_to("/dev/zero")  # reading it would never end
+    else:
+        (folder / "config.json").write_text('{"architecture": "resnet50", "num_classes": 1000}')
+    assert artifacts.is_model_folder(folder) is False
+    with pytest.raises(artifacts.OutputError, match="holds other files than a convhub model"):
+        artifacts.check_model_out(folder, overwrite=True)
+
+
+def test_publish_never_copies_what_a_link_points_to(tmp_path):
+    from training import publish
+
+    source = tmp_path / "trained"
+    convhub.create("net").save_pretrained(source / "net")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("api key")
+    (source / "results.json").symlink_to(secret)
+    plan = publish.plan("alice", source=source)
+    with pytest.raises(artifacts.OutputError, match="results.json is not a regular file"):
+        publish.dry_run(plan, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

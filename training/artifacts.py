@@ -7,18 +7,20 @@ model whole, and nothing that is not a convhub model is ever replaced.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 import convhub
 import torch
 from convhub.card import training_record as card_training_record
+from convhub.config import parse_config
 from convhub.errors import ConvHubError
 from convhub.hub import MODEL_FILES
+from convhub.models import ARCHITECTURES
 
 ZOO_REPORT_FILES = ("results.json", "results.md", "accuracy_vs_params.png")
 
@@ -60,13 +62,18 @@ def read_record(model_dir: str | Path) -> dict | None:
 
 
 def is_model_folder(folder: Path) -> bool:
-    """A folder holding a convhub save (config.json naming an architecture) and nothing but a save's files."""
+    """A folder holding a convhub save and nothing else: only a save's files, each a regular file (no link, no
+    FIFO, which reading would follow or block on), and a config.json that convhub wrote."""
     try:
-        names = {p.name for p in folder.iterdir()}
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        entries = list(folder.iterdir())
+        if not entries or not {p.name for p in entries} <= set(MODEL_FILES):
+            return False
+        if not all(stat.S_ISREG(p.lstat().st_mode) for p in entries):
+            return False
+        config = parse_config(folder / "config.json")  # bounded in size and strict
+    except (OSError, ConvHubError):
         return False
-    return names <= set(MODEL_FILES) and isinstance(config, dict) and "architecture" in config
+    return config.get("architecture") in ARCHITECTURES and "convhub_version" in config
 
 
 def check_model_out(out: str | Path, *, overwrite: bool = False) -> Path:
@@ -74,7 +81,9 @@ def check_model_out(out: str | Path, *, overwrite: bool = False) -> Path:
     non-empty folder that is not a convhub model, or a model that --overwrite does not allow replacing."""
     if str(out).strip() == "":
         raise OutputError("--out is empty: name the folder to save the model in (it would be the current folder)")
-    out = Path(out).expanduser()
+    out = _absolute(out)
+    if os.path.ismount(out):
+        raise OutputError(f"--out {out} is a mount point, which cannot be replaced: choose a folder inside it")
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
             raise OutputError(f"--out {out} is {'a symbolic link' if out.is_symlink() else 'a file'}, not a folder: "
@@ -88,6 +97,11 @@ def check_model_out(out: str | Path, *, overwrite: bool = False) -> Path:
                                   "another folder")
     _check_writable(out.parent)
     return out
+
+
+def _absolute(path: str | Path) -> Path:
+    """An absolute path without resolving links (a link must be seen as one), so that '.' has a name and a parent."""
+    return Path(os.path.abspath(Path(path).expanduser()))
 
 
 def _check_writable(folder: Path) -> None:
@@ -111,7 +125,7 @@ def write_folder_atomically(out: Path, write, *, may_replace) -> Path:
     checks). If the write fails, the temporary folder is removed and ``out`` is as it was. If ``out`` may not be
     replaced, the new folder is kept and named in the error, so nothing is lost either way.
     """
-    out = Path(out)
+    out = _absolute(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
@@ -125,20 +139,29 @@ def write_folder_atomically(out: Path, write, *, may_replace) -> Path:
     if out.exists() and not (out.is_dir() and not out.is_symlink() and (not any(out.iterdir()) or may_replace(out))):
         raise OutputError(f"{out} changed while this ran and is not ours to replace; the new files are in {tmp}")
     old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.rmdir(old)
-        os.rename(out, old)
     try:
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.rmdir(old)
+            os.rename(out, old)
         os.rename(tmp, out)
-    except OSError:
-        if old is not None:
+    except OSError as error:
+        if old is not None and not out.exists():
             os.rename(old, out)
-        raise
+        raise OutputError(f"could not put the new files in place at {out}: {error.strerror or error}; "
+                          f"{out} is as it was and the new files are in {tmp}") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     os.chmod(out, 0o777 & ~_umask())  # mkdtemp made it private; a saved model is as readable as any folder
     return out
+
+
+def copy_regular_file(source: Path, target: Path) -> Path:
+    """Copy a file that is what it says: a regular file, not a link (which would copy whatever it points to, a
+    secret too, into an upload) nor a FIFO."""
+    if not stat.S_ISREG(source.lstat().st_mode):
+        raise OutputError(f"{source} is not a regular file (a link, a FIFO...): not copying it")
+    return Path(shutil.copyfile(source, target))
 
 
 def _umask() -> int:
@@ -147,15 +170,19 @@ def _umask() -> int:
     return mask
 
 
-def save(model, out_dir: str | Path, record: dict | None) -> Path:
-    """Save atomically: config.json + model.safetensors + a card holding ``record``."""
+def save(model, out_dir: str | Path, record: dict | None, *, overwrite: bool = False) -> Path:
+    """Save atomically: config.json + model.safetensors + a card holding ``record``. A model found in place at the
+    end is replaced only with ``overwrite`` (another run may have saved it meanwhile)."""
     return write_folder_atomically(
         Path(out_dir), lambda tmp: model.save_pretrained(tmp, model_card_kwargs={"training": record}),
-        may_replace=is_model_folder)
+        may_replace=lambda folder: overwrite and is_model_folder(folder))
 
 
 def _zoo_entry(path: Path) -> bool:
-    return (path.name in ZOO_REPORT_FILES and path.is_file()) or (path.name in convhub.ZOO and path.is_dir())
+    """A zoo folder's own entries: its report files (regular files: a link would be written through) and nets."""
+    mode = path.lstat().st_mode
+    return ((path.name in ZOO_REPORT_FILES and stat.S_ISREG(mode))
+            or (path.name in convhub.ZOO and stat.S_ISDIR(mode)))
 
 
 def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False) -> Path:
@@ -163,7 +190,7 @@ def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False)
     checked as check_model_out does, before the first net trains."""
     if str(out).strip() == "":
         raise OutputError("--out is empty: name the folder to save the zoo in (it would be the current folder)")
-    out = Path(out).expanduser()
+    out = _absolute(out)
     if out.exists() and (not out.is_dir() or out.is_symlink()):
         raise OutputError(f"--out {out} is not a folder: choose another --out")
     if out.is_dir():

@@ -8,21 +8,23 @@ repo), and uploads are commits of whole folders, so running a publish again uplo
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import convhub
 import httpx2
-from convhub.errors import ConvHubError
-from convhub.hub import bound_hub_requests, endpoint, hub_reachable, offline_mode
+from convhub.errors import ConvHubError, HubUnavailableError
+from convhub.hub import bound_hub_requests, endpoint, hub_reachable, offline_mode, within_deadline
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from . import artifacts, space_bundle
 
 DEFAULT_SOURCE = space_bundle.SPACE_SOURCE / "models"
+UPLOAD_DEADLINE_S = 600.0  # one repo's upload, whole (fc's weights are 15 MB)
+# What an upload can fail with: HTTP errors, network errors, a README the Hub refused (ValueError), the deadline.
+UPLOAD_ERRORS = (HfHubHTTPError, httpx2.HTTPError, ValueError, HubUnavailableError)
 MANIFEST = "publish.json"
 
 
@@ -34,7 +36,7 @@ def _hub_error(error: Exception) -> str:
     """An HTTP or network error in one line."""
     if isinstance(error, HfHubHTTPError):
         return str(error).splitlines()[0]
-    if isinstance(error, ValueError):
+    if isinstance(error, (ValueError, ConvHubError)):
         return " ".join(str(error).split())
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
@@ -58,14 +60,15 @@ def whoami(token: str) -> str:
     """The user name the Hub gives this token (a refused or unchecked token stops everything before any upload)."""
     bound_hub_requests()
     try:
-        return HfApi(endpoint=endpoint()).whoami(token=token, cache=True)["name"]
+        return within_deadline(30, "checking the token", HfApi(endpoint=endpoint()).whoami, token=token,
+                               cache=True)["name"]
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status == 401:
             raise PublishError(f"the Hub ({endpoint()}) refused this token: create a write token at "
                                "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN") from None
         raise PublishError(f"checking the token with the Hub failed: {_hub_error(error)}") from None
-    except (httpx2.HTTPError, OSError, KeyError) as error:
+    except (httpx2.HTTPError, OSError, KeyError, TypeError, ConvHubError) as error:
         raise PublishError(f"checking the token with the Hub ({endpoint()}) failed: {_hub_error(error)}") from None
 
 
@@ -75,13 +78,21 @@ def stage_model(model_dir: str | Path, repo_id: str, out: Path) -> Path:
     model = convhub.load(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
-        shutil.copy2(Path(model_dir) / name, out / name)
+        artifacts.copy_regular_file(Path(model_dir) / name, out / name)
     model.generate_model_card(training=artifacts.read_record(model_dir), repo_id=repo_id).save(out / "README.md")
     return out
 
 
 def _upload(api: HfApi, folder: Path, repo_id: str, *, repo_type: str = "model", revision: str | None,
             private: bool | None, message: str) -> str:
+    """One repo: created if missing, the branch too, then one commit of the folder (files that did not change are
+    not sent again). Bounded as a whole: the client's timeouts apply per read."""
+    return within_deadline(UPLOAD_DEADLINE_S, f"receiving {repo_id}", _upload_now, api, folder, repo_id,
+                           repo_type=repo_type, revision=revision, private=private, message=message)
+
+
+def _upload_now(api: HfApi, folder: Path, repo_id: str, *, repo_type: str, revision: str | None,
+                private: bool | None, message: str) -> str:
     kwargs = {"space_sdk": "gradio"} if repo_type == "space" else {}
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
     if revision and revision != "main":
@@ -102,7 +113,7 @@ def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, pr
         message = commit_message or f"Upload {convhub.load(staged).model_name} (convhub {convhub.__version__})"
         try:
             return _upload(api, staged, repo_id, revision=revision, private=private, message=message)
-        except (HfHubHTTPError, httpx2.HTTPError) as error:
+        except UPLOAD_ERRORS as error:
             raise PublishError(f"pushing {model_dir} to {repo_id} failed: {_hub_error(error)}; "
                                "the local save is untouched") from None
 
@@ -209,7 +220,7 @@ def publish(the_plan: Plan, *, token: str | None = None, log=print) -> dict[str,
                 pushed[repo_id] = _upload(api, folder, repo_id, repo_type=repo_type, revision=the_plan.revision,
                                           private=the_plan.private,
                                           message=f"Publish with convhub {convhub.__version__}")
-            except (HfHubHTTPError, httpx2.HTTPError, ValueError) as error:  # ValueError: README refused
+            except UPLOAD_ERRORS as error:
                 rest = [r for r, _ in targets if r not in pushed]
                 raise PublishError(
                     f"pushing {repo_id} failed: {_hub_error(error)}\n"

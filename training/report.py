@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from convhub.card import BOOK_VAL_ACCURACY
@@ -63,7 +64,18 @@ def write_report(records: list[dict], out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     rows = [result_row(r) for r in records]
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "plot": out_dir / "accuracy_vs_params.png"}
-    paths["json"].write_text(json.dumps(rows, indent=2) + "\n")
-    paths["markdown"].write_text(markdown_table(rows))
-    plot_accuracy_vs_params(rows, paths["plot"])
+    _replace(paths["json"], lambda tmp: tmp.write_text(json.dumps(rows, indent=2) + "\n"))
+    _replace(paths["markdown"], lambda tmp: tmp.write_text(markdown_table(rows)))
+    _replace(paths["plot"], lambda tmp: plot_accuracy_vs_params(rows, tmp))
     return paths
+
+
+def _replace(path: Path, write) -> None:
+    """Write a sibling temporary file, then rename it over ``path``: whatever stood there (a link too) is replaced,
+    never written through, and a failed write leaves the old file."""
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

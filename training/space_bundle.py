@@ -16,6 +16,8 @@ from pathlib import Path
 from convhub.errors import ConvHubError
 from huggingface_hub import SpaceCard
 
+from .artifacts import copy_regular_file
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 SPACE_SOURCE = CHECKOUT / "space"
 CONVHUB_SOURCE = CHECKOUT / "convhub"
@@ -80,19 +82,19 @@ def build_space(out: Path, *, namespace: str, revision: str, model_folders: dict
     out.mkdir(parents=True, exist_ok=True)
     app_files = sorted(SPACE_SOURCE.glob("*.py")) + sorted(SPACE_SOURCE.glob("*.css"))
     for source in app_files + [SPACE_SOURCE / "requirements.txt"]:
-        shutil.copy2(source, out / source.name)
+        copy_regular_file(source, out / source.name)
     shutil.copytree(CONVHUB_SOURCE, out / "convhub", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (out / "examples").mkdir()
     for example in sorted((SPACE_SOURCE / "examples").iterdir()):
         if example.suffix.lower() in EXAMPLE_SUFFIXES:
-            shutil.copy2(example, out / "examples" / example.name)
+            copy_regular_file(example, out / "examples" / example.name)
     for name, folder in model_folders.items():
         (out / "models" / name).mkdir(parents=True)
         for file in MODEL_FILES:
-            shutil.copy2(folder / file, out / "models" / name / file)
+            copy_regular_file(folder / file, out / "models" / name / file)
     for file in REPORT_FILES:
         if report_folder is not None and (report_folder / file).is_file():
-            shutil.copy2(report_folder / file, out / "models" / file)
+            copy_regular_file(report_folder / file, out / "models" / file)
     (out / SPACE_CONFIG).write_text(json.dumps({"namespace": namespace, "revision": revision,
                                                 "models": model_repos}, indent=2) + "\n")
     card = SpaceCard.load(SPACE_SOURCE / "README.md")
