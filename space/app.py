@@ -35,6 +35,9 @@ from zoo_loader import LoadedNet, load_zoo, published_settings, sources_summary 
 
 EXAMPLES_DIR = uploads.EXAMPLES_DIR
 MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
+# Any request body, JSON too (a 200 MB one was accepted): twice the upload limit, so that an upload somewhat over it
+# still reaches Gradio, whose refusal says what the limit is.
+MAX_BODY = 2 * uploads.size_in_bytes(MAX_UPLOAD) + 2**20
 QUEUE_SIZE = int(os.environ.get("CONVHUB_QUEUE_SIZE", "256"))  # requests waiting beyond this: "Queue is full"
 TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
 STORE = uploads.ImageStore()
@@ -62,6 +65,23 @@ def guarded_image_input(component: gr.Image) -> gr.Image:
     return component
 
 
+def refuse_url_fetches() -> None:
+    """Gradio downloads a file input given as an http(s) URL (with `meta`, or through the MCP server) into its upload
+    cache before any handler runs, whatever its size. This Space takes uploads only: a URL gets the same answer as
+    any other path that is not an upload."""
+    from gradio import processing_utils
+
+    async def refuse(url: str, cache_dir: str) -> str:
+        raise gr.Error(uploads.NOT_AN_UPLOAD, title="Cannot use this input", print_exception=False)
+
+    processing_utils.async_ssrf_protected_download = refuse
+    processing_utils.ssrf_protected_download = lambda url, cache_dir: processing_utils.client_utils.synchronize_async(
+        refuse, url, cache_dir)
+
+
+refuse_url_fetches()
+
+
 def api_errors(fn):
     """Our clear error messages as gr.Error (the API's AppError), keeping fn's signature and docstring: Gradio
     builds the API docs and the MCP tools' named, typed, described parameters from them."""
@@ -69,7 +89,8 @@ def api_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (inference.BadImageError, inference.ConvHubError, KeyError, ValueError, OSError) as error:
+        except (inference.BadImageError, inference.ConvHubError, KeyError, ValueError, OSError, OverflowError,
+                TypeError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
             raise gr.Error(message, title="Cannot use this input", print_exception=False) from None
     return wrapper
@@ -334,7 +355,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
 
     # --- the page ---
 
-    with gr.Blocks(title="ConvHub: convolutions to generalize", delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title="ConvHub: convolutions to generalize", delete_cache=(300, 900)) as demo:
         gr.Markdown("# ConvHub — airplane or bird?")
         gr.Markdown(chapter.INTRO.format(book=chapter.BOOK), elem_id="intro")
         with gr.Tabs():
@@ -433,6 +454,8 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
 
         def classify_example(evt: gr.SelectData):
             """An example click: show it and classify it in one round trip."""
+            if not isinstance(evt.index, int) or not 0 <= evt.index < len(examples):
+                return gr.skip(), gr.skip(), gr.skip(), "⚠️ no such example"
             path = examples[evt.index][0]
             return (path, *classify_ui(path))
 
@@ -503,16 +526,24 @@ def main() -> None:
           f"({torch.get_num_threads()} torch thread(s) per request).", flush=True)
     # SIGTERM (how Spaces and process managers stop a server) ends the server like Ctrl-C, so that exit handlers
     # run and our image folder is removed.
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    signal.signal(signal.SIGTERM, _stop)
     STORE.open()
+    uploads.sweep_in_background(uploads.upload_folder())
     try:
         demo.queue(default_concurrency_limit=inference.CONCURRENCY, max_size=QUEUE_SIZE).launch(
             server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
             max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS,
+            app_kwargs={"max_body_size": MAX_BODY},  # JSON requests too: they were accepted at any size
         )
     finally:
         STORE.close()
+
+
+def _stop(*_) -> None:
+    """SIGTERM: stop like Ctrl-C (Gradio closes the server on KeyboardInterrupt), also when the shell that started
+    us in the background made the process ignore SIGINT."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

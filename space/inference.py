@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ import torch
 from convhub import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, build_transforms
 from convhub.card import BOOK_VAL_ACCURACY
 from convhub.errors import ConvHubError
-from convhub.preprocessing import open_image, translate
+from convhub.preprocessing import open_image, translate, upright
 from PIL import Image
 
 from zoo_loader import LoadedNet
@@ -47,14 +48,49 @@ class BadImageError(ConvHubError):
     """The upload is not an image we can read; the message is shown as-is in the UI and API."""
 
 
+# Images decoded at once. A PNG near convhub's 50 MP limit takes a few hundred MB while it decodes, and the Space takes
+# 16 classify requests at a time: those that must decode a large image take turns (small ones take microseconds).
+_DECODES = threading.BoundedSemaphore(2)
+LARGE_PIXELS = 8_000_000
+
+
 def open_upload(image: Image.Image | str | Path) -> Image.Image:
-    """A decoded image from an upload. JPEGs decode at a reduced scale no smaller than DRAFT_SIZE (libjpeg's DCT
-    scaling): a 2400x1600 photo in 3 ms instead of 45, and the 32x32 the nets see is practically the same. Other
-    formats decode in full, within convhub's pixel limit."""
+    """A decoded image from an upload, bounded in time and memory. JPEGs decode at a reduced scale no smaller than
+    DRAFT_SIZE (libjpeg's DCT scaling): a 2400x1600 photo in 3 ms instead of 45. Other formats decode in full, within
+    convhub's pixel limit, and a large result is at once reduced (box filter) to no less than DRAFT_SIZE, before the
+    copies that mode conversions make; the 32x32 the nets see is practically the same."""
+    with _DECODES:
+        try:
+            decoded = open_image(image, draft=DRAFT_SIZE)
+        except ConvHubError as error:  # name the file, not the server's temporary path
+            name = Path(image).name if isinstance(image, (str, Path)) else "the image"
+            raise BadImageError(str(error).replace(str(image), name)) from None
+        large = decoded.width * decoded.height > LARGE_PIXELS
+        reduced = _reduced(decoded)
+    if large:
+        del decoded
+        _give_memory_back()
+    return reduced
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    factor = min(image.size) // DRAFT_SIZE[0]
+    if factor < 2:
+        return image
+    turned = upright(image)  # the EXIF orientation would be lost with the original's metadata
     try:
-        return open_image(image, draft=DRAFT_SIZE)
-    except ConvHubError as error:  # name the file, not the server's temporary path
-        raise BadImageError(str(error).replace(str(image), Path(image).name)) from None
+        return turned.reduce(factor)
+    except ValueError:  # modes reduce() does not take (1, P, I;16): converted whole later, as before
+        return turned
+
+
+def _give_memory_back() -> None:
+    """Return freed heap to the system (glibc keeps it per thread arena otherwise: the Space's memory would stay at
+    its peak after one large image)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def load_input(image: Image.Image | str | Path | None) -> torch.Tensor:

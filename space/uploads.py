@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -25,6 +26,45 @@ from PIL import Image
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 NOT_AN_UPLOAD = ("this file was not uploaded to the Space: send the image itself (in gradio_client, "
                  "handle_file(path)); server paths and URLs are not accepted")
+
+
+def size_in_bytes(size: str) -> int:
+    """'10mb' -> 10485760, as Gradio reads max_file_size (units b, kb, mb, gb, of 1024)."""
+    number, unit = re.fullmatch(r"\s*(\d+)\s*([kmg]?b)\s*", size.lower()).groups()
+    return int(number) * 1024 ** {"b": 0, "kb": 1, "mb": 2, "gb": 3}[unit]
+
+
+def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None) -> int:
+    """Delete the oldest files under ``folder`` (older than min_age_s, so none that a request is reading) until it
+    holds at most max_bytes; returns the bytes left. Gradio's own cache cleaning goes by age only."""
+    now = time.time() if now is None else now
+    files = []
+    for path in folder.rglob("*"):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            files.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in files)
+    for mtime, size, path in sorted(files):
+        if total <= max_bytes:
+            break
+        if now - mtime >= min_age_s:
+            path.unlink(missing_ok=True)
+            total -= size
+    return total
+
+
+def sweep_in_background(folder: Path, max_bytes: int = 2**30, min_age_s: float = 120.0, every_s: float = 60.0):
+    """Keep Gradio's upload cache under max_bytes (1 GB) for as long as the process runs."""
+    def loop():
+        while True:
+            time.sleep(every_s)
+            if folder.is_dir():
+                sweep(folder, max_bytes, min_age_s)
+
+    threading.Thread(target=loop, name="upload-sweeper", daemon=True).start()
 
 
 class UntrustedFileError(ConvHubError):

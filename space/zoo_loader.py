@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,12 +65,20 @@ def hub_repo(name: str, namespace: str | None = None) -> str:
 
 
 def _from_folder(name: str, folder: Path, source: str) -> LoadedNet:
-    return LoadedNet(name, convhub.load(folder), source, training_record(folder))
+    """The net from a folder; a broken card costs only its metrics, never the net."""
+    model = convhub.load(folder)
+    try:
+        return LoadedNet(name, model, source, training_record(folder))
+    except Exception as error:  # noqa: BLE001
+        log.warning("%s: ignoring its model card: %s", name, error)
+        return LoadedNet(name, model, f"{source} — model card ignored: {_failure(error)}")
 
 
 def _failure(error: Exception) -> str:
-    # convhub says what is wrong in a ConvHubError; anything else (a bug, a broken file) is named by its type
-    return str(error) if isinstance(error, convhub.ConvHubError) else f"{type(error).__name__}: {error}"
+    """What went wrong, shown on the page: convhub's message (anything else by its type), with server paths cut to
+    their last part."""
+    text = str(error) if isinstance(error, convhub.ConvHubError) else f"{type(error).__name__}: {error}"
+    return re.sub(r"(?:/[^/\s:'\"]+)+/([^/\s:'\"]+)", r"…/\1", text)[:300]
 
 
 def load_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace: str | None, revision: str) -> LoadedNet:
@@ -79,11 +88,11 @@ def load_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
     if models_dir is not None:
         if (models_dir / name / "config.json").is_file():
             try:
-                return _from_folder(name, models_dir / name, f"local folder {models_dir / name}")
+                return _from_folder(name, models_dir / name, f"local folder (CONVHUB_MODELS_DIR)/{name}")
             except Exception as error:  # noqa: BLE001
                 notes.append(f"local folder failed: {_failure(error)}")
         else:
-            notes.append(f"not in {models_dir}")
+            notes.append("not in CONVHUB_MODELS_DIR")
     repo = hub_repo(name, namespace)
     if hub_online:
         try:

@@ -247,15 +247,19 @@ class SpaceProcess:
     """`python app.py` of a Space folder as a real server on a free port of 127.0.0.1, offline by default."""
 
     def __init__(self, app: Path, log: Path, *, env: dict | None = None, python: str = sys.executable,
-                 startup_limit_s: float = 180.0):
+                 startup_limit_s: float = 180.0, ignore_sigint: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log
         full_env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "HF_HUB_OFFLINE": "1",
                     "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
         self._log = open(log, "w+")
+        import signal
+
+        # ignore_sigint: as a shell script's `python app.py &` starts it
+        preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
         self.process = subprocess.Popen([python, str(app)], env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        cwd=app.parent)
+                                        cwd=app.parent, preexec_fn=preexec)
         self._wait_until_up(startup_limit_s)
 
     def _wait_until_up(self, limit_s: float) -> None:

@@ -336,7 +336,8 @@ def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
-        "CONVHUB_MODELS_DIR": str(models_dir), "CONVHUB_QUEUE_SIZE": "1", "TMPDIR": str(tmp)})
+        "CONVHUB_MODELS_DIR": str(models_dir), "CONVHUB_QUEUE_SIZE": "1", "TMPDIR": str(tmp)},
+        ignore_sigint=True)  # SIGTERM must still stop it
     try:
         client = Client(space.url, verbose=False)
         assert len(list(tmp.glob("convhub-space-*"))) == 1  # the folder of the images the page shows
@@ -352,3 +353,45 @@ def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
     finally:
         code = space.stop()
     assert code is not None and list(tmp.glob("convhub-space-*")) == []
+
+
+def test_urls_are_never_fetched(server):
+    """With `meta`, Gradio downloaded an http(s) URL into its upload cache before any handler ran (41.9 MB were
+    fetched and classified past the 10 MB upload limit). The Space takes uploads only."""
+    import uploads
+
+    for endpoint, data in IMAGE_ENDPOINTS.items():
+        for url in ("http://127.0.0.1:9/bird.png", "https://example.invalid/bird.jpg"):
+            kind, payload = call_raw(server, endpoint, data({"path": url, "url": url,
+                                                             "meta": {"_type": "gradio.FileData"}}))
+            assert (kind, payload["error"]) == ("error", uploads.NOT_AN_UPLOAD), (endpoint, url)
+
+
+def test_request_bodies_are_bounded(server):
+    """A 200 MB JSON body was accepted; now anything over the upload limit (+1 MB of framing) is refused from its
+    Content-Length, before the body is read."""
+    import http.client
+    from urllib.parse import urlparse
+
+    address = urlparse(server)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    connection.putrequest("POST", "/gradio_api/call/classify")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(200 * 2**20))
+    connection.endheaders()
+    connection.send(b'{"data": ["')  # a start, and no more
+    assert connection.getresponse().status == 413
+    connection.close()
+
+
+def test_out_of_range_numbers_are_clear_errors(server):
+    request = urllib.request.Request(
+        f"{server}gradio_api/call/receptive_field", headers={"Content-Type": "application/json"},
+        data=b'{"data": ["net", "pool2", Infinity, 0]}')
+    try:
+        event_id = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]
+    except urllib.error.HTTPError as error:  # refused as JSON by the server: also fine
+        assert error.code in (400, 422)
+        return
+    stream = urllib.request.urlopen(f"{server}gradio_api/call/receptive_field/{event_id}", timeout=60).read().decode()
+    assert "event: error" in stream and '"error": null' not in stream

@@ -71,7 +71,8 @@ def bird_jpg(tmp_path):
 
 def test_local_folder_wins_and_records_come_from_cards(nets, models_dir):
     assert [n.name for n in nets] == SMALL_ZOO
-    assert all(n.available and n.source == f"local folder {models_dir / n.name}" for n in nets)
+    assert all(n.available and n.source == f"local folder (CONVHUB_MODELS_DIR)/{n.name}" for n in nets)
+    assert not any(str(models_dir) in n.source for n in nets)  # no server paths on the page
     assert nets[1].record["val_accuracy"] == pytest.approx(0.91)
     assert nets[0].record is None  # untrained save: no metrics
 
@@ -426,3 +427,42 @@ def test_a_long_run_of_blocks_is_summarised_in_the_layer_table():
     assert "| block 4 … 97 (94 blocks) | 32×16×16 each | 872,320 |" in text
     assert "block 50 |" not in text and "**994,530**" in text
     assert len(text.splitlines()) < 20
+
+
+@pytest.mark.parametrize("front_matter", [
+    "convhub: {val_accuracy: high}",
+    "convhub: just text",
+    "convhub: {epochs: '[click](https://evil.example)'}",
+    "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nconvhub: {epochs: [*b, *b, *b, *b]}",
+    "convhub: {val_accuracy: 0.9",  # not YAML
+])
+def test_a_hostile_model_card_costs_only_its_metrics(models_dir, front_matter):
+    """The Space starts, serves the net, and shows no metric (or markup) from the card."""
+    import figures
+
+    (models_dir / "net" / "README.md").write_text(f"---\n{front_matter}\n---\n# card\n")
+    [net] = zoo_loader.load_zoo(["net"], models_dir=models_dir)
+    assert net.available and net.record is None and "model card ignored" in net.source
+    rows = inference.compare_rows([net])
+    assert rows[0]["val_accuracy"] is None and rows[0]["epochs"] is None
+    assert "evil" not in figures.compare_markdown(rows)
+
+
+def test_a_huge_model_card_is_not_parsed(models_dir):
+    (models_dir / "net" / "README.md").write_text("---\nconvhub: {}\n---\n" + "x" * 300_000)
+    [net] = zoo_loader.load_zoo(["net"], models_dir=models_dir)
+    assert net.available and "is 300,0" in net.source and "at most 262,144" in net.source
+
+
+def test_large_uploads_are_reduced_right_after_decoding(tmp_path):
+    big = tmp_path / "big.png"
+    Image.new("RGBA", (3000, 2000), (10, 200, 30, 255)).save(big)
+    opened = inference.open_upload(big)
+    assert opened.size == (429, 286)  # reduce(7), rounding up: no side under 256
+    assert torch.allclose(inference.load_input(big), inference.TRANSFORMS(Image.open(big)).unsqueeze(0), atol=0.02)
+    rotated = tmp_path / "rotated.png"  # the EXIF orientation survives the reduction
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (2400, 1200)).save(rotated, exif=exif)
+    reduced = inference.open_upload(rotated)
+    assert reduced.size == (300, 600)  # turned upright, then reduced 4x
