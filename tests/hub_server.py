@@ -44,8 +44,10 @@ class Commit:
 
 
 class HubServer:
-    def __init__(self, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None):
+    def __init__(self, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None,
+                 read_only: set[str] | None = None):
         self.tokens = tokens or {"hf_alice_write": "alice"}  # token -> user name
+        self.read_only = read_only or set()  # tokens whose role is "read": whoami answers, writes get a 403
         self.orgs = orgs or {}  # user name -> organizations the user may write to
         self.repos: dict[tuple[str, str], Repo] = {}
         self.commits: list[Commit] = []
@@ -94,9 +96,12 @@ class HubServer:
                 if self.command != "HEAD":
                     self.wfile.write(data)
 
-            def _user(self) -> str | None:
+            def _token(self) -> str | None:
                 auth = self.headers.get("Authorization", "")
-                return hub.tokens.get(auth.removeprefix("Bearer ").strip()) if auth.startswith("Bearer ") else None
+                return auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+
+            def _user(self) -> str | None:
+                return hub.tokens.get(self._token())
 
             def do_HEAD(self):
                 hub.requests.append(("HEAD", self.path))
@@ -114,7 +119,8 @@ class HubServer:
                     return self._send(200, {"type": "user", "name": user,
                                             "orgs": [{"name": o} for o in hub.orgs.get(user, [])],
                                             "auth": {"type": "access_token",
-                                                     "accessToken": {"displayName": "test", "role": "write"}}})
+                                                     "accessToken": {"displayName": "test", "role": (
+                                                         "read" if self._token() in hub.read_only else "write")}}})
                 match = re.fullmatch(r"/api/(models|spaces)/([^/]+/[^/]+)(?:/revision/(.+))?", path)
                 if match:
                     return self._repo_info(match[1][:-1], match[2], unquote(match[3] or "main"))
@@ -195,7 +201,7 @@ class HubServer:
                 return self._send(200, {"errors": [], "warnings": []})
 
             def _may_write(self, user: str, repo_id: str) -> bool:
-                return repo_id.split("/")[0] in (user, *hub.orgs.get(user, []))
+                return self._token() not in hub.read_only and repo_id.split("/")[0] in (user, *hub.orgs.get(user, []))
 
             def _create(self, user, payload):
                 namespace = payload.get("organization") or user

@@ -194,6 +194,27 @@ def test_zoo_checks_every_net_folder_before_the_first_net_trains(data, tmp_path)
     assert json.loads((tmp_path / "z" / "results.json").read_text())[0]["model"] == "net"
 
 
+def test_translation_curves_sit_next_to_the_zoo_and_a_retrain_keeps_them(data, tmp_path):
+    zoo = tmp_path / "z"
+    code, _, stderr = run_cli("zoo", "--models", "fc,net", "--data", data, "--out", zoo, *FAST)
+    assert code == 0, stderr
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not ours")
+    (zoo / "translation.json").symlink_to(secret)  # replaced, never written through
+    code, stdout, stderr = run_cli("translation", "--models", zoo, "--data", data)
+    assert code == 0, stderr
+    assert secret.read_text() == "not ours" and not (zoo / "translation.json").is_symlink()
+    table = json.loads((zoo / "translation.json").read_text())
+    assert table["shifts"] == list(range(-8, 9)) and set(table["accuracy"]) == {"fc", "net"}
+    for name in ("fc", "net"):  # unshifted, the curve is the net's validation accuracy as its card says
+        record = artifacts.read_record(zoo / name)
+        assert table["accuracy"][name][8] == pytest.approx(record["val_accuracy"], abs=1e-4)
+        assert all(0.0 <= a <= 1.0 for a in table["accuracy"][name]) and len(table["accuracy"][name]) == 17
+    code, _, stderr = run_cli("zoo", "--models", "fc,net", "--data", data, "--out", zoo, "--overwrite", *FAST)
+    assert code == 0, stderr  # translation.json belongs to a zoo folder
+    assert json.loads((zoo / "translation.json").read_text()) == table
+
+
 def test_zoo_with_an_empty_out_is_refused(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, stdout, stderr = run_cli("zoo", "--models", "net", "--data", data, "--out", "", *FAST)

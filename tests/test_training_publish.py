@@ -31,6 +31,7 @@ from training import artifacts, publish, space_bundle
 from training.publish import PublishError
 
 TOKEN = "hf_alice_write"
+READ_TOKEN = "hf_alice_read"
 ZOO = list(convhub.ZOO)
 MODEL_REPO_FILES = {"README.md", "config.json", "model.safetensors"}
 
@@ -38,7 +39,8 @@ MODEL_REPO_FILES = {"README.md", "config.json", "model.safetensors"}
 @pytest.fixture
 def hub(hub_env, monkeypatch) -> HubServer:
     """The Hub on 127.0.0.1, HF_ENDPOINT at it; alice's token may also write to the org `acme`."""
-    server = HubServer(tokens={TOKEN: "alice"}, orgs={"alice": ["acme"]}).start()
+    server = HubServer(tokens={TOKEN: "alice", READ_TOKEN: "alice"}, orgs={"alice": ["acme"]},
+                       read_only={READ_TOKEN}).start()
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -231,6 +233,8 @@ def test_publish_pushes_every_trained_net_and_the_space(hub):
     assert {"app.py", "style.css", "requirements.txt", "README.md", "convhub_space.json", "convhub/__init__.py",
             "convhub/models.py"} <= set(space)
     assert all(f"models/{name}/model.safetensors" in space for name in ZOO)  # the offline fallback travels
+    for report in artifacts.ZOO_REPORT_FILES:  # the Compare and Translation tabs read them
+        assert space[f"models/{report}"] == (space_bundle.SPACE_SOURCE / "models" / report).read_bytes()
     card = SpaceCard(space["README.md"].decode())
     assert card.data.models == repos
     assert card.data.sdk_version == space_bundle.pinned_version(Path("requirements.txt"), "gradio")
@@ -247,12 +251,19 @@ def test_publish_options(hub):
     code, _, stderr = publish_cli("--only", "net,fc", "--revision", "v1", "--private", "--space", "acme/chapter8")
     assert code == 0, stderr
     assert [(c.repo_id, c.revision) for c in hub.commits] == [
-        ("alice/convhub-fc", "v1"), ("alice/convhub-net", "v1"), ("acme/chapter8", "v1")]  # the zoo's order
+        ("alice/convhub-fc", "v1"), ("alice/convhub-net", "v1"),  # the zoo's order
+        ("acme/chapter8", "main")]  # Spaces run only main; the revision is the one the Space loads its nets at
     assert all(repo.private for repo in hub.repos.values())
-    space = hub.files("space", "acme/chapter8", "v1")
+    space = hub.files("space", "acme/chapter8")
     assert SpaceCard(space["README.md"].decode()).data.models == ["alice/convhub-fc", "alice/convhub-net"]
     assert json.loads(space["convhub_space.json"])["revision"] == "v1"
     assert {p.split("/")[1] for p in space if p.startswith("models/") and p.count("/") == 2} == {"fc", "net"}
+
+
+def test_publish_space_needs_a_namespace(hub):
+    code, _, stderr = publish_cli("--space", "chapter8")
+    assert_user_error(code, stderr, "--space 'chapter8': name the Space with its namespace, e.g. alice/chapter8")
+    assert hub.commits == [] and hub.requests == []
 
 
 def test_publish_fails_part_way_says_what_was_pushed_and_a_rerun_finishes(hub):
@@ -368,3 +379,9 @@ def test_the_cards_plain_pytorch_snippet_runs_without_convhub(hub, olah_server, 
     expected = convhub.load(tmp_path / "repo").predict(tmp_path / "bird.jpg")
     assert printed.keys() == expected.keys()
     assert all(abs(printed[k] - expected[k]) < 1e-5 for k in expected)
+
+
+def test_publish_with_a_read_only_token_uploads_nothing(hub):
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--token", READ_TOKEN)
+    assert_user_error(code, stderr, "this token of alice can only read", "create a write token")
+    assert hub.commits == [] and not any(path.startswith("/api/repos") for _, path in hub.requests)

@@ -22,7 +22,8 @@ from convhub.errors import ConvHubError
 from convhub.hub import MODEL_FILES
 from convhub.models import ARCHITECTURES
 
-ZOO_REPORT_FILES = ("results.json", "results.md", "accuracy_vs_params.png")
+# What `zoo`, `report` and `translation` write next to the nets (the Space reads them; publish uploads them).
+ZOO_REPORT_FILES = ("results.json", "results.md", "accuracy_vs_params.png", "translation.json")
 
 
 class OutputError(ConvHubError):
@@ -202,3 +203,14 @@ def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False)
         check_model_out(out / name, overwrite=overwrite)
     _check_writable(out)
     return out
+
+
+def replace_file(path: Path, write) -> None:
+    """``write(tmp)`` to a sibling temporary file, then rename it over ``path``: whatever stood there (a link too)
+    is replaced, never written through, and a failed write leaves the old file."""
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -60,15 +60,21 @@ def whoami(token: str) -> str:
     """The user name the Hub gives this token (a refused or unchecked token stops everything before any upload)."""
     bound_hub_requests()
     try:
-        return within_deadline(30, "checking the token", HfApi(endpoint=endpoint()).whoami, token=token,
-                               cache=True)["name"]
+        info = within_deadline(30, "checking the token", HfApi(endpoint=endpoint()).whoami, token=token, cache=True)
+        role = ((info.get("auth") or {}).get("accessToken") or {}).get("role")
+        if role == "read":  # the Hub would refuse the first upload with a 403
+            raise PublishError(f"this token of {info['name']} can only read: create a write token at "
+                               "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN")
+        return info["name"]
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status == 401:
             raise PublishError(f"the Hub ({endpoint()}) refused this token: create a write token at "
                                "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN") from None
         raise PublishError(f"checking the token with the Hub failed: {_hub_error(error)}") from None
-    except (httpx2.HTTPError, OSError, KeyError, TypeError, ConvHubError) as error:
+    except PublishError:
+        raise
+    except (httpx2.HTTPError, OSError, KeyError, TypeError, AttributeError, ConvHubError) as error:
         raise PublishError(f"checking the token with the Hub ({endpoint()}) failed: {_hub_error(error)}") from None
 
 
@@ -143,6 +149,8 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     from huggingface_hub.utils import validate_repo_id
 
     space_id = space or f"{namespace}/convhub"
+    if "/" not in space_id:  # the Hub would put it under the token's user, not where publish says it is
+        raise PublishError(f"--space {space_id!r}: name the Space with its namespace, e.g. {namespace}/{space_id}")
     for repo_id in (f"{namespace}/convhub-net", space_id):
         try:
             validate_repo_id(repo_id)
@@ -217,7 +225,10 @@ def publish(the_plan: Plan, *, token: str | None = None, log=print) -> dict[str,
         for repo_id, repo_type in targets:
             folder = Path(tmp) / f"{repo_type}s" / repo_id
             try:
-                pushed[repo_id] = _upload(api, folder, repo_id, repo_type=repo_type, revision=the_plan.revision,
+                # Spaces run only their main branch: the Space goes there, and loads the nets at --revision
+                # (baked into its convhub_space.json).
+                revision = the_plan.revision if repo_type == "model" else None
+                pushed[repo_id] = _upload(api, folder, repo_id, repo_type=repo_type, revision=revision,
                                           private=the_plan.private,
                                           message=f"Publish with convhub {convhub.__version__}")
             except UPLOAD_ERRORS as error:

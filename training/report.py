@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from convhub.card import BOOK_VAL_ACCURACY
+
+from .artifacts import replace_file
 
 COLUMNS = ("model", "params", "val_accuracy", "train_accuracy", "book_val_accuracy", "epochs", "seconds", "recipe")
 
@@ -64,18 +65,7 @@ def write_report(records: list[dict], out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     rows = [result_row(r) for r in records]
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "plot": out_dir / "accuracy_vs_params.png"}
-    _replace(paths["json"], lambda tmp: tmp.write_text(json.dumps(rows, indent=2) + "\n"))
-    _replace(paths["markdown"], lambda tmp: tmp.write_text(markdown_table(rows)))
-    _replace(paths["plot"], lambda tmp: plot_accuracy_vs_params(rows, tmp))
+    replace_file(paths["json"], lambda tmp: tmp.write_text(json.dumps(rows, indent=2) + "\n"))
+    replace_file(paths["markdown"], lambda tmp: tmp.write_text(markdown_table(rows)))
+    replace_file(paths["plot"], lambda tmp: plot_accuracy_vs_params(rows, tmp))
     return paths
-
-
-def _replace(path: Path, write) -> None:
-    """Write a sibling temporary file, then rename it over ``path``: whatever stood there (a link too) is replaced,
-    never written through, and a failed write leaves the old file."""
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -16,14 +16,13 @@ from pathlib import Path
 from convhub.errors import ConvHubError
 from huggingface_hub import SpaceCard
 
-from .artifacts import copy_regular_file
+from .artifacts import ZOO_REPORT_FILES, copy_regular_file
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 SPACE_SOURCE = CHECKOUT / "space"
 CONVHUB_SOURCE = CHECKOUT / "convhub"
 SPACE_CONFIG = "convhub_space.json"  # read by space/zoo_loader.py
 MODEL_FILES = ("config.json", "model.safetensors", "README.md")
-REPORT_FILES = ("results.json", "results.md", "accuracy_vs_params.png")
 EXAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 MAX_SHORT_DESCRIPTION = 60  # the Hub refuses longer ones
@@ -92,7 +91,7 @@ def build_space(out: Path, *, namespace: str, revision: str, model_folders: dict
         (out / "models" / name).mkdir(parents=True)
         for file in MODEL_FILES:
             copy_regular_file(folder / file, out / "models" / name / file)
-    for file in REPORT_FILES:
+    for file in ZOO_REPORT_FILES:
         if report_folder is not None and (report_folder / file).is_file():
             copy_regular_file(report_folder / file, out / "models" / file)
     (out / SPACE_CONFIG).write_text(json.dumps({"namespace": namespace, "revision": revision,

@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 from convhub.preprocessing import translate
 
+from .artifacts import replace_file
 from .data import Split
 from .engine import _prepare
 
 SHIFTS = tuple(range(-8, 9))
-FILE = "translation.json"
+FILE = "translation.json"  # one of artifacts.ZOO_REPORT_FILES: a zoo folder may hold it, publish uploads it
 
 
 @torch.inference_mode()
@@ -36,6 +37,7 @@ def accuracy_vs_shift(model: torch.nn.Module, split: Split, shifts=SHIFTS, batch
 def write(models: dict[str, torch.nn.Module], split: Split, validation: str, out_dir: Path, shifts=SHIFTS) -> Path:
     curves = {name: accuracy_vs_shift(model, split, shifts) for name, model in models.items()}
     path = Path(out_dir) / FILE
-    path.write_text(json.dumps({"shifts": list(shifts), "direction": "horizontal", "n_images": len(split),
-                                "validation": validation, "accuracy": curves}, indent=2) + "\n")
+    text = json.dumps({"shifts": list(shifts), "direction": "horizontal", "n_images": len(split),
+                       "validation": validation, "accuracy": curves}, indent=2) + "\n"
+    replace_file(path, lambda tmp: tmp.write_text(text))
     return path
