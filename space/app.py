@@ -278,7 +278,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
 
     @api_errors
     def filters(net: str) -> dict:
-        """The learned convolution kernels of one net (at most 4 layers, 16x16 channels each).
+        """The learned convolution kernels of one net (at most 4 layers, every kernel of each).
 
         Args:
             net: a convolutional net of the zoo, e.g. "net" or "net_res_deep"
@@ -289,7 +289,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         model = _conv_model(net)
         return {"net": net, "layers": [
             {"name": layer.name, "out_channels": layer.out_channels, "in_channels": layer.in_channels,
-             "params": layer.params, "shown": list(layer.weights.shape),
+             "params": layer.params, "shape": list(layer.weights.shape),
              "weights": layer.weights.round(decimals=4).tolist()} for layer in inference.kernel_layers(model)]}
 
     @api_errors
@@ -349,6 +349,9 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         return {"nets": list(rows.values())}
 
     def _conv_model(net: str):
+        if net in inside_names and net not in conv_names:
+            raise inference.BadImageError(f"{net!r} has no convolutions, hence no kernels or feature maps: it is the "
+                                          f"fully connected net; choose one of: {', '.join(conv_names)}")
         if net not in conv_names:
             raise inference.BadImageError(f"unknown or unavailable net {net!r}; choose one of: {', '.join(conv_names)}")
         return by_name[net].model

@@ -27,11 +27,10 @@ WHAT_CHANGED = {
 }
 
 GREY_NOTE = (
-    "This picture has almost no colour. The nets only ever saw colour photos, where blue sky goes with airplanes "
-    "and green or brown backgrounds with birds, so without colour they are guessing from shapes they never learned "
-    "in grey."
+    "This picture has almost no colour. The nets learned from colour photos, where blue sky often goes with "
+    "airplanes and green or brown backgrounds with birds; here they can go by shape alone, so trust their answers "
+    "less."
 )
-SMALL_NOTE = ("Every net sees only this 32×32 version: fine detail is gone, as it was in every training image.")
 
 INSIDE = (
     "**Kernels** are the weights a conv layer slides over its input: one 3×3 patch per input channel and output "

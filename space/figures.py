@@ -97,7 +97,8 @@ def kernels_figure(layers: list[KernelLayer]):
     (output channels, input channels) runs across, so no layer is a thin column of tiny kernels."""
     shapes = [(l.weights.shape[1], l.weights.shape[0]) if l.weights.shape[0] > l.weights.shape[1]
               else tuple(l.weights.shape[:2]) for l in layers]
-    heights = [rows * 0.42 + 1.3 for rows, _ in shapes]
+    # Kernels as large as 8 inches across allow: up to 16 columns 0.42 in each, 32 columns 0.25 in.
+    heights = [rows * min(0.42, 8.0 / cols) + 1.3 for rows, cols in shapes]
     fig = _figure(8, sum(heights) + 0.2)
     subfigs = np.atleast_1d(fig.subfigures(len(layers), 1, height_ratios=heights))
     for subfig, layer, (rows, cols) in zip(subfigs, layers, shapes):

@@ -25,7 +25,6 @@ DRAFT_SIZE = (256, 256)
 TRANSFORMS = build_transforms()
 SHIFTS = tuple(range(-8, 9))
 MAX_KERNEL_LAYERS = 4
-MAX_CHANNELS_SHOWN = 16
 MAX_MAP_STAGES = 6
 MAPS_PER_STAGE = 8
 
@@ -249,18 +248,16 @@ def classify(nets: list[LoadedNet], image, batches: SharedBatches | None = None)
 @dataclass
 class KernelLayer:
     name: str  # "conv1", "block 3"
-    weights: torch.Tensor  # (out shown, in shown, k, k)
+    weights: torch.Tensor  # (out, in, k, k): every kernel, never a crop
     out_channels: int
     in_channels: int
     params: int
 
     @property
     def caption(self) -> str:
-        shown = (f" (first {self.weights.shape[0]} × {self.weights.shape[1]} shown)"
-                 if tuple(self.weights.shape[:2]) != (self.out_channels, self.in_channels) else "")
         k = self.weights.shape[-1]
         return (f"{self.name}: {self.out_channels} kernels of {k}×{k} over {self.in_channels} input channels, "
-                f"{self.params:,} parameters{shown}")
+                f"{self.params:,} parameters")
 
 
 def _evenly_spaced(items: list, k: int) -> list:
@@ -276,7 +273,7 @@ def kernel_layers(model: torch.nn.Module) -> list[KernelLayer]:
     stage_names = [s.name.split(" →")[0] for s in anatomy.stages(model) if s.params and s.is_map]
     layers = []
     for (module_name, conv), label in zip(convs, stage_names):
-        weights = conv.weight.detach()[:MAX_CHANNELS_SHOWN, :MAX_CHANNELS_SHOWN]
+        weights = conv.weight.detach()
         params = sum(p.numel() for p in conv.parameters())
         layers.append(KernelLayer(label, weights, conv.out_channels, conv.in_channels, params))
     return _evenly_spaced(layers, MAX_KERNEL_LAYERS)

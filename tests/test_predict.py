@@ -474,3 +474,18 @@ def test_decoder_errors_never_show_internal_objects(model, tmp_path):
     with pytest.raises(convhub.ConvHubError) as info:
         model.predict(path)
     assert "_io." not in str(info.value) and "truncated.png" in str(info.value)
+
+
+def test_translate_moves_pixels_by_hand_worked_amounts():
+    from convhub.preprocessing import translate
+
+    x = torch.arange(1, 17, dtype=torch.float32).view(1, 1, 4, 4)  # rows 1-4, 5-8, 9-12, 13-16
+    assert translate(x, 1)[0, 0].tolist() == [[0, 1, 2, 3], [0, 5, 6, 7], [0, 9, 10, 11], [0, 13, 14, 15]]
+    assert translate(x, -2)[0, 0].tolist() == [[3, 4, 0, 0], [7, 8, 0, 0], [11, 12, 0, 0], [15, 16, 0, 0]]
+    assert translate(x, 0, 1)[0, 0].tolist() == [[0, 0, 0, 0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    assert translate(x, 1, -1)[0, 0].tolist() == [[0, 5, 6, 7], [0, 9, 10, 11], [0, 13, 14, 15], [0, 0, 0, 0]]
+    assert torch.equal(translate(x, 0), x) and translate(x, 0) is not x
+    for far in (4, -4, 9):  # everything shifted out: the mean colour (0 after normalization) everywhere
+        assert torch.equal(translate(x, far), torch.zeros_like(x))
+    batch = torch.randn(3, 3, 32, 32)
+    assert torch.equal(translate(batch, 5)[..., 5:], batch[..., :-5])  # every image and channel alike

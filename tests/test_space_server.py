@@ -171,7 +171,7 @@ def test_bad_arguments_get_a_clear_error(client, images):
 
     with pytest.raises(AppError, match="unknown or unavailable net 'resnet50'"):
         client.predict("resnet50", handle_file(images / "gray.png"), api_name="/feature_maps")
-    with pytest.raises(AppError, match="unknown or unavailable net 'fc'"):  # fc has no kernels
+    with pytest.raises(AppError, match="'fc' has no convolutions, hence no kernels"):
         client.predict("fc", api_name="/filters")
     with pytest.raises(AppError, match="'pool9' is not a stage of this net"):
         client.predict("net", "pool9", 0, 0, api_name="/receptive_field")
@@ -185,8 +185,8 @@ def test_filters_and_feature_maps(client, images):
     kernels = client.predict("net_res_deep", api_name="/filters")
     layers = kernels["layers"]
     assert [layer["name"] for layer in layers] == ["conv1", "block 3", "block 7", "block 10"]
-    assert layers[0]["shown"] == [16, 3, 3, 3] and layers[0]["out_channels"] == 32 and len(layers[0]["weights"]) == 16
-    assert layers[1]["shown"] == [16, 16, 3, 3] and layers[1]["params"] == 9216
+    assert layers[0]["shape"] == [32, 3, 3, 3] and layers[0]["out_channels"] == 32 and len(layers[0]["weights"]) == 32
+    assert layers[1]["shape"] == [32, 32, 3, 3] and layers[1]["params"] == 9216  # every kernel, never a crop
     maps = client.predict("net", handle_file(images / "cifar_like.png"), api_name="/feature_maps")
     assert [(s["name"], s["shape"]) for s in maps["stages"]] == [
         ("conv1 → tanh", [16, 32, 32]), ("pool1", [16, 16, 16]), ("conv2 → tanh", [8, 16, 16]), ("pool2", [8, 8, 8])]

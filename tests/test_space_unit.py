@@ -242,14 +242,16 @@ def test_grey_images_are_recognised_by_their_saturation(bird_jpg):
     assert inference.saturation(inference.load_input(Image.new("RGB", (40, 40), (20, 90, 230)))) > 0.5
 
 
-def test_kernel_layers_name_and_bound_what_they_show():
+def test_kernel_layers_name_and_show_every_kernel():
     [conv1, conv2] = inference.kernel_layers(convhub.create("net"))
     assert (conv1.name, tuple(conv1.weights.shape), conv1.params) == ("conv1", (16, 3, 3, 3), 448)
     assert (conv2.name, tuple(conv2.weights.shape), conv2.params) == ("conv2", (8, 16, 3, 3), 1160)
     assert conv2.caption == "conv2: 8 kernels of 3×3 over 16 input channels, 1,160 parameters"
-    deep = inference.kernel_layers(convhub.create("net_res_deep100"))
+    deep100 = convhub.create("net_res_deep100")
+    deep = inference.kernel_layers(deep100)
     assert [layer.name for layer in deep] == ["conv1", "block 33", "block 67", "block 100"]
-    assert tuple(deep[1].weights.shape) == (16, 16, 3, 3) and "(first 16 × 16 shown)" in deep[1].caption
+    assert torch.equal(deep[1].weights, deep100.resblocks[32].conv.weight)  # all 32 x 32 kernels, never a crop
+    assert deep[1].caption == "block 33: 32 kernels of 3×3 over 32 input channels, 9,216 parameters"
 
 
 def test_feature_maps_follow_the_books_stages(nets, bird_jpg):
