@@ -229,7 +229,9 @@ def shift_accuracy_figure(table: dict):
             line={"color": NET_COLOURS.get(net, CONV_COLOUR), "width": 4 if net == "fc" else 2,
                   "dash": "solid" if net in ("fc", "net") else "dot"},
             hovertemplate=f"{net}<br>shift %{{x}} px<br>accuracy %{{y:.3f}}<extra></extra>"))
-    _layout(fig, f"Accuracy on {table.get('n_images', 'the')} validation images, shifted",
+    n_images = table.get("n_images")
+    _layout(fig, f"Accuracy on {n_images:,} validation images, shifted" if isinstance(n_images, int)
+            else "Accuracy on the validation images, shifted",
             "shift (pixels, + is right)", "accuracy", None)
     return fig
 
@@ -290,12 +292,44 @@ def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
 # --- compare -------------------------------------------------------------------------------------------------------
 
 
+LABEL_GAP_PX = 17  # pixels between two labels of the Compare plot
+
+
+def _label_offsets(points: list[tuple[str, int, float]], y_range: list[float], plot_px: float) -> dict:
+    """Pixel offsets (ax, ay) for each net's label. Labels sit beside their points, right of them (left for nets
+    over 500k parameters, so none runs off a phone's screen), and those on one side are pushed apart vertically to
+    LABEL_GAP_PX, keeping their order: on a phone the x axis is too short to separate them."""
+    to_px = lambda accuracy: (y_range[1] - accuracy) / (y_range[1] - y_range[0]) * plot_px  # noqa: E731
+    offsets = {}
+    for side in (1, -1):
+        column = sorted((to_px(a), name) for name, params, a in points if (params > 500_000) == (side < 0))
+        if not column:
+            continue
+        wanted = [y for y, _ in column]
+        placed = wanted[:1]
+        for y in wanted[1:]:
+            placed.append(max(y, placed[-1] + LABEL_GAP_PX))
+        shift = (sum(wanted) - sum(placed)) / len(placed)  # centred on where the points are
+        placed = [y + shift for y in placed]
+        low, high = LABEL_GAP_PX / 2, plot_px - LABEL_GAP_PX / 2  # inside the plot, still apart
+        placed[0] = max(placed[0], low)
+        for i in range(1, len(placed)):
+            placed[i] = max(placed[i], placed[i - 1] + LABEL_GAP_PX)
+        placed[-1] = min(placed[-1], high)
+        for i in range(len(placed) - 2, -1, -1):
+            placed[i] = min(placed[i], placed[i + 1] - LABEL_GAP_PX)
+        for (y, name), label_y in zip(column, placed):
+            offsets[name] = (side * 48, label_y - y)
+    return offsets
+
+
 def compare_figure(rows: list[dict]):
-    """Accuracy against parameters: ours (filled) and the book's (hollow), each pair joined; the fc -> net step
-    annotated; a linear/log switch for the x axis."""
+    """Accuracy against parameters: ours (filled) and the book's (hollow), each pair joined; labels that never sit
+    on each other; the fc -> net step annotated; a linear/log switch for the x axis."""
     import plotly.graph_objects as go  # imported when first drawn: the first page needs no plotly
 
     fig = go.Figure()
+    book_points: dict[tuple[int, float], list[str]] = {}
     for row in rows:
         colour = NET_COLOURS.get(row["net"], CONV_COLOUR)
         ours, book = row["val_accuracy"], row["book_val_accuracy"]
@@ -304,38 +338,49 @@ def compare_figure(rows: list[dict]):
                                      line={"color": colour, "width": 1, "dash": "dot"}, showlegend=False,
                                      hoverinfo="skip"))
         if book is not None:
-            fig.add_trace(go.Scatter(
-                x=[row["params"]], y=[book], mode="markers", name=f"{row['net']} (book)", legendgroup=row["net"],
-                showlegend=False, marker={"color": "white", "size": 11, "line": {"color": colour, "width": 2}},
-                hovertemplate=f"<b>{row['net']}</b> in the book<br>%{{x:,}} parameters<br>validation accuracy "
-                              f"{book:.2f}<extra></extra>"))
+            book_points.setdefault((row["params"], book), []).append(row["net"])
         if ours is not None:
             fig.add_trace(go.Scatter(
-                x=[row["params"]], y=[ours], mode="markers+text", name=row["net"], legendgroup=row["net"],
-                text=[row["net"]], textposition="middle right", textfont={"size": 11},
-                marker={"color": colour, "size": 12},
+                x=[row["params"]], y=[ours], mode="markers", name=row["net"], marker={"color": colour, "size": 12},
                 hovertemplate=f"<b>{row['net']}</b> ({row['class']})<br>%{{x:,}} parameters<br>validation accuracy "
                               f"{ours:.3f}<extra></extra>"))
+    for (params, book), names in book_points.items():  # net_depth and net_res share size and book figure
+        colour = NET_COLOURS.get(names[0], CONV_COLOUR)
+        fig.add_trace(go.Scatter(
+            x=[params], y=[book], mode="markers", name=f"{' & '.join(names)} (book)", showlegend=False,
+            marker={"color": "white", "size": 11, "line": {"color": colour, "width": 2}},
+            hovertemplate=f"<b>{' and '.join(names)}</b> in the book<br>%{{x:,}} parameters<br>validation accuracy "
+                          f"{book:.2f}<extra></extra>"))
+    accuracies = [v for r in rows for v in (r["val_accuracy"], r["book_val_accuracy"]) if v is not None]
+    y_range = [min(accuracies) - 0.02, max(accuracies) + 0.02] if accuracies else [0.5, 1.0]
+    height, margin = 440, {"l": 60, "r": 16, "t": 44, "b": 50}
+    labelled = [(r["net"], r["params"], r["val_accuracy"]) for r in rows if r["val_accuracy"] is not None]
+    offsets = _label_offsets(labelled, y_range, height - margin["t"] - margin["b"])
+    log_x = lambda params: float(np.log10(params))  # noqa: E731 - annotations on a log axis take log10 positions
+    for name, params, accuracy in labelled:
+        ax, ay = offsets[name]
+        fig.add_annotation(x=log_x(params), y=accuracy, xref="x", yref="y", text=name, ax=ax, ay=ay,
+                           xanchor="left" if ax > 0 else "right", showarrow=True, arrowhead=0, arrowwidth=1,
+                           arrowcolor="#999", standoff=6, font={"size": 11, "color": NET_COLOURS.get(name, "#333")})
     by_net = {r["net"]: r for r in rows}
     fc, net = by_net.get("fc"), by_net.get("net")
     if fc and net and fc["val_accuracy"] is not None and net["val_accuracy"] is not None:
-        fig.add_annotation(  # the arrow alone, fc -> net (log axes take log10 positions)
-            x=np.log10(net["params"]), y=net["val_accuracy"], ax=np.log10(fc["params"]), ay=fc["val_accuracy"],
+        fig.add_annotation(  # the arrow alone, fc -> net
+            x=log_x(net["params"]), y=net["val_accuracy"], ax=log_x(fc["params"]), ay=fc["val_accuracy"],
             xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=3, arrowwidth=2,
             arrowcolor="#444", text="", standoff=8, startstandoff=8)
-        middle = (np.log10(net["params"]) + np.log10(fc["params"])) / 2
         fig.add_annotation(
-            x=middle, y=(net["val_accuracy"] + fc["val_accuracy"]) / 2 + 0.012, xref="x", yref="y", showarrow=False,
-            text=f"fc → net: {fc['params'] / net['params']:.0f}× fewer parameters, "
-                 f"{(net['val_accuracy'] - fc['val_accuracy']) * 100:+.1f} points", font={"size": 12})
-    accuracies = [v for r in rows for v in (r["val_accuracy"], r["book_val_accuracy"]) if v is not None]
-    _layout(fig, "Validation accuracy against size (hollow: the book)", "parameters", "validation accuracy",
-            [min(accuracies) - 0.02, max(accuracies) + 0.02] if accuracies else None)
+            x=(log_x(net["params"]) + log_x(fc["params"])) / 2, y=y_range[0] + 0.012, xref="x", yref="y",
+            showarrow=False, font={"size": 12},
+            text=f"fc → net: {fc['params'] / net['params']:,.0f}× fewer parameters, "
+                 f"{(net['val_accuracy'] - fc['val_accuracy']) * 100:+.1f} points")
+    _layout(fig, None, "parameters", "validation accuracy", y_range)
     ticks = [10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
     labels = ["10k", "20k", "50k", "100k", "200k", "500k", "1M", "2M", "5M"]
     fig.update_xaxes(type="log", tickvals=ticks, ticktext=labels)
-    fig.update_layout(showlegend=False, updatemenus=[{
-        "type": "buttons", "direction": "left", "x": 1, "y": 1.02, "xanchor": "right", "yanchor": "bottom",
+    fig.update_layout(height=height, margin=margin, showlegend=False, updatemenus=[{
+        "type": "buttons", "direction": "left", "x": 0, "y": 1.01, "xanchor": "left", "yanchor": "bottom",
+        "pad": {"t": 0, "b": 0}, "font": {"size": 11},
         "buttons": [{"label": "log scale", "method": "relayout",
                      "args": [{"xaxis.type": "log", "xaxis.tickvals": ticks, "xaxis.ticktext": labels}]},
                     {"label": "linear scale", "method": "relayout",
@@ -345,13 +390,15 @@ def compare_figure(rows: list[dict]):
 
 
 def compare_markdown(rows: list[dict]) -> str:
-    lines = ["| net | class | parameters | ours (val) | book (val) | epochs |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| net | parameters | ours (val) | book (val) | epochs |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         book = "—" if r["book_val_accuracy"] is None else f"{r['book_val_accuracy']:.2f}"
         if r["net"] == "net_res_deep":
-            book = "— (the book trained only the 100-block net)"
+            book = "—¹"
         ours = "—" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
-        lines.append(f"| {r['net']} | {r['class']} | {r['params']:,} | {ours} | {book} | {r['epochs'] or '—'} |")
+        lines.append(f"| `{r['net']}` | {r['params']:,} | {ours} | {book} | {r['epochs'] or '—'} |")
+    if any(r["net"] == "net_res_deep" for r in rows):
+        lines.append("\n¹ The book trained only the 100-block residual net.")
     return "\n".join(lines)
 
 

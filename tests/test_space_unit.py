@@ -327,9 +327,32 @@ def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
     assert [b.label for b in compare.layout.updatemenus[0].buttons] == ["log scale", "linear scale"]
     table = figures.compare_markdown(rows)
     assert "3,737,474" in table and "18,090" in table
-    assert "| net_res | NetRes | 16,130 |" in table
+    assert "| `net_res` | 16,130 |" in table
     sharing = figures.sharing_figure(3, 16, 3, 32)
     assert sharing.data[0].y[3] == 448  # the 32x32 point
+
+
+def test_compare_labels_never_sit_on_each_other():
+    import figures
+
+    bundled = Path(__file__).resolve().parents[1] / "space" / "models"  # the nine trained nets the Space ships
+    rows = inference.compare_rows(zoo_loader.load_zoo(models_dir=bundled))
+    assert len(rows) == 9 and "¹ The book trained only the 100-block" in figures.compare_markdown(rows)
+    fig = figures.compare_figure(rows)
+    labels = [a for a in fig.layout.annotations if a.text in {r["net"] for r in rows}]
+    assert sorted(a.text for a in labels) == sorted(r["net"] for r in rows)
+    (low, high), height = fig.layout.yaxis.range, fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    placed = []  # (x of the label's anchor in log10 units, side, pixel y of the label's centre)
+    for a in labels:
+        point_y = (high - a.y) / (high - low) * height
+        assert 0 <= point_y + a.ay <= height, a.text  # inside the plot
+        placed.append((a.x + (0.3 if a.ax > 0 else -0.3), a.ax > 0, point_y + a.ay))
+    for i, (x1, side1, y1) in enumerate(placed):
+        for x2, side2, y2 in placed[i + 1:]:
+            if side1 == side2:  # on a phone labels on one side overlap in x: they must not in y
+                assert abs(y1 - y2) >= figures.LABEL_GAP_PX - 0.01
+    book = [t for t in fig.data if t.name and t.name.endswith("(book)")]
+    assert "net_depth & net_res (book)" in [t.name for t in book]  # one hollow mark, both names on hover
 
 
 def test_layer_table_counts_every_parameter(nets):
