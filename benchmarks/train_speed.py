@@ -4,6 +4,8 @@ then the throughput of every zoo net under our recipe.
     .venv/bin/python benchmarks/train_speed.py                       # ../shared/data/cifar2/train, target 0.89
     .venv/bin/python benchmarks/train_speed.py --data DIR --max-seconds 120 --skip-per-net
 
+0. The book's own notebook loop, as chapter 8 writes it: a DataLoader over normalized float tensors, batch 64,
+   shuffled, plain SGD lr 1e-2, one epoch of `net`; images/s only (the baseline a reader of the book starts from).
 1. `net` with the book's recipe (recipe_for("net", "book"): plain SGD lr 1e-2, batch 64, no augmentation, fp32 as
    the book ran it) until validation accuracy reaches --target, at most its 100 epochs or --max-seconds.
 2. `net` with our default recipe (precision auto: bf16 autocast where the hardware has it), stopping at --target.
@@ -19,21 +21,43 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # runs from a checkout without installing
+for path in (REPO, REPO / "benchmarks"):  # runs from a checkout without installing
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 import convhub  # noqa: E402
 import torch  # noqa: E402
 from training import engine  # noqa: E402
 from training.data import load_cifar2  # noqa: E402
+from machine import describe, others_cpu_share  # noqa: E402
 from training.recipes import recipe_for  # noqa: E402
+
+
+def notebook_run(data, *, seed: int) -> float:
+    """One epoch of the book's own training loop for `net` (DataLoader, batch 64, SGD 1e-2, fp32): images/s."""
+    from convhub.preprocessing import normalize_uint8
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(seed)
+    model = convhub.create("net").train()
+    loader = DataLoader(TensorDataset(normalize_uint8(data.train.images), data.train.labels), batch_size=64,
+                        shuffle=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    started, seen = time.perf_counter(), 0
+    for imgs, labels in loader:
+        loss = loss_fn(model(imgs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += len(imgs)
+    return seen / (time.perf_counter() - started)
 
 
 def book_run(data, *, target: float, max_seconds: float, seed: int, device, progress: bool):
@@ -122,7 +146,13 @@ def markdown(env: dict, target: float, runs: list[dict], ratio: str, nets: list[
         epochs = str(r["epochs_to_target"]) if r["reached"] else f"> {r['epochs_run']}"
         lines.append(f"| {r['run']} | {r['precision']} | {'yes' if r['reached'] else 'no'} | {seconds} | {epochs} | "
                      f"{r['epochs_run']} | {r['best_val_accuracy']:.4f} | {r['images_per_second']:,.0f} |")
-    lines += ["", f"Time to {target:.2f}, book / ours: **{ratio}**"]
+    lines += ["", f"Time to {target:.2f}, book / ours: **{ratio}**; images/s, ours / book recipe: "
+              f"**{throughput_ratio(*runs)}**"]
+    if env.get("notebook_images_per_second"):
+        lines += ["", f"The book's own notebook loop (DataLoader, batch 64, fp32), same images: "
+                      f"{env['notebook_images_per_second']:,.0f} images/s"]
+    if env.get("others_cpu_share"):
+        lines += ["", f"Other processes used {env['others_cpu_share']:.0%} of the CPUs during the runs."]
     if nets:
         lines += ["", "| model | params | images/s (1 epoch, default recipe) | val acc after 1 epoch |",
                   "|---|---:|---:|---:|"]
@@ -137,6 +167,10 @@ def speed_ratio(book: dict, ours: dict) -> str:
     if book["reached"]:
         return f"{book['seconds_to_target'] / ours['seconds_to_target']:.1f}x"
     return f">= {book['seconds_run'] / ours['seconds_to_target']:.1f}x (the book's run stopped before the target)"
+
+
+def throughput_ratio(book: dict, ours: dict) -> str:
+    return f"{ours['images_per_second'] / book['images_per_second']:.2f}x" if book["images_per_second"] else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,10 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     except convhub.ConvHubError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    cpu = platform.processor() or platform.machine()
+    machine, machine_line = describe(device)
     env = {
-        "device": f"{device} ({cpu}, {torch.get_num_threads()} threads)" if device.type == "cpu"
-        else f"{device} ({torch.cuda.get_device_name(device)})",
+        "device": machine_line, "machine": machine,
         "torch": torch.__version__, "data": data.source, "n_train": len(data.train), "n_val": len(data.val),
         "validation": data.val_source, "bf16": engine.bf16_supported(device),
     }
@@ -186,21 +219,24 @@ def main(argv: list[str] | None = None) -> int:
           f"loaded in {time.perf_counter() - started:.1f} s", flush=True)
     print(f"device: {env['device']}; our precision {args.precision} (bf16 native: {env['bf16']})", flush=True)
 
-    print(f"\nbook recipe, fp32, until {args.target} (at most 100 epochs / {args.max_seconds:.0f} s)", flush=True)
-    book_recipe, book = book_run(data, target=args.target, max_seconds=args.max_seconds, seed=args.seed,
-                                 device=device, progress=not args.quiet)
-    print(f"\nour default recipe, precision {args.precision}, until {args.target}", flush=True)
-    our_recipe, ours = our_run(data, target=args.target, seed=args.seed, device=device, precision=args.precision,
-                               progress=not args.quiet)
-
+    with others_cpu_share() as load:
+        notebook = notebook_run(data, seed=args.seed) if device.type == "cpu" else None
+        book_recipe, book, our_recipe, ours = timed_runs(data, args, device)
     runs = [summary("book", book_recipe, "fp32", book, args.target),
             summary("ours (default)", our_recipe, args.precision, ours, args.target)]
+    env["notebook_images_per_second"] = notebook
+    env["others_cpu_share"] = load.share
     for r in runs:
         when = (f"{r['seconds_to_target']:.1f} s, epoch {r['epochs_to_target']}" if r["reached"]
                 else f"not reached in {r['epochs_run']} epochs / {r['seconds_run']:.1f} s")
         print(f"{r['run']}: {args.target} val accuracy: {when}; {r['images_per_second']:,.0f} images/s", flush=True)
     ratio = speed_ratio(*runs)
-    print(f"time to {args.target}, book / ours: {ratio}", flush=True)
+    print(f"time to {args.target}, book / ours: {ratio}; images/s, ours / book recipe: {throughput_ratio(*runs)}",
+          flush=True)
+    if notebook:
+        print(f"the book's notebook loop (DataLoader, batch 64): {notebook:,.0f} images/s", flush=True)
+    if load.share:
+        print(f"warning: other processes used {load.share:.0%} of the CPUs meanwhile: figures are low", flush=True)
 
     nets = []
     if not args.skip_per_net:
@@ -213,6 +249,16 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"env": env, "target": args.target, "runs": runs, "ratio": ratio,
                                          "per_net": nets}, indent=2) + "\n")
     return 0
+
+
+def timed_runs(data, args, device):
+    print(f"\nbook recipe, fp32, until {args.target} (at most 100 epochs / {args.max_seconds:.0f} s)", flush=True)
+    book_recipe, book = book_run(data, target=args.target, max_seconds=args.max_seconds, seed=args.seed,
+                                 device=device, progress=not args.quiet)
+    print(f"\nour default recipe, precision {args.precision}, until {args.target}", flush=True)
+    our_recipe, ours = our_run(data, target=args.target, seed=args.seed, device=device, precision=args.precision,
+                               progress=not args.quiet)
+    return book_recipe, book, our_recipe, ours
 
 
 if __name__ == "__main__":

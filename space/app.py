@@ -233,10 +233,11 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
                                                                 activation, y, x)
         info = inference.receptive_field(model, stage_name, y, x)
         box = info["box"]
+        clipped = tuple(info["size"]) != (info["field_size"], info["field_size"])
         text = (f"**{stage.name}** ({stage.shape_text}): unit ({y}, {x}) sees **{info['size'][0]}×{info['size'][1]}** "
-                f"input pixels, rows {box['top']}–{box['bottom']}, columns {box['left']}–{box['right']} "
-                f"(its full field is {info['field_size']}×{info['field_size']}; near the border part of it is "
-                "padding).")
+                f"input pixels, rows {box['top']}–{box['bottom']}, columns {box['left']}–{box['right']}"
+                + (f" (its full field is {info['field_size']}×{info['field_size']}: at the border the rest is zero "
+                   "padding)." if clipped else "."))
         return STORE.save(map_image), STORE.save(field_image), text
 
     def rf_click(net_name, stage_name, evt: gr.SelectData):

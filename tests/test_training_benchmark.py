@@ -39,6 +39,9 @@ def test_benchmark_compares_recipes_and_measures_each_net(bench, tmp_path, capsy
         (name, convhub.create(name).num_params) for name in ("net", "net_depth")]
     out = capsys.readouterr().out
     assert "| book | fp32 | yes |" in out and f"book / ours: **{result['ratio']}**" in out
+    assert f"ours / book recipe: **{ours['images_per_second'] / book['images_per_second']:.2f}x**" in out
+    assert "notebook loop (DataLoader, batch 64" in out and result["env"]["notebook_images_per_second"] > 0
+    assert result["env"]["machine"]["cpu"] in out and "torch kernels" in out  # the CPU the figures came from
     assert f"| net_depth | {convhub.create('net_depth').num_params:,} |" in out
 
 
