@@ -401,3 +401,32 @@ def test_convhub_and_the_spaces_modules_need_no_torchvision():
     run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "airplane" in run.stdout
+
+
+@pytest.mark.parametrize("name", list(convhub.ZOO))
+def test_pooling_before_the_activation_computes_the_same_and_trains_the_model(name):
+    from convhub.graph import MAX_POOLS, MONOTONIC, pool_before_activation
+
+    torch.manual_seed(0)
+    model = convhub.create(name).train()
+    fast = pool_before_activation(model)
+    x = torch.randn(6, 3, 32, 32)
+    torch.manual_seed(1)  # the same dropout masks in both
+    expected = model(x)
+    expected.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    torch.manual_seed(1)
+    got = fast(x)
+    got.square().sum().backward()
+    torch.testing.assert_close(got, expected)
+    for n, p in model.named_parameters():  # the rewrite's gradients land on the model's own parameters
+        torch.testing.assert_close(p.grad, grads[n], msg=n)
+    if name == "fc":
+        assert fast is model  # nothing to move
+    else:
+        pools = [node for node in fast.graph.nodes if node.target in MAX_POOLS]
+        assert pools and not any(isinstance(p.args[0], torch.fx.Node) and p.args[0].target in MONOTONIC
+                                 for p in pools)  # no pool left after an activation
+    fast.eval()  # the layers are the model's own: eval() on the rewrite puts its dropout and batch norm in eval mode
+    assert not any(module.training for module in model.children())
