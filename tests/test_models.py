@@ -429,4 +429,4 @@ def test_pooling_before_the_activation_computes_the_same_and_trains_the_model(na
         assert pools and not any(isinstance(p.args[0], torch.fx.Node) and p.args[0].target in MONOTONIC
                                  for p in pools)  # no pool left after an activation
     fast.eval()  # the layers are the model's own: eval() on the rewrite puts its dropout and batch norm in eval mode
-    assert not any(module.training for module in model.children())
+    assert not any(module.training for module in model.modules() if not list(module.children()))
