@@ -156,12 +156,13 @@ class Verdict:
 
 def for_serving(model: torch.nn.Module) -> torch.nn.Module:
     """An inference-only copy of a net: each batch norm folded into the conv before it (torch.fx's fuse: one op
-    instead of two, 100 fewer in the 100-block net) and, for convnets, channels-last weights (oneDNN's faster
-    layout on CPU). Same outputs up to float rounding; the model itself stays as the book builds it for the
-    explorers, which show its layers."""
+    instead of two, 100 fewer in the 100-block net), max-pooling before the activation (convhub.graph: a quarter
+    of the activations) and, for convnets, channels-last weights (oneDNN's faster layout on CPU). Same outputs up
+    to float rounding; the model itself stays as the book builds it for the explorers, which show its layers."""
+    from convhub.graph import pool_before_activation
     from torch.fx.experimental.optimization import fuse
 
-    served = fuse(model.eval(), inplace=False).eval()
+    served = pool_before_activation(fuse(model.eval(), inplace=False)).eval()
     if any(isinstance(m, torch.nn.Conv2d) for m in served.modules()):
         served = served.to(memory_format=torch.channels_last)
     return served

@@ -491,3 +491,15 @@ def test_large_uploads_are_reduced_right_after_decoding(tmp_path):
     Image.new("RGB", (2400, 1200)).save(rotated, exif=exif)
     reduced = inference.open_upload(rotated)
     assert reduced.size == (300, 600)  # turned upright, then reduced 4x
+
+
+def test_served_copies_compute_what_the_books_nets_do():
+    bundled = Path(__file__).resolve().parents[1] / "space" / "models"
+    nets = zoo_loader.load_zoo(models_dir=bundled)
+    inference.prepare_for_serving(nets)
+    x = torch.randn(5, 3, 32, 32)
+    for net in nets:
+        with torch.inference_mode():
+            expected, served = net.model.eval()(x), net.served(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(served, expected, rtol=1e-4, atol=1e-4, msg=net.name)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.served.modules())  # folded into the convs
