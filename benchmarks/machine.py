@@ -14,40 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-# Feature name -> CPU flags (Linux /proc/cpuinfo spelling), any of which means the CPU has it.
-FEATURE_FLAGS = {
-    "AVX2": ("avx2",),
-    "AVX512": ("avx512f",),
-    "AVX512-BF16": ("avx512_bf16",),
-    "AMX": ("amx_bf16", "amx_tile"),
-}
-
-
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's block of /proc/cpuinfo ({} where there is none: macOS, Windows)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            block = f.read().split("\n\n")[0]
-    except OSError:
-        return {}
-    return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in block.splitlines())}
-
-
-def cpu_model() -> str:
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
-
-
-def cpu_features() -> dict[str, bool | None]:
-    """AVX2 / AVX512 / AVX512-BF16 / AMX: True or False from the CPU flags, None where the flags are unreadable."""
-    flags = set(_cpuinfo().get("flags", "").split())
-    return {name: (any(flag in flags for flag in wanted) if flags else None) for name, wanted in FEATURE_FLAGS.items()}
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without installing
+from training.hardware import cpu_features, cpu_model  # noqa: E402
 
 def describe(device: torch.device | str = "cpu") -> tuple[dict, str]:
     """The machine as a dict (for JSON results) and as one line (for logs and tables)."""

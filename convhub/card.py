@@ -84,7 +84,7 @@ Weights are stored as safetensors only; loading never unpickles anything.
 | train accuracy | {{ "%.4f"|format(training.train_accuracy) }} |
 {% for name, acc in (training.per_class_accuracy or {}).items() %}| val accuracy, {{ name }} | {{ "n/a" if acc is none else "%.4f"|format(acc) }} |
 {% endfor %}| epochs | {{ training.epochs }} |
-| training time | {{ "%.0f"|format(training.seconds) }} s on {{ training.device }} |
+| training time | {{ "%.0f"|format(training.seconds) }} s on {{ training.device }}{% if training.precision %}, {{ training.precision }}{% endif %} |
 
 - Data: {{ training.dataset }}; validation: {{ training.validation }}.
 - Recipe `{{ training.recipe }}`: {{ training.recipe_description }}
@@ -224,7 +224,7 @@ TEXT = 500  # characters a record's descriptive fields may have
 RECORD_FIELDS = {  # what a training record may hold, and how each value is checked; other keys are dropped
     "model_name": str, "params": Int(0, 10**9), "val_accuracy": Float(0, 1), "train_accuracy": Float(0, 1),
     "epochs": Int(0, 10**6), "seconds": Float(0, 10**9), "images_per_second": Float(0, 10**9),
-    "n_train": Int(0, 10**9), "n_val": Int(0, 10**9), "seed": Int(-2**63, 2**63), "device": str, "dataset": str,
+    "n_train": Int(0, 10**9), "n_val": Int(0, 10**9), "seed": Int(-2**63, 2**63), "device": str, "precision": str, "dataset": str,
     "validation": str, "recipe": str, "recipe_description": str, "convhub_version": str, "torch_version": str,
 }
 

@@ -67,16 +67,28 @@ def guarded_image_input(component: gr.Image) -> gr.Image:
 
 def refuse_url_fetches() -> None:
     """Gradio downloads a file input given as an http(s) URL (with `meta`, or through the MCP server) into its upload
-    cache before any handler runs, whatever its size. This Space takes uploads only: a URL gets the same answer as
-    any other path that is not an upload."""
+    cache before any handler runs, whatever its size. This Space fetches nothing: a URL that names one of its own
+    uploads (`.../gradio_api/file=<path>`, what MCP clients pass after `upload_file_to_gradio`) is resolved to that
+    file on disk, and any other URL gets the same answer as any other path that is not an upload."""
     from gradio import processing_utils
 
-    async def refuse(url: str, cache_dir: str) -> str:
-        raise gr.Error(uploads.NOT_AN_UPLOAD, title="Cannot use this input", print_exception=False)
+    async def own_upload_or_refuse(url: str, cache_dir: str) -> str:
+        return local_upload(url)
 
-    processing_utils.async_ssrf_protected_download = refuse
-    processing_utils.ssrf_protected_download = lambda url, cache_dir: processing_utils.client_utils.synchronize_async(
-        refuse, url, cache_dir)
+    def local_upload(url: str) -> str:
+        from urllib.parse import unquote, urlparse
+
+        path = unquote(urlparse(url).path)
+        _, marker, named = path.partition("/gradio_api/file=")
+        try:
+            if not marker:
+                raise uploads.UntrustedFileError(uploads.NOT_AN_UPLOAD)
+            return str(uploads.checked_upload(named))
+        except uploads.UntrustedFileError as error:
+            raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from None
+
+    processing_utils.async_ssrf_protected_download = own_upload_or_refuse
+    processing_utils.ssrf_protected_download = lambda url, cache_dir: local_upload(url)
 
 
 refuse_url_fetches()

@@ -169,3 +169,24 @@ def test_a_grey_drawing_comes_with_a_word_why(page):
     click_example(page, "bird (drawing)")
     expect(page)(page.locator("#scoreboard .note")).to_contain_text("almost no colour", timeout=60_000)
     expect(page)(page.locator("[data-testid=vote]")).to_contain_text("True label: bird")
+
+
+def test_compare_labels_are_inside_the_plot_and_never_overlap(page):
+    import convhub
+
+    page.get_by_role("tab", name="Compare", exact=True).click()
+    page.locator("#compare-plot .js-plotly-plot").wait_for(timeout=60_000)
+    page.locator("#compare-plot g.annotation-text-g").first.wait_for(timeout=60_000)
+    labels = [r for r in page.eval_on_selector_all(
+        "#compare-plot g.annotation-text-g",
+        "gs => gs.map(g => {const r = g.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom, "
+        "g.textContent]})") if r[4] in convhub.ZOO]
+    assert sorted(r[4] for r in labels) == sorted(convhub.ZOO)
+    plot = page.locator("#compare-plot .js-plotly-plot").bounding_box()
+    for left, top, right, bottom, name in labels:
+        assert plot["x"] - 1 <= left and right <= plot["x"] + plot["width"] + 1, name  # not cut off at the sides
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            overlap_x = min(a[2], b[2]) - max(a[0], b[0])
+            overlap_y = min(a[3], b[3]) - max(a[1], b[1])
+            assert overlap_x <= 1 or overlap_y <= 1, (a[4], b[4])

@@ -280,16 +280,22 @@ def test_a_file_marked_as_upload_outside_the_cache_is_refused_by_gradio(server):
     assert kind == "error"
 
 
-def test_an_uploaded_image_reaches_the_nets_through_raw_http(server, served_nets, images):
-    """The legitimate path, by hand: upload, then name the uploaded file."""
+def upload(server: str, path: Path) -> str:
+    """POST a file to the Space's upload endpoint, as gradio_client and MCP clients do; its server path."""
     import uuid
 
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"gray.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + (images / "gray.png").read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{path.name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(f"{server}gradio_api/upload", data=body,
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     [uploaded] = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    return uploaded
+
+
+def test_an_uploaded_image_reaches_the_nets_through_raw_http(server, served_nets, images):
+    """The legitimate path, by hand: upload, then name the uploaded file."""
+    uploaded = upload(server, images / "gray.png")
     kind, payload = call_raw(server, "classify", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}])
     assert kind == "complete" and list(payload[0]["nets"]) == served_nets
 
@@ -353,6 +359,24 @@ def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
     finally:
         code = space.stop()
     assert code is not None and list(tmp.glob("convhub-space-*")) == []
+
+
+def test_a_url_naming_an_upload_of_this_space_is_read_from_disk(server, served_nets, images, tmp_path):
+    """MCP clients upload the file first (upload_file_to_gradio), then pass its URL: it is this Space's own upload,
+    read where it lies, never fetched. A URL naming a server file outside the upload cache is refused."""
+    import uploads
+    from urllib.parse import quote
+
+    uploaded = upload(server, images / "gray.png")
+    url = f"{server}gradio_api/file={quote(uploaded)}"
+    kind, payload = call_raw(server, "classify", [{"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}])
+    assert kind == "complete" and list(payload[0]["nets"]) == served_nets
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((images / "gray.png").read_bytes())
+    for path in (str(secret), "/etc/passwd", f"{uploaded}/../../../../etc/passwd"):
+        url = f"{server}gradio_api/file={quote(path)}"
+        kind, payload = call_raw(server, "classify", [{"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}])
+        assert (kind, payload["error"]) == ("error", uploads.NOT_AN_UPLOAD), path
 
 
 def test_urls_are_never_fetched(server):

@@ -57,6 +57,11 @@ def test_train_saves_weights_config_and_a_card_with_the_training_record(trained)
     assert "data: image folder" in stdout and "90 train, 10 val" in stdout
     card = (out / "README.md").read_text()
     assert f"{record['val_accuracy']:.4f}" in card and "Recipe `default`" in card
+    from training import engine, hardware
+
+    precision = engine.resolve_precision(engine.pick_device("auto"), "auto")  # bf16 only where it is native
+    assert record["precision"] == precision and f"on {record['device']}, {precision} |" in card
+    assert hardware.cpu_model() in record["device"] or record["device"].startswith("cuda")  # the CPU by name
 
 
 def test_trained_model_loads_and_classifies_new_images(trained, tmp_path):

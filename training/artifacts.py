@@ -8,7 +8,6 @@ model whole, and nothing that is not a convhub model is ever replaced.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import stat
 import tempfile
@@ -22,6 +21,8 @@ from convhub.errors import ConvHubError
 from convhub.hub import MODEL_FILES
 from convhub.models import ARCHITECTURES
 
+from .hardware import cpu_model
+
 # What `zoo`, `report` and `translation` write next to the nets (the Space reads them; publish uploads them).
 ZOO_REPORT_FILES = ("results.json", "results.md", "accuracy_vs_params.png", "translation.json")
 
@@ -30,7 +31,16 @@ class OutputError(ConvHubError):
     """An output folder that cannot or must not be written; nothing was changed."""
 
 
-def training_record(model, data, recipe, result, train_metrics: dict, val_metrics: dict, *, seed: int, device) -> dict:
+def describe_device(device) -> str:
+    """The device a run used, named well enough to read its seconds: the CPU model and threads, or the GPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def training_record(model, data, recipe, result, train_metrics: dict, val_metrics: dict, *, seed: int, device,
+                    precision: str = "fp32") -> dict:
     """Everything the model card reports about a run (also stored as the card's `convhub` metadata)."""
     return {
         "model_name": model.model_name,
@@ -42,8 +52,8 @@ def training_record(model, data, recipe, result, train_metrics: dict, val_metric
         "epochs": len(result.history),
         "seconds": round(result.seconds, 1),
         "images_per_second": round(result.images_per_second),
-        "device": str(device) if str(device) != "cpu" else f"cpu ({platform.processor() or platform.machine()}, "
-                                                            f"{torch.get_num_threads()} threads)",
+        "device": describe_device(device),
+        "precision": precision,
         "dataset": data.source,
         "n_train": len(data.train),
         "n_val": len(data.val),

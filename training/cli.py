@@ -109,7 +109,8 @@ def train_one(name: str, data, args, out_dir: Path) -> dict:
     model.cpu()
     record = artifacts.training_record(
         model, data, recipe, result, engine.metrics(model, data.train, convhub.CIFAR2_CLASSES),
-        engine.metrics(model, data.val, convhub.CIFAR2_CLASSES), seed=args.seed, device=device)
+        engine.metrics(model, data.val, convhub.CIFAR2_CLASSES), seed=args.seed, device=device,
+        precision=engine.resolve_precision(device, args.precision or recipe.precision))
     artifacts.save(model, out_dir, record, overwrite=getattr(args, "overwrite", False))
     print(f"{name}: val {record['val_accuracy']:.4f}, train {record['train_accuracy']:.4f}, "
           f"{record['seconds']:.0f} s -> {out_dir}", flush=True)

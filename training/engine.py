@@ -30,8 +30,13 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """"bf16" or "fp32": what "auto" means on this hardware (bf16 autocast only where it is native)."""
+    return "bf16" if precision == "bf16" or (precision == "auto" and bf16_supported(device)) else "fp32"
+
+
 def autocast(device: torch.device, precision: str):
-    if precision == "bf16" or (precision == "auto" and bf16_supported(device)):
+    if resolve_precision(device, precision) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -1,0 +1,37 @@
+"""What this CPU is and has: the model name and the features that decide training speed (native bf16 or not).
+
+Model cards and benchmarks name the CPU their figures came from: the same step is 2-6x faster with AVX512-BF16/AMX
+than with AVX2 only.
+"""
+
+from __future__ import annotations
+
+import platform
+
+# Feature name -> CPU flags (Linux /proc/cpuinfo spelling), any of which means the CPU has it.
+FEATURE_FLAGS = {
+    "AVX2": ("avx2",),
+    "AVX512": ("avx512f",),
+    "AVX512-BF16": ("avx512_bf16",),
+    "AMX": ("amx_bf16", "amx_tile"),
+}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo ({} where there is none: macOS, Windows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            block = f.read().split("\n\n")[0]
+    except OSError:
+        return {}
+    return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in block.splitlines())}
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_features() -> dict[str, bool | None]:
+    """AVX2 / AVX512 / AVX512-BF16 / AMX: True or False from the CPU flags, None where the flags are unreadable."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    return {name: (any(flag in flags for flag in wanted) if flags else None) for name, wanted in FEATURE_FLAGS.items()}
