@@ -1,7 +1,8 @@
 """ConvHub: the convnets of Deep Learning with PyTorch ch. 8 for CIFAR-2, as Hugging Face Hub models.
 
 Layers, each importing only those before it: errors, config (what a config.json may hold), hub (finding and reading
-a model folder), preprocessing (images in), card, models (the nets and the zoo), registry (create / load).
+a model folder), preprocessing (images in), card, models (the nets and the zoo), registry (create / load); graph
+(exact rewrites that make a net cheaper to run) stands apart, on torch alone.
 """
 
 __version__ = "0.1.0"
