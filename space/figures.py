@@ -297,30 +297,26 @@ LABEL_GAP_PX = 17  # pixels between two labels of the Compare plot
 
 def _label_offsets(points: list[tuple[str, int, float]], y_range: list[float], plot_px: float) -> dict:
     """Pixel offsets (ax, ay) for each net's label. Labels sit beside their points, right of them (left for nets
-    over 500k parameters, so none runs off a phone's screen), and those on one side are pushed apart vertically to
-    LABEL_GAP_PX, keeping their order: on a phone the x axis is too short to separate them."""
+    over 500k parameters, so none runs off a phone's screen), pushed apart vertically to LABEL_GAP_PX in the order
+    of their points: on a phone the x axis is too short to keep any two labels apart by x alone."""
     to_px = lambda accuracy: (y_range[1] - accuracy) / (y_range[1] - y_range[0]) * plot_px  # noqa: E731
-    offsets = {}
-    for side in (1, -1):
-        column = sorted((to_px(a), name) for name, params, a in points if (params > 500_000) == (side < 0))
-        if not column:
-            continue
-        wanted = [y for y, _ in column]
-        placed = wanted[:1]
-        for y in wanted[1:]:
-            placed.append(max(y, placed[-1] + LABEL_GAP_PX))
-        shift = (sum(wanted) - sum(placed)) / len(placed)  # centred on where the points are
-        placed = [y + shift for y in placed]
-        low, high = LABEL_GAP_PX / 2, plot_px - LABEL_GAP_PX / 2  # inside the plot, still apart
-        placed[0] = max(placed[0], low)
-        for i in range(1, len(placed)):
-            placed[i] = max(placed[i], placed[i - 1] + LABEL_GAP_PX)
-        placed[-1] = min(placed[-1], high)
-        for i in range(len(placed) - 2, -1, -1):
-            placed[i] = min(placed[i], placed[i + 1] - LABEL_GAP_PX)
-        for (y, name), label_y in zip(column, placed):
-            offsets[name] = (side * 48, label_y - y)
-    return offsets
+    column = sorted((to_px(accuracy), name, params) for name, params, accuracy in points)
+    if not column:
+        return {}
+    wanted = [y for y, _, _ in column]
+    placed = wanted[:1]
+    for y in wanted[1:]:
+        placed.append(max(y, placed[-1] + LABEL_GAP_PX))
+    shift = (sum(wanted) - sum(placed)) / len(placed)  # centred on where the points are
+    placed = [y + shift for y in placed]
+    placed[0] = max(placed[0], LABEL_GAP_PX / 2)  # inside the plot, still apart
+    for i in range(1, len(placed)):
+        placed[i] = max(placed[i], placed[i - 1] + LABEL_GAP_PX)
+    placed[-1] = min(placed[-1], plot_px - LABEL_GAP_PX / 2)
+    for i in range(len(placed) - 2, -1, -1):
+        placed[i] = min(placed[i], placed[i + 1] - LABEL_GAP_PX)
+    return {name: ((-48 if params > 500_000 else 48), label_y - y)
+            for (y, name, params), label_y in zip(column, placed)}
 
 
 def compare_figure(rows: list[dict]):
