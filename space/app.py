@@ -440,7 +440,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
             with gr.Tab("Compare", id="compare") as compare_tab:
                 gr.Markdown(chapter.COMPARE)
                 compare_plot = gr.Plot(show_label=False, elem_id="compare-plot")
-                gr.Markdown(figures.compare_markdown(list(rows.values())), elem_id="compare-table")
+                gr.Markdown(figures.compare_markdown(list(rows.values()), repos), elem_id="compare-table")
                 with gr.Accordion("Where each net's weights came from", open=False):
                     gr.Markdown(sources_summary(nets) + "\n\n" + "\n".join(f"- `{n.name}`: {n.source}" for n in nets))
 

@@ -385,14 +385,20 @@ def compare_figure(rows: list[dict]):
     return fig
 
 
-def compare_markdown(rows: list[dict]) -> str:
+def compare_markdown(rows: list[dict], repos: dict[str, str] | None = None) -> str:
+    """The Compare table; each net's name links to its model repo where ``repos`` names one."""
+    from urllib.parse import quote
+
     lines = ["| net | parameters | ours (val) | book (val) | epochs |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         book = "—" if r["book_val_accuracy"] is None else f"{r['book_val_accuracy']:.2f}"
         if r["net"] == "net_res_deep":
             book = "—¹"
         ours = "—" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
-        lines.append(f"| `{r['net']}` | {r['params']:,} | {ours} | {book} | {r['epochs'] or '—'} |")
+        name = f"`{r['net']}`"
+        if repos and r["net"] in repos:
+            name = f"[{name}](https://huggingface.co/{quote(repos[r['net']], safe='/-_.')})"
+        lines.append(f"| {name} | {r['params']:,} | {ours} | {book} | {r['epochs'] or '—'} |")
     if any(r["net"] == "net_res_deep" for r in rows):
         lines.append("\n¹ The book trained only the 100-block residual net.")
     return "\n".join(lines)
