@@ -19,7 +19,17 @@ from test_training_helpers import (
     one_torch_thread,  # noqa: F401 - autouse fixture
     synth_image,
 )
-from training.data import DataError, Split, augment, load_cifar2, load_eval_split, load_image_folder, stratified_split
+from training.data import (
+    DataError,
+    Split,
+    augment,
+    crop_and_flip,
+    load_cifar2,
+    load_eval_split,
+    load_image_folder,
+    pad_for_augment,
+    stratified_split,
+)
 
 # --- image folders --------------------------------------------------------------------------------------------------
 
@@ -298,6 +308,15 @@ def test_augment_is_deterministic_with_a_seeded_generator():
     third = augment(images, generator=torch.Generator().manual_seed(6))
     assert torch.equal(first, second)
     assert not torch.equal(first, third)
+
+
+def test_crops_from_the_padded_dataset_are_the_batch_augmented():
+    """The training loop pads the data once and gathers each batch's crops from it: the same pixels as padding and
+    cropping the batch, for the same random draws."""
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    index = torch.tensor([7, 3, 3, 39, 0, 12])
+    gathered = crop_and_flip(pad_for_augment(images), index, (32, 32), torch.Generator().manual_seed(2))
+    assert torch.equal(gathered, augment(images[index], generator=torch.Generator().manual_seed(2)))
 
 
 def test_augment_padding_zero_only_flips():

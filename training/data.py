@@ -258,20 +258,31 @@ def check_every_class(data: CIFAR2) -> None:
                             "every class needs images in both splits")
 
 
+def pad_for_augment(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Reflect-padded copies of uint8 images, made once per run: each step then only gathers its crops."""
+    return torch.nn.functional.pad(images.float(), (padding,) * 4, mode="reflect").to(images.dtype)
+
+
+def crop_and_flip(padded: torch.Tensor, index: torch.Tensor, size: tuple[int, int],
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each ``padded[index[i]]`` a random ``size`` crop, mirrored half of the time: one gather, the mirror folded
+    into the column indices (random crop + horizontal flip of a whole batch, without copying the batch first)."""
+    n, (h, w), device = len(index), size, padded.device
+    room_y, room_x = padded.shape[-2] - h, padded.shape[-1] - w
+    dy = torch.randint(0, room_y + 1, (n,), device="cpu", generator=generator).to(device)
+    dx = torch.randint(0, room_x + 1, (n,), device="cpu", generator=generator).to(device)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(device)[:, None]
+    across = torch.arange(w, device=device)
+    rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
+    cols = (dx[:, None] + torch.where(flip, w - 1 - across, across))[:, None, None, :]
+    channels = torch.arange(padded.shape[1], device=device)[None, :, None, None]
+    return padded[index.to(device)[:, None, None, None], channels, rows, cols]
+
+
 def augment(images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
     """Per-image random crop (reflect padding) and horizontal flip of a uint8 batch, on its own device."""
-    n, _, h, w = images.shape
-    device = images.device
-    padded = torch.nn.functional.pad(images.float(), (padding,) * 4, mode="reflect").to(images.dtype)
-    dy = torch.randint(0, 2 * padding + 1, (n,), device="cpu", generator=generator).to(device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), device="cpu", generator=generator).to(device)
-    rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
-    batch = torch.arange(n, device=device)[:, None, None, None]
-    channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
-    cropped = padded[batch, channels, rows, cols]
-    flip = (torch.rand(n, generator=generator) < 0.5).to(device)[:, None, None, None]
-    return torch.where(flip, cropped.flip(3), cropped)
+    return crop_and_flip(pad_for_augment(images, padding), torch.arange(len(images), device=images.device),
+                         tuple(images.shape[-2:]), generator)
 
 
 def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Split, str]:

@@ -13,7 +13,7 @@ from convhub.models import ResBlock
 from convhub.preprocessing import normalize_uint8
 from tqdm.auto import tqdm
 
-from .data import CIFAR2, Split, augment
+from .data import CIFAR2, Split, crop_and_flip, pad_for_augment
 from .recipes import Recipe
 
 
@@ -108,6 +108,7 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
     model.to(device=device, memory_format=torch.channels_last).train()
     forward = pool_before_activation(model)  # the same function, cheaper: it trains the model's own parameters
     images, labels = data.train.images.to(device), data.train.labels.to(device)
+    padded, size = (pad_for_augment(images), tuple(images.shape[-2:])) if recipe.augment else (None, None)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov and recipe.momentum > 0, weight_decay=recipe.weight_decay)
     steps_per_epoch = max(1, len(images) // recipe.batch_size)  # drop the ragged last batch (BatchNorm needs >1)
@@ -130,9 +131,7 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
         seen = 0
         for step in range(steps_per_epoch):
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            batch = images[idx]
-            if recipe.augment:
-                batch = augment(batch, generator=generator)
+            batch = crop_and_flip(padded, idx, size, generator) if recipe.augment else images[idx]
             targets = labels[idx]
             with autocast(device, precision):
                 logits = forward(_prepare(batch))
