@@ -151,7 +151,7 @@ def markdown(env: dict, target: float, runs: list[dict], ratio: str, nets: list[
     if env.get("notebook_images_per_second"):
         lines += ["", f"The book's own notebook loop (DataLoader, batch 64, fp32), same images: "
                       f"{env['notebook_images_per_second']:,.0f} images/s"]
-    if env.get("others_cpu_share"):
+    if (env.get("others_cpu_share") or 0) >= 0.005:
         lines += ["", f"Other processes used {env['others_cpu_share']:.0%} of the CPUs during the runs."]
     if nets:
         lines += ["", "| model | params | images/s (1 epoch, default recipe) | val acc after 1 epoch |",
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     if notebook:
         print(f"the book's notebook loop (DataLoader, batch 64): {notebook:,.0f} images/s", flush=True)
-    if load.share:
+    if (load.share or 0) >= 0.05:
         print(f"warning: other processes used {load.share:.0%} of the CPUs meanwhile: figures are low", flush=True)
 
     nets = []
