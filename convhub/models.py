@@ -326,6 +326,8 @@ class ResBlock(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(n_chans, n_chans, kernel_size=3, padding=1, bias=False)
         self.batch_norm = torch.nn.BatchNorm2d(n_chans)
+        if self.conv.weight.is_meta:  # built to be loaded (or counted): nothing to draw, and on the meta device
+            return  # kaiming_normal_ takes torch's reference path, 1.8 s for the Space's two NetResDeeps
         torch.nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")
         torch.nn.init.constant_(self.batch_norm.weight, 0.5)
         torch.nn.init.zeros_(self.batch_norm.bias)
