@@ -215,13 +215,19 @@ def test_compare(client):
     assert rows["fc"]["book_val_accuracy"] == 0.8
 
 
-def test_a_hundred_concurrent_classify_calls_are_all_answered(client, served_nets, images):
-    from gradio_client import handle_file
+def test_a_hundred_concurrent_classify_calls_are_all_answered(server, served_nets, images):
+    """100 clients at once, each uploading and calling over its own HTTP connections. (Through one gradio_client
+    2.7.2, a job now and then ends in an empty CancelledError although the Space's answer sits in the client's
+    queue: its consumer checks the shared stream's "complete" flag before reading what it already received. That
+    race is the client's; benchmarks/space_load.py still counts it.)"""
+    def one_client(_):
+        uploaded = upload(server, images / "cifar_like.png")
+        return call_raw(server, "classify", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}], timeout=300)
 
-    jobs = [client.submit(handle_file(images / "cifar_like.png"), api_name="/classify") for _ in range(100)]
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda job: job.result(timeout=300), jobs))
-    assert len(results) == 100 and all(list(r["nets"]) == served_nets for r in results)
+    with ThreadPoolExecutor(100) as pool:
+        results = list(pool.map(one_client, range(100)))
+    assert [kind for kind, _ in results] == ["complete"] * 100
+    assert all(list(payload[0]["nets"]) == served_nets for _, payload in results)
 
 
 # --- hostile requests (issue #8) -----------------------------------------------------------------------------------
