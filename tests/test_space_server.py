@@ -343,25 +343,27 @@ def test_nan_weights_are_refused_and_the_bundled_net_serves_instead(client):
 def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
     """A full queue answers at once with Gradio's "Queue is full"; SIGTERM removes the Space's own image folder
     (what goes in it, and its bounds, are tested in test_space_unit.py)."""
-    from gradio_client import Client, handle_file
-
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
         "CONVHUB_MODELS_DIR": str(models_dir), "CONVHUB_QUEUE_SIZE": "1", "TMPDIR": str(tmp)},
         ignore_sigint=True)  # SIGTERM must still stop it
     try:
-        client = Client(space.url, verbose=False)
         assert len(list(tmp.glob("convhub-space-*"))) == 1  # the folder of the images the page shows
-        jobs = [client.submit(handle_file(images / "huge.jpg"), api_name="/classify") for _ in range(12)]
-        errors = []
-        for job in jobs:
+        uploaded = upload(space.url, images / "huge.jpg")
+
+        def one_client(_):  # raw HTTP, one connection each (see the 100-call test)
             try:
-                job.result(timeout=120)
-            except Exception as error:  # noqa: BLE001 - the queue-full answers
-                errors.append(str(error))
-        assert errors and all("Queue is full" in e for e in errors)
-        assert len(errors) < len(jobs)  # the ones that got in were answered
+                return call_raw(space.url, "classify", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}],
+                                timeout=120)
+            except urllib.error.HTTPError as error:  # refused at the door: 503 and why
+                return f"HTTP {error.code}", error.read().decode()
+
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(one_client, range(12)))
+        errors = [str(payload) for kind, payload in results if kind != "complete"]
+        assert errors and all("Queue is full" in e for e in errors), errors
+        assert len(errors) < len(results)  # the ones that got in were answered
     finally:
         code = space.stop()
     assert code is not None and list(tmp.glob("convhub-space-*")) == []
