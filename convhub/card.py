@@ -224,8 +224,9 @@ TEXT = 500  # characters a record's descriptive fields may have
 RECORD_FIELDS = {  # what a training record may hold, and how each value is checked; other keys are dropped
     "model_name": str, "params": Int(0, 10**9), "val_accuracy": Float(0, 1), "train_accuracy": Float(0, 1),
     "epochs": Int(0, 10**6), "seconds": Float(0, 10**9), "images_per_second": Float(0, 10**9),
-    "n_train": Int(0, 10**9), "n_val": Int(0, 10**9), "seed": Int(-2**63, 2**63), "device": str, "precision": str, "dataset": str,
-    "validation": str, "recipe": str, "recipe_description": str, "convhub_version": str, "torch_version": str,
+    "n_train": Int(0, 10**9), "n_val": Int(0, 10**9), "seed": Int(-2**63, 2**63), "device": str, "precision": str,
+    "dataset": str, "validation": str, "recipe": str, "recipe_description": str, "convhub_version": str,
+    "torch_version": str,
 }
 
 

@@ -45,6 +45,11 @@ STORE = uploads.ImageStore()
 CLASSIFY_CONCURRENCY = int(os.environ.get("CONVHUB_CLASSIFY_CONCURRENCY", "16"))
 
 
+def input_error(message: str) -> gr.Error:
+    """How a bad input is reported: one message at the image on the page, an AppError through the API."""
+    return gr.Error(message, title="Cannot use this input", print_exception=False)
+
+
 def guarded_image_input(component: gr.Image) -> gr.Image:
     """Accept only files uploaded to this Space (or our examples), and hand our handlers the path undecoded.
 
@@ -59,7 +64,7 @@ def guarded_image_input(component: gr.Image) -> gr.Image:
         try:
             return str(uploads.checked_upload(payload.path))
         except uploads.UntrustedFileError as error:
-            raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from None
+            raise input_error(str(error)) from None
 
     component.preprocess = checked
     return component
@@ -78,14 +83,13 @@ def refuse_url_fetches() -> None:
     def local_upload(url: str) -> str:
         from urllib.parse import unquote, urlparse
 
-        path = unquote(urlparse(url).path)
-        _, marker, named = path.partition("/gradio_api/file=")
-        try:
-            if not marker:
-                raise uploads.UntrustedFileError(uploads.NOT_AN_UPLOAD)
-            return str(uploads.checked_upload(named))
-        except uploads.UntrustedFileError as error:
-            raise gr.Error(str(error), title="Cannot use this input", print_exception=False) from None
+        _, marker, named = unquote(urlparse(url).path).partition("/gradio_api/file=")
+        if marker:
+            try:
+                return str(uploads.checked_upload(named))
+            except uploads.UntrustedFileError:
+                pass
+        raise input_error(uploads.NOT_AN_UPLOAD)
 
     processing_utils.async_ssrf_protected_download = own_upload_or_refuse
     processing_utils.ssrf_protected_download = lambda url, cache_dir: local_upload(url)
@@ -104,7 +108,7 @@ def api_errors(fn):
         except (inference.BadImageError, inference.ConvHubError, KeyError, ValueError, OSError, OverflowError,
                 TypeError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-            raise gr.Error(message, title="Cannot use this input", print_exception=False) from None
+            raise input_error(message) from None
     return wrapper
 
 
