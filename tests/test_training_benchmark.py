@@ -55,3 +55,19 @@ def test_benchmark_book_run_stops_at_max_seconds(bench, tmp_path, capsys):
     assert not ours["reached"] and ours["epochs_run"] == recipe_for("net").epochs  # ran to its end
     assert "n/a" in capsys.readouterr().out
 
+
+
+def test_recipe_sweep_runs_each_variant_on_each_seed(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("recipe_sweep", SCRIPT.parent / "recipe_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    data = make_image_folder(tmp_path / "data", 20)
+    code = sweep.main(["--model", "net", "--data", str(data), "--seeds", "1,2", "--device", "cpu",
+                       "--set", "epochs=1", "--set", "epochs=2,lr=0.2,nesterov=false,grad_clip=none"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["seed"], r["epochs"]) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert rows[1]["overrides"] == {"epochs": 2, "lr": 0.2, "nesterov": False, "grad_clip": None}
+    assert all(0 <= r["val_accuracy"] <= r["best_val_accuracy"] <= 1 for r in rows)
+    with pytest.raises(SystemExit, match="unknown recipe field 'lrate'"):
+        sweep.main(["--model", "net", "--data", str(data), "--set", "lrate=0.1"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import convhub
 import numpy as np
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
@@ -154,6 +155,15 @@ def test_zoo_rejects_unknown_models_before_any_work(folder, tmp_path):
     code, stdout, stderr = run_cli("zoo", "--models", "net,resnet50", "--data", folder, "--out", tmp_path / "z")
     assert_user_error(code, stderr, "unknown model(s) resnet50", "net_res_deep100")
     assert "data:" not in stdout and not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "zoo"])
+def test_a_device_that_is_not_there_is_refused_before_any_work(command, folder, tmp_path):
+    device = "cuda:64" if torch.cuda.is_available() else "cuda"
+    extra = ["--model", "net"] if command == "train" else ["--models", "net"]
+    code, stdout, stderr = run_cli(command, *extra, "--data", folder, "--out", tmp_path / "m", "--device", device)
+    assert_user_error(code, stderr, f"device '{device}'")
+    assert "data:" not in stdout and not (tmp_path / "m").exists()
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------------

@@ -168,3 +168,21 @@ def test_bf16_autocast_only_where_asked_or_supported():
         assert not torch.is_autocast_enabled("cpu")
     with engine.autocast(cpu, "auto"):
         assert torch.is_autocast_enabled("cpu") == engine.bf16_supported(cpu)
+
+
+@pytest.mark.parametrize("name", ["tpu", "bogus", "cuda:x", "meta"])
+def test_an_unknown_device_is_a_clear_error(name):
+    with pytest.raises(convhub.ConvHubError, match="use auto, cpu, cuda or cuda:N"):
+        engine.pick_device(name)
+
+
+def test_devices_that_exist_are_picked():
+    assert engine.pick_device("cpu") == torch.device("cpu")
+    assert engine.pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        assert engine.pick_device("cuda").type == "cuda"
+        with pytest.raises(convhub.ConvHubError, match="only"):
+            engine.pick_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(convhub.ConvHubError, match="sees no CUDA GPU"):
+            engine.pick_device("cuda")

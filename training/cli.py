@@ -126,6 +126,7 @@ def _load_data(args):
 
 def cmd_train(args) -> int:
     out = artifacts.check_model_out(args.out, overwrite=args.overwrite)
+    engine.pick_device(args.device)
     if args.push:
         publish.check_can_push(args.token)
     record = train_one(args.model, _load_data(args), args, out)
@@ -140,6 +141,7 @@ def cmd_zoo(args) -> int:
     if unknown:
         raise ConvHubError(f"unknown model(s) {', '.join(unknown)}; the zoo has: {', '.join(convhub.ZOO)}")
     out = artifacts.check_zoo_out(args.out, names, overwrite=args.overwrite)
+    engine.pick_device(args.device)
     if args.push:
         publish.check_can_push(args.token)
     data = _load_data(args)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from convhub.errors import ConvHubError
 from convhub.graph import pool_before_activation
 from convhub.models import ResBlock
 from convhub.preprocessing import normalize_uint8
@@ -18,9 +19,22 @@ from .recipes import Recipe
 
 
 def pick_device(requested: str = "auto") -> torch.device:
+    """The device named by ``--device``, checked before any work: a typo or a missing GPU is one clear line."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ConvHubError(f"unknown device {requested!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConvHubError(f"device {requested!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConvHubError(f"device {requested!r}: torch {torch.__version__} sees no CUDA GPU here "
+                               "(use --device cpu or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConvHubError(f"device {requested!r}: there are only {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -39,6 +53,12 @@ def autocast(device: torch.device, precision: str):
     if resolve_precision(device, precision) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work: CUDA runs asynchronously, so a clock read without this measures only the launches."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _prepare(images: torch.Tensor) -> torch.Tensor:
@@ -146,6 +166,7 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == targets).sum()
             seen += len(idx)
+        synchronize(device)
         train_time += time.perf_counter() - epoch_start
         if not torch.isfinite(loss_sum):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss is {loss_sum.item()}): lower --lr")
@@ -159,6 +180,7 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
                        f"train(aug) {row['train_accuracy_running']:.3f}  val {val_accuracy:.4f}  {row['seconds']:.1f}s")
         if stop_at is not None and val_accuracy >= stop_at:
             break
+    synchronize(device)
     result.seconds = time.perf_counter() - started
     result.images_per_second = len(result.history) * steps_per_epoch * recipe.batch_size / max(train_time, 1e-9)
     model.eval()
