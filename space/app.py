@@ -39,6 +39,9 @@ MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larg
 # still reaches Gradio, whose refusal says what the limit is.
 MAX_BODY = 2 * uploads.size_in_bytes(MAX_UPLOAD) + 2**20
 QUEUE_SIZE = int(os.environ.get("CONVHUB_QUEUE_SIZE", "256"))  # requests waiting beyond this: "Queue is full"
+# Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of its
+# own), 10,000 sessions by default: up to 1.2 GB. The least recently active sessions beyond this are dropped.
+SESSIONS = int(os.environ.get("CONVHUB_SESSIONS", "1000"))
 TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
 STORE = uploads.ImageStore()
 # Classify requests decode their images side by side, then share one forward pass per net (inference.SharedBatches).
@@ -553,7 +556,7 @@ def main() -> None:
         demo.queue(default_concurrency_limit=inference.CONCURRENCY, max_size=QUEUE_SIZE).launch(
             server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-            max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS,
+            max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
             app_kwargs={"max_body_size": MAX_BODY},  # JSON requests too: they were accepted at any size
         )
     finally:

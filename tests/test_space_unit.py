@@ -170,6 +170,33 @@ def test_batched_classification_gives_each_image_its_own_answer(nets, bird_jpg, 
             assert a.probabilities[name] == pytest.approx(b.probabilities[name], abs=1e-5)
 
 
+def test_concurrent_requests_share_batches_computed_on_one_thread():
+    """Each request gets its own answer, the batches run on the one thread of their own (native per-thread buffers
+    grew the server when batches ran on whichever of Gradio's workers led), and an error reaches every request of
+    its batch."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = []
+
+    def compute(x):
+        seen.append((threading.current_thread().name, len(x)))
+        time.sleep(0.05)  # long enough for the other requests to queue behind the first batch
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return [float(row.sum()) for row in x]
+
+    batches = inference.SharedBatches(compute, max_batch=8)
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda i: batches(torch.full((1, 2), float(i))), range(12)))
+    assert answers == [2.0 * i for i in range(12)]
+    assert {name for name, _ in seen} == {seen[0][0]} and seen[0][0].startswith("convhub-batches")
+    assert sum(size for _, size in seen) == 12 and len(seen) < 12 and max(size for _, size in seen) <= 8
+    with pytest.raises(ValueError, match="negative input"):
+        batches(torch.full((1, 2), -1.0))
+    assert batches(torch.ones(1, 2)) == 2.0  # the failed batch left nothing behind
+
+
 def test_the_vote():
     verdict = inference.Verdict({"a": (0.9, 0.1), "b": (0.2, 0.8), "c": (0.3, 0.7)})
     assert verdict.votes == {"airplane": 1, "bird": 2} and verdict.winner == "bird"
@@ -387,6 +414,30 @@ def test_app_wires_named_endpoints_and_missing_nets(nets):
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if type(b).__name__ == "Markdown")
     assert "**3 of 4 nets loaded**" in markdown and "`net_depth`: unavailable — test" in markdown
     assert "locality" in markdown and "weight sharing" in markdown and "skip" in markdown
+
+
+def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
+    """Gradio keeps a copy of the page's configs per session (~120 KB here; 10,000 sessions by default): main() hands
+    it the Space's bound, with the queue and upload limits."""
+    import signal
+
+    import app
+
+    launched = {}
+
+    class Queue:
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+
+    monkeypatch.setattr(app.demo, "queue", lambda **kwargs: launched.update(queue=kwargs) or Queue())
+    monkeypatch.setattr(app.uploads, "sweep_in_background", lambda folder: None)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        app.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert launched["state_session_capacity"] == app.SESSIONS == 1000
+    assert launched["queue"]["max_size"] == app.QUEUE_SIZE and launched["max_file_size"] == app.MAX_UPLOAD
 
 
 def test_api_functions_keep_their_signatures_for_the_docs_and_mcp():
