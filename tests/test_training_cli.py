@@ -157,6 +157,18 @@ def test_zoo_rejects_unknown_models_before_any_work(folder, tmp_path):
     assert "data:" not in stdout and not (tmp_path / "z").exists()
 
 
+def test_fp32_on_a_cpu_trains_the_deep_nets_on_their_shorter_schedule(folder, tmp_path):
+    from training.recipes import FP32_CPU_EPOCHS
+
+    code, stdout, stderr = run_cli("train", "--model", "net_res_deep100", "--data", folder, "--out", tmp_path / "m",
+                                   "--device", "cpu", "--precision", "fp32", "--quiet")
+    assert code == 0, stderr
+    epochs = FP32_CPU_EPOCHS["net_res_deep100"]
+    assert f"{epochs} epochs instead of 8: this CPU trains in fp32" in stdout
+    card = ModelCard.load(tmp_path / "m" / "README.md").data.to_dict()["convhub"]
+    assert card["recipe_config"]["epochs"] == epochs and card["precision"] == "fp32"
+
+
 @pytest.mark.parametrize("command", ["train", "zoo"])
 def test_a_device_that_is_not_there_is_refused_before_any_work(command, folder, tmp_path):
     device = "cuda:64" if torch.cuda.is_available() else "cuda"

@@ -186,3 +186,15 @@ def test_devices_that_exist_are_picked():
     else:
         with pytest.raises(convhub.ConvHubError, match="sees no CUDA GPU"):
             engine.pick_device("cuda")
+
+
+def test_deep_nets_get_shorter_schedules_where_a_cpu_trains_in_fp32():
+    from training.recipes import FP32_CPU_EPOCHS
+
+    assert recipe_for("net_res_deep", fp32_cpu=True).epochs == FP32_CPU_EPOCHS["net_res_deep"] < \
+        recipe_for("net_res_deep").epochs
+    assert recipe_for("net_res_deep100", fp32_cpu=True).epochs == FP32_CPU_EPOCHS["net_res_deep100"] < \
+        recipe_for("net_res_deep100").epochs
+    assert recipe_for("net", fp32_cpu=True) == recipe_for("net")  # the small nets keep theirs
+    assert recipe_for("net_res_deep", "book", fp32_cpu=True) == recipe_for("net_res_deep", "book")
+    assert recipe_for("net_res_deep", fp32_cpu=True, epochs=3).epochs == 3  # --epochs still wins
