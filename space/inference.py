@@ -218,7 +218,9 @@ class SharedBatches:
             if item["done"]:
                 return _answer(item)
             self._busy = True
-            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+            # The leader's own image always goes in: with more than max_batch waiting, it may not be among the first.
+            others = [waiting for waiting in self._queue if waiting is not item]
+            batch, self._queue = [item, *others[:self.max_batch - 1]], others[self.max_batch - 1:]
             self.sizes[len(batch)] += 1
         try:
             results = self._thread.submit(self.compute, torch.cat([i["x"] for i in batch])).result()
