@@ -100,15 +100,16 @@ def _request(method: str, path: str, host: str, body: bytes = b"", content_type:
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def raw_http_burst(url: str, n: int, api_name: str = "/classify",
-                   visitors: list[str] | None = None) -> tuple[list[float], list[str], float]:
+def raw_http_burst(url: str, n: int, api_name: str = "/classify", visitors: list[str] | None = None,
+                   timeout: float = 600) -> tuple[list[float], list[str], float]:
     """The same n calls as plain HTTP from one asyncio loop, as a browser sends them: upload the image, join the
     queue, read the answer's event stream. The client is a few lines over raw sockets because the cores are shared:
     gradio_client spends about 4x the server's CPU on the same calls (httpx about 2x), and on 2 cores a heavy client
     becomes the server's latency. Visitors' browsers run on their own machines.
 
     Each call is a new visitor (a Gradio session of its own), unless ``visitors`` names the session ids to take
-    in turn: the same visitors coming back."""
+    in turn: the same visitors coming back. Give at least n of them: Gradio's call API streams a session's answers
+    through one queue, so a visitor's second call at the same time is answered "404: Not Found"."""
     import asyncio
     import json
     import urllib.parse
@@ -141,8 +142,8 @@ def raw_http_burst(url: str, n: int, api_name: str = "/classify",
 
     async def burst() -> tuple[list[float], list[str], float]:
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(one(started, visitors[i % len(visitors)] if visitors else None)
-                                          for i in range(n)), return_exceptions=True)
+        calls = (one(started, visitors[i % len(visitors)] if visitors else None) for i in range(n))
+        outcomes = await asyncio.gather(*(asyncio.wait_for(call, timeout) for call in calls), return_exceptions=True)
         wall = time.perf_counter() - started
         latencies = [o for o in outcomes if isinstance(o, float)]
         errors = [f"{type(o).__name__}: {o}"[:200] for o in outcomes if isinstance(o, BaseException)]

@@ -230,6 +230,21 @@ def test_a_hundred_concurrent_classify_calls_are_all_answered(server, served_net
     assert all(list(payload[0]["nets"]) == served_nets for _, payload in results)
 
 
+def test_the_load_benchmarks_plain_http_client_speaks_the_spaces_protocol(server):
+    """benchmarks/space_load.py's light client (upload, join, event stream over raw sockets): every call answered,
+    as new visitors and as returning ones; a refused upload is reported as an error, not as an answer."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import space_load
+
+    latencies, errors, wall = space_load.raw_http_burst(server, 6)
+    assert errors == [] and len(latencies) == 6 and all(0 < t <= wall for t in latencies)
+    for _ in range(2):  # the same two visitors, calling again
+        latencies, errors, _ = space_load.raw_http_burst(server, 2, visitors=["visitor-a", "visitor-b"])
+        assert errors == [] and len(latencies) == 2
+    latencies, errors, _ = space_load.raw_http_burst(server, 2, "/no_such_endpoint")
+    assert latencies == [] and len(errors) == 2
+
+
 # --- hostile requests (issue #8) -----------------------------------------------------------------------------------
 
 
