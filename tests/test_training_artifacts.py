@@ -231,7 +231,10 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "training", "train", "--model", "net_res_deep", "--data", str(data), "--epochs", "500",
          "--out", str(tmp_path / "out"), "--quiet"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C's default, also where this test runs in the background (a shell then starts it with SIGINT ignored,
+        # and Python keeps that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in process.stdout:  # the net is built and training starts right after this line
         if "params" in line:
             break
