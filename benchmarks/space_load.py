@@ -195,11 +195,10 @@ def under_load(url: str, api_name: str, n: int, memory_requests: int, pid: int |
     client = Client(url, verbose=False)
     threaded(client, 4, 20, api_name)  # warm-up: both clients' paths
     raw_http_burst(url, 20, api_name)
-    baseline = rss_mb(pid) if pid else None
     lines = [measured("plain HTTP", n, lambda: raw_http_burst(url, n, api_name), pid),
              measured("gradio_client", n, lambda: concurrent_burst(client, n, api_name), pid),
              f"10 gradio_client threads calling in turn: {threaded(client, 10, 100, api_name):.1f} requests/s"]
-    if baseline is not None:
+    if pid and rss_mb(pid) is not None:
         # 100 visitors coming back: memory per request, apart from Gradio's per-session copy of the page's config
         # (the Space bounds the sessions it keeps: CONVHUB_SESSIONS in space/app.py).
         visitors = [f"visitor{i:03d}" for i in range(100)]

@@ -16,7 +16,7 @@ from convhub.hub import endpoint
 
 from . import artifacts, engine, publish, report
 from .data import load_cifar2, load_eval_split
-from .recipes import FP32_CPU_EPOCHS, RECIPES, recipe_for
+from .recipes import RECIPES, recipe_for
 
 log = logging.getLogger("training")
 
@@ -98,16 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def train_one(name: str, data, args, out_dir: Path) -> dict:
-    device = engine.pick_device(args.device)
+def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dict:
     fp32_cpu = device.type == "cpu" and engine.resolve_precision(device, args.precision or "auto") == "fp32"
-    recipe = recipe_for(name, args.recipe, fp32_cpu=fp32_cpu, epochs=args.epochs, lr=args.lr,
-                        batch_size=args.batch_size)
+    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    recipe = recipe_for(name, args.recipe, fp32_cpu=fp32_cpu, **overrides)
     torch.manual_seed(args.seed)  # the initial weights too: --seed alone must reproduce a run
     model = convhub.create(name)
     print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
-    if fp32_cpu and args.recipe == "default" and args.epochs is None and name in FP32_CPU_EPOCHS:
-        print(f"{name}: {recipe.epochs} epochs instead of {recipe_for(name).epochs}: this CPU trains in fp32 "
+    usual_epochs = recipe_for(name, args.recipe, **overrides).epochs
+    if recipe.epochs != usual_epochs:
+        print(f"{name}: {recipe.epochs} epochs instead of {usual_epochs}: this CPU trains in fp32 "
               "(no native bf16), about half as fast (--epochs overrides)", flush=True)
     result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
                           progress=not args.quiet)
@@ -131,10 +131,10 @@ def _load_data(args):
 
 def cmd_train(args) -> int:
     out = artifacts.check_model_out(args.out, overwrite=args.overwrite)
-    engine.pick_device(args.device)
+    device = engine.pick_device(args.device)
     if args.push:
         publish.check_can_push(args.token)
-    record = train_one(args.model, _load_data(args), args, out)
+    record = train_one(args.model, _load_data(args), args, out, device)
     if args.push:
         print(f"pushed: {publish.push(args.out, args.push, private=args.private or None, token=args.token)}")
     return 0 if record else 1
@@ -146,12 +146,12 @@ def cmd_zoo(args) -> int:
     if unknown:
         raise ConvHubError(f"unknown model(s) {', '.join(unknown)}; the zoo has: {', '.join(convhub.ZOO)}")
     out = artifacts.check_zoo_out(args.out, names, overwrite=args.overwrite)
-    engine.pick_device(args.device)
+    device = engine.pick_device(args.device)
     if args.push:
         publish.check_can_push(args.token)
     data = _load_data(args)
     started = time.perf_counter()
-    records = [train_one(name, data, args, out / name) for name in names]
+    records = [train_one(name, data, args, out / name, device) for name in names]
     paths = report.write_report(records, out)
     print(f"\nzoo done in {time.perf_counter() - started:.0f} s\n")
     print(paths["markdown"].read_text())
