@@ -353,11 +353,6 @@ def compare_figure(rows: list[dict]):
     labelled = [(r["net"], r["params"], r["val_accuracy"]) for r in rows if r["val_accuracy"] is not None]
     offsets = _label_offsets(labelled, y_range, height - margin["t"] - margin["b"])
     log_x = lambda params: float(np.log10(params))  # noqa: E731 - annotations on a log axis take log10 positions
-    for name, params, accuracy in labelled:
-        ax, ay = offsets[name]
-        fig.add_annotation(x=log_x(params), y=accuracy, xref="x", yref="y", text=name, ax=ax, ay=ay,
-                           xanchor="left" if ax > 0 else "right", showarrow=True, arrowhead=0, arrowwidth=1,
-                           arrowcolor="#999", standoff=6, font={"size": 11, "color": NET_COLOURS.get(name, "#333")})
     by_net = {r["net"]: r for r in rows}
     fc, net = by_net.get("fc"), by_net.get("net")
     if fc and net and fc["val_accuracy"] is not None and net["val_accuracy"] is not None:
@@ -370,6 +365,12 @@ def compare_figure(rows: list[dict]):
             showarrow=False, font={"size": 12},
             text=f"fc → net: {fc['params'] / net['params']:,.0f}× fewer parameters, "
                  f"{(net['val_accuracy'] - fc['val_accuracy']) * 100:+.1f} points")
+    for name, params, accuracy in labelled:
+        ax, ay = offsets[name]
+        fig.add_annotation(x=log_x(params), y=accuracy, xref="x", yref="y", text=name, ax=ax, ay=ay,
+                           xanchor="left" if ax > 0 else "right", showarrow=True, arrowhead=0, arrowwidth=1,
+                           arrowcolor="#999", standoff=6, font={"size": 11, "color": NET_COLOURS.get(name, "#333")},
+                           bgcolor="rgba(255,255,255,0.85)")  # drawn after the fc -> net arrow: over it, legible
     _layout(fig, None, "parameters", "validation accuracy", y_range)
     ticks = [10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
     labels = ["10k", "20k", "50k", "100k", "200k", "500k", "1M", "2M", "5M"]
