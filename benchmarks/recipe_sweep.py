@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                              "recipe as it stands")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--target", type=float, default=0.89,
+                        help="also report the epoch and seconds at which validation accuracy first reaches this")
     args = parser.parse_args(argv)
 
     device = engine.pick_device(args.device)
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"model": args.model, "overrides": overrides, "seed": seed,
                               "val_accuracy": history[-1], "best_val_accuracy": max(history),
                               "epochs": recipe.epochs, "seconds": round(time.perf_counter() - started, 1),
+                              "target": args.target, "epochs_to_target": result.epochs_to(args.target),
+                              "seconds_to_target": result.seconds_to(args.target),
                               "device": str(device)}), flush=True)
     return 0
 
