@@ -23,6 +23,7 @@ from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (
     synth_image,
 )
 from training import artifacts
+from training.recipes import recipe_for
 
 FAST = ["--batch-size", "16", "--quiet"]
 
@@ -143,6 +144,56 @@ def test_zoo_trains_each_net_and_writes_the_report(folder, tmp_path):
     assert code == 0, stderr
     assert json.loads((tmp_path / "results.json").read_text()) == rows
     assert (tmp_path / "results.md").read_text() == table and (tmp_path / "accuracy_vs_params.png").is_file()
+
+
+def test_zoo_side_by_side_trains_exactly_what_one_by_one_does(folder, tmp_path):
+    common = ["--models", "net,net_depth,fc", "--data", folder, "--epochs", 1, "--threads", 1, *FAST]
+    code, stdout, stderr = run_cli("zoo", *common, "--out", tmp_path / "side", "--jobs", 2)
+    assert code == 0, stderr
+    # the most work first (fc: most multiply-adds per image at equal epochs), each net in its own process
+    assert "training 3 nets 2 at a time, 1 torch thread(s) each, longest first: fc, net_depth, net" in stdout
+    for name in ("net", "net_depth", "fc"):
+        assert f"[{name}] {name}: val " in stdout  # every line of a net, prefixed with its name
+    code, stdout, stderr = run_cli("zoo", *common, "--out", tmp_path / "one", "--jobs", 1)
+    assert code == 0, stderr
+    assert "at a time" not in stdout and "[net]" not in stdout
+    side, one = (json.loads((tmp_path / run / "results.json").read_text()) for run in ("side", "one"))
+    assert [r["model"] for r in side] == ["net", "net_depth", "fc"]  # the chapter's order, not the training order
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in side] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in one]
+    for name in ("net", "net_depth", "fc"):  # same seed, same data, same threads: the same weights
+        side_weights, one_weights = (load_file(tmp_path / run / name / "model.safetensors") for run in ("side", "one"))
+        assert all(torch.equal(side_weights[k], one_weights[k]) for k in one_weights)
+
+
+def test_a_net_failing_side_by_side_stops_the_zoo_and_names_it(folder, tmp_path):
+    code, stdout, stderr = run_cli("zoo", "--models", "net,net_depth,fc", "--data", folder, "--epochs", 1, "--lr",
+                                   "1e30", "--jobs", 2, "--out", tmp_path / "z", *FAST)
+    assert_user_error(code, stderr, "net_depth, fc failed", "no further net was started")
+    assert "[fc] error: training diverged" in stdout and "[net_depth] error: training diverged" in stdout
+    assert not (tmp_path / "z" / "net").exists()  # never started
+    assert not (tmp_path / "z" / "results.json").exists()
+
+
+def test_jobs_auto_is_two_nets_at_a_time_on_a_cpu(monkeypatch):
+    from training import parallel
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    assert parallel.resolve_jobs("auto", cpu, 9) == 2 and parallel.resolve_jobs("auto", cpu, 1) == 1
+    assert parallel.resolve_jobs("auto", gpu, 9) == 1 and parallel.resolve_jobs("3", gpu, 9) == 3
+    assert parallel.resolve_jobs("16", cpu, 9) == 9
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 1)
+    assert parallel.resolve_jobs("auto", cpu, 9) == 1
+    order = parallel.longest_first({name: recipe_for(name) for name in convhub.ZOO})
+    assert order[:2] == ["net_res_deep100", "net_res_deep"] and order[-1] == "net"
+
+
+@pytest.mark.parametrize("flag,value", [("--jobs", "0"), ("--jobs", "two"), ("--threads", "0"), ("--threads", "-1")])
+def test_jobs_and_threads_must_be_whole_numbers(folder, tmp_path, flag, value):
+    code, _, stderr = run_cli("zoo", "--models", "net", "--data", folder, "--out", tmp_path / "z", flag, value)
+    assert code == 2 and f"{value!r} is not a whole number of at least 1" in stderr
+    assert not (tmp_path / "z").exists()
 
 
 def test_report_without_trained_models_is_a_user_error(tmp_path):

@@ -14,7 +14,7 @@ import torch
 from convhub.errors import ConvHubError
 from convhub.hub import endpoint
 
-from . import artifacts, engine, publish, report
+from . import artifacts, engine, parallel, publish, report
 from .data import load_cifar2, load_eval_split
 from .recipes import RECIPES, recipe_for
 
@@ -37,6 +37,22 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="Hugging Face token for --push (default: HF_TOKEN or `hf auth login`)")
     parser.add_argument("--private", action="store_true", help="create pushed repos as private")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's choice; zoo --jobs "
+                        "gives each net its share of the cores)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _jobs(text: str) -> str:
+    return text if text == "auto" else str(_positive(text))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--overwrite", action="store_true", help="replace models already saved in --out")
     zoo.add_argument("--models", default=",".join(convhub.ZOO), help="comma-separated subset of the zoo")
     zoo.add_argument("--push", metavar="NAMESPACE", help="push each net to NAMESPACE/convhub-<name>")
+    zoo.add_argument("--jobs", type=_jobs, default="auto",
+                     help="nets trained side by side, each in its own process with its share of the cores (auto: 2 "
+                          "on a CPU with 2 or more cores, 1 on a GPU)")
     _add_training_args(zoo)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved net")
@@ -149,9 +168,14 @@ def cmd_zoo(args) -> int:
     device = engine.pick_device(args.device)
     if args.push:
         publish.check_can_push(args.token)
-    data = _load_data(args)
+    data = _load_data(args)  # in this process too: bad data is one error before any net starts
     started = time.perf_counter()
-    records = [train_one(name, data, args, out / name, device) for name in names]
+    jobs = parallel.resolve_jobs(args.jobs, device, len(names))
+    if jobs == 1:
+        records = [train_one(name, data, args, out / name, device) for name in names]
+    else:
+        del data
+        records = _zoo_side_by_side(names, args, out, device, jobs)
     paths = report.write_report(records, out)
     print(f"\nzoo done in {time.perf_counter() - started:.0f} s\n")
     print(paths["markdown"].read_text())
@@ -165,6 +189,27 @@ def cmd_zoo(args) -> int:
             failed.append(name)
             print(f"error: {error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _zoo_side_by_side(names: list[str], args, out: Path, device: torch.device, jobs: int) -> list[dict]:
+    threads = args.threads or max(1, parallel.cpu_cores() // jobs)
+    fp32_cpu = device.type == "cpu" and engine.resolve_precision(device, args.precision or "auto") == "fp32"
+    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    order = parallel.longest_first({n: recipe_for(n, args.recipe, fp32_cpu=fp32_cpu, **overrides) for n in names})
+    print(f"training {len(names)} nets {jobs} at a time, {threads} torch thread(s) each, longest first: "
+          f"{', '.join(order)}", flush=True)
+    passed = ["--data", args.data, "--recipe", args.recipe, "--seed", args.seed, "--val-fraction", args.val_fraction,
+              "--device", str(device)]
+    for flag, value in (("--data-revision", args.data_revision), ("--epochs", args.epochs), ("--lr", args.lr),
+                        ("--batch-size", args.batch_size), ("--precision", args.precision)):
+        if value is not None:
+            passed += [flag, value]
+    passed += ["--quiet"] * args.quiet + ["--overwrite"] * args.overwrite
+    failed = parallel.train_side_by_side(order, out, [str(a) for a in passed], jobs=jobs, threads=threads)
+    if failed:
+        raise ConvHubError(f"{', '.join(n for n in names if n in failed)} failed (see the lines above); no further "
+                           "net was started, and the nets that finished are saved")
+    return [artifacts.read_record(out / name) for name in names]
 
 
 def cmd_evaluate(args) -> int:
@@ -244,6 +289,8 @@ def cmd_push(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "report": cmd_report,
                "translation": cmd_translation, "publish": cmd_publish, "push": cmd_push}[args.command]
     try:
@@ -253,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, the shell's exit code for SIGINT; saves are atomic, so
         # a model is either saved whole or not at all
-        print(f"\ninterrupted: {args.command} stopped; models saved before this point are kept, the one in "
-              "progress was not saved", file=sys.stderr)
+        in_progress = "the nets in progress were" if args.command == "zoo" else "the one in progress was"
+        print(f"\ninterrupted: {args.command} stopped; models saved before this point are kept, {in_progress} not "
+              "saved", file=sys.stderr)
         return 130

@@ -142,7 +142,7 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
     started = time.perf_counter()
     train_time = 0.0
     epochs = tqdm(range(1, recipe.epochs + 1), desc=getattr(model, "model_name", "train"), unit="epoch",
-                  disable=not progress, leave=False)
+                  disable=None if progress else True, leave=False)  # no bar in a log or pipe
     for epoch in epochs:
         epoch_start = time.perf_counter()
         order = torch.randperm(len(images), generator=generator).to(device)
