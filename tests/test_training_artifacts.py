@@ -247,32 +247,42 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_ctrl_c_during_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
     data = make_image_folder(tmp_path / "data", 100)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "out"
     process = subprocess.Popen(
-        [sys.executable, "-m", "training", "zoo", "--models", "net_res_deep,net_res_deep100", "--data", str(data),
+        [sys.executable, "-m", "training", "zoo", "--models", "net,net_res_deep,net_res_deep100", "--data", str(data),
          "--epochs", "500", "--out", str(out), "--jobs", "2", "--quiet"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    started = set()
-    for line in process.stdout:  # both nets are built and training
-        if "params" in line:
-            started.add(line.split("]")[0])
-        if len(started) == 2:
-            break
-    process.send_signal(signal.SIGINT)  # to the zoo alone: it passes Ctrl-C on to its nets
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        started = set()
+        for line in process.stdout:  # both deep nets are built and training; `net` waits for a free core
+            if "params" in line:
+                started.add(line.split("]")[0])
+            if len(started) == 2:
+                break
+        process.send_signal(stop)  # to the zoo alone (its nets run in sessions of their own): it passes it on
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        for proc in _processes_naming(out):  # whatever this test left running
+            os.kill(int(proc.name), signal.SIGKILL)
     assert process.returncode == 130
     assert "Traceback" not in stderr + stdout
     assert stderr.strip().endswith("interrupted: zoo stopped; models saved before this point are kept, the nets in "
                                    "progress were not saved")
     for name in ("net_res_deep", "net_res_deep100"):
         assert f"[{name}] interrupted: train stopped" in stdout
+    assert "[net]" not in stdout  # no net starts after the stop
     assert not out.exists() or not any(out.iterdir())
-    leftovers = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).count(str(out))]
-    assert not leftovers  # no net goes on training on its own
+    assert not _processes_naming(out)  # no net goes on training on its own
+
+
+def _processes_naming(path: Path) -> list[Path]:
+    return [proc for proc in Path("/proc").glob("[0-9]*") if str(path) in _cmdline(proc)]
 
 
 def _cmdline(proc: Path) -> str:

@@ -198,17 +198,16 @@ def _zoo_side_by_side(names: list[str], args, out: Path, device: torch.device, j
     order = parallel.longest_first({n: recipe_for(n, args.recipe, fp32_cpu=fp32_cpu, **overrides) for n in names})
     print(f"training {len(names)} nets {jobs} at a time, {threads} torch thread(s) each, longest first: "
           f"{', '.join(order)}", flush=True)
-    passed = ["--data", args.data, "--recipe", args.recipe, "--seed", args.seed, "--val-fraction", args.val_fraction,
-              "--device", str(device)]
-    for flag, value in (("--data-revision", args.data_revision), ("--epochs", args.epochs), ("--lr", args.lr),
-                        ("--batch-size", args.batch_size), ("--precision", args.precision)):
-        if value is not None:
-            passed += [flag, value]
+    # --option=value: a value starting with "-" (a --data path) is still read as the option's value
+    options = {"--data": args.data, "--data-revision": args.data_revision, "--recipe": args.recipe,
+               "--epochs": args.epochs, "--lr": args.lr, "--batch-size": args.batch_size, "--seed": args.seed,
+               "--val-fraction": args.val_fraction, "--device": device, "--precision": args.precision}
+    passed = [f"{flag}={value}" for flag, value in options.items() if value is not None]
     passed += ["--quiet"] * args.quiet + ["--overwrite"] * args.overwrite
-    failed = parallel.train_side_by_side(order, out, [str(a) for a in passed], jobs=jobs, threads=threads)
+    failed = parallel.train_side_by_side(order, out, passed, jobs=jobs, threads=threads)
     if failed:
-        raise ConvHubError(f"{', '.join(n for n in names if n in failed)} failed (see the lines above); no further "
-                           "net was started, and the nets that finished are saved")
+        raise ConvHubError(f"{', '.join(f'{n} ({failed[n]})' for n in names if n in failed)} failed (see the lines "
+                           "above); nets still waiting were not started, and the nets that finished are saved")
     return [artifacts.read_record(out / name) for name in names]
 
 

@@ -61,19 +61,22 @@ def longest_first(recipes: dict[str, Recipe]) -> list[str]:
     return sorted(recipes, key=lambda name: recipes[name].epochs * multiply_adds(name), reverse=True)
 
 
-def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jobs: int, threads: int) -> list[str]:
+def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jobs: int,
+                       threads: int) -> dict[str, str]:
     """Run `python -m training train --model NAME --out OUT/NAME *train_args` for each net, ``jobs`` at a time, each
-    with ``threads`` torch threads; every output line is printed prefixed by its net. Returns the nets that failed.
+    with ``threads`` torch threads; every output line is printed prefixed by its net. Returns the nets that failed,
+    each with how it ended.
 
-    After a failure no further net starts (the running ones finish and are saved). Ctrl-C is passed on to every
-    running net, which stops unsaved, as `train` does; then KeyboardInterrupt is raised here.
+    After a failure no further net starts (the running ones finish and are saved). Ctrl-C, SIGTERM, SIGHUP or any
+    error here is passed on to every running net as Ctrl-C, which stops it unsaved as `train` does (one that has not
+    stopped after STOP_GRACE_S is killed); then the exception goes on (KeyboardInterrupt for the signals).
     """
     running: dict[str, subprocess.Popen] = {}
-    lock = threading.Lock()
+    lock, output = threading.Lock(), threading.Lock()
     stop = threading.Event()
-    failed: list[str] = []
+    failed: dict[str, str] = {}
 
-    command = [sys.executable, "-m", "training", "train", *train_args, "--threads", str(threads)]
+    command = [sys.executable, "-m", "training", "train", *train_args, f"--threads={threads}"]
     # Our checkout first, as for this process; the working folder stays ours, so relative --data paths still hold.
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
@@ -84,27 +87,69 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
                 return
             # A session of its own: a terminal's Ctrl-C reaches only us, and we pass it on exactly once.
             process = running[name] = subprocess.Popen(
-                [*command, "--model", name, "--out", str(out / name)], stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
-        for line in process.stdout:
-            print(f"[{name}] {line.rstrip()}", flush=True)
-        if process.wait() != 0:
-            failed.append(name)
+                [*command, f"--model={name}", f"--out={out / name}"], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env,
+                start_new_session=True)
+        try:
+            for line in process.stdout:
+                with output:
+                    sys.stdout.write(f"[{name}] {line.rstrip()}\n")
+                    sys.stdout.flush()
+            code = process.wait()
+        finally:
+            if process.poll() is None:  # this thread failed (our stdout closed?): the net must not train on alone
+                _stop(process)
+            with lock:
+                running.pop(name, None)
+        if code != 0:
+            failed[name] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
             stop.set()
-        with lock:
-            running.pop(name, None)
 
+    handlers = _interrupt_on_termination()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo")
-    futures = [pool.submit(run, name) for name in order]
     try:
-        for future in futures:
+        for future in [pool.submit(run, name) for name in order]:
             future.result()
-    except KeyboardInterrupt:
+    except BaseException:
         with lock:
             stop.set()
-            for process in running.values():
-                process.send_signal(signal.SIGINT)
+            stopping = list(running.values())
+        for process in stopping:
+            _stop(process)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     pool.shutdown(wait=True)
     return failed
+
+
+STOP_GRACE_S = 30.0
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Ctrl-C to the net's process group, then a kill if it is still there after STOP_GRACE_S."""
+    for number in (signal.SIGINT, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, number)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _interrupt_on_termination() -> dict:
+    """SIGTERM and SIGHUP (a `timeout`, a `kill`, a closed terminal) stop us as Ctrl-C does, so that the nets, each in a
+    session of its own, are stopped too. Returns the handlers to put back (none off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    numbers = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    return {number: signal.signal(number, interrupt) for number in numbers}
