@@ -297,8 +297,9 @@ LABEL_GAP_PX = 17  # pixels between two labels of the Compare plot
 
 def _label_offsets(points: list[tuple[str, int, float]], y_range: list[float], plot_px: float) -> dict:
     """Pixel offsets (ax, ay) for each net's label. Labels sit beside their points, right of them (left for nets
-    over 500k parameters, so none runs off a phone's screen), pushed apart vertically to LABEL_GAP_PX in the order
-    of their points: on a phone the x axis is too short to keep any two labels apart by x alone."""
+    over 500k parameters, so none runs off a phone's screen, and close to the point, so that on a phone the label
+    ends before the 38k nets' marks), pushed apart vertically to LABEL_GAP_PX in the order of their points: on a
+    phone the x axis is too short to keep any two labels apart by x alone."""
     to_px = lambda accuracy: (y_range[1] - accuracy) / (y_range[1] - y_range[0]) * plot_px  # noqa: E731
     column = sorted((to_px(accuracy), name, params) for name, params, accuracy in points)
     if not column:
@@ -315,7 +316,7 @@ def _label_offsets(points: list[tuple[str, int, float]], y_range: list[float], p
     placed[-1] = min(placed[-1], plot_px - LABEL_GAP_PX / 2)
     for i in range(len(placed) - 2, -1, -1):
         placed[i] = min(placed[i], placed[i + 1] - LABEL_GAP_PX)
-    return {name: ((-48 if params > 500_000 else 48), label_y - y)
+    return {name: ((-16 if params > 500_000 else 48), label_y - y)
             for (y, name, params), label_y in zip(column, placed)}
 
 
