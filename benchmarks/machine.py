@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout without installing
-from training.hardware import cpu_features, cpu_model  # noqa: E402
+from training.hardware import cpu_cores, cpu_features, cpu_model  # noqa: E402
 
 def describe(device: torch.device | str = "cpu") -> tuple[dict, str]:
     """The machine as a dict (for JSON results) and as one line (for logs and tables)."""
@@ -30,7 +30,7 @@ def describe(device: torch.device | str = "cpu") -> tuple[dict, str]:
     features = cpu_features()
     info = {
         "cpu": cpu_model(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": cpu_cores(),
         "features": features,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels torch dispatches to
         "native_bf16": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),

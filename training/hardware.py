@@ -6,6 +6,7 @@ than with AVX2 only.
 
 from __future__ import annotations
 
+import os
 import platform
 
 # Feature name -> CPU flags (Linux /proc/cpuinfo spelling), any of which means the CPU has it.
@@ -35,3 +36,8 @@ def cpu_features() -> dict[str, bool | None]:
     """AVX2 / AVX512 / AVX512-BF16 / AMX: True or False from the CPU flags, None where the flags are unreadable."""
     flags = set(_cpuinfo().get("flags", "").split())
     return {name: (any(flag in flags for flag in wanted) if flags else None) for name, wanted in FEATURE_FLAGS.items()}
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, as a container or taskset sets it), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

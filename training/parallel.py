@@ -18,13 +18,10 @@ from pathlib import Path
 import convhub
 import torch
 
+from .hardware import cpu_cores
 from .recipes import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def resolve_jobs(jobs: str, device: torch.device, n_nets: int) -> int:
