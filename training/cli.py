@@ -117,14 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fp32_cpu(args, device: torch.device) -> bool:
+    """Training will run in fp32 on a CPU (no native bf16), where the deep nets get shorter schedules."""
+    return device.type == "cpu" and engine.resolve_precision(device, args.precision or "auto") == "fp32"
+
+
+def _recipe(name: str, args, fp32_cpu: bool):
+    return recipe_for(name, args.recipe, fp32_cpu=fp32_cpu, epochs=args.epochs, lr=args.lr,
+                      batch_size=args.batch_size)
+
+
 def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dict:
-    fp32_cpu = device.type == "cpu" and engine.resolve_precision(device, args.precision or "auto") == "fp32"
-    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
-    recipe = recipe_for(name, args.recipe, fp32_cpu=fp32_cpu, **overrides)
+    recipe = _recipe(name, args, _fp32_cpu(args, device))
     torch.manual_seed(args.seed)  # the initial weights too: --seed alone must reproduce a run
     model = convhub.create(name)
     print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
-    usual_epochs = recipe_for(name, args.recipe, **overrides).epochs
+    usual_epochs = _recipe(name, args, fp32_cpu=False).epochs
     if recipe.epochs != usual_epochs:
         print(f"{name}: {recipe.epochs} epochs instead of {usual_epochs}: this CPU trains in fp32 "
               "(no native bf16), about half as fast (--epochs overrides)", flush=True)
@@ -193,9 +201,8 @@ def cmd_zoo(args) -> int:
 
 def _zoo_side_by_side(names: list[str], args, out: Path, device: torch.device, jobs: int) -> list[dict]:
     threads = args.threads or max(1, parallel.cpu_cores() // jobs)
-    fp32_cpu = device.type == "cpu" and engine.resolve_precision(device, args.precision or "auto") == "fp32"
-    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
-    order = parallel.longest_first({n: recipe_for(n, args.recipe, fp32_cpu=fp32_cpu, **overrides) for n in names})
+    fp32_cpu = _fp32_cpu(args, device)
+    order = parallel.longest_first({name: _recipe(name, args, fp32_cpu) for name in names})
     print(f"training {len(names)} nets {jobs} at a time, {threads} torch thread(s) each, longest first: "
           f"{', '.join(order)}", flush=True)
     # --option=value: a value starting with "-" (a --data path) is still read as the option's value
