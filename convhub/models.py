@@ -22,6 +22,7 @@ from .config import CONFIG_FORMAT, ConfigError, DataConfig, Float, Int, IntList,
 from .errors import ConvHubError
 from .hub import read_config, resolve
 from .preprocessing import DEFAULT_DATA_CONFIG, ImageInput, ImageTransform, as_image_tensor, open_image
+from .zoo import NETS
 
 __all__ = ["CONFIG_FORMAT", "ConvHubModel", "FullyConnected", "Net", "NetWidth", "NetDropout", "NetBatchNorm",
            "NetDepth", "NetRes", "ResBlock", "NetResDeep", "ARCHITECTURES", "ZOO", "zoo_name_for"]
@@ -355,21 +356,13 @@ class NetResDeep(ConvHubModel):
         return self.fc2(torch.relu(self.fc1(torch.flatten(out, 1))))
 
 
-# The zoo: names -> (class, constructor arguments), in the chapter's order, as timm's registry maps names to
-# entrypoints. convhub.registry builds on it (create, list_models, load).
-ZOO: dict[str, tuple[type[ConvHubModel], dict]] = {
-    "fc": (FullyConnected, {}),
-    "net": (Net, {}),
-    "net_width": (NetWidth, {"n_chans1": 32}),
-    "net_dropout": (NetDropout, {"n_chans1": 32, "p": 0.4}),
-    "net_batchnorm": (NetBatchNorm, {"n_chans1": 32}),
-    "net_depth": (NetDepth, {"n_chans1": 32}),
-    "net_res": (NetRes, {"n_chans1": 32}),
-    "net_res_deep": (NetResDeep, {"n_chans1": 32, "n_blocks": 10}),
-    "net_res_deep100": (NetResDeep, {"n_chans1": 32, "n_blocks": 100}),
+ARCHITECTURES: dict[str, type[ConvHubModel]] = {
+    cls.__name__: cls for cls in (FullyConnected, Net, NetWidth, NetDropout, NetBatchNorm, NetDepth, NetRes, NetResDeep)
 }
-
-ARCHITECTURES: dict[str, type[ConvHubModel]] = {cls.__name__: cls for cls, _ in ZOO.values()}
+# The zoo: names -> (class, constructor arguments), in the chapter's order (convhub.zoo), as timm's registry maps
+# names to entrypoints. convhub.registry builds on it (create, list_models, load).
+ZOO: dict[str, tuple[type[ConvHubModel], dict]] = {name: (ARCHITECTURES[arch], dict(kwargs))
+                                                  for name, (arch, kwargs) in NETS.items()}
 
 
 def _plain(value):

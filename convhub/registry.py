@@ -1,16 +1,14 @@
 """The doors in, as timm's: ``create(name)`` for a zoo net (fresh or pretrained), ``load(folder | repo)`` for a
-saved one whose config.json picks the class, and ``list_models()``."""
+saved one whose config.json picks the class, and ``list_models()``; ``pretrained_repo`` is convhub.zoo's."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConvHubError
 from .models import ZOO, ConvHubModel
-
-DEFAULT_NAMESPACE = "convhub"
+from .zoo import pretrained_repo
 
 
 @dataclass(frozen=True)
@@ -19,13 +17,6 @@ class ModelInfo:
     architecture: str
     params: int
     description: str
-
-
-def pretrained_repo(name: str, namespace: str | None = None) -> str:
-    """The Hub repo of a zoo net's published weights: ``<namespace>/convhub-<name>`` (namespace: the argument,
-    then CONVHUB_NAMESPACE, then ``convhub``)."""
-    namespace = namespace or os.environ.get("CONVHUB_NAMESPACE") or DEFAULT_NAMESPACE
-    return f"{namespace}/convhub-{name.replace('_', '-')}"
 
 
 def load(name_or_path: str | Path, *, revision: str | None = None, map_location: str = "cpu", **kwargs) -> ConvHubModel:

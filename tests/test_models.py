@@ -56,7 +56,24 @@ def saved(tmp_path_factory):
 
 
 def test_zoo_names_are_the_chapters_nets():
-    assert list(convhub.ZOO) == ZOO_NAMES
+    assert list(convhub.ZOO) == list(convhub.zoo.NETS) == ZOO_NAMES
+    assert {name: type(convhub.create(name)).__name__ for name in ZOO_NAMES} == {
+        name: arch for name, (arch, _) in convhub.zoo.NETS.items()}
+
+
+def test_the_torch_free_layers_import_no_torch():
+    """The Space lists the nets and finds their folders before torch is imported (~1.4 s of its start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, convhub, convhub.card, convhub.hub, convhub.zoo; assert 'torch' not in sys.modules; "
+            "print(convhub.pretrained_repo('net_res')); from convhub import Net; assert 'torch' in sys.modules; "
+            "print(sorted(set(convhub.__all__) - set(dir(convhub))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["convhub/convhub-net-res", "[]"]
+    with pytest.raises(AttributeError, match="no attribute 'Nett'"):
+        convhub.Nett  # noqa: B018
 
 
 @pytest.mark.parametrize("name", ZOO_NAMES)

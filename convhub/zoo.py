@@ -1,0 +1,29 @@
+"""The zoo as plain data: each net's name, class name and constructor arguments, in the chapter's order, and the Hub
+repo its weights are published to. No torch here, so a page can list the nets before any of them is loaded;
+convhub.models maps the class names to the classes."""
+
+from __future__ import annotations
+
+import os
+
+NETS: dict[str, tuple[str, dict]] = {
+    "fc": ("FullyConnected", {}),
+    "net": ("Net", {}),
+    "net_width": ("NetWidth", {"n_chans1": 32}),
+    "net_dropout": ("NetDropout", {"n_chans1": 32, "p": 0.4}),
+    "net_batchnorm": ("NetBatchNorm", {"n_chans1": 32}),
+    "net_depth": ("NetDepth", {"n_chans1": 32}),
+    "net_res": ("NetRes", {"n_chans1": 32}),
+    "net_res_deep": ("NetResDeep", {"n_chans1": 32, "n_blocks": 10}),
+    "net_res_deep100": ("NetResDeep", {"n_chans1": 32, "n_blocks": 100}),
+}
+WITHOUT_CONVOLUTIONS = ("FullyConnected",)  # the ch. 7 baseline: no kernels, no feature maps
+
+DEFAULT_NAMESPACE = "convhub"
+
+
+def pretrained_repo(name: str, namespace: str | None = None) -> str:
+    """The Hub repo of a zoo net's published weights: ``<namespace>/convhub-<name>`` (namespace: the argument,
+    then CONVHUB_NAMESPACE, then ``convhub``)."""
+    namespace = namespace or os.environ.get("CONVHUB_NAMESPACE") or DEFAULT_NAMESPACE
+    return f"{namespace}/convhub-{name.replace('_', '-')}"
