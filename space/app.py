@@ -1,7 +1,10 @@
 """ConvHub Space: chapter 8 of Deep Learning with PyTorch, taught with every net it builds.
 
 `python space/app.py` serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override). Spaces' reload
-mode imports this module and looks for `demo`, so the nets are loaded and the page is built at import.
+mode imports this module and looks for `demo`, so the page is built at import.
+
+The page is built without torch (~1.4 s to import) from what find_zoo knows of each net; torch and the nets load in
+a thread of their own (load_nets) while the server starts, and every handler waits for them.
 """
 
 from __future__ import annotations
@@ -16,22 +19,32 @@ import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+from concurrent.futures import Future, ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Callable  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the convhub package sits next to app.py on Spaces, next to space/ here
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
 
 import gradio as gr  # noqa: E402
-import torch  # noqa: E402
+from convhub.errors import ConvHubError  # noqa: E402
+from convhub.zoo import pretrained_repo  # noqa: E402
 from gradio import FileData  # noqa: E402
 
-import anatomy  # noqa: E402
 import chapter  # noqa: E402
 import figures  # noqa: E402
-import inference  # noqa: E402
 import uploads  # noqa: E402
-from zoo_loader import LoadedNet, load_zoo, published_settings, sources_summary  # noqa: E402
+from zoo_loader import FoundNet, LoadedNet, find_zoo, load_found, published_settings, sources_summary  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+# The nets' side, which imports torch: bound by load_nets, in the loading thread. Handlers use them only after
+# waiting for that thread (Zoo), so the first page is served before torch is imported.
+anatomy = inference = None
 
 EXAMPLES_DIR = uploads.EXAMPLES_DIR
 MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
@@ -44,6 +57,7 @@ QUEUE_SIZE = int(os.environ.get("CONVHUB_QUEUE_SIZE", "256"))  # requests waitin
 SESSIONS = int(os.environ.get("CONVHUB_SESSIONS", "1000"))
 TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
 STORE = uploads.ImageStore()
+CONCURRENCY = 2  # requests the Space computes at once (the queue's default); torch gets the cores divided among them
 # Classify requests decode their images side by side, then share one forward pass per net (inference.SharedBatches).
 CLASSIFY_CONCURRENCY = int(os.environ.get("CONVHUB_CLASSIFY_CONCURRENCY", "16"))
 
@@ -108,8 +122,7 @@ def api_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (inference.BadImageError, inference.ConvHubError, KeyError, ValueError, OSError, OverflowError,
-                TypeError) as error:
+        except (ConvHubError, KeyError, ValueError, OSError, OverflowError, TypeError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
             raise input_error(message) from None
     return wrapper
@@ -141,12 +154,11 @@ def example_caption(path: str, label: str) -> str:
     return f"{label} (drawing)" if "drawing" in name else f"{label} (photo)" if "photo" in name else label
 
 
-def read_translation_table(nets: list[LoadedNet]) -> dict | None:
+def read_translation_table(names: list[str]) -> dict | None:
     """The validation accuracy-vs-shift curves shipped next to the bundled nets, if any."""
     path = EXAMPLES_DIR.parent / "models" / TRANSLATION_FILE
     try:
         table = json.loads(path.read_text())
-        names = {net.name for net in nets}
         table["accuracy"] = {k: v for k, v in table["accuracy"].items() if k in names}
         return table
     except (OSError, ValueError, KeyError, TypeError):
@@ -156,23 +168,43 @@ def read_translation_table(nets: list[LoadedNet]) -> dict | None:
 CSS = (HERE / "style.css").read_text()  # the scoreboard, the tab bar on phones, the previews
 
 
-def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
-    available = [net for net in nets if net.available]
-    conv_names = [net.name for net in available
-                  if any(isinstance(m, torch.nn.Conv2d) for m in net.model.modules())]
-    inside_names = [net.name for net in available]
-    by_name = {net.name: net for net in nets}
-    rows = {row["net"]: row for row in inference.compare_rows(nets)}
+@dataclass
+class Zoo:
+    """The loaded nets, and what the handlers need of them, worked out once."""
+    nets: list[LoadedNet]
+    threads: int  # torch threads per request
+
+    def __post_init__(self):
+        self.available = [net for net in self.nets if net.available]
+        self.by_name = {net.name: net for net in self.available}
+        import torch  # imported by now: this runs in load_nets
+
+        self.conv_names = [net.name for net in self.available
+                           if any(isinstance(m, torch.nn.Conv2d) for m in net.model.modules())]
+        self.rows = {row["net"]: row for row in inference.compare_rows(self.nets)}
+        self.batches = inference.SharedBatches(lambda x: inference.classify_batch(self.available, x))
+
+
+def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
+    """The page, from what find_zoo knows (no torch: a net's class, not its weights); every handler first gets the
+    loaded nets from ``nets()``, which waits for them. A listed net that then fails to load is reported as
+    unavailable by the handlers."""
+    names = [net.name for net in found]
+    inside_names = [net.name for net in found if net.architecture]
+    conv_names = [net.name for net in found if net.has_convolutions]
     settings = published_settings()
     namespace = os.environ.get("CONVHUB_NAMESPACE") or settings.get("namespace")
-    from convhub import pretrained_repo
-
-    repos = {net.name: pretrained_repo(net.name, namespace) for net in nets}
+    repos = {name: pretrained_repo(name, namespace) for name in names}
     examples = example_labels()
     truth = {hashlib.sha256(Path(p).read_bytes()).hexdigest(): label for p, label in examples}
-    translation_table = read_translation_table(nets)
-    batches = inference.SharedBatches(lambda x: inference.classify_batch(available, x))
+    translation_table = read_translation_table(names)
     default_example = examples[0][0] if examples else None
+
+    ready = nets
+
+    def model_of(net_name: str) -> torch.nn.Module | None:
+        net = ready().by_name.get(net_name)
+        return net.model if net is not None else None
 
     def true_label(path: str | None) -> str | None:
         if not path:
@@ -191,28 +223,28 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
     def classify_ui(path):
         if path is None:
             return figures.seen_html(None), figures.empty_scoreboard_html(), ""
+        zoo = ready()
         try:
-            verdict, x = inference.classify(available, path, batches)
+            verdict, x = inference.classify(zoo.available, path, zoo.batches)
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), f"⚠️ {error}"
         note = chapter.GREY_NOTE if inference.saturation(x) < 0.08 else ""
         return (figures.seen_html(inference.to_display(x[0], scale=4)),
-                figures.scoreboard_html(verdict, rows, repos, true_label(path), note), "")
+                figures.scoreboard_html(verdict, zoo.rows, repos, true_label(path), note), "")
 
     def inside_ui(net_name, path):
-        net = by_name.get(net_name)
-        if net is None or net.model is None:
+        model = model_of(net_name)
+        if model is None:
             return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {net_name} is not available here"
-        model = net.model
         if not anatomy.map_stages(model):  # the fully connected net: its first layer's weights, no maps
-            return (figures.layers_markdown(model), figures.templates_figure(inference.unit_templates(model)),
+            return (figures.layers_markdown(anatomy.stages(model)), figures.templates_figure(inference.unit_templates(model)),
                     gr.update(value=None, visible=False), chapter.FC_INSIDE)
         try:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {error}"
         maps = inference.feature_maps(model, x)
-        return (figures.layers_markdown(model), figures.kernels_figure(inference.kernel_layers(model)),
+        return (figures.layers_markdown(anatomy.stages(model)), figures.kernels_figure(inference.kernel_layers(model)),
                 gr.update(value=figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)), visible=True),
                 chapter.INSIDE)
 
@@ -221,6 +253,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), f"⚠️ {error}"
+        available = ready().available
         curves = inference.translation(available, x)
         label = true_label(input_or_default(path)) or inference.classify_batch(available, x)[0].winner
         column = 0 if label == "airplane" else 1
@@ -229,18 +262,26 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         return figure, STORE.save(figures.shifted_preview(x, int(shift))), ""
 
     def rf_controls(net_name):
-        stages = anatomy.map_stages(by_name[net_name].model)
+        model = model_of(net_name)
+        stages = anatomy.map_stages(model) if model is not None else []
+        if not stages:
+            return gr.update(choices=[], value=None)
         middle = stages[min(2, len(stages) - 1)]
         return gr.update(choices=[s.name for s in stages], value=middle.name)
 
     def rf_sliders(net_name, stage_name):
-        stage = anatomy.stage(by_name[net_name].model, stage_name)
+        model = model_of(net_name)
+        if model is None or not stage_name:
+            return gr.skip(), gr.skip()
+        stage = anatomy.stage(model, stage_name)
         _, height, width = stage.shape
         return (gr.update(maximum=height - 1, value=height // 2), gr.update(maximum=width - 1, value=width // 2))
 
     def rf_ui(net_name, stage_name, y, x, path):
+        model = model_of(net_name)
+        if model is None or not stage_name:
+            return gr.skip(), gr.skip(), f"⚠️ {net_name} is not available here"
         try:
-            model = by_name[net_name].model
             stage = anatomy.stage(model, stage_name)
             x_in = inference.load_input(input_or_default(path))
         except (KeyError, inference.BadImageError) as error:
@@ -260,7 +301,10 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         return STORE.save(map_image), STORE.save(field_image), text
 
     def rf_click(net_name, stage_name, evt: gr.SelectData):
-        stage = anatomy.stage(by_name[net_name].model, stage_name)
+        model = model_of(net_name)
+        if model is None or not stage_name:
+            return gr.skip(), gr.skip()
+        stage = anatomy.stage(model, stage_name)
         _, height, width = stage.shape
         cell = 256 // max(height, width)
         x, y = evt.index
@@ -289,7 +333,9 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
             the vote of the nets, and for each net (in the chapter's order) its probabilities, prediction,
             parameter count and validation accuracy
         """
-        verdict, _ = inference.classify(available, upload_path(image), batches)
+        zoo = ready()
+        verdict, _ = inference.classify(zoo.available, upload_path(image), zoo.batches)
+        rows = zoo.rows
         return {"vote": verdict.winner, "votes": verdict.votes, "milliseconds": round(verdict.milliseconds, 2),
                 "nets": {name: {"airplane": round(p[0], 6), "bird": round(p[1], 6),
                                 "prediction": verdict.prediction(name), "params": rows[name]["params"],
@@ -340,7 +386,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
             the shifts (pixels, + is right) and for each net its (P(airplane), P(bird)) at every shift
         """
         x = inference.load_input(upload_path(image))
-        curves = inference.translation(available, x)
+        curves = inference.translation(ready().available, x)
         return {"shifts": list(inference.SHIFTS),
                 "nets": {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c] for name, c in curves.items()}}
 
@@ -366,15 +412,23 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         Returns:
             one entry per net in the chapter's order
         """
-        return {"nets": list(rows.values())}
+        return {"nets": list(ready().rows.values())}
+
+    def compare_ui():
+        zoo = ready()
+        rows = list(zoo.rows.values())
+        return (figures.compare_figure(rows), figures.compare_markdown(rows, repos),
+                sources_summary(zoo.nets) + "\n\n" + "\n".join(f"- `{n.name}`: {n.source}" for n in zoo.nets))
 
     def _conv_model(net: str):
-        if net in inside_names and net not in conv_names:
+        zoo = ready()
+        if net in zoo.by_name and net not in zoo.conv_names:
             raise inference.BadImageError(f"{net!r} has no convolutions, hence no kernels or feature maps: it is the "
-                                          f"fully connected net; choose one of: {', '.join(conv_names)}")
-        if net not in conv_names:
-            raise inference.BadImageError(f"unknown or unavailable net {net!r}; choose one of: {', '.join(conv_names)}")
-        return by_name[net].model
+                                          f"fully connected net; choose one of: {', '.join(zoo.conv_names)}")
+        if net not in zoo.conv_names:
+            raise inference.BadImageError(f"unknown or unavailable net {net!r}; choose one of: "
+                                          f"{', '.join(zoo.conv_names)}")
+        return zoo.by_name[net].model
 
     # --- the page ---
 
@@ -447,9 +501,9 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
             with gr.Tab("Compare", id="compare") as compare_tab:
                 gr.Markdown(chapter.COMPARE)
                 compare_plot = gr.Plot(show_label=False, elem_id="compare-plot")
-                gr.Markdown(figures.compare_markdown(list(rows.values()), repos), elem_id="compare-table")
+                compare_table = gr.Markdown(elem_id="compare-table")
                 with gr.Accordion("Where each net's weights came from", open=False):
-                    gr.Markdown(sources_summary(nets) + "\n\n" + "\n".join(f"- `{n.name}`: {n.source}" for n in nets))
+                    compare_sources = gr.Markdown(elem_id="compare-sources")
 
         active_tab = gr.State("classify")
         inside_outputs = [layer_table, kernels_plot, maps_plot, inside_text]
@@ -495,7 +549,7 @@ def build_demo(nets: list[LoadedNet]) -> gr.Blocks:
         sharing_tab.select(functools.partial(str, "sharing"), None, active_tab, **private).then(
             sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **private)
         compare_tab.select(functools.partial(str, "compare"), None, active_tab, **private).then(
-            lambda: figures.compare_figure(list(rows.values())), None, compare_plot, **private)
+            compare_ui, None, [compare_plot, compare_table, compare_sources], **private)
         if translation_table:
             translation_tab.select(lambda: figures.shift_accuracy_figure(translation_table), None, shift_accuracy,
                                    **private)
@@ -537,28 +591,75 @@ def warm_up(nets: list[LoadedNet], rounds: int = 1) -> None:
             inference.classify(available, image)
 
 
-torch.set_num_threads(inference.torch_threads(inference.CONCURRENCY))
-NETS = load_zoo()
-inference.prepare_for_serving(NETS)
-warm_up(NETS)
-demo = build_demo(NETS)
+def load_nets(found: list[FoundNet]) -> Zoo:
+    """Torch, the nets (each from its first source that works), their inference copies and a warm-up: what the
+    first page does not need, done in the loading thread while the server starts."""
+    global anatomy, inference
+    import anatomy
+    import inference
+    import torch
+
+    threads = inference.torch_threads(CONCURRENCY)
+    torch.set_num_threads(threads)
+    nets = [load_found(net) for net in found]
+    inference.prepare_for_serving(nets)
+    warm_up(nets)
+    return Zoo(nets, threads)
+
+
+class Loader:
+    """load_nets in a thread of its own, started by main() once the server is up, or else by the first handler that
+    needs the nets (Spaces' reload mode imports this module and launches `demo` itself). Calling it waits for the
+    Zoo, or raises load_nets' error."""
+
+    def __init__(self, found: list[FoundNet]):
+        self.found = found
+        self._lock = threading.Lock()
+        self._loading: Future | None = None
+
+    def start(self) -> Future:
+        with self._lock:
+            if self._loading is None:
+                pool = ThreadPoolExecutor(1, thread_name_prefix="convhub-nets")
+                self._loading = pool.submit(load_nets, self.found)
+                pool.shutdown(wait=False)  # its thread ends when load_nets returns
+            return self._loading
+
+    def __call__(self) -> Zoo:
+        return self.start().result()
+
+
+def report_ready(loading: Future) -> None:
+    try:
+        zoo = loading.result()
+    except Exception as error:  # noqa: BLE001 - the handlers raise it too; here it is only reported
+        print(f"Loading the nets failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        return
+    print(f"{sources_summary(zoo.nets)} Ready in {time.perf_counter() - STARTED:.1f} s "
+          f"({zoo.threads} torch thread(s) per request).", flush=True)
+
+
+FOUND = find_zoo()
+NETS = Loader(FOUND)
+demo = build_demo(FOUND, NETS)
 
 
 def main() -> None:
-    print(f"{sources_summary(NETS)} Ready in {time.perf_counter() - STARTED:.1f} s "
-          f"({torch.get_num_threads()} torch thread(s) per request).", flush=True)
     # SIGTERM (how Spaces and process managers stop a server) ends the server like Ctrl-C, so that exit handlers
     # run and our image folder is removed.
     signal.signal(signal.SIGTERM, _stop)
     STORE.open()
     uploads.sweep_in_background(uploads.upload_folder())
     try:
-        demo.queue(default_concurrency_limit=inference.CONCURRENCY, max_size=QUEUE_SIZE).launch(
+        demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
             server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
             max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
             app_kwargs={"max_body_size": MAX_BODY},  # JSON requests too: they were accepted at any size
+            prevent_thread_lock=True,
         )
+        NETS.start().add_done_callback(report_ready)
+        demo.block_thread()  # until Ctrl-C or SIGTERM (_stop)
     finally:
         STORE.close()
 

@@ -1,5 +1,6 @@
 """Drawing: the scoreboard (HTML), kernels and feature maps (matplotlib), the explorers and the chapter's size vs
-accuracy figure (plotly, interactive). Numbers come from inference.py; nothing is computed here."""
+accuracy figure (plotly, interactive). Numbers come from inference.py and anatomy.py; nothing is computed here.
+Imports no torch: the first page (its empty scoreboard) is drawn before torch is loaded."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import base64
 import html
 import io
 
-import anatomy
+from typing import TYPE_CHECKING
+
 import chapter
 import numpy as np
-import torch
-from inference import KernelLayer, Verdict
 from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:
+    import torch
+    from anatomy import Stage
+    from inference import KernelLayer, Verdict
 
 FC_COLOUR, CONV_COLOUR, BOOK_COLOUR = "#d62728", "#1f77b4", "#7f7f7f"
 NET_COLOURS = {"fc": "#d62728", "net": "#1f77b4", "net_width": "#2ca02c", "net_dropout": "#9467bd",
@@ -144,7 +149,7 @@ def templates_figure(templates: torch.Tensor):
     return fig
 
 
-def feature_maps_figure(maps: list[tuple[anatomy.Stage, torch.Tensor]], input_pixels: np.ndarray):
+def feature_maps_figure(maps: list[tuple[Stage, torch.Tensor]], input_pixels: np.ndarray):
     """One row per stage (named as the book names it, with its shape), one panel per channel. Activations after
     tanh are drawn on a zero-centred scale, after ReLU from zero up; one scale per stage."""
     channels = max(m.shape[0] for _, m in maps)
@@ -171,10 +176,9 @@ def feature_maps_figure(maps: list[tuple[anatomy.Stage, torch.Tensor]], input_pi
     return fig
 
 
-def layers_markdown(model, keep: int = 3) -> str:
-    """The net layer by layer, as the book names them: output shape, parameters and what one unit sees. A long
-    run of residual blocks shows its first and last ``keep`` blocks and one line for those between."""
-    stages = anatomy.stages(model)
+def layers_markdown(stages: list[Stage], keep: int = 3) -> str:
+    """The net layer by layer (anatomy.stages), as the book names them: output shape, parameters and what one unit
+    sees. A long run of residual blocks shows its first and last ``keep`` blocks and one line for those between."""
     lines = ["| layer | output (C×H×W) | parameters | each unit sees |", "|---|---:|---:|---:|",
              "| input | 3×32×32 | | 1×1 |"]
     blocks = [i for i, s in enumerate(stages) if s.name.startswith("block ")]
@@ -191,7 +195,7 @@ def layers_markdown(model, keep: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _field(stage: anatomy.Stage) -> str:
+def _field(stage: Stage) -> str:
     if stage.field is None:
         return "all 32×32"
     side = min(int(stage.field.size), 32)
@@ -243,7 +247,7 @@ def shifted_preview(x: torch.Tensor, dx: int) -> np.ndarray:
     return to_display(translate(x, dx)[0], scale=4)
 
 
-def receptive_field_images(input_pixels: np.ndarray, stage: anatomy.Stage, activation: torch.Tensor,
+def receptive_field_images(input_pixels: np.ndarray, stage: Stage, activation: torch.Tensor,
                            y: int, x: int, scale_to: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """The stage's map (mean over channels) with unit (y, x) marked, and the 32x32 input with that unit's receptive
     field outlined and the rest dimmed."""

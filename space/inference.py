@@ -29,9 +29,6 @@ MAX_KERNEL_LAYERS = 4
 MAX_MAP_STAGES = 6
 MAPS_PER_STAGE = 8
 
-CONCURRENCY = 2  # requests the Space computes at once (app.py's queue); torch gets the cores divided among them
-
-
 def torch_threads(concurrency: int = 1) -> int:
     """Intra-op threads per request: the cores this process may use, shared by `concurrency` requests at a time.
 

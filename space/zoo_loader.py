@@ -2,6 +2,9 @@
 
 Sources are tried in that order. The Hub is probed once at start-up, so an offline Space starts in seconds instead
 of spending ~23 s of retries per file; offline, a snapshot already in the HF cache is used before the bundled copy.
+
+Two steps, so that the page can be served before torch is imported: find_zoo (no torch) lists each net's candidate
+folders and what its page needs to know (its class), then load_found loads the first candidate that works.
 """
 
 from __future__ import annotations
@@ -11,13 +14,18 @@ import logging
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import convhub
-import torch
 from convhub.card import training_record
+from convhub.config import ConfigError, parse_config
 from convhub.hub import endpoint, hub_reachable, offline_mode, resolve
+from convhub.zoo import NETS, WITHOUT_CONVOLUTIONS
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,38 @@ class LoadedNet:
     @property
     def forward(self) -> torch.nn.Module | None:
         return self.served if self.served is not None else self.model
+
+
+@dataclass(frozen=True)
+class Candidate:
+    folder: Path
+    source: str  # LoadedNet.source when this folder loads
+    failed: str  # the note when it does not, before the error's text
+    last_resort: bool = False  # the bundled copy: its source also says why the others were passed over
+
+
+@dataclass
+class FoundNet:
+    """A net's candidate folders in the order they are tried, with notes on the sources that had none."""
+    name: str
+    steps: list[Candidate | str] = field(default_factory=list)
+
+    @property
+    def architecture(self) -> str | None:
+        """The class named by the first readable config.json: what the page shows before the net is loaded."""
+        for step in self.steps:
+            if isinstance(step, Candidate):
+                try:
+                    architecture = parse_config(step.folder / "config.json").get("architecture")
+                except ConfigError:
+                    continue
+                if isinstance(architecture, str):
+                    return architecture
+        return None
+
+    @property
+    def has_convolutions(self) -> bool:
+        return self.architecture not in (None, *WITHOUT_CONVOLUTIONS)
 
 
 def published_settings(path: Path | None = None) -> dict[str, str]:
@@ -81,59 +121,77 @@ def _failure(error: Exception) -> str:
     return re.sub(r"(?:/[^/\s:'\"]+)+/([^/\s:'\"]+)", r"…/\1", text)[:300]
 
 
-def load_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace: str | None, revision: str) -> LoadedNet:
-    """One net from the first source that has it; a source that fails is noted and the next one tried, so one broken
-    net never keeps the Space from starting."""
-    notes = []
+def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace: str | None,
+             revision: str) -> FoundNet:
+    """Where a net may be loaded from, without torch: the folders that hold a config.json (a Hub snapshot is
+    downloaded here), in the order they are tried."""
+    found = FoundNet(name)
     if models_dir is not None:
         if (models_dir / name / "config.json").is_file():
-            try:
-                return _from_folder(name, models_dir / name, f"local folder (CONVHUB_MODELS_DIR)/{name}")
-            except Exception as error:  # noqa: BLE001
-                notes.append(f"local folder failed: {_failure(error)}")
+            found.steps.append(Candidate(models_dir / name, f"local folder (CONVHUB_MODELS_DIR)/{name}",
+                                         "local folder failed"))
         else:
-            notes.append("not in CONVHUB_MODELS_DIR")
+            found.steps.append("not in CONVHUB_MODELS_DIR")
     repo = hub_repo(name, namespace)
     if hub_online:
         try:
-            folder = resolve(repo, revision=revision)
-            return _from_folder(name, folder, f"Hub {repo}@{revision}")
+            found.steps.append(Candidate(resolve(repo, revision=revision), f"Hub {repo}@{revision}", "Hub"))
         except Exception as error:  # noqa: BLE001
-            notes.append(f"Hub: {_failure(error)}")
+            found.steps.append(f"Hub: {_failure(error)}")
     else:
         # No request at all: only a snapshot an earlier online start left in the HF cache.
         offline = "Hub offline (HF_HUB_OFFLINE)" if offline_mode() else f"Hub unreachable ({endpoint()})"
         try:
             folder = resolve(repo, revision=revision, local_files_only=True)
-            return _from_folder(name, folder, f"HF cache {repo}@{revision} — {offline}")
+            found.steps.append(Candidate(folder, f"HF cache {repo}@{revision} — {offline}",
+                                         f"{offline}; HF cache copy failed"))
         except convhub.HubUnavailableError:
-            notes.append(offline)
+            found.steps.append(offline)
         except Exception as error:  # noqa: BLE001
-            notes.append(f"{offline}; HF cache copy failed: {_failure(error)}")
+            found.steps.append(f"{offline}; HF cache copy failed: {_failure(error)}")
     if (BUNDLED_DIR / name / "config.json").is_file():
-        try:
-            net = _from_folder(name, BUNDLED_DIR / name, "bundled (space/models)")
-            if notes:
-                net.source += f" — {'; '.join(notes)}"
-            return net
-        except Exception as error:  # noqa: BLE001
-            notes.append(f"bundled copy failed: {_failure(error)}")
+        found.steps.append(Candidate(BUNDLED_DIR / name, "bundled (space/models)", "bundled copy failed",
+                                     last_resort=True))
     else:
-        notes.append("no bundled copy")
-    log.warning("%s is unavailable: %s", name, "; ".join(notes))
-    return LoadedNet(name, None, "unavailable — " + "; ".join(notes))
+        found.steps.append("no bundled copy")
+    return found
 
 
-def load_zoo(names=None, *, models_dir: str | Path | None = None, namespace: str | None = None,
-             revision: str | None = None) -> list[LoadedNet]:
-    """Every zoo net, each from the first source that has it (see module docstring)."""
-    names = list(names or convhub.ZOO)
+def load_found(found: FoundNet) -> LoadedNet:
+    """The net from its first candidate that loads; one that fails is noted and the next one tried, so one broken
+    net never keeps the Space from starting."""
+    notes = []
+    for step in found.steps:
+        if isinstance(step, str):
+            notes.append(step)
+            continue
+        try:
+            net = _from_folder(found.name, step.folder, step.source)
+        except Exception as error:  # noqa: BLE001
+            notes.append(f"{step.failed}: {_failure(error)}")
+            continue
+        if step.last_resort and notes:
+            net.source += f" — {'; '.join(notes)}"
+        return net
+    log.warning("%s is unavailable: %s", found.name, "; ".join(notes))
+    return LoadedNet(found.name, None, "unavailable — " + "; ".join(notes))
+
+
+def find_zoo(names=None, *, models_dir: str | Path | None = None, namespace: str | None = None,
+             revision: str | None = None) -> list[FoundNet]:
+    """Every zoo net's candidate folders (see module docstring); imports no torch."""
+    names = list(names or NETS)
     models_dir = models_dir or os.environ.get("CONVHUB_MODELS_DIR")
     models_dir = Path(models_dir) if models_dir else None
     revision = revision or os.environ.get("CONVHUB_REVISION") or published_settings().get("revision") or "main"
     online = hub_reachable()
-    return [load_net(name, models_dir=models_dir, hub_online=online, namespace=namespace, revision=revision)
+    return [find_net(name, models_dir=models_dir, hub_online=online, namespace=namespace, revision=revision)
             for name in names]
+
+
+def load_zoo(names=None, **where) -> list[LoadedNet]:
+    """Every zoo net, each from the first source that has it: find_zoo, then load_found."""
+    return [load_found(found) for found in find_zoo(names, **where)]
 
 
 def source_kind(source: str) -> str:

@@ -14,6 +14,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "space"))
 
+import anatomy  # noqa: E402
 import inference  # noqa: E402
 import zoo_loader  # noqa: E402
 
@@ -387,7 +388,7 @@ def test_compare_labels_never_sit_on_each_other():
 def test_layer_table_counts_every_parameter(nets):
     import figures
 
-    text = figures.layers_markdown(nets[1].model)
+    text = figures.layers_markdown(anatomy.stages(nets[1].model))
     assert "| conv1 → tanh | 16×32×32 | 448 | 3×3 |" in text and "| pool2 | 8×8×8 | 0 | 10×10 |" in text
     assert "**18,090**" in text
 
@@ -403,17 +404,47 @@ def test_sources_summary():
     assert zoo_loader.source_kind("Hub someone/convhub-net@v1") == "Hub"
 
 
-def test_app_wires_named_endpoints_and_missing_nets(nets):
-    """build_demo without a server: the public API names, and a net that failed to load is listed, not served."""
+def test_app_wires_named_endpoints_and_a_listed_net_that_fails_to_load(models_dir, monkeypatch):
+    """build_demo without a server: the public API names. The page is built before the nets load (no torch), so a
+    net whose weights then fail to load is listed, and its handlers and the Compare tab say it is unavailable."""
     import app
 
-    nets.append(zoo_loader.LoadedNet("net_depth", None, "unavailable — test"))
-    demo = app.build_demo(nets)
+    convhub.create("net_depth").save_pretrained(models_dir / "net_depth")
+    (models_dir / "net_depth" / "model.safetensors").write_bytes(b"\x00" * 10)  # truncated weights
+    monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", models_dir / "none")
+    found = zoo_loader.find_zoo([*SMALL_ZOO, "net_depth"], models_dir=models_dir)
+    zoo = app.load_nets(found)
+    demo = app.build_demo(found, lambda: zoo)
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert public == {"classify", "filters", "feature_maps", "translation", "receptive_field", "compare"}
+    handlers = {fn.name: fn.fn for fn in demo.fns.values()}
+    dropdowns = {b.elem_id: [value for _, value in b.choices] for b in demo.blocks.values()
+                 if type(b).__name__ == "Dropdown" and b.elem_id}
+    assert dropdowns["inside-net"] == [*SMALL_ZOO, "net_depth"]
+    assert handlers["inside_ui"]("net_depth", None)[-1] == "⚠️ net_depth is not available here"
+    assert handlers["rf_ui"]("net_depth", "pool1", 4, 4, None)[-1] == "⚠️ net_depth is not available here"
+    _, table, sources = handlers["compare_ui"]()
+    assert "**3 of 4 nets loaded**" in sources and "`net_depth`: unavailable — local folder failed" in sources
+    assert "| 18,090 | 0.910 |" in table  # `net`, from its card
+    assert "convhub-net-depth) | 16,130 | — |" in table  # the unavailable net: its size, no accuracy
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if type(b).__name__ == "Markdown")
-    assert "**3 of 4 nets loaded**" in markdown and "`net_depth`: unavailable — test" in markdown
     assert "locality" in markdown and "weight sharing" in markdown and "skip" in markdown
+
+
+def test_the_page_is_built_before_torch_is_imported(tmp_path):
+    """Importing torch takes ~1.4 s of the start-up: app builds its page from find_zoo without it, and the nets (with
+    torch) load when main() has the server up, or when a handler first needs them (app.NETS())."""
+    import os
+    import subprocess
+
+    code = ("import sys, app; assert 'torch' not in sys.modules, 'torch imported'; zoo = app.NETS(); "
+            "listed = [net.name for net in app.FOUND if net.has_convolutions]; "
+            "print(len(zoo.available), 'torch' in sys.modules, listed == zoo.conv_names)")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                            cwd=Path(__file__).resolve().parents[1] / "space")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["9", "True", "True"]
 
 
 def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
@@ -500,7 +531,7 @@ def test_only_uploads_and_examples_are_accepted(tmp_path, monkeypatch):
 def test_a_long_run_of_blocks_is_summarised_in_the_layer_table():
     import figures
 
-    text = figures.layers_markdown(convhub.create("net_res_deep100"))
+    text = figures.layers_markdown(anatomy.stages(convhub.create("net_res_deep100")))
     assert "| block 1 | 32×16×16 | 9,280 |" in text and "| block 100 | 32×16×16 | 9,280 |" in text
     assert "| block 4 … 97 (94 blocks) | 32×16×16 each | 872,320 |" in text
     assert "block 50 |" not in text and "**994,530**" in text
