@@ -31,12 +31,16 @@ def parse_config(path: Path) -> dict:
     """config.json as a dict: strict JSON (no NaN/Infinity), bounded in size, depth and number length."""
     try:
         size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path} is {size:,} bytes; a convhub config.json is at most {MAX_CONFIG_BYTES:,}")
+        with path.open("rb") as file:  # read at most the bound: a /proc file says it has 0 bytes
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path} is {size:,} bytes; a convhub config.json is at most {MAX_CONFIG_BYTES:,}")
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is more than {MAX_CONFIG_BYTES:,} bytes, the most a convhub config.json may hold")
     try:
-        config = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_refuse_constant)
+        config = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:  # JSONDecodeError is a ValueError; so are
         # 5000-digit integers (int max str digits), and deep nesting overflows the parser's recursion
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:200]

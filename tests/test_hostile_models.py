@@ -81,6 +81,22 @@ def test_hostile_json_is_a_clear_error(tmp_path, text, message):
         convhub.load(folder)
 
 
+@pytest.mark.parametrize(("target", "message"), [
+    ("/proc/self/mem", "cannot read"),  # says it has 0 bytes; reading it fails
+    ("/proc/self/maps", "more than 65,536 bytes|not valid JSON"),  # says 0 bytes; read only up to the bound
+])
+def test_a_config_that_lies_about_its_size_or_cannot_be_read_is_a_clear_error(tmp_path, target, message):
+    from convhub.config import parse_config
+
+    folder = saved(tmp_path)
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to(target)
+    with pytest.raises(ConfigError, match=message):
+        parse_config(folder / "config.json")
+    with pytest.raises(ConfigError, match=message):
+        convhub.load(folder)
+
+
 def test_deeply_nested_json_within_the_size_limit(tmp_path):
     folder = saved(tmp_path)
     write_config(folder, '{"architecture": "Net", "x": ' + "[" * 20_000 + "]" * 20_000 + "}")
