@@ -20,7 +20,7 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
-from concurrent.futures import Future, ThreadPoolExecutor  # noqa: E402
+from concurrent.futures import Future  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Callable  # noqa: E402
@@ -165,6 +165,7 @@ def read_translation_table(names: list[str]) -> dict | None:
         return None
 
 
+NO_NETS = "No net could be loaded here: the Compare tab says why."
 CSS = (HERE / "style.css").read_text()  # the scoreboard, the tab bar on phones, the previews
 
 
@@ -224,6 +225,8 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         if path is None:
             return figures.seen_html(None), figures.empty_scoreboard_html(), ""
         zoo = ready()
+        if not zoo.available:
+            return gr.skip(), gr.skip(), f"⚠️ {NO_NETS}"
         try:
             verdict, x = inference.classify(zoo.available, path, zoo.batches)
         except inference.BadImageError as error:
@@ -249,11 +252,11 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
                 chapter.INSIDE)
 
     def translation_ui(path, shift):
+        available = ready().available
         try:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), f"⚠️ {error}"
-        available = ready().available
         curves = inference.translation(available, x)
         label = true_label(input_or_default(path)) or inference.classify_batch(available, x)[0].winner
         column = 0 if label == "airplane" else 1
@@ -273,7 +276,10 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         model = model_of(net_name)
         if model is None or not stage_name:
             return gr.skip(), gr.skip()
-        stage = anatomy.stage(model, stage_name)
+        try:
+            stage = anatomy.stage(model, stage_name)
+        except KeyError:  # a stage of another net (the net changed meanwhile)
+            return gr.skip(), gr.skip()
         _, height, width = stage.shape
         return (gr.update(maximum=height - 1, value=height // 2), gr.update(maximum=width - 1, value=width // 2))
 
@@ -304,13 +310,17 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         model = model_of(net_name)
         if model is None or not stage_name:
             return gr.skip(), gr.skip()
-        stage = anatomy.stage(model, stage_name)
+        try:
+            stage = anatomy.stage(model, stage_name)
+        except KeyError:
+            return gr.skip(), gr.skip()
         _, height, width = stage.shape
         cell = 256 // max(height, width)
         x, y = evt.index
         return min(int(y) // cell, height - 1), min(int(x) // cell, width - 1)
 
     def sharing_ui(side, in_channels, out_channels, kernel):
+        ready()  # inference is imported with the nets
         side, cin, cout, k = int(side), int(in_channels), int(out_channels), int(kernel)
         conv, linear = inference.sharing_counts(side, cin, cout, k)
         text = (f"On a {side}×{side} image, `Conv2d({cin}, {cout}, {k})` has **{conv:,}** parameters; a `Linear` "
@@ -334,6 +344,8 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
             parameter count and validation accuracy
         """
         zoo = ready()
+        if not zoo.available:
+            raise gr.Error(NO_NETS, print_exception=False)
         verdict, _ = inference.classify(zoo.available, upload_path(image), zoo.batches)
         rows = zoo.rows
         return {"vote": verdict.winner, "votes": verdict.votes, "milliseconds": round(verdict.milliseconds, 2),
@@ -385,8 +397,9 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         Returns:
             the shifts (pixels, + is right) and for each net its (P(airplane), P(bird)) at every shift
         """
+        available = ready().available
         x = inference.load_input(upload_path(image))
-        curves = inference.translation(ready().available, x)
+        curves = inference.translation(available, x)
         return {"shifts": list(inference.SHIFTS),
                 "nets": {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c] for name, c in curves.items()}}
 
@@ -403,7 +416,8 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         Returns:
             the stage's shape, the unit's receptive field as a box and a size, and a 32x32 mask (1 = visible)
         """
-        return inference.receptive_field(_conv_model(net), stage, int(y), int(x))
+        model = _conv_model(net)
+        return inference.receptive_field(model, stage, int(y), int(x))
 
     def compare() -> dict:
         """Every net's size and accuracy: parameters, validation accuracy (ours and the book's) and where its
@@ -601,8 +615,7 @@ def load_nets(found: list[FoundNet]) -> Zoo:
 
     threads = inference.torch_threads(CONCURRENCY)
     torch.set_num_threads(threads)
-    nets = [load_found(net) for net in found]
-    inference.prepare_for_serving(nets)
+    nets = inference.prepare_for_serving([load_found(net) for net in found])
     warm_up(nets)
     return Zoo(nets, threads)
 
@@ -610,7 +623,7 @@ def load_nets(found: list[FoundNet]) -> Zoo:
 class Loader:
     """load_nets in a thread of its own, started by main() once the server is up, or else by the first handler that
     needs the nets (Spaces' reload mode imports this module and launches `demo` itself). Calling it waits for the
-    Zoo, or raises load_nets' error."""
+    Zoo. The thread is a daemon: stopping the Space never waits for it."""
 
     def __init__(self, found: list[FoundNet]):
         self.found = found
@@ -620,21 +633,35 @@ class Loader:
     def start(self) -> Future:
         with self._lock:
             if self._loading is None:
-                pool = ThreadPoolExecutor(1, thread_name_prefix="convhub-nets")
-                self._loading = pool.submit(load_nets, self.found)
-                pool.shutdown(wait=False)  # its thread ends when load_nets returns
+                self._loading = Future()
+                threading.Thread(target=self._load, name="convhub-nets", daemon=True).start()
             return self._loading
 
+    def _load(self) -> None:
+        try:
+            self._loading.set_result(load_nets(self.found))
+        except BaseException as error:  # noqa: BLE001 - handed to every caller, and main() stops the server
+            self._loading.set_exception(error)
+
     def __call__(self) -> Zoo:
-        return self.start().result()
+        loading = self.start()
+        error = loading.exception()  # waits; a new message each time (re-raising one error object grows its traceback)
+        if error is not None:
+            raise gr.Error(f"The nets failed to load ({type(error).__name__}: {error}); the Space must be restarted.",
+                           print_exception=False)
+        return loading.result()
 
 
 def report_ready(loading: Future) -> None:
-    try:
-        zoo = loading.result()
-    except Exception as error:  # noqa: BLE001 - the handlers raise it too; here it is only reported
+    """The start-up line once the nets are loaded; if loading failed (a bug: a broken net is only unavailable), the
+    error, and the server is stopped, so that the Space shows it as failed rather than serving a page that cannot
+    classify."""
+    error = loading.exception()
+    if error is not None:
         print(f"Loading the nets failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        demo.close()  # main() then exits with status 1
         return
+    zoo = loading.result()
     print(f"{sources_summary(zoo.nets)} Ready in {time.perf_counter() - STARTED:.1f} s "
           f"({zoo.threads} torch thread(s) per request).", flush=True)
 
@@ -659,9 +686,11 @@ def main() -> None:
             prevent_thread_lock=True,
         )
         NETS.start().add_done_callback(report_ready)
-        demo.block_thread()  # until Ctrl-C or SIGTERM (_stop)
+        demo.block_thread()  # until Ctrl-C, SIGTERM (_stop) or a failed load (report_ready)
     finally:
         STORE.close()
+    if NETS.start().done() and NETS.start().exception() is not None:
+        sys.exit(1)  # the load failed (report_ready)
 
 
 def _stop(*_) -> None:

@@ -20,7 +20,7 @@ from convhub.errors import ConvHubError
 from convhub.preprocessing import open_image, translate, upright
 from PIL import Image
 
-from zoo_loader import LoadedNet
+from zoo_loader import LoadedNet, describe_failure
 
 DRAFT_SIZE = (256, 256)
 TRANSFORMS = build_transforms()
@@ -166,10 +166,21 @@ def for_serving(model: torch.nn.Module) -> torch.nn.Module:
     return served
 
 
-def prepare_for_serving(nets: list[LoadedNet]) -> None:
+def prepare_for_serving(nets: list[LoadedNet]) -> list[LoadedNet]:
+    """Each net with its serving copy, tried once on a blank image; a net that fails either is listed as unavailable,
+    so that one broken net never takes the others down."""
+    blank = torch.zeros(1, 3, 32, 32)
+    prepared = []
     for net in nets:
         if net.available:
-            net.served = for_serving(net.model)
+            try:
+                net.served = for_serving(net.model)
+                probabilities([net], blank)
+            except Exception as error:  # noqa: BLE001
+                net = LoadedNet(net.name, None, f"unavailable — it loaded ({net.source}) but cannot run: "
+                                                f"{describe_failure(error)}")
+        prepared.append(net)
+    return prepared
 
 
 @torch.inference_mode()

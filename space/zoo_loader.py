@@ -15,6 +15,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,7 +68,7 @@ class FoundNet:
     name: str
     steps: list[Candidate | str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def architecture(self) -> str | None:
         """The class named by the first readable config.json: what the page shows before the net is loaded."""
         for step in self.steps:
@@ -111,10 +112,10 @@ def _from_folder(name: str, folder: Path, source: str) -> LoadedNet:
         return LoadedNet(name, model, source, training_record(folder))
     except Exception as error:  # noqa: BLE001
         log.warning("%s: ignoring its model card: %s", name, error)
-        return LoadedNet(name, model, f"{source} — model card ignored: {_failure(error)}")
+        return LoadedNet(name, model, f"{source} — model card ignored: {describe_failure(error)}")
 
 
-def _failure(error: Exception) -> str:
+def describe_failure(error: Exception) -> str:
     """What went wrong, shown on the page: convhub's message (anything else by its type), with server paths cut to
     their last part."""
     text = str(error) if isinstance(error, convhub.ConvHubError) else f"{type(error).__name__}: {error}"
@@ -137,7 +138,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
         try:
             found.steps.append(Candidate(resolve(repo, revision=revision), f"Hub {repo}@{revision}", "Hub"))
         except Exception as error:  # noqa: BLE001
-            found.steps.append(f"Hub: {_failure(error)}")
+            found.steps.append(f"Hub: {describe_failure(error)}")
     else:
         # No request at all: only a snapshot an earlier online start left in the HF cache.
         offline = "Hub offline (HF_HUB_OFFLINE)" if offline_mode() else f"Hub unreachable ({endpoint()})"
@@ -148,7 +149,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
         except convhub.HubUnavailableError:
             found.steps.append(offline)
         except Exception as error:  # noqa: BLE001
-            found.steps.append(f"{offline}; HF cache copy failed: {_failure(error)}")
+            found.steps.append(f"{offline}; HF cache copy failed: {describe_failure(error)}")
     if (BUNDLED_DIR / name / "config.json").is_file():
         found.steps.append(Candidate(BUNDLED_DIR / name, "bundled (space/models)", "bundled copy failed",
                                      last_resort=True))
@@ -168,7 +169,7 @@ def load_found(found: FoundNet) -> LoadedNet:
         try:
             net = _from_folder(found.name, step.folder, step.source)
         except Exception as error:  # noqa: BLE001
-            notes.append(f"{step.failed}: {_failure(error)}")
+            notes.append(f"{step.failed}: {describe_failure(error)}")
             continue
         if step.last_resort and notes:
             net.source += f" — {'; '.join(notes)}"

@@ -447,6 +447,70 @@ def test_the_page_is_built_before_torch_is_imported(tmp_path):
     assert result.stdout.split()[-3:] == ["9", "True", "True"]
 
 
+def test_a_net_that_loads_but_cannot_run_is_served_as_unavailable(nets):
+    nets[1].model.fc1 = torch.nn.Linear(7, 32)  # a layer that does not fit the one before it
+    prepared = inference.prepare_for_serving(nets)
+    assert [net.available for net in prepared] == [True, False, True]
+    assert prepared[1].source.startswith("unavailable — it loaded (local folder (CONVHUB_MODELS_DIR)/net) but cannot "
+                                         "run: RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert prepared[2].served is not None
+
+
+def test_every_handler_waits_for_the_nets_before_using_torch(nets, bird_jpg, monkeypatch):
+    """The page is up before torch is imported: app's `inference` and `anatomy` are bound by load_nets. Each handler,
+    called first, must ask for the nets (which binds them) before it touches either."""
+    import app
+    import gradio as gr
+
+    monkeypatch.setattr(app, "inference", inference)
+    monkeypatch.setattr(app, "anatomy", anatomy)
+    zoo = app.Zoo(inference.prepare_for_serving(nets), threads=1)
+    found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=Path(nets[0].source).parent)  # the page lists them all
+
+    def load():
+        monkeypatch.setattr(app, "inference", inference)
+        monkeypatch.setattr(app, "anatomy", anatomy)
+        return zoo
+
+    demo = app.build_demo(found, load)
+    handlers = {fn.name: fn.fn for fn in demo.fns.values()}
+    upload = {"path": str(bird_jpg)}
+    monkeypatch.setattr(app.uploads, "checked_upload", lambda path: Path(path))
+    calls = {
+        "classify_ui": (str(bird_jpg),), "inside_ui": ("net", str(bird_jpg)), "translation_ui": (str(bird_jpg), 2),
+        "rf_controls": ("net",), "rf_sliders": ("net", "pool1"), "rf_ui": ("net", "pool1", 3, 3, str(bird_jpg)),
+        "rf_click": ("net", "pool1", gr.SelectData(None, {"index": [10, 20], "value": None})),
+        "sharing_ui": (32, 3, 16, 3), "compare_ui": (), "classify": (upload,), "filters": ("net",),
+        "feature_maps": ("net", upload), "translation": (upload,), "receptive_field": ("net", "pool1", 3, 3),
+        "compare": (),
+    }
+    assert set(calls) <= set(handlers)
+    for name, args in calls.items():
+        monkeypatch.setattr(app, "inference", None)
+        monkeypatch.setattr(app, "anatomy", None)
+        result = handlers[name](*args)
+        assert result is not None and app.inference is inference, name
+
+
+def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
+    """Not a broken net (that one is only unavailable) but load_nets failing, here on a bad CONVHUB_TORCH_THREADS:
+    the real app stops its server and exits with status 1, rather than serve a page that cannot classify."""
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_SERVER_PORT": str(port), "CONVHUB_TORCH_THREADS": "many"}
+    app_py = Path(__file__).resolve().parents[1] / "space" / "app.py"
+    result = subprocess.run([sys.executable, str(app_py)], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Loading the nets failed: ValueError: invalid literal for int() with base 10: 'many'" in result.stderr
+    assert f"Running on local URL:  http://127.0.0.1:{port}" in result.stdout  # it had served its page first
+
+
 def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     """Gradio keeps a copy of the page's configs per session (~120 KB here; 10,000 sessions by default): main() hands
     it the Space's bound, with the queue and upload limits."""
@@ -579,8 +643,7 @@ def test_large_uploads_are_reduced_right_after_decoding(tmp_path):
 
 def test_served_copies_compute_what_the_books_nets_do():
     bundled = Path(__file__).resolve().parents[1] / "space" / "models"
-    nets = zoo_loader.load_zoo(models_dir=bundled)
-    inference.prepare_for_serving(nets)
+    nets = inference.prepare_for_serving(zoo_loader.load_zoo(models_dir=bundled))
     x = torch.randn(5, 3, 32, 32)
     for net in nets:
         with torch.inference_mode():
