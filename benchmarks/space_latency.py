@@ -57,8 +57,7 @@ def timed(fn, runs: int, warmup: int = 5) -> list[float]:
 
 
 def in_process(images: list[Path], runs: int) -> list[str]:
-    nets = [net for net in load_zoo() if net.available]
-    inference.prepare_for_serving(nets)
+    nets = [net for net in inference.prepare_for_serving(load_zoo()) if net.available]
     print(f"{len(nets)} nets, {runs} runs after 5 warm-up runs, {torch.get_num_threads()} torch thread(s)\n")
     verdicts = []
     with torch.inference_mode():
