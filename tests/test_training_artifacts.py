@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import convhub
@@ -279,6 +280,39 @@ def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
     assert "[net]" not in stdout  # no net starts after the stop
     assert not out.exists() or not any(out.iterdir())
     assert not _processes_naming(out)  # no net goes on training on its own
+
+
+def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path):
+    """SIGKILL (the OOM killer, `kill -9`) gives the zoo no chance to stop its nets, each in a session of its own:
+    the kernel stops them (PR_SET_PDEATHSIG), so that none trains on alone."""
+    data = make_image_folder(tmp_path / "data", 100)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", "zoo", "--models", "net_res_deep,net_res_deep100", "--data", str(data),
+         "--epochs", "500", "--out", str(out), "--jobs", "2", "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = set()
+        for line in process.stdout:
+            if "params" in line:
+                started.add(line.split("]")[0])
+            if len(started) == 2:
+                break
+        nets = [proc for proc in _processes_naming(out) if int(proc.name) != process.pid]
+        assert len(nets) == 2
+        process.kill()
+        process.wait(timeout=60)
+        for _ in range(600):  # each net stops as on Ctrl-C: within a step
+            if not _processes_naming(out):
+                break
+            time.sleep(0.1)
+        assert not _processes_naming(out)
+    finally:
+        process.kill()
+        for proc in _processes_naming(out):
+            os.kill(int(proc.name), signal.SIGKILL)
+    assert not out.exists() or not any(out.iterdir())  # nothing saved
 
 
 def _processes_naming(path: Path) -> list[Path]:

@@ -295,6 +295,7 @@ def cmd_push(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
+    parallel.stop_with_zoo()
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "report": cmd_report,

@@ -22,6 +22,8 @@ from .hardware import cpu_cores
 from .recipes import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
+ZOO_PID = "CONVHUB_ZOO_PID"  # set for each net: the zoo process it must not outlive (stop_with_zoo)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def resolve_jobs(jobs: str, device: torch.device, n_nets: int) -> int:
@@ -75,7 +77,7 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
 
     command = [sys.executable, "-m", "training", "train", *train_args, f"--threads={threads}"]
     # Our checkout first, as for this process; the working folder stays ours, so relative --data paths still hold.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", ZOO_PID: str(os.getpid()),
            "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
 
     def run(name: str) -> None:
@@ -123,6 +125,20 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
 
 
 STOP_GRACE_S = 30.0
+
+
+def stop_with_zoo() -> None:
+    """In a net started by train_side_by_side: Ctrl-C when the zoo's process dies, even by SIGKILL (which the zoo
+    cannot pass on), so that no net trains on alone. The kernel sends it when the thread that started the net ends;
+    that thread waits for the net. Linux only (prctl); elsewhere nothing changes."""
+    zoo = os.environ.pop(ZOO_PID, None)
+    if zoo is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGINT))
+    if os.getppid() != int(zoo):  # the zoo died before prctl: nothing to do but stop
+        sys.exit("the zoo that started this net is gone")
 
 
 def _stop(process: subprocess.Popen) -> None:
