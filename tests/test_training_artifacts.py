@@ -276,7 +276,7 @@ def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
     assert stderr.strip().endswith("interrupted: zoo stopped; models saved before this point are kept, the nets in "
                                    "progress were not saved")
     for name in ("net_res_deep", "net_res_deep100"):
-        assert f"[{name}] interrupted: train stopped" in stdout
+        assert f"[{name}] interrupted: train stopped" in stderr
     assert "[net]" not in stdout  # no net starts after the stop
     assert not out.exists() or not any(out.iterdir())
     assert not _processes_naming(out)  # no net goes on training on its own

@@ -173,7 +173,9 @@ def test_a_net_failing_side_by_side_stops_the_zoo_and_names_it(folder, tmp_path)
     code, stdout, stderr = run_cli("zoo", "--models", "net,net_depth,fc", "--data", folder, "--epochs", 1, "--lr",
                                    "1e30", "--jobs", 2, "--out", tmp_path / "z", *FAST)
     assert_user_error(code, stderr, "net_depth (exit 2), fc (exit 2) failed", "nets still waiting were not started")
-    assert "[fc] error: training diverged" in stdout and "[net_depth] error: training diverged" in stdout
+    # each net's lines go where it wrote them, prefixed: errors to stderr (as with --jobs 1), the rest to stdout
+    assert "[fc] error: training diverged" in stderr and "[net_depth] error: training diverged" in stderr
+    assert "error" not in stdout and "[fc] " in stdout
     assert "[net]" not in stdout and not (tmp_path / "z" / "net").exists()  # never started
     assert not (tmp_path / "z" / "results.json").exists()
 

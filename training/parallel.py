@@ -63,8 +63,8 @@ def longest_first(recipes: dict[str, Recipe]) -> list[str]:
 def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jobs: int,
                        threads: int) -> dict[str, str]:
     """Run `python -m training train --model NAME --out OUT/NAME *train_args` for each net, ``jobs`` at a time, each
-    with ``threads`` torch threads; every output line is printed prefixed by its net. Returns the nets that failed,
-    each with how it ended.
+    with ``threads`` torch threads; every output line is printed prefixed by its net, to our stdout or stderr as the
+    net wrote it. Returns the nets that failed, each with how it ended.
 
     After a failure no further net starts (the running ones finish and are saved). Ctrl-C, SIGTERM, SIGHUP or any
     error here is passed on to every running net as Ctrl-C, which stops it unsaved as `train` does (one that has not
@@ -87,13 +87,13 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
             # A session of its own: a terminal's Ctrl-C reaches only us, and we pass it on exactly once.
             process = running[name] = subprocess.Popen(
                 [*command, f"--model={name}", f"--out={out / name}"], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=env,
                 start_new_session=True)
+        errors = threading.Thread(target=relay, args=(name, process.stderr, sys.stderr), daemon=True)
+        errors.start()
         try:
-            for line in process.stdout:
-                with output:
-                    sys.stdout.write(f"[{name}] {line.rstrip()}\n")
-                    sys.stdout.flush()
+            relay(name, process.stdout, sys.stdout)
+            errors.join()
             code = process.wait()
         finally:
             if process.poll() is None:  # this thread failed (our stdout closed?): the net must not train on alone
@@ -103,6 +103,12 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
         if code != 0:
             failed[name] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
             stop.set()
+
+    def relay(name: str, lines, to) -> None:
+        for line in lines:
+            with output:
+                to.write(f"[{name}] {line.rstrip()}\n")
+                to.flush()
 
     handlers = _interrupt_on_termination()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zoo")
