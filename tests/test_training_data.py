@@ -319,6 +319,24 @@ def test_crops_from_the_padded_dataset_are_the_batch_augmented():
     assert torch.equal(gathered, augment(images[index], generator=torch.Generator().manual_seed(2)))
 
 
+@pytest.mark.parametrize("size", [(32, 32), (24, 28)])
+def test_each_crop_is_its_padded_image_cut_at_the_drawn_offset_and_mirrored(size):
+    """Slice by slice, image by image: what the one-gather crop must equal (the same draws: offsets, then mirrors)."""
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    padded = pad_for_augment(images)
+    index = torch.tensor([5, 0, 19, 5, 11, 2, 7, 13])
+    out = crop_and_flip(padded, index, size, torch.Generator().manual_seed(3))
+    (h, w), n = size, len(index)
+    draws = torch.Generator().manual_seed(3)
+    dy = torch.randint(0, 40 - h + 1, (n,), generator=draws)
+    dx = torch.randint(0, 40 - w + 1, (n,), generator=draws)
+    flip = torch.rand(n, generator=draws) < 0.5
+    assert out.shape == (n, 3, h, w) and 0 < int(flip.sum()) < n
+    for i, k in enumerate(index):
+        crop = padded[k, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
+
+
 def test_augment_padding_zero_only_flips():
     images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     out = augment(images, padding=0, generator=torch.Generator().manual_seed(0))
