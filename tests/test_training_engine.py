@@ -30,7 +30,9 @@ def test_book_recipe_is_the_chapters():
 
 
 def test_default_recipe_per_net_and_overrides():
-    assert recipe_for("net") == DEFAULT
+    assert recipe_for("net_width") == DEFAULT
+    assert recipe_for("net").warmup_fraction == 0.05 and "(5% warm-up)" in recipe_for("net").describe()
+    assert "warm-up" not in DEFAULT.describe()
     assert recipe_for("net_res_deep").epochs > DEFAULT.epochs
     assert DEFAULT.augment and DEFAULT.momentum > 0 and DEFAULT.schedule == "onecycle"
     changed = recipe_for("net", "book", epochs=3, lr=None, batch_size=8)  # None keeps the recipe's value
@@ -41,6 +43,30 @@ def test_default_recipe_per_net_and_overrides():
 
 
 # --- training loop --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("warmup_fraction", [0.05, 0.15, 0.5])
+def test_the_one_cycle_schedule_peaks_at_the_recipes_rate_for_any_number_of_steps(warmup_fraction):
+    """A short run (small data, few epochs) must not trip OneCycleLR: a warm-up of exactly one step divides by zero
+    there (5% of 20 steps)."""
+    from dataclasses import replace
+
+    recipe = replace(recipe_for("net"), warmup_fraction=warmup_fraction)
+    for total in range(1, 80):
+        weight = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.SGD([weight], lr=recipe.lr)
+        scheduler = engine.one_cycle(optimizer, recipe, total)
+        rates = []
+        for _ in range(total):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        assert (scheduler is None) == (total < 3)
+        peak = rates.index(max(rates))
+        assert max(rates) <= recipe.lr + 1e-12 and (total < 20 or max(rates) >= 0.9 * recipe.lr), total
+        assert total < 3 or rates[0] == pytest.approx(recipe.lr / 10), total  # warms up from a tenth
+        assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:])), total  # then only anneals
 
 
 @pytest.mark.parametrize("recipe", ["default", "book"])

@@ -113,6 +113,18 @@ def init_residual_blocks(model: torch.nn.Module, bn_weight: float) -> int:
     return len(blocks)
 
 
+def one_cycle(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
+    """Warm up linearly to recipe.lr over recipe.warmup_fraction of the steps, then anneal linearly to ~0. The warm-up
+    is at least 2 steps (OneCycleLR divides by zero when it would last exactly one, as 5% of 20 steps does); a run of
+    under 3 steps keeps a constant learning rate."""
+    if total_steps < 3:
+        return None
+    warmup = max(recipe.warmup_fraction, 2 / total_steps)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.lr, total_steps=total_steps, pct_start=warmup, anneal_strategy="linear",
+        cycle_momentum=False, div_factor=10, final_div_factor=100)
+
+
 def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch.device | str = "auto",
           precision: str | None = None, seed: int = 0, progress: bool = True, stop_at: float | None = None) -> TrainResult:
     """Train ``model`` in place with ``recipe``; validation accuracy is measured after every epoch.
@@ -132,11 +144,7 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov and recipe.momentum > 0, weight_decay=recipe.weight_decay)
     steps_per_epoch = max(1, len(images) // recipe.batch_size)  # drop the ragged last batch (BatchNorm needs >1)
-    scheduler = None
-    if recipe.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=recipe.warmup_fraction,
-            anneal_strategy="linear", cycle_momentum=False, div_factor=10, final_div_factor=100)
+    scheduler = one_cycle(optimizer, recipe, recipe.epochs * steps_per_epoch) if recipe.schedule == "onecycle" else None
 
     result = TrainResult()
     started = time.perf_counter()
