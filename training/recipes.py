@@ -31,7 +31,12 @@ class Recipe:
         if self.weight_decay:
             parts.append(f"weight decay {self.weight_decay:g}")
         parts.append(f"batch {self.batch_size}, {self.epochs} epochs")
-        parts.append("one-cycle LR schedule" if self.schedule == "onecycle" else "constant LR")
+        if self.schedule == "onecycle":
+            default_warmup = Recipe.__dataclass_fields__["warmup_fraction"].default
+            parts.append("one-cycle LR schedule" + (f" ({self.warmup_fraction:.0%} warm-up)"
+                                                     if self.warmup_fraction != default_warmup else ""))
+        else:
+            parts.append("constant LR")
         if self.label_smoothing:
             parts.append(f"label smoothing {self.label_smoothing:g}")
         if self.grad_clip:
@@ -60,7 +65,9 @@ DEFAULT = Recipe("default", epochs=24, batch_size=128, lr=0.1, momentum=0.9, nes
 DEFAULT_PER_MODEL = {
     # The MLP keeps improving slowly (60 epochs: 0.869 val); 30 is well past the book's 0.80 at half the time.
     "fc": replace(DEFAULT, epochs=30, lr=0.05, label_smoothing=0.0),
-    "net": DEFAULT,
+    # A shorter warm-up (5% of the steps): 0.89 at epoch 7 instead of 8 on the seed-0 split, the same on seeds 1 and
+    # 2 (9, 13), final accuracy unchanged on all three (0.919 / 0.915 / 0.900 against 0.919 / 0.916 / 0.900).
+    "net": replace(DEFAULT, warmup_fraction=0.05),
     "net_width": DEFAULT,
     "net_dropout": replace(DEFAULT, epochs=36),  # dropout regularizes: it keeps improving for longer
     "net_batchnorm": DEFAULT,
