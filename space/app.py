@@ -238,7 +238,8 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
     def inside_ui(net_name, path):
         model = model_of(net_name)
         if model is None:
-            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {net_name} is not available here"
+            # Not another net's layers and kernels next to this one's name
+            return "", None, gr.update(value=None, visible=False), f"⚠️ {net_name} is not available here"
         if not anatomy.map_stages(model):  # the fully connected net: its first layer's weights, no maps
             return (figures.layers_markdown(anatomy.stages(model)), figures.templates_figure(inference.unit_templates(model)),
                     gr.update(value=None, visible=False), chapter.FC_INSIDE)
@@ -286,7 +287,7 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
     def rf_ui(net_name, stage_name, y, x, path):
         model = model_of(net_name)
         if model is None or not stage_name:
-            return gr.skip(), gr.skip(), f"⚠️ {net_name} is not available here"
+            return None, None, f"⚠️ {net_name} is not available here"
         try:
             stage = anatomy.stage(model, stage_name)
             x_in = inference.load_input(input_or_default(path))

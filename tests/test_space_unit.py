@@ -421,8 +421,10 @@ def test_app_wires_named_endpoints_and_a_listed_net_that_fails_to_load(models_di
     dropdowns = {b.elem_id: [value for _, value in b.choices] for b in demo.blocks.values()
                  if type(b).__name__ == "Dropdown" and b.elem_id}
     assert dropdowns["inside-net"] == [*SMALL_ZOO, "net_depth"]
-    assert handlers["inside_ui"]("net_depth", None)[-1] == "⚠️ net_depth is not available here"
-    assert handlers["rf_ui"]("net_depth", "pool1", 4, 4, None)[-1] == "⚠️ net_depth is not available here"
+    layers, kernels, maps, text = handlers["inside_ui"]("net_depth", None)
+    assert text == "⚠️ net_depth is not available here"  # and no other net's figures stay beside it
+    assert (layers, kernels, maps["value"], maps["visible"]) == ("", None, None, False)
+    assert handlers["rf_ui"]("net_depth", "pool1", 4, 4, None) == (None, None, "⚠️ net_depth is not available here")
     _, table, sources = handlers["compare_ui"]()
     assert "**3 of 4 nets loaded**" in sources and "`net_depth`: unavailable — local folder failed" in sources
     assert "| 18,090 | 0.910 |" in table  # `net`, from its card
