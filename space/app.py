@@ -186,9 +186,9 @@ class Zoo:
         self.batches = inference.SharedBatches(lambda x: inference.classify_batch(self.available, x))
 
 
-def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
+def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
     """The page, from what find_zoo knows (no torch: a net's class, not its weights); every handler first gets the
-    loaded nets from ``nets()``, which waits for them. A listed net that then fails to load is reported as
+    loaded nets from ``ready()``, which waits for them. A listed net that then fails to load is reported as
     unavailable by the handlers."""
     names = [net.name for net in found]
     inside_names = [net.name for net in found if net.architecture]
@@ -201,11 +201,20 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
     translation_table = read_translation_table(names)
     default_example = examples[0][0] if examples else None
 
-    ready = nets
-
     def model_of(net_name: str) -> torch.nn.Module | None:
         net = ready().by_name.get(net_name)
         return net.model if net is not None else None
+
+    def stage_of(net_name: str, stage_name: str | None):
+        """The named stage of a loaded net; None for an unavailable net or a stage it does not have (one of the
+        previous net's, while the Layer list catches up)."""
+        model = model_of(net_name)
+        if model is None or not stage_name:
+            return None
+        try:
+            return anatomy.stage(model, stage_name)
+        except KeyError:
+            return None
 
     def true_label(path: str | None) -> str | None:
         if not path:
@@ -240,15 +249,16 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         if model is None:
             # Not another net's layers and kernels next to this one's name
             return "", None, gr.update(value=None, visible=False), f"⚠️ {net_name} is not available here"
+        layers = figures.layers_markdown(anatomy.stages(model))
         if not anatomy.map_stages(model):  # the fully connected net: its first layer's weights, no maps
-            return (figures.layers_markdown(anatomy.stages(model)), figures.templates_figure(inference.unit_templates(model)),
+            return (layers, figures.templates_figure(inference.unit_templates(model)),
                     gr.update(value=None, visible=False), chapter.FC_INSIDE)
         try:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {error}"
         maps = inference.feature_maps(model, x)
-        return (figures.layers_markdown(anatomy.stages(model)), figures.kernels_figure(inference.kernel_layers(model)),
+        return (layers, figures.kernels_figure(inference.kernel_layers(model)),
                 gr.update(value=figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)), visible=True),
                 chapter.INSIDE)
 
@@ -274,12 +284,8 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         return gr.update(choices=[s.name for s in stages], value=middle.name)
 
     def rf_sliders(net_name, stage_name):
-        model = model_of(net_name)
-        if model is None or not stage_name:
-            return gr.skip(), gr.skip()
-        try:
-            stage = anatomy.stage(model, stage_name)
-        except KeyError:  # a stage of another net (the net changed meanwhile)
+        stage = stage_of(net_name, stage_name)
+        if stage is None:
             return gr.skip(), gr.skip()
         _, height, width = stage.shape
         return (gr.update(maximum=height - 1, value=height // 2), gr.update(maximum=width - 1, value=width // 2))
@@ -308,12 +314,8 @@ def build_demo(found: list[FoundNet], nets: Callable[[], Zoo]) -> gr.Blocks:
         return STORE.save(map_image), STORE.save(field_image), text
 
     def rf_click(net_name, stage_name, evt: gr.SelectData):
-        model = model_of(net_name)
-        if model is None or not stage_name:
-            return gr.skip(), gr.skip()
-        try:
-            stage = anatomy.stage(model, stage_name)
-        except KeyError:
+        stage = stage_of(net_name, stage_name)
+        if stage is None:
             return gr.skip(), gr.skip()
         _, height, width = stage.shape
         cell = 256 // max(height, width)
@@ -686,11 +688,12 @@ def main() -> None:
             app_kwargs={"max_body_size": MAX_BODY},  # JSON requests too: they were accepted at any size
             prevent_thread_lock=True,
         )
-        NETS.start().add_done_callback(report_ready)
+        loading = NETS.start()
+        loading.add_done_callback(report_ready)
         demo.block_thread()  # until Ctrl-C, SIGTERM (_stop) or a failed load (report_ready)
     finally:
         STORE.close()
-    if NETS.start().done() and NETS.start().exception() is not None:
+    if loading.done() and loading.exception() is not None:
         sys.exit(1)  # the load failed (report_ready)
 
 

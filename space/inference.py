@@ -29,6 +29,7 @@ MAX_KERNEL_LAYERS = 4
 MAX_MAP_STAGES = 6
 MAPS_PER_STAGE = 8
 
+
 def torch_threads(concurrency: int = 1) -> int:
     """Intra-op threads per request: the cores this process may use, shared by `concurrency` requests at a time.
 
