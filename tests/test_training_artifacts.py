@@ -250,21 +250,11 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
-    data = make_image_folder(tmp_path / "data", 100)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "training", "zoo", "--models", "net,net_res_deep,net_res_deep100", "--data", str(data),
-         "--epochs", "500", "--out", str(out), "--jobs", "2", "--quiet"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # both deep nets are built and training; `net` waits for a free core
+    process = _zoo_training_two_nets(tmp_path, "net,net_res_deep,net_res_deep100",
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        started = set()
-        for line in process.stdout:  # both deep nets are built and training; `net` waits for a free core
-            if "params" in line:
-                started.add(line.split("]")[0])
-            if len(started) == 2:
-                break
         process.send_signal(stop)  # to the zoo alone (its nets run in sessions of their own): it passes it on
         stdout, stderr = process.communicate(timeout=120)
     finally:
@@ -285,20 +275,9 @@ def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
 def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path):
     """SIGKILL (the OOM killer, `kill -9`) gives the zoo no chance to stop its nets, each in a session of its own:
     the kernel stops them (PR_SET_PDEATHSIG), so that none trains on alone."""
-    data = make_image_folder(tmp_path / "data", 100)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "training", "zoo", "--models", "net_res_deep,net_res_deep100", "--data", str(data),
-         "--epochs", "500", "--out", str(out), "--jobs", "2", "--quiet"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _zoo_training_two_nets(tmp_path, "net_res_deep,net_res_deep100")
     try:
-        started = set()
-        for line in process.stdout:
-            if "params" in line:
-                started.add(line.split("]")[0])
-            if len(started) == 2:
-                break
         nets = [proc for proc in _processes_naming(out) if int(proc.name) != process.pid]
         assert len(nets) == 2
         process.kill()
@@ -313,6 +292,27 @@ def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path):
         for proc in _processes_naming(out):
             os.kill(int(proc.name), signal.SIGKILL)
     assert not out.exists() or not any(out.iterdir())  # nothing saved
+
+
+def _zoo_training_two_nets(tmp_path: Path, models: str, **popen) -> subprocess.Popen:
+    """`zoo --jobs 2` on small data into tmp_path/out, once two of its nets have been built and are training."""
+    data = make_image_folder(tmp_path / "data", 100)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", "zoo", "--models", models, "--data", str(data), "--epochs", "500",
+         "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    started = set()
+    try:
+        for line in process.stdout:
+            if "params" in line:
+                started.add(line.split("]")[0])
+            if len(started) == 2:
+                break
+    except BaseException:
+        process.kill()
+        raise
+    return process
 
 
 def _processes_naming(path: Path) -> list[Path]:
