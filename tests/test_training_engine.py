@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import convhub
+from convhub.preprocessing import normalize_uint8
 import pytest
 import torch
 from test_training_helpers import make_image_folder, one_torch_thread  # noqa: F401 - autouse fixture
@@ -40,6 +41,8 @@ def test_default_recipe_per_net_and_overrides():
     assert changed.to_dict()["batch_size"] == 8
     with pytest.raises(ValueError, match="unknown recipe"):
         recipe_for("net", "fast")
+    with pytest.raises(ValueError, match="whiten_first_conv must be one of directions, pairs or None"):
+        recipe_for("net", whiten_first_conv="yes")  # recipe_sweep --set passes strings through
 
 
 # --- training loop --------------------------------------------------------------------------------------------------
@@ -150,6 +153,53 @@ def test_train_applies_the_recipes_residual_init(data):
     assert all(torch.all(block.batch_norm.weight == 0.1) for block in model.resblocks)
     assert recipe_for("net_res_deep100").residual_init is not None
     assert "BN weight starts at" in recipe_for("net_res_deep100").describe()
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_whitening_decorrelates_the_first_convs_outputs(pairs):
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(600, 3, 8, 8), size=32, mode="bilinear")
+    images = (smooth * 200 + torch.rand(600, 3, 32, 32) * 55).to(torch.uint8)  # neighbours correlate, as in photos
+    model = convhub.create("net_width")  # 32 filters, 27 values in a 3x3 RGB patch
+    initial = model.conv1.weight.detach().clone()
+    conv = engine.whiten_first_conv(model, images, pairs=pairs)
+    assert conv is model.conv1
+    with torch.no_grad():  # no padding: the patches the covariance was taken from
+        out = torch.nn.functional.conv2d(normalize_uint8(images), conv.weight, conv.bias)
+    out = out.transpose(0, 1).reshape(32, -1).double()
+    directions = 16 if pairs else 27  # pairs: 16 directions and their negatives; else every direction there is
+    if pairs:
+        assert torch.allclose(out[16:], -out[:16], atol=1e-4)
+    else:
+        assert torch.equal(conv.weight[27:], initial[27:])  # the 5 filters left over keep their initialisation
+    assert out[:directions].mean(1).abs().max() < 1e-3  # centred by the biases
+    covariance = out[:directions] @ out[:directions].T / out.shape[1]
+    variances = covariance.diagonal()
+    assert (covariance - torch.diag(variances)).abs().max() < 1e-3  # decorrelated
+    assert variances.min() > 0.95 and variances.max() < 1 + 1e-3  # unit variance, less the small eps it adds
+
+
+def test_whitening_leaves_nets_without_an_image_conv_alone():
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    fc = convhub.create("fc")
+    before = {k: v.clone() for k, v in fc.state_dict().items()}
+    assert engine.whiten_first_conv(fc, images) is None
+    assert all(torch.equal(before[k], v) for k, v in fc.state_dict().items())
+    assert engine.whiten_first_conv(convhub.create("net"), images[:0]) is None  # no images: nothing to learn from
+
+
+def test_train_whitens_the_first_conv_when_the_recipe_says_so(data):
+    recipe = recipe_for("net", "default", epochs=1, batch_size=16, lr=0.0)  # lr 0: weights keep their init
+    assert recipe.whiten_first_conv == "directions" and "whitening" in recipe.describe()
+    assert not recipe_for("fc").whiten_first_conv and not recipe_for("net", "book").whiten_first_conv
+    for whiten in ("directions", "pairs", None):
+        torch.manual_seed(0)
+        model = convhub.create("net")
+        initial = model.conv1.weight.detach().clone()
+        expected = engine.whiten_first_conv(convhub.create("net"), data.train.images, pairs=whiten == "pairs")
+        engine.train(model, data, replace(recipe, whiten_first_conv=whiten), device="cpu", precision="fp32",
+                     progress=False)
+        assert torch.allclose(model.conv1.weight, expected.weight if whiten else initial, atol=1e-6)
 
 
 class _Constant(torch.nn.Module):
