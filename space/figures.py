@@ -297,13 +297,18 @@ def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
 
 
 LABEL_GAP_PX = 17  # pixels between two labels of the Compare plot
+MARK_CLEARANCE_PX = 14  # from a mark's centre to the centre of a label passing it: the mark's radius + half a label
+LABEL_REACH_DECADES = 1.2  # how far along the log x axis a label's text may run on a phone (~115 px a decade there)
+LABEL_START_DECADES = 0.15  # the label's leader line, not its text, passes marks closer than this
 
 
-def _label_offsets(points: list[tuple[str, int, float]], y_range: list[float], plot_px: float) -> dict:
+def _label_offsets(points: list[tuple[str, int, float]], marks: list[tuple[int, float]], y_range: list[float],
+                   plot_px: float) -> dict:
     """Pixel offsets (ax, ay) for each net's label. Labels sit beside their points, right of them (left for nets
     over 500k parameters, so none runs off a phone's screen, and close to the point, so that on a phone the label
     ends before the 38k nets' marks), pushed apart vertically to LABEL_GAP_PX in the order of their points: on a
-    phone the x axis is too short to keep any two labels apart by x alone."""
+    phone the x axis is too short to keep any two labels apart by x alone. A label is also kept MARK_CLEARANCE_PX
+    above or below every mark (``marks``: parameters, accuracy) its text would run across on a phone."""
     to_px = lambda accuracy: (y_range[1] - accuracy) / (y_range[1] - y_range[0]) * plot_px  # noqa: E731
     column = sorted((to_px(accuracy), name, params) for name, params, accuracy in points)
     if not column:
@@ -315,13 +320,26 @@ def _label_offsets(points: list[tuple[str, int, float]], y_range: list[float], p
     shift = (sum(wanted) - sum(placed)) / len(placed)  # centred on where the points are
     placed = [y + shift for y in placed]
     placed[0] = max(placed[0], LABEL_GAP_PX / 2)  # inside the plot, still apart
-    for i in range(1, len(placed)):
-        placed[i] = max(placed[i], placed[i - 1] + LABEL_GAP_PX)
+    for i in range(len(placed)):
+        if i:
+            placed[i] = max(placed[i], placed[i - 1] + LABEL_GAP_PX)
+        placed[i] = _clear_of_marks(placed[i], column[i][2], marks, to_px)
     placed[-1] = min(placed[-1], plot_px - LABEL_GAP_PX / 2)
     for i in range(len(placed) - 2, -1, -1):
         placed[i] = min(placed[i], placed[i + 1] - LABEL_GAP_PX)
     return {name: ((-16 if params > 500_000 else 48), label_y - y)
             for (y, name, params), label_y in zip(column, placed)}
+
+
+def _clear_of_marks(label_y: float, params: int, marks: list[tuple[int, float]], to_px) -> float:
+    """``label_y`` moved down past any mark the label's text would cover (the column is placed top to bottom)."""
+    direction = -1 if params > 500_000 else 1  # labels of the biggest nets run left
+    in_the_way = sorted(to_px(accuracy) for mark_params, accuracy in marks
+                        if LABEL_START_DECADES <= direction * np.log10(mark_params / params) <= LABEL_REACH_DECADES)
+    for mark_y in in_the_way:
+        if abs(label_y - mark_y) < MARK_CLEARANCE_PX:
+            label_y = mark_y + MARK_CLEARANCE_PX
+    return label_y
 
 
 def compare_figure(rows: list[dict]):
@@ -356,7 +374,8 @@ def compare_figure(rows: list[dict]):
     y_range = [min(accuracies) - 0.02, max(accuracies) + 0.02] if accuracies else [0.5, 1.0]
     height, margin = 440, {"l": 60, "r": 16, "t": 44, "b": 50}
     labelled = [(r["net"], r["params"], r["val_accuracy"]) for r in rows if r["val_accuracy"] is not None]
-    offsets = _label_offsets(labelled, y_range, height - margin["t"] - margin["b"])
+    marks = [(r["params"], v) for r in rows for v in (r["val_accuracy"], r["book_val_accuracy"]) if v is not None]
+    offsets = _label_offsets(labelled, marks, y_range, height - margin["t"] - margin["b"])
     log_x = lambda params: float(np.log10(params))  # noqa: E731 - annotations on a log axis take log10 positions
     by_net = {r["net"]: r for r in rows}
     fc, net = by_net.get("fc"), by_net.get("net")
