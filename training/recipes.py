@@ -109,9 +109,9 @@ DEFAULT_PER_MODEL = {
 
 # Where training runs in fp32 on a CPU (no native bf16: AVX2-only CPUs), each step of the two deep residual nets
 # takes about twice as long, and their epochs above alone would take 25 minutes on 2 cores. With these shorter
-# schedules the zoo, two nets at a time, took 19.1-20.1 minutes on AVX2 kernels (23.9 one at a time). Over three
-# seeded validation splits (on a GPU): net_res_deep 0.931-0.941 in 40 epochs (0.941-0.952 in 60), net_res_deep100
-# 0.870-0.877 in 5 (4 gave 0.857-0.869, under the book's 0.86).
+# schedules the zoo, two nets at a time, took 19.1-20.1 minutes on AVX2 kernels over four runs (23.9 one at a time).
+# Over three seeded validation splits (on a GPU): net_res_deep 0.931-0.941 in 40 epochs (0.941-0.952 in 60),
+# net_res_deep100 0.870-0.877 in 5 (4 gave 0.857-0.869, under the book's 0.86).
 FP32_CPU_EPOCHS = {"net_res_deep": 40, "net_res_deep100": 5}
 
 RECIPES = ("default", "book")
