@@ -34,7 +34,8 @@ GREY_NOTE = (
 
 INSIDE = (
     "**Kernels** are the weights a conv layer slides over its input: one 3×3 patch per input channel and output "
-    "channel, the same at every position. Blue is negative, red positive, white zero, on one scale per layer. "
+    "channel, the same at every position. Blue is negative, red positive, white zero, on one scale per layer "
+    "(logarithmic past the typical weight where a few large ones would wash the rest out). "
     "**Feature maps** are what the layers output for your image: each pooling halves the map, and deeper maps "
     "respond to larger, more abstract patterns."
 )

@@ -97,6 +97,22 @@ def empty_scoreboard_html() -> str:
 # --- inside a net --------------------------------------------------------------------------------------------------
 
 
+OUTLIER_RATIO = 10  # a layer whose largest weight is this many times its median one gets a compressed colour scale
+
+
+def kernel_colours(weights: torch.Tensor):
+    """The layer's one zero-centred colour scale. Linear, unless a few large weights would wash every other kernel
+    out to white (a whitened first conv scales its faint directions up ~25x): then linear up to the median weight
+    and logarithmic beyond, so that every kernel's pattern shows and the colour bar still reads true."""
+    from matplotlib.colors import Normalize, SymLogNorm
+
+    limit = float(weights.abs().max()) or 1.0
+    median = float(weights.abs().median())
+    if median and limit > OUTLIER_RATIO * median:
+        return SymLogNorm(linthresh=median, linscale=0.5, vmin=-limit, vmax=limit)
+    return Normalize(vmin=-limit, vmax=limit)
+
+
 def kernels_figure(layers: list[KernelLayer]):
     """Each conv layer's kernels as a grid, every kernel on its layer's one zero-centred colour scale. The longer of
     (output channels, input channels) runs across, so no layer is a thin column of tiny kernels."""
@@ -115,9 +131,8 @@ def kernels_figure(layers: list[KernelLayer]):
             for c in range(cols):
                 kernel = w[c, r] if across_out else w[r, c]
                 grid[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = kernel.numpy()
-        limit = float(w.abs().max()) or 1.0
         ax = subfig.add_subplot()
-        image = ax.imshow(grid, cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation="nearest")
+        image = ax.imshow(grid, cmap=DIVERGING, norm=kernel_colours(w), interpolation="nearest")
         in_labels = ["R", "G", "B"] if layer.in_channels == 3 else None
         row_labels = (in_labels if across_out and in_labels else [str(r) for r in range(rows)])
         ax.set_xticks([c * (k + 1) + (k - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=7)
@@ -127,7 +142,12 @@ def kernels_figure(layers: list[KernelLayer]):
         ax.tick_params(length=0)
         for side in ax.spines.values():
             side.set_visible(False)
-        subfig.colorbar(image, ax=ax, shrink=0.9, label="weight", aspect=12)
+        bar = subfig.colorbar(image, ax=ax, shrink=0.9, label="weight", aspect=12)
+        if image.norm.__class__.__name__ == "SymLogNorm":  # plain numbers, far enough apart to read
+            limit, median = image.norm.vmax, image.norm.linthresh
+            powers = [10.0 ** k for k in range(int(np.floor(np.log10(median))) + 1, int(np.ceil(np.log10(limit))))]
+            ticks = sorted({0.0, limit, -limit, *powers, *(-t for t in powers)})
+            bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
         subfig.suptitle(layer.caption, fontsize=9, x=0.01, ha="left")
     return fig
 
