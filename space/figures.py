@@ -101,16 +101,19 @@ OUTLIER_RATIO = 10  # a layer whose largest weight is this many times its median
 
 
 def kernel_colours(weights: torch.Tensor):
-    """The layer's one zero-centred colour scale. Linear, unless a few large weights would wash every other kernel
-    out to white (a whitened first conv scales its faint directions up ~25x): then linear up to the median weight
-    and logarithmic beyond, so that every kernel's pattern shows and the colour bar still reads true."""
+    """The layer's one zero-centred colour scale, and its colour bar's ticks (None: matplotlib's). Linear, unless a
+    few large weights would wash every other kernel out to white (a whitened first conv scales its faint directions
+    up ~25x): then linear up to the median weight and logarithmic beyond, so that every kernel's pattern shows and
+    the colour bar still reads true, ticked in plain numbers far enough apart to read."""
     from matplotlib.colors import Normalize, SymLogNorm
 
     limit = float(weights.abs().max()) or 1.0
     median = float(weights.abs().median())
-    if median and limit > OUTLIER_RATIO * median:
-        return SymLogNorm(linthresh=median, linscale=0.5, vmin=-limit, vmax=limit)
-    return Normalize(vmin=-limit, vmax=limit)
+    if not median or limit <= OUTLIER_RATIO * median:
+        return Normalize(vmin=-limit, vmax=limit), None
+    powers = [10.0 ** k for k in range(int(np.floor(np.log10(median))) + 1, int(np.ceil(np.log10(limit))))]
+    ticks = sorted({0.0, limit, -limit, *powers, *(-t for t in powers)})
+    return SymLogNorm(linthresh=median, linscale=0.5, vmin=-limit, vmax=limit), ticks
 
 
 def kernels_figure(layers: list[KernelLayer]):
@@ -131,8 +134,9 @@ def kernels_figure(layers: list[KernelLayer]):
             for c in range(cols):
                 kernel = w[c, r] if across_out else w[r, c]
                 grid[r * (k + 1):r * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = kernel.numpy()
+        norm, ticks = kernel_colours(w)
         ax = subfig.add_subplot()
-        image = ax.imshow(grid, cmap=DIVERGING, norm=kernel_colours(w), interpolation="nearest")
+        image = ax.imshow(grid, cmap=DIVERGING, norm=norm, interpolation="nearest")
         in_labels = ["R", "G", "B"] if layer.in_channels == 3 else None
         row_labels = (in_labels if across_out and in_labels else [str(r) for r in range(rows)])
         ax.set_xticks([c * (k + 1) + (k - 1) / 2 for c in range(cols)], [str(c) for c in range(cols)], fontsize=7)
@@ -143,10 +147,7 @@ def kernels_figure(layers: list[KernelLayer]):
         for side in ax.spines.values():
             side.set_visible(False)
         bar = subfig.colorbar(image, ax=ax, shrink=0.9, label="weight", aspect=12)
-        if image.norm.__class__.__name__ == "SymLogNorm":  # plain numbers, far enough apart to read
-            limit, median = image.norm.vmax, image.norm.linthresh
-            powers = [10.0 ** k for k in range(int(np.floor(np.log10(median))) + 1, int(np.ceil(np.log10(limit))))]
-            ticks = sorted({0.0, limit, -limit, *powers, *(-t for t in powers)})
+        if ticks is not None:
             bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
         subfig.suptitle(layer.caption, fontsize=9, x=0.01, ha="left")
     return fig
@@ -317,6 +318,7 @@ def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
 
 
 LABEL_GAP_PX = 17  # pixels between two labels of the Compare plot
+LEFT_LABEL_PARAMS = 500_000  # nets over this size are labelled left of their points, so none runs off a phone
 MARK_CLEARANCE_PX = 14  # from a mark's centre to the centre of a label passing it: the mark's radius + half a label
 LABEL_REACH_DECADES = 1.2  # how far along the log x axis a label's text may run on a phone (~115 px a decade there)
 LABEL_START_DECADES = 0.15  # the label's leader line, not its text, passes marks closer than this
@@ -325,7 +327,7 @@ LABEL_START_DECADES = 0.15  # the label's leader line, not its text, passes mark
 def _label_offsets(points: list[tuple[str, int, float]], marks: list[tuple[int, float]], y_range: list[float],
                    plot_px: float) -> dict:
     """Pixel offsets (ax, ay) for each net's label. Labels sit beside their points, right of them (left for nets
-    over 500k parameters, so none runs off a phone's screen, and close to the point, so that on a phone the label
+    over LEFT_LABEL_PARAMS, so none runs off a phone's screen, and close to the point, so that on a phone the label
     ends before the 38k nets' marks), pushed apart vertically to LABEL_GAP_PX in the order of their points: on a
     phone the x axis is too short to keep any two labels apart by x alone. A label is also kept MARK_CLEARANCE_PX
     above or below every mark (``marks``: parameters, accuracy) its text would run across on a phone."""
@@ -347,13 +349,13 @@ def _label_offsets(points: list[tuple[str, int, float]], marks: list[tuple[int, 
     placed[-1] = min(placed[-1], plot_px - LABEL_GAP_PX / 2)
     for i in range(len(placed) - 2, -1, -1):
         placed[i] = min(placed[i], placed[i + 1] - LABEL_GAP_PX)
-    return {name: ((-16 if params > 500_000 else 48), label_y - y)
+    return {name: ((-16 if params > LEFT_LABEL_PARAMS else 48), label_y - y)
             for (y, name, params), label_y in zip(column, placed)}
 
 
 def _clear_of_marks(label_y: float, params: int, marks: list[tuple[int, float]], to_px) -> float:
     """``label_y`` moved down past any mark the label's text would cover (the column is placed top to bottom)."""
-    direction = -1 if params > 500_000 else 1  # labels of the biggest nets run left
+    direction = -1 if params > LEFT_LABEL_PARAMS else 1
     in_the_way = sorted(to_px(accuracy) for mark_params, accuracy in marks
                         if LABEL_START_DECADES <= direction * np.log10(mark_params / params) <= LABEL_REACH_DECADES)
     for mark_y in in_the_way:

@@ -348,12 +348,14 @@ def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
     assert low == -high  # zero-centred
     shipped = convhub.ConvHubModel.from_pretrained(Path(__file__).resolve().parents[1] / "space" / "models" / "net")
     for layer in inference.kernel_layers(shipped):  # its whitened conv1's few large weights must not wash out the rest
-        norm = figures.kernel_colours(layer.weights)
+        norm, _ = figures.kernel_colours(layer.weights)
         typical = float(layer.weights.abs().median())
         assert norm(typical) - norm(0) >= 0.15 * (norm(norm.vmax) - norm(0)), layer.caption
     whitened = torch.randn(16, 3, 3, 3) * 0.1
     whitened[-3:] *= 40  # a whitened conv's faint directions, scaled up
-    compressed, plain = figures.kernel_colours(whitened), figures.kernel_colours(torch.randn(8, 16, 3, 3))
+    (compressed, ticks), (plain, no_ticks) = figures.kernel_colours(whitened), figures.kernel_colours(
+        torch.randn(8, 16, 3, 3))
+    assert ticks[0] == -compressed.vmax and ticks[-1] == compressed.vmax and 0.0 in ticks and no_ticks is None
     assert compressed(0.1) - compressed(0) > 0.1 and compressed(-compressed.vmax) == 0
     assert plain(plain.vmax) == 1 and abs(plain(0) - 0.5) < 1e-9  # linear where no weight stands out
     maps = figures.feature_maps_figure(inference.feature_maps(nets[1].model, x), inference.to_display(x[0], 2))
