@@ -7,7 +7,7 @@
 
 In-process: the weights the Space loads (CONVHUB_MODELS_DIR, the Hub, or space/models), the app's torch threads per
 request, a CIFAR image and a 2400x1600 photo; each net as the book builds it and as the Space serves it
-(inference.for_serving: batch norm folded into the convs, channels-last), then inference.classify, decoding
+(convhub.graph.for_inference: batch norm folded into the convs, channels-last), then inference.classify, decoding
 included. --serve starts `python space/app.py` and the bare app offline, each on a free port, and times: process
 start to the first HTTP 200 and to the first answer of /classify (/predict for the bare app), median of --starts
 alternating starts (the Space serves its page before its nets load); gradio_client round trips of /classify against the bare app's /predict (the same

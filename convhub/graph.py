@@ -1,4 +1,4 @@
-"""Exact rewrites of a net's computation graph that make it cheaper to run, never different.
+"""Rewrites of a net's computation graph that make it cheaper to run, never different (up to float rounding).
 
 The book's nets apply their activation to a conv's full-size output and then max-pool it. Max-pooling commutes with
 any non-decreasing function (the largest of four tanh values is the tanh of the largest value), so pooling first
@@ -46,3 +46,22 @@ def pool_before_activation(model: torch.nn.Module) -> torch.nn.Module:
     graph.lint()
     graph_module.recompile()
     return graph_module.train(model.training)
+
+
+def for_inference(model: torch.nn.Module) -> torch.nn.Module:
+    """An inference-only copy of a net in eval mode: each batch norm folded into the conv before it (torch.fx's fuse:
+    one op instead of two, 100 fewer in the 100-block net), max-pooling before the activation, and, for convnets,
+    channels-last weights (oneDNN's faster layout on CPU). The same outputs up to float rounding, from a snapshot of
+    the weights: make a new copy after training further. The model itself stays as the book builds it (the Space's
+    explorers show its layers); a net fx cannot trace is returned as it is, in eval mode."""
+    from torch.fx.experimental.optimization import fuse
+
+    model.eval()
+    try:
+        fused = fuse(model, inplace=False)
+    except Exception:  # noqa: BLE001 - as in pool_before_activation
+        return model
+    served = pool_before_activation(fused).eval()
+    if any(isinstance(m, torch.nn.Conv2d) for m in served.modules()):
+        served = served.to(memory_format=torch.channels_last)
+    return served

@@ -153,29 +153,17 @@ class Verdict:
         return CIFAR2_CLASSES[int(mean_bird > 0.5)]
 
 
-def for_serving(model: torch.nn.Module) -> torch.nn.Module:
-    """An inference-only copy of a net: each batch norm folded into the conv before it (torch.fx's fuse: one op
-    instead of two, 100 fewer in the 100-block net), max-pooling before the activation (convhub.graph: a quarter
-    of the activations) and, for convnets, channels-last weights (oneDNN's faster layout on CPU). Same outputs up
-    to float rounding; the model itself stays as the book builds it for the explorers, which show its layers."""
-    from convhub.graph import pool_before_activation
-    from torch.fx.experimental.optimization import fuse
-
-    served = pool_before_activation(fuse(model.eval(), inplace=False)).eval()
-    if any(isinstance(m, torch.nn.Conv2d) for m in served.modules()):
-        served = served.to(memory_format=torch.channels_last)
-    return served
-
-
 def prepare_for_serving(nets: list[LoadedNet]) -> list[LoadedNet]:
     """Each net with its serving copy, tried once on a blank image; a net that fails either is listed as unavailable,
     so that one broken net never takes the others down."""
+    from convhub.graph import for_inference  # torch.fx: not needed before the nets load
+
     blank = torch.zeros(1, 3, 32, 32)
     prepared = []
     for net in nets:
         if net.available:
             try:
-                net.served = for_serving(net.model)
+                net.served = for_inference(net.model)
                 probabilities([net], blank)
             except Exception as error:  # noqa: BLE001
                 net = LoadedNet(net.name, None, f"unavailable — it loaded ({net.source}) but cannot run: "

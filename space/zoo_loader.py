@@ -43,7 +43,7 @@ class LoadedNet:
     model: convhub.ConvHubModel | None
     source: str  # where the weights came from, shown in the UI
     record: dict | None = None  # training metrics from the model card; None for untrained weights
-    served: torch.nn.Module | None = None  # an inference-only copy (inference.for_serving); the model itself if None
+    served: torch.nn.Module | None = None  # an inference-only copy (convhub.graph.for_inference); the model itself if None
 
     @property
     def available(self) -> bool:

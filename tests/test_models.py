@@ -447,3 +447,40 @@ def test_pooling_before_the_activation_computes_the_same_and_trains_the_model(na
                                  for p in pools)  # no pool left after an activation
     fast.eval()  # the layers are the model's own: eval() on the rewrite puts its dropout and batch norm in eval mode
     assert not any(module.training for module in model.modules() if not list(module.children()))
+
+
+@pytest.mark.parametrize("name", list(convhub.ZOO))
+def test_the_inference_copy_computes_what_the_net_does_without_touching_it(name):
+    from convhub.graph import for_inference
+
+    torch.manual_seed(0)
+    model = convhub.create(name).train()
+    for module in model.modules():  # running statistics far from the initial 0 and 1: folding them must count
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    served = for_inference(model)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        answer = served(x)
+        torch.testing.assert_close(answer, model.eval()(x), rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in served.modules())
+    for key, value in model.state_dict().items():  # a copy: the model keeps its own layers and weights
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+    assert not served.training and not model.training
+    with torch.no_grad():  # a snapshot: changing the model afterwards does not reach it
+        for parameter in model.parameters():
+            parameter.add_(1)
+        torch.testing.assert_close(served(x), answer, rtol=0, atol=0)
+
+
+def test_a_net_fx_cannot_trace_is_its_own_inference_copy():
+    from convhub.graph import for_inference
+
+    class Untraceable(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :2, 0, 0] * len(x)  # len() of a traced tensor is unknown
+
+    model = Untraceable().train()
+    assert for_inference(model) is model and not model.training

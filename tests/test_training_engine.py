@@ -274,3 +274,21 @@ def test_deep_nets_get_shorter_schedules_where_a_cpu_trains_in_fp32():
     assert recipe_for("net", fp32_cpu=True) == recipe_for("net")  # the small nets keep theirs
     assert recipe_for("net_res_deep", "book", fp32_cpu=True) == recipe_for("net_res_deep", "book")
     assert recipe_for("net_res_deep", fp32_cpu=True, epochs=3).epochs == 3  # --epochs still wins
+
+
+def test_predictions_come_from_the_inference_copy_and_match_the_net(data):
+    """predict_labels runs graph.for_inference's copy in small batches: the labels are the net's own, the batch
+    norm's running statistics used (eval mode), and the net is left training."""
+    torch.manual_seed(0)
+    model = convhub.create("net_res").train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    images = data.train.images
+    with torch.inference_mode():
+        expected = model.eval()(normalize_uint8(images)).argmax(1)
+    model.train()
+    assert len(images) > 7
+    assert torch.equal(engine.predict_labels(model, images, batch_size=7), expected)  # a ragged last batch too
+    assert model.training

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from convhub.errors import ConvHubError
-from convhub.graph import pool_before_activation
+from convhub.graph import for_inference, pool_before_activation
 from convhub.models import ResBlock
 from convhub.preprocessing import normalize_uint8
 from tqdm.auto import tqdm
@@ -65,13 +65,20 @@ def _prepare(images: torch.Tensor) -> torch.Tensor:
     return normalize_uint8(images).contiguous(memory_format=torch.channels_last)
 
 
+# Images per forward pass when evaluating. Small batches keep a layer's activations in the CPU's caches: on one AVX2
+# thread, batches of 100 ran net_res_deep100 1.6x as fast as batches of 1000, net_width 1.7x (for_inference copies).
+EVAL_BATCH = 100
+
+
 @torch.inference_mode()
-def predict_labels(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted labels in eval mode (the book forgot eval(); we do not)."""
+def predict_labels(model: torch.nn.Module, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Predicted labels in eval mode (the book forgot eval(); we do not), from the net's inference copy (batch norm
+    folded into the convs: graph.for_inference), as the Space serves it."""
     was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    preds = [model(_prepare(images[i:i + batch_size].to(device))).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    served = for_inference(model)
+    preds = [served(_prepare(images[i:i + batch_size].to(device))).argmax(1).cpu()
+             for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)
 
