@@ -49,11 +49,11 @@ def pool_before_activation(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def for_inference(model: torch.nn.Module) -> torch.nn.Module:
-    """An inference-only copy of a net in eval mode: each batch norm folded into the conv before it (torch.fx's fuse:
-    one op instead of two, 100 fewer in the 100-block net), max-pooling before the activation, and, for convnets,
-    channels-last weights (oneDNN's faster layout on CPU). The same outputs up to float rounding, from a snapshot of
-    the weights: make a new copy after training further. The model itself stays as the book builds it (the Space's
-    explorers show its layers); a net fx cannot trace is returned as it is, in eval mode."""
+    """Puts the net in eval mode and returns an inference-only copy: each batch norm folded into the conv before it
+    (torch.fx's fuse: one op instead of two, 100 fewer in the 100-block net), max-pooling before the activation, and,
+    for convnets, channels-last weights (oneDNN's faster layout on CPU). The same outputs up to float rounding, from a
+    snapshot of the weights: make a new copy after training further. The model itself stays as the book builds it
+    (the Space's explorers show its layers); a net fx cannot trace is returned as it is."""
     from torch.fx.experimental.optimization import fuse
 
     model.eval()

@@ -452,13 +452,10 @@ def test_pooling_before_the_activation_computes_the_same_and_trains_the_model(na
 @pytest.mark.parametrize("name", list(convhub.ZOO))
 def test_the_inference_copy_computes_what_the_net_does_without_touching_it(name):
     from convhub.graph import for_inference
+    from test_training_helpers import scramble_batch_norm_statistics
 
     torch.manual_seed(0)
-    model = convhub.create(name).train()
-    for module in model.modules():  # running statistics far from the initial 0 and 1: folding them must count
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
+    model = scramble_batch_norm_statistics(convhub.create(name).train())
     before = {key: value.clone() for key, value in model.state_dict().items()}
     served = for_inference(model)
     x = torch.randn(4, 3, 32, 32)

@@ -8,7 +8,8 @@ import convhub
 from convhub.preprocessing import normalize_uint8
 import pytest
 import torch
-from test_training_helpers import make_image_folder, one_torch_thread  # noqa: F401 - autouse fixture
+from test_training_helpers import (make_image_folder, one_torch_thread,  # noqa: F401 - autouse fixture
+                                   scramble_batch_norm_statistics)
 from training import engine
 from training.data import CIFAR2, Split, load_cifar2
 from training.recipes import BOOK, DEFAULT, recipe_for
@@ -280,11 +281,7 @@ def test_predictions_come_from_the_inference_copy_and_match_the_net(data):
     """predict_labels runs graph.for_inference's copy in small batches: the labels are the net's own, the batch
     norm's running statistics used (eval mode), and the net is left training."""
     torch.manual_seed(0)
-    model = convhub.create("net_res").train()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1)
-            module.running_var.uniform_(0.5, 2)
+    model = scramble_batch_norm_statistics(convhub.create("net_batchnorm").train())  # batch norm and dropout
     images = data.train.images
     with torch.inference_mode():
         expected = model.eval()(normalize_uint8(images)).argmax(1)

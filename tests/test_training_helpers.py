@@ -53,6 +53,15 @@ AIRPLANE, BIRD = 0, 1  # CIFAR-2 labels
 CIFAR10_AIRPLANE, CIFAR10_BIRD = 0, 2
 
 
+def scramble_batch_norm_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Running statistics far from their initial 0 and 1, so that eval mode and batch-norm folding both count."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    return model
+
+
 def synth_image(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
     """HxWx3 uint8: airplane (0) = bluish + bright horizontal bar, bird (1) = brownish + dark blob."""
     yy, xx = np.mgrid[0:size, 0:size]

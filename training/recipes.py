@@ -112,9 +112,10 @@ DEFAULT_PER_MODEL = {
 
 # Where training runs in fp32 on a CPU (no native bf16: AVX2-only CPUs), each step of the two deep residual nets
 # takes about twice as long, and their epochs above alone would take 25 minutes on 2 cores. With these shorter
-# schedules the zoo, two nets at a time, took 19.1-20.1 minutes on AVX2 kernels over four runs (23.9 one at a time).
-# Over three seeded validation splits (on a GPU): net_res_deep 0.931-0.941 in 40 epochs (0.941-0.952 in 60),
-# net_res_deep100 0.870-0.877 in 5 (4 gave 0.857-0.869, under the book's 0.86).
+# schedules the zoo, two nets at a time, took 17.8 and 18.4 minutes on AVX2 kernels over the last two runs (19.1-20.1
+# over four before evaluation ran on inference copies; 23.9 one at a time). Over three seeded validation splits (on a
+# GPU, with weight decay 5e-4): net_res_deep 0.931-0.941 in 40 epochs (0.941-0.952 in 60; with 1e-3, 0.945 on the
+# seed-0 split on AVX2 kernels), net_res_deep100 0.870-0.877 in 5 (4 gave 0.857-0.869, under the book's 0.86).
 FP32_CPU_EPOCHS = {"net_res_deep": 40, "net_res_deep100": 5}
 
 RECIPES = ("default", "book")
