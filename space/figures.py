@@ -433,10 +433,11 @@ def compare_figure(rows: list[dict]):
 
 
 def compare_markdown(rows: list[dict], repos: dict[str, str] | None = None) -> str:
-    """The Compare table; each net's name links to its model repo where ``repos`` names one."""
+    """The Compare table; each net's name links to its model repo where ``repos`` names one. Ours and the book's
+    accuracies come first, so that a phone, which shows only the first columns before scrolling, shows both."""
     from urllib.parse import quote
 
-    lines = ["| net | parameters | ours (val) | book (val) | epochs |", "|---|---:|---:|---:|---:|"]
+    lines = ["| net | ours (val) | book (val) | parameters | epochs |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         book = "—" if r["book_val_accuracy"] is None else f"{r['book_val_accuracy']:.2f}"
         if r["net"] == "net_res_deep":
@@ -445,7 +446,7 @@ def compare_markdown(rows: list[dict], repos: dict[str, str] | None = None) -> s
         name = f"`{r['net']}`"
         if repos and r["net"] in repos:
             name = f"[{name}](https://huggingface.co/{quote(repos[r['net']], safe='/-_.')})"
-        lines.append(f"| {name} | {r['params']:,} | {ours} | {book} | {r['epochs'] or '—'} |")
+        lines.append(f"| {name} | {ours} | {book} | {r['params']:,} | {r['epochs'] or '—'} |")
     if any(r["net"] == "net_res_deep" for r in rows):
         lines.append("\n¹ The book trained only the 100-block residual net.")
     return "\n".join(lines)
