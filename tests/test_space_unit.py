@@ -441,8 +441,8 @@ def test_app_wires_named_endpoints_and_a_listed_net_that_fails_to_load(models_di
     assert handlers["rf_ui"]("net_depth", "pool1", 4, 4, None) == (None, None, "⚠️ net_depth is not available here")
     _, table, sources = handlers["compare_ui"]()
     assert "**3 of 4 nets loaded**" in sources and "`net_depth`: unavailable — local folder failed" in sources
-    assert "| 18,090 | 0.910 |" in table  # `net`, from its card
-    assert "convhub-net-depth) | 16,130 | — |" in table  # the unavailable net: its size, no accuracy
+    assert "convhub-net) | 0.910 | 0.89 | 18,090 |" in table  # `net`, from its card
+    assert "convhub-net-depth) | — | 0.90 | 16,130 |" in table  # the unavailable net: its size, no accuracy
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if type(b).__name__ == "Markdown")
     assert "locality" in markdown and "weight sharing" in markdown and "skip" in markdown
 
