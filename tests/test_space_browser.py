@@ -209,6 +209,8 @@ def test_compare_labels_are_inside_the_plot_and_never_overlap(page):
 
 def test_compare_table_shows_ours_and_the_books_accuracy_without_scrolling(page):
     """The table scrolls sideways on a phone; the two accuracies it exists to compare are in view before it does."""
+    import convhub.card
+
     page.get_by_role("tab", name="Compare", exact=True).click()
     table = page.locator("#compare-table table")
     table.wait_for(timeout=60_000)
@@ -217,7 +219,5 @@ def test_compare_table_shows_ours_and_the_books_accuracy_without_scrolling(page)
     for header in ("net", "ours (val)", "book (val)"):
         cell = table.locator("th", has_text=header).first.bounding_box()
         assert box["x"] - 1 <= cell["x"] and cell["x"] + cell["width"] <= visible_right + 1, (header, cell, box)
-    import convhub.card
-
     row = table.locator("tr", has_text="net_dropout")  # the book's figure, in the column in view
     assert row.locator("td").nth(2).inner_text().strip() == f"{convhub.card.BOOK_VAL_ACCURACY['net_dropout']:.2f}"

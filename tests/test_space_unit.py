@@ -368,10 +368,13 @@ def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
     table = figures.compare_markdown(rows)
     assert "3,737,474" in table and "18,090" in table
     assert table.splitlines()[0] == "| net | ours (val) | book (val) | parameters | epochs |"
-    net_res = next(line.split(" | ") for line in table.splitlines() if line.startswith("| `net_res` |"))
-    assert net_res[3] == "16,130"  # after ours and the book's accuracies, which a phone shows before scrolling
+
+    def row(markdown: str, first_cell: str) -> list[str]:
+        return next(line.split(" | ") for line in markdown.splitlines() if line.startswith(f"| {first_cell} |"))
+
+    assert row(table, "`net_res`")[3] == "16,130"  # after ours and the book's accuracies, which a phone shows first
     linked = figures.compare_markdown(rows, {"net": "alice/convhub-net", "fc": "bad)name/x"})
-    assert "| [`net`](https://huggingface.co/alice/convhub-net) | " in linked
+    assert row(linked, "[`net`](https://huggingface.co/alice/convhub-net)")[3] == "18,090"
     assert "(https://huggingface.co/bad%29name/x)" in linked  # a repo id cannot end the link early
     sharing = figures.sharing_figure(3, 16, 3, 32)
     assert sharing.data[0].y[3] == 448  # the 32x32 point
