@@ -44,7 +44,7 @@ def trained(folder, tmp_path_factory):
 # --- train ----------------------------------------------------------------------------------------------------------
 
 
-def test_train_saves_weights_config_and_a_card_with_the_training_record(trained):
+def test_train_saves_weights_config_and_a_card_with_the_training_record(trained, folder):
     out, stdout = trained
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md"}
     record = artifacts.read_record(out)
@@ -56,8 +56,9 @@ def test_train_saves_weights_config_and_a_card_with_the_training_record(trained)
     assert record["val_accuracy"] >= 0.9 and record["train_accuracy"] >= 0.9  # learned; chance is 0.5
     assert sum(map(sum, record["confusion_matrix"])) == record["n_val"]
     assert f"val {record['val_accuracy']:.4f}" in stdout
-    assert "data: image folder" in stdout and "90 train, 10 val" in stdout
+    assert f"data: image folder {folder}" in stdout and "90 train, 10 val" in stdout  # the log names the path
     card = (out / "README.md").read_text()
+    assert record["dataset"] == f"image folder {folder.name}" and str(folder.parent) not in card  # a card does not
     assert f"{record['val_accuracy']:.4f}" in card and "Recipe `default`" in card
     from training import engine, hardware
 

@@ -4,6 +4,7 @@ stratified split and the tensor augmentation. All data is synthetic and written 
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +172,31 @@ def test_broken_cifar10_root_is_a_data_error(tmp_path):
     (folder / "test_batch").unlink()
     with pytest.raises(DataError, match="missing test_batch"):
         load_cifar2(tmp_path)
+
+
+
+@pytest.mark.parametrize("layout", ["image folder", "train and test folders", "CIFAR-10 root", "datasets folder"])
+def test_what_a_card_may_say_about_the_data_names_no_local_path(tmp_path, monkeypatch, layout):
+    """A card can be published: it names a local source by its folder's own name, never by the path to it."""
+    where = tmp_path / "home" / "alice" / "private"
+    if layout == "image folder":
+        make_image_folder(where / "cifar2", 10)
+        source, expected = where / "cifar2", "image folder cifar2"
+    elif layout == "train and test folders":
+        make_image_folder(where / "cifar2" / "train", 10, seed=1)
+        make_image_folder(where / "cifar2" / "test", 5, seed=2)
+        source, expected = where / "cifar2", "image folder cifar2/train"
+    elif layout == "CIFAR-10 root":
+        make_cifar10_root(where, n_per_batch=30, n_test=40)
+        source, expected = where, "CIFAR-10 python batches"
+    else:
+        make_parquet_dataset(where / "ds", n_train=40, n_test=20)
+        source, expected = where / "ds", "datasets folder ds"
+    data = load_cifar2(source)
+    assert data.public_source == expected
+    assert "alice" not in data.public_source and "alice" in data.source  # the log line keeps the whole path
+    monkeypatch.chdir(tmp_path / "home")  # as `--data ../shared/data/cifar2/train` names ours
+    assert load_cifar2(Path("..") / "home" / source.relative_to(tmp_path / "home")).public_source == expected
 
 
 # --- datasets -------------------------------------------------------------------------------------------------------

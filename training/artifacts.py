@@ -54,7 +54,7 @@ def training_record(model, data, recipe, result, train_metrics: dict, val_metric
         "images_per_second": round(result.images_per_second),
         "device": describe_device(device),
         "precision": precision,
-        "dataset": data.source,
+        "dataset": data.public_source,  # no local paths: the card may be published
         "n_train": len(data.train),
         "n_val": len(data.val),
         "validation": data.val_source,

@@ -46,8 +46,11 @@ class Split:
 class CIFAR2:
     train: Split
     val: Split
-    source: str  # human-readable description, for cards and logs
+    source: str  # human-readable description, for logs: local paths included
     val_source: str
+    # What a model card may say about the data: a card can be published, and a local path would tell the world the
+    # trainer's folders (often their user name). A Hub dataset keeps its id; a local folder only its own name.
+    public_source: str
 
 
 def decode_image(source) -> torch.Tensor:
@@ -217,32 +220,41 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
             test = load_hub_dataset(name, revision=revision, split="test")
         except DataError:
             test = None
-        return _with_validation(full, test, f"{name} (datasets)", val_fraction, seed)
+        public = f"datasets folder {_folder_name(name)}" if Path(name).exists() else f"{name} (datasets)"
+        return _with_validation(full, test, f"{name} (datasets)", val_fraction, seed, public)
     if not path.exists():
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
         return _with_validation(load_cifar10(root, True), load_cifar10(root, False), f"CIFAR-10 batches in {root}",
-                                val_fraction, seed)
+                                val_fraction, seed, "CIFAR-10 python batches")
     if _is_datasets_dir(path):
         return load_cifar2(f"hf:{path}", val_fraction=val_fraction, seed=seed, revision=revision)
     if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():
         test_dir = path / "test"
         test = load_image_folder(test_dir) if test_dir.is_dir() else None
         return _with_validation(load_image_folder(path / "train"), test, f"image folder {path / 'train'}",
-                                val_fraction, seed)
-    return _with_validation(load_image_folder(path), None, f"image folder {path}", val_fraction, seed)
+                                val_fraction, seed, f"image folder {_folder_name(path)}/train")
+    return _with_validation(load_image_folder(path), None, f"image folder {path}", val_fraction, seed,
+                            f"image folder {_folder_name(path)}")
 
 
-def _with_validation(train: Split, test: Split | None, source: str, val_fraction: float, seed: int) -> CIFAR2:
+def _folder_name(path: str | Path) -> str:
+    """A folder's own name, without the path to it ("train" for ../shared/data/cifar2/train)."""
+    return Path(path).expanduser().resolve().name or "/"
+
+
+def _with_validation(train: Split, test: Split | None, source: str, val_fraction: float, seed: int,
+                     public_source: str) -> CIFAR2:
     if test is not None and len(test):
-        data = CIFAR2(train, test, source, "the source's test split")
+        data = CIFAR2(train, test, source, "the source's test split", public_source)
     else:
         if not 0 < val_fraction < 1:
             raise DataError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
         train, val = stratified_split(train, val_fraction, seed)
         if len(val) == 0 or len(train) == 0:
             raise DataError(f"too few images ({len(train) + len(val)}) to carve a validation split")
-        data = CIFAR2(train, val, source, f"seeded class-balanced {val_fraction:.0%} of it (seed {seed})")
+        data = CIFAR2(train, val, source, f"seeded class-balanced {val_fraction:.0%} of it (seed {seed})",
+                      public_source)
     check_every_class(data)
     return data
 
