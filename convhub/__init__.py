@@ -1,8 +1,9 @@
 """ConvHub: the convnets of Deep Learning with PyTorch ch. 8 for CIFAR-2, as Hugging Face Hub models.
 
-Layers, each importing only those before it: errors, config (what a config.json may hold), zoo (the nets as names
-and arguments), hub (finding and reading a model folder), preprocessing (images in), card, models (the nets and the
-zoo), registry (create / load); graph (exact rewrites that make a net cheaper to run) stands apart, on torch alone.
+Layers, each importing only those before it: errors, env (numbers from environment variables), config (what a
+config.json may hold), zoo (the nets as names and arguments), hub (finding and reading a model folder), preprocessing
+(images in), card, models (the nets and the zoo), registry (create / load); graph (exact rewrites that make a net
+cheaper to run) stands apart, on torch alone.
 
 The names from preprocessing, models and registry are imported on first use (PEP 562): those modules import torch
 (~1.4 s), and the Space serves its first page from the torch-free layers before it loads any net.

@@ -25,6 +25,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import _http, validate_repo_id
 
+from . import env
 from .config import parse_config
 from .errors import ConvHubError, HubUnavailableError
 
@@ -34,11 +35,16 @@ MAX_FILE_BYTES = {"config.json": 64 * 1024, "README.md": 256 * 1024, "model.safe
 PROBE_TIMEOUT_S = 3.0  # one HTTP request that must be answered (any status) for the Hub to count as reachable
 HUB_TIMEOUT_S = 10.0  # connect/read/write timeout of every other request (a download reads in chunks)
 # A whole Hub operation (metadata and downloads of one repo): timeouts apply per read, and a server that drips a
-# byte every few seconds would hold a request forever. CONVHUB_HUB_DEADLINE overrides.
-HUB_DEADLINE_S = float(os.environ.get("CONVHUB_HUB_DEADLINE", "120"))
+# byte every few seconds would hold a request forever. CONVHUB_HUB_DEADLINE overrides (read at each download).
+HUB_DEADLINE_S = 120.0
 _PROBE_TTL_S = 30.0
 _probe_cache: dict[str, tuple[float, bool]] = {}
 _client_lock = threading.Lock()
+
+
+def hub_deadline_s() -> float:
+    """Seconds a whole repo's download may take: CONVHUB_HUB_DEADLINE, else HUB_DEADLINE_S."""
+    return env.number("CONVHUB_HUB_DEADLINE", HUB_DEADLINE_S, kind=float)
 
 
 def endpoint() -> str:
@@ -152,7 +158,7 @@ def resolve(
     online = not local_files_only and hub_reachable()
     at_revision = f" at revision {revision!r}" if revision else ""
     try:
-        folder = within_deadline(HUB_DEADLINE_S, f"sending {name}", _download, name, revision=revision,
+        folder = within_deadline(hub_deadline_s(), f"sending {name}", _download, name, revision=revision,
                                  cache_dir=cache_dir, token=token, force_download=force_download, online=online)
     except GatedRepoError:
         raise ConvHubError(f"{name} is gated: accept its terms on the Hub and log in (hf auth login)") from None

@@ -30,7 +30,9 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # the convhub package sits next to
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
 
 import gradio as gr  # noqa: E402
+from convhub import env  # noqa: E402
 from convhub.errors import ConvHubError  # noqa: E402
+from convhub.hub import hub_deadline_s  # noqa: E402
 from convhub.zoo import pretrained_repo  # noqa: E402
 from gradio import FileData  # noqa: E402
 
@@ -47,19 +49,30 @@ if TYPE_CHECKING:
 anatomy = inference = None
 
 EXAMPLES_DIR = uploads.EXAMPLES_DIR
-MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
-# Any request body, JSON too (a 200 MB one was accepted): twice the upload limit, so that an upload somewhat over it
-# still reaches Gradio, whose refusal says what the limit is.
-MAX_BODY = 2 * uploads.size_in_bytes(MAX_UPLOAD) + 2**20
-QUEUE_SIZE = int(os.environ.get("CONVHUB_QUEUE_SIZE", "256"))  # requests waiting beyond this: "Queue is full"
-# Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of its
-# own), 10,000 sessions by default: up to 1.2 GB. The least recently active sessions beyond this are dropped.
-SESSIONS = int(os.environ.get("CONVHUB_SESSIONS", "1000"))
 TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
 STORE = uploads.ImageStore()
 CONCURRENCY = 2  # requests the Space computes at once (the queue's default); torch gets the cores divided among them
-# Classify requests decode their images side by side, then share one forward pass per net (inference.SharedBatches).
-CLASSIFY_CONCURRENCY = int(os.environ.get("CONVHUB_CLASSIFY_CONCURRENCY", "16"))
+
+# The operator's settings, all checked here, before anything starts: a typo is one line naming the variable (the
+# Space's log ends with it) instead of a traceback, or a page that cannot classify.
+try:
+    MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
+    try:
+        # Any request body, JSON too (a 200 MB one was accepted): twice the upload limit, so that an upload somewhat
+        # over it still reaches Gradio, whose refusal says what the limit is.
+        MAX_BODY = 2 * uploads.size_in_bytes(MAX_UPLOAD) + 2**20
+    except ValueError as error:
+        raise ConvHubError(f"CONVHUB_MAX_UPLOAD is {error}") from None
+    QUEUE_SIZE = env.number("CONVHUB_QUEUE_SIZE", 256)  # requests waiting beyond this: "Queue is full"
+    # Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of
+    # its own), 10,000 sessions by default: up to 1.2 GB. The least recently active sessions beyond this are dropped.
+    SESSIONS = env.number("CONVHUB_SESSIONS", 1000)
+    # Classify requests decode their images side by side, then share one forward pass per net (inference.SharedBatches).
+    CLASSIFY_CONCURRENCY = env.number("CONVHUB_CLASSIFY_CONCURRENCY", 16)
+    TORCH_THREADS = env.number("CONVHUB_TORCH_THREADS", None)  # per request; None: inference.torch_threads decides
+    hub_deadline_s()  # read again at each download
+except ConvHubError as error:
+    sys.exit(f"error: {error}")
 
 
 def input_error(message: str) -> gr.Error:
@@ -616,7 +629,7 @@ def load_nets(found: list[FoundNet]) -> Zoo:
     import inference
     import torch
 
-    threads = inference.torch_threads(CONCURRENCY)
+    threads = inference.torch_threads(CONCURRENCY, TORCH_THREADS)
     torch.set_num_threads(threads)
     nets = inference.prepare_for_serving([load_found(net) for net in found])
     warm_up(nets)

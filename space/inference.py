@@ -30,14 +30,14 @@ MAX_MAP_STAGES = 6
 MAPS_PER_STAGE = 8
 
 
-def torch_threads(concurrency: int = 1) -> int:
+def torch_threads(concurrency: int = 1, override: int | None = None) -> int:
     """Intra-op threads per request: the cores this process may use, shared by `concurrency` requests at a time.
 
     These nets are small: on 2 cores one thread per request beats two threads fighting over the cores (measured in
-    benchmarks/space_latency.py). CONVHUB_TORCH_THREADS overrides.
+    benchmarks/space_latency.py). ``override`` (the app's CONVHUB_TORCH_THREADS) wins.
     """
-    if os.environ.get("CONVHUB_TORCH_THREADS"):
-        return max(1, int(os.environ["CONVHUB_TORCH_THREADS"]))
+    if override is not None:
+        return max(1, override)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, concurrency))
 

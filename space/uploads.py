@@ -29,9 +29,12 @@ NOT_AN_UPLOAD = ("this file was not uploaded to the Space: send the image itself
 
 
 def size_in_bytes(size: str) -> int:
-    """'10mb' -> 10485760, as Gradio reads max_file_size (units b, kb, mb, gb, of 1024)."""
-    number, unit = re.fullmatch(r"\s*(\d+)\s*([kmg]?b)\s*", size.lower()).groups()
-    return int(number) * 1024 ** {"b": 0, "kb": 1, "mb": 2, "gb": 3}[unit]
+    """'10mb' -> 10485760, as Gradio reads max_file_size (units b, kb, mb, gb, of 1024); ValueError for anything
+    else, and for no bytes at all (every upload would be refused)."""
+    match = re.fullmatch(r"\s*(\d{1,12})\s*([kmg]?b)\s*", size.lower())
+    if not match or not int(match[1]):
+        raise ValueError(f"not a size such as 10mb (a whole number above 0, then b, kb, mb or gb): {size!r}")
+    return int(match[1]) * 1024 ** {"b": 0, "kb": 1, "mb": 2, "gb": 3}[match[2]]
 
 
 def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None) -> int:

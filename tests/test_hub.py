@@ -460,9 +460,17 @@ def scripted_hub(monkeypatch):
         server.close()
 
 
+@pytest.mark.parametrize("value", ["soon", "0", "inf"])
+def test_a_deadline_that_is_not_a_number_of_seconds_is_one_clear_error(monkeypatch, value):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CONVHUB_HUB_DEADLINE", value)
+    with pytest.raises(convhub.ConvHubError, match=f"CONVHUB_HUB_DEADLINE must be a number >= 1, not '{value}'"):
+        convhub.load("someone/net")
+
+
 def test_a_hub_that_drips_its_answer_is_given_up_on_at_the_deadline(scripted_hub, monkeypatch):
     """Each byte arrives within the read timeout, the answer never completes: it held load() for 100 s and more."""
-    monkeypatch.setattr(convhub.hub, "HUB_DEADLINE_S", 3.0)
+    monkeypatch.setenv("CONVHUB_HUB_DEADLINE", "3")
     scripted_hub(lambda method, path: (200, {"Content-Length": "0"}, b"", None) if method == "HEAD" and
                  path == "/api/models" else (200, {"Content-Type": "application/json"}, b"{}", 0.5))
     start = time.monotonic()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -228,8 +231,7 @@ def test_torch_threads_share_the_cores_between_requests(monkeypatch):
     monkeypatch.delenv("CONVHUB_TORCH_THREADS", raising=False)
     monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert inference.torch_threads(2) == 1 and inference.torch_threads(1) == 2 and inference.torch_threads(8) == 1
-    monkeypatch.setenv("CONVHUB_TORCH_THREADS", "3")
-    assert inference.torch_threads(2) == 3
+    assert inference.torch_threads(2, override=3) == 3  # CONVHUB_TORCH_THREADS, as app.py reads it
 
 
 @pytest.mark.parametrize("make", [
@@ -511,23 +513,47 @@ def test_every_handler_waits_for_the_nets_before_using_torch(nets, bird_jpg, mon
         assert result is not None and app.inference is inference, name
 
 
-def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
-    """Not a broken net (that one is only unavailable) but load_nets failing, here on a bad CONVHUB_TORCH_THREADS:
-    the real app stops its server and exits with status 1, rather than serve a page that cannot classify."""
-    import os
-    import socket
-    import subprocess
-
+def _run_app(tmp_path, **settings) -> subprocess.CompletedProcess:
+    """The real `python space/app.py`, offline, on a free port, with ``settings`` added to its environment; it is
+    expected to stop by itself."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_SERVER_PORT": str(port), "CONVHUB_TORCH_THREADS": "many"}
+           "GRADIO_SERVER_PORT": str(port), **settings}
     app_py = Path(__file__).resolve().parents[1] / "space" / "app.py"
-    result = subprocess.run([sys.executable, str(app_py)], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([sys.executable, str(app_py)], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
+    """Not a broken net (that one is only unavailable) but load_nets failing, here on a torch that cannot be imported:
+    the real app stops its server and exits with status 1, rather than serve a page that cannot classify."""
+    broken = tmp_path / "broken" / "torch"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this torch is broken')\n")
+    result = _run_app(tmp_path, PYTHONPATH=str(broken.parent))
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "Loading the nets failed: ValueError: invalid literal for int() with base 10: 'many'" in result.stderr
-    assert f"Running on local URL:  http://127.0.0.1:{port}" in result.stdout  # it had served its page first
+    assert "Loading the nets failed: ImportError: this torch is broken" in result.stderr
+    assert "Running on local URL:  http://127.0.0.1:" in result.stdout  # it had served its page first
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("CONVHUB_TORCH_THREADS", "many", "CONVHUB_TORCH_THREADS must be a whole number >= 1, not 'many'"),
+    ("CONVHUB_QUEUE_SIZE", "0", "CONVHUB_QUEUE_SIZE must be a whole number >= 1, not '0'"),
+    ("CONVHUB_SESSIONS", "1.5", "CONVHUB_SESSIONS must be a whole number >= 1, not '1.5'"),
+    ("CONVHUB_CLASSIFY_CONCURRENCY", "-4", "CONVHUB_CLASSIFY_CONCURRENCY must be a whole number >= 1, not '-4'"),
+    ("CONVHUB_HUB_DEADLINE", "nan", "CONVHUB_HUB_DEADLINE must be a number >= 1, not 'nan'"),
+    ("CONVHUB_MAX_UPLOAD", "10 parsecs", "CONVHUB_MAX_UPLOAD is not a size such as 10mb"),
+    ("CONVHUB_MAX_UPLOAD", "0mb", "CONVHUB_MAX_UPLOAD is not a size such as 10mb"),
+])
+def test_a_setting_the_space_cannot_use_stops_it_before_it_serves_with_one_line_naming_it(tmp_path, name, value,
+                                                                                           message):
+    """An operator's typo in a Space setting: no traceback, no page served with a limit nobody chose, and the log's
+    last line says which variable and what it must be."""
+    result = _run_app(tmp_path, **{name: value})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "Running on" not in result.stdout
 
 
 def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
