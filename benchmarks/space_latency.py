@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "space"), str(ROOT), str(ROOT / "benchmarks")]
 
 import inference  # noqa: E402
+from convhub import env  # noqa: E402
 from machine import describe, others_cpu_share  # noqa: E402
 from zoo_loader import load_zoo  # noqa: E402
 
@@ -207,7 +208,8 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help="also time the served Space against a bare Gradio app")
     parser.add_argument("--url", help="only the /classify round trip of a running Space")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads or inference.torch_threads(2))  # as the app: 2 requests at a time
+    threads = env.number("CONVHUB_TORCH_THREADS", None, minimum=1, maximum=256)  # as the app reads it
+    torch.set_num_threads(args.threads or inference.torch_threads(2, threads))  # as the app: 2 requests at a time
     print(describe()[1], "\n")
     if args.url:
         trips = round_trips(args.url, "/classify", (args.image or DEFAULT_IMAGES)[0], args.runs)

@@ -44,7 +44,7 @@ _client_lock = threading.Lock()
 
 def hub_deadline_s() -> float:
     """Seconds a whole repo's download may take: CONVHUB_HUB_DEADLINE, else HUB_DEADLINE_S."""
-    return env.number("CONVHUB_HUB_DEADLINE", HUB_DEADLINE_S, kind=float)
+    return env.number("CONVHUB_HUB_DEADLINE", HUB_DEADLINE_S, kind=float, minimum=1, maximum=86400)
 
 
 def endpoint() -> str:

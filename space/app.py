@@ -62,14 +62,16 @@ try:
         # over it still reaches Gradio, whose refusal says what the limit is.
         MAX_BODY = 2 * uploads.size_in_bytes(MAX_UPLOAD) + 2**20
     except ValueError as error:
-        raise ConvHubError(f"CONVHUB_MAX_UPLOAD is {error}") from None
-    QUEUE_SIZE = env.number("CONVHUB_QUEUE_SIZE", 256)  # requests waiting beyond this: "Queue is full"
+        raise ConvHubError(f"CONVHUB_MAX_UPLOAD must be {error}") from None
+    # Requests waiting beyond this get "Queue is full".
+    QUEUE_SIZE = env.number("CONVHUB_QUEUE_SIZE", 256, minimum=1, maximum=10**6)
     # Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of
     # its own), 10,000 sessions by default: up to 1.2 GB. The least recently active sessions beyond this are dropped.
-    SESSIONS = env.number("CONVHUB_SESSIONS", 1000)
+    SESSIONS = env.number("CONVHUB_SESSIONS", 1000, minimum=1, maximum=10**6)
     # Classify requests decode their images side by side, then share one forward pass per net (inference.SharedBatches).
-    CLASSIFY_CONCURRENCY = env.number("CONVHUB_CLASSIFY_CONCURRENCY", 16)
-    TORCH_THREADS = env.number("CONVHUB_TORCH_THREADS", None)  # per request; None: inference.torch_threads decides
+    CLASSIFY_CONCURRENCY = env.number("CONVHUB_CLASSIFY_CONCURRENCY", 16, minimum=1, maximum=1024)
+    # Threads per request; None: inference.torch_threads divides the cores.
+    TORCH_THREADS = env.number("CONVHUB_TORCH_THREADS", None, minimum=1, maximum=256)
     hub_deadline_s()  # read again at each download
 except ConvHubError as error:
     sys.exit(f"error: {error}")

@@ -28,13 +28,17 @@ NOT_AN_UPLOAD = ("this file was not uploaded to the Space: send the image itself
                  "handle_file(path)); server paths and URLs are not accepted")
 
 
+MAX_UPLOAD_BYTES = 2**40  # 1 TiB: far above any image, and Gradio's page config must still hold the figure
+
+
 def size_in_bytes(size: str) -> int:
-    """'10mb' -> 10485760, as Gradio reads max_file_size (units b, kb, mb, gb, of 1024); ValueError for anything
-    else, and for no bytes at all (every upload would be refused)."""
-    match = re.fullmatch(r"\s*(\d{1,12})\s*([kmg]?b)\s*", size.lower())
-    if not match or not int(match[1]):
-        raise ValueError(f"not a size such as 10mb (a whole number above 0, then b, kb, mb or gb): {size!r}")
-    return int(match[1]) * 1024 ** {"b": 0, "kb": 1, "mb": 2, "gb": 3}[match[2]]
+    """'10mb' -> 10485760, as Gradio reads max_file_size (units b, kb, mb, gb, of 1024; spaces only, as Gradio
+    strips them); ValueError, saying what it must be, for anything else, no bytes at all or over 1 TiB."""
+    match = re.fullmatch(r" *(\d{1,13}) *([kmg]?b) *", size.lower())
+    number = int(match[1]) * 1024 ** {"b": 0, "kb": 1, "mb": 2, "gb": 3}[match[2]] if match else 0
+    if not 0 < number <= MAX_UPLOAD_BYTES:
+        raise ValueError(f"a size such as 10mb (a whole number, then b, kb, mb or gb; at most 1024gb), not {size!r}")
+    return number
 
 
 def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None) -> int:

@@ -197,6 +197,10 @@ def test_what_a_card_may_say_about_the_data_names_no_local_path(tmp_path, monkey
     assert "alice" not in data.public_source and "alice" in data.source  # the log line keeps the whole path
     monkeypatch.chdir(tmp_path / "home")  # as `--data ../shared/data/cifar2/train` names ours
     assert load_cifar2(Path("..") / "home" / source.relative_to(tmp_path / "home")).public_source == expected
+    (tmp_path / "home" / "data").symlink_to(source)  # a link's own name, not its target's
+    assert load_cifar2("data").public_source == expected.replace(source.name, "data")
+    monkeypatch.chdir(source)  # `--data .` names no folder, rather than the one the user was in
+    assert load_cifar2(".").public_source == expected.replace(f" {source.name}", "").replace("/", " ")
 
 
 # --- datasets -------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,32 +216,40 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
     path = Path(source).expanduser()
     if source.startswith("hf:") or (not path.exists() and "/" in source and not source.startswith((".", "/"))):
         name = source.removeprefix("hf:")
-        full = load_hub_dataset(name, revision=revision, split="train")
-        try:
-            test = load_hub_dataset(name, revision=revision, split="test")
-        except DataError:
-            test = None
-        public = f"datasets folder {_folder_name(name)}" if Path(name).exists() else f"{name} (datasets)"
-        return _with_validation(full, test, f"{name} (datasets)", val_fraction, seed, public)
+        public = _named("datasets folder", name) if Path(name).exists() else f"{name} (datasets)"
+        return _from_datasets(name, public, val_fraction, seed, revision)
     if not path.exists():
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
         return _with_validation(load_cifar10(root, True), load_cifar10(root, False), f"CIFAR-10 batches in {root}",
                                 val_fraction, seed, "CIFAR-10 python batches")
     if _is_datasets_dir(path):
-        return load_cifar2(f"hf:{path}", val_fraction=val_fraction, seed=seed, revision=revision)
+        # absolute: datasets.load_dataset(".") takes "." for no name at all
+        return _from_datasets(str(path.absolute()), _named("datasets folder", source), val_fraction, seed, revision)
     if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():
         test_dir = path / "test"
         test = load_image_folder(test_dir) if test_dir.is_dir() else None
         return _with_validation(load_image_folder(path / "train"), test, f"image folder {path / 'train'}",
-                                val_fraction, seed, f"image folder {_folder_name(path)}/train")
+                                val_fraction, seed, _named("image folder", source, "/train"))
     return _with_validation(load_image_folder(path), None, f"image folder {path}", val_fraction, seed,
-                            f"image folder {_folder_name(path)}")
+                            _named("image folder", source))
 
 
-def _folder_name(path: str | Path) -> str:
-    """A folder's own name, without the path to it ("train" for ../shared/data/cifar2/train)."""
-    return Path(path).expanduser().resolve().name or "/"
+def _from_datasets(name: str, public: str, val_fraction: float, seed: int, revision: str | None) -> CIFAR2:
+    full = load_hub_dataset(name, revision=revision, split="train")
+    try:
+        test = load_hub_dataset(name, revision=revision, split="test")
+    except DataError:
+        test = None
+    return _with_validation(full, test, f"{name} (datasets)", val_fraction, seed, public)
+
+
+def _named(kind: str, given: str, inside: str = "") -> str:
+    """``kind`` and the folder's own name as the user gave it ("image folder train" for ../shared/data/cifar2/train):
+    symlinks are not followed, and ".", "..", "/" and "~" name no folder (they would only say where the user was)."""
+    name = Path(os.path.normpath(given)).name
+    named = name not in ("", ".", "..") and not name.startswith("~")
+    return f"{kind} {name}{inside}" if named else f"{kind}{' ' + inside.lstrip('/') if inside else ''}"
 
 
 def _with_validation(train: Split, test: Split | None, source: str, val_fraction: float, seed: int,
