@@ -202,6 +202,25 @@ def test_jobs_and_threads_must_be_whole_numbers(folder, tmp_path, flag, value):
     assert not (tmp_path / "z").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "zoo"])
+@pytest.mark.parametrize("flag, value, message", [
+    ("--epochs", "0", "is not a whole number of at least 1"),  # saved the untrained net, exit 0
+    ("--epochs", "-3", "is not a whole number of at least 1"),
+    ("--batch-size", "0", "is not a whole number of at least 1"),  # ZeroDivisionError
+    ("--lr", "0", "is not a number above 0"),
+    ("--lr", "-1", "is not a number above 0"),  # torch's ValueError, with a traceback
+    ("--lr", "nan", "is not a number above 0"),  # trained until it diverged
+    ("--lr", "inf", "is not a number above 0"),
+    ("--seed", "99999999999999999999999", "is not a whole number from -2**63 to 2**63-1"),  # torch's overflow
+])
+def test_a_recipe_override_that_cannot_train_is_refused_before_anything_runs(folder, tmp_path, command, flag,
+                                                                            value, message):
+    model = ["--model", "net"] if command == "train" else ["--models", "net"]
+    code, stdout, stderr = run_cli(command, *model, "--data", folder, "--out", tmp_path / "out", flag, value)
+    assert code == 2 and f"argument {flag}: {value!r} {message}" in stderr and not stdout
+    assert not (tmp_path / "out").exists()
+
+
 def test_report_without_trained_models_is_a_user_error(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_user_error(*run_cli("report", "--out", tmp_path / "empty")[::2], "no trained models")

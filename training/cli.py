@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -26,10 +27,10 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         "or hf:NAMESPACE/DATASET (default Hub dataset: hf:uoft-cs/cifar10)")
     parser.add_argument("--data-revision", help="revision of a Hub dataset")
     parser.add_argument("--recipe", choices=RECIPES, default="default", help="'book' reproduces the chapter's recipe")
-    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
-    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=_positive, help="override the recipe's epochs")
+    parser.add_argument("--lr", type=_learning_rate, help="override the recipe's peak learning rate")
+    parser.add_argument("--batch-size", type=_positive, help="override the recipe's batch size")
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from the training data")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
@@ -48,6 +49,30 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    """Above 0 and finite: 0 trains nothing (and saves the untrained net), NaN or inf would diverge at once."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
+
+
+SEEDS = (-2**63, 2**63 - 1)  # what torch.manual_seed and a card's record both take
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not SEEDS[0] <= value <= SEEDS[1]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from -2**63 to 2**63-1")
     return value
 
 
@@ -90,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     shift.add_argument("--models", required=True, help="parent folder of saved nets (as written by zoo)")
     shift.add_argument("--data", required=True, help="the training data the nets were trained on: its validation "
                        "split is carved again with --seed and --val-fraction")
-    shift.add_argument("--seed", type=int, default=0)
+    shift.add_argument("--seed", type=_seed, default=0)
     shift.add_argument("--val-fraction", type=float, default=0.1)
     shift.add_argument("--data-revision", help=argparse.SUPPRESS)
 
