@@ -299,6 +299,24 @@ def test_publish_checks_its_input_before_contacting_the_hub(hub, tmp_path):
     assert hub.requests == []
 
 
+@pytest.mark.parametrize("revision", ["../main", "v1 final", "fix:1", "a..b", ".hidden", "x.lock", "HEAD", "",
+                                      "feature/", "a//b"])
+def test_a_revision_git_would_refuse_is_refused_before_any_request(hub, model_dir, tmp_path, revision):
+    """The Hub takes git's branch names only: a bad one failed at create_branch, after repos had been created."""
+    assert_user_error(*publish_cli("--revision", revision)[::2], "is not a branch name git accepts")
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--revision", revision, "--dry-run", tmp_path / "dry")
+    assert_user_error(code, stderr, "is not a branch name git accepts")
+    assert not (tmp_path / "dry").exists()
+    with pytest.raises(PublishError, match="is not a branch name git accepts"):
+        publish.push(model_dir, "alice/convhub-net", revision=revision, token=TOKEN)
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize("revision", ["v1", "feature/x", "release-1.0"])
+def test_a_revision_git_accepts_is_planned(revision):
+    assert publish.plan("alice", revision=revision).revision == revision
+
+
 def test_dry_run_writes_exactly_what_publish_uploads_and_contacts_nothing(hub, tmp_path, monkeypatch):
     real_connect = socket.socket.connect
     monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("the dry run opened a connection"))

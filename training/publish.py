@@ -8,6 +8,7 @@ repo), and uploads are commits of whole folders, so running a publish again uplo
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,9 +109,25 @@ def _upload_now(api: HfApi, folder: Path, repo_id: str, *, repo_type: str, revis
     return str(commit.commit_url)
 
 
+# What git refuses in a branch name (git check-ref-format), and so the Hub: a space, control characters, ~ ^ : ? * [ \
+# anywhere; "..", "//" and "@{" anywhere; a part that starts with "." or ends with ".lock"; "/" or "-" first; "/" or
+# "." last.
+BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{|(^|/)\.|\.lock($|/)|^[/-]|[/.]$")
+
+
+def check_branch(revision: str | None) -> None:
+    """``revision`` is a branch name the Hub takes: refused here, before any repo is created, not by the Hub
+    halfway through a publish."""
+    if revision is not None and (revision in ("", "@", "HEAD") or len(revision) > 200
+                                 or BAD_BRANCH.search(revision)):
+        raise PublishError(f"--revision {revision[:80]!r} is not a branch name git accepts (`git check-ref-format "
+                           "--branch`): no spaces, '..' or any of ~^:?*[\\, no part starting with '.'")
+
+
 def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, private: bool | None = None,
          token: str | None = None, commit_message: str | None = None) -> str:
     """Push one saved model folder (config, weights, a card naming the repo); returns the commit URL."""
+    check_branch(revision)
     convhub.load(model_dir)  # a folder that is not a model is refused before the Hub is contacted
     token = check_can_push(token)
     api = HfApi(endpoint=endpoint(), token=token)
@@ -148,6 +165,7 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
+    check_branch(revision)
     space_id = space or f"{namespace}/convhub"
     if "/" not in space_id:  # the Hub would put it under the token's user, not where publish says it is
         raise PublishError(f"--space {space_id!r}: name the Space with its namespace, e.g. {namespace}/{space_id}")
