@@ -221,6 +221,18 @@ def test_a_recipe_override_that_cannot_train_is_refused_before_anything_runs(fol
     assert not (tmp_path / "out").exists()
 
 
+def test_a_batch_larger_than_the_training_set_is_recorded_as_the_batch_it_was(folder, tmp_path):
+    """Each epoch is one step on every training image; the card said batch 1000 (the book recipe's 64 on a small
+    folder likewise)."""
+    out = tmp_path / "net"
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--epochs", 2, "--out", out,
+                                   "--batch-size", 1000, "--quiet")
+    assert code == 0, stderr
+    assert "net: batch 1000 is more than the 90 training images; batch 90" in stdout
+    record = artifacts.read_record(out)
+    assert record["recipe_config"]["batch_size"] == 90 and "batch 90," in record["recipe_description"]
+
+
 def test_report_without_trained_models_is_a_user_error(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_user_error(*run_cli("report", "--out", tmp_path / "empty")[::2], "no trained models")

@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import convhub
@@ -154,6 +155,10 @@ def _recipe(name: str, args, fp32_cpu: bool):
 
 def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dict:
     recipe = _recipe(name, args, _fp32_cpu(args, device))
+    if recipe.batch_size > len(data.train):  # every epoch is then one step on all of them: the card must say so
+        print(f"{name}: batch {recipe.batch_size} is more than the {len(data.train)} training images; "
+              f"batch {len(data.train)}", flush=True)
+        recipe = replace(recipe, batch_size=len(data.train))
     torch.manual_seed(args.seed)  # the initial weights too: --seed alone must reproduce a run
     model = convhub.create(name)
     print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
