@@ -420,6 +420,10 @@ class ScriptedHub:
             def _reply(self):
                 hub.requests.append((self.command, self.path))
                 status, headers, body, drip = answer(self.command, self.path)
+                # Connection: close, as this handler (HTTP/1.0) closes each connection after its answer: without it
+                # the client could send its next request down a connection the server had just closed ("Server
+                # disconnected without sending a response", once in a CI run).
+                headers = {**headers, "Connection": "close"}
                 head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
                 try:
                     if drip:
