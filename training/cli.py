@@ -43,38 +43,25 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         "gives each net its share of the cores)")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
+def _bounded(kind: type, within, what: str):
+    """An argparse type: ``text`` as ``kind`` where ``within(value)`` holds, else argparse's one-line error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not within(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
 
 
-def _learning_rate(text: str) -> float:
-    """Above 0 and finite: 0 trains nothing (and saves the untrained net), NaN or inf would diverge at once."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
-    return value
-
-
-SEEDS = (-2**63, 2**63 - 1)  # what torch.manual_seed and a card's record both take
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not SEEDS[0] <= value <= SEEDS[1]:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from -2**63 to 2**63-1")
-    return value
+_positive = _bounded(int, lambda value: value >= 1, "a whole number of at least 1")
+# Above 0 and finite: 0 trains nothing (and saved the untrained net), NaN or inf diverge at once.
+_learning_rate = _bounded(float, lambda value: 0 < value < math.inf, "a number above 0")
+# What torch.manual_seed and a card's record both take.
+_seed = _bounded(int, lambda value: -2**63 <= value <= 2**63 - 1, "a whole number from -2**63 to 2**63-1")
 
 
 def _jobs(text: str) -> str:
