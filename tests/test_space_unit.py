@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import convhub
 import numpy as np
 import pytest
 import torch
+from conftest import free_port
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "space"))
@@ -516,11 +516,8 @@ def test_every_handler_waits_for_the_nets_before_using_torch(nets, bird_jpg, mon
 def _run_app(tmp_path, **settings) -> subprocess.CompletedProcess:
     """The real `python space/app.py`, offline, on a free port, with ``settings`` added to its environment; it is
     expected to stop by itself."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_SERVER_PORT": str(port), **settings}
+           "GRADIO_SERVER_PORT": str(free_port()), **settings}
     app_py = Path(__file__).resolve().parents[1] / "space" / "app.py"
     return subprocess.run([sys.executable, str(app_py)], capture_output=True, text=True, timeout=120, env=env)
 
