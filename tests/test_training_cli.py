@@ -343,6 +343,29 @@ def test_cifar10_root_with_a_corrupt_batch(tmp_path):
     assert_user_error(code, stderr, "CIFAR-10")
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_cifar10_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_path, command):
+    """A CIFAR-10 root from a stranger: its batches are pickles, and one that names os.system must not call it."""
+    import os
+    import pickle
+
+    from test_training_helpers import RunsOnLoad, make_cifar10_root
+
+    make_cifar10_root(tmp_path / "c", n_per_batch=10, n_test=10)
+    marker = tmp_path / "ran"
+    batch = "data_batch_4" if command == "train" else "test_batch"
+    (tmp_path / "c" / "cifar-10-batches-py" / batch).write_bytes(
+        pickle.dumps(RunsOnLoad(os.system, f"touch {marker}")))
+    if command == "train":
+        code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "c", "--out", tmp_path / "o")
+        assert not (tmp_path / "o").exists()
+    else:
+        net = Path(__file__).resolve().parents[1] / "space" / "models" / "net"
+        code, _, stderr = run_cli("evaluate", "--model", net, "--data", tmp_path / "c")
+    assert_user_error(code, stderr, f"{batch} is not a CIFAR-10 python batch", "system", "a pickle can run code")
+    assert not marker.exists()
+
+
 def test_push_without_token_fails_before_training(no_token, folder, tmp_path):
     code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "o",
                                    "--push", "user/convhub-net")

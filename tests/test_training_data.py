@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from test_training_helpers import (
     CIFAR10_NAMES,
+    RunsOnLoad,
     dump_py2,
     make_cifar10_root,
     make_image_folder,
@@ -147,16 +148,50 @@ def test_cifar10_root_keeps_airplanes_and_birds_and_validates_on_test_batch(tmp_
     assert torch.equal(test.images, data.val.images) and "test batch" in source
 
 
-def test_cifar10_batches_repacked_by_python3_with_bytes_keys_load_too(tmp_path):
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+def test_cifar10_batches_repacked_by_python3_with_bytes_keys_load_too(tmp_path, protocol):
+    """Each protocol pickles arrays its own way (protocol 2 their bytes through _codecs.encode, protocol 5 through
+    numpy's _frombuffer), and labels as a numpy array too."""
     expected = make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
     folder = tmp_path / "cifar-10-batches-py"
     for path in folder.iterdir():
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding="bytes")
+        if b"labels" in entry and path.name == "data_batch_2":
+            entry[b"labels"] = np.asarray(entry[b"labels"], dtype=np.int64)
         with open(path, "wb") as f:
-            pickle.dump(entry, f)  # Python 3 pickle: b"data" / b"labels" keys
+            pickle.dump(entry, f, protocol=protocol)  # Python 3 pickle: b"data" / b"labels" keys
     data = load_cifar2(tmp_path)
     assert data.train.labels.tolist() == expected["train"][1].tolist()
+    assert torch.equal(data.train.images, torch.from_numpy(expected["train"][0]))
+
+
+@pytest.mark.parametrize("attack", ["os.system", "builtins.exec", "subprocess.call", "inside the data"])
+def test_a_cifar10_batch_that_would_run_code_is_refused_without_running_it(tmp_path, attack):
+    """The batches are pickles: reading one with pickle.load runs whatever it names. Nothing here may run."""
+    import builtins
+    import os
+    import subprocess
+
+    make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
+    marker = tmp_path / "ran"
+    payload = {"os.system": RunsOnLoad(os.system, f"touch {marker}"),
+               "builtins.exec": RunsOnLoad(builtins.exec, f"open({str(marker)!r}, 'w').close()"),
+               "subprocess.call": RunsOnLoad(subprocess.call, ["touch", str(marker)])}.get(attack)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    with open(batch, "rb") as f:
+        entry = pickle.load(f, encoding="bytes")
+    if payload is None:  # deep inside an otherwise valid batch
+        entry[b"filenames"][3] = RunsOnLoad(os.system, f"touch {marker}")
+    else:
+        entry = payload
+    batch.write_bytes(pickle.dumps(entry, protocol=4))
+    expected_global = {"builtins.exec": "builtins.exec", "subprocess.call": "subprocess.call"}.get(attack, "system")
+
+    with pytest.raises(DataError, match=rf"data_batch_2 is not a CIFAR-10 python batch: .*{expected_global}.*not "
+                                        r"loaded \(a pickle can run code\)"):
+        load_cifar2(tmp_path)
+    assert not marker.exists()
 
 
 def test_broken_cifar10_root_is_a_data_error(tmp_path):

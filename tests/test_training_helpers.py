@@ -110,6 +110,7 @@ class Py2Str(bytes):
 
 
 class Py2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table can be extended
+    """Pickles as cPickle did: Py2Str and the arrays' raw bytes (Python 2 had no bytes type) as BINSTRING."""
     dispatch = pickle._Pickler.dispatch.copy()
 
     def save_py2str(self, obj):
@@ -121,11 +122,24 @@ class Py2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch ta
         self.memoize(obj)
 
     dispatch[Py2Str] = save_py2str
+    dispatch[bytes] = save_py2str
 
 
 def dump_py2(obj, path: Path) -> None:
-    with open(path, "wb") as f:
-        Py2Pickler(f, protocol=2).dump(obj)
+    """Protocol 2, with numpy's modules named as numpy 1 named them, as in the original files."""
+    buffer = io.BytesIO()
+    Py2Pickler(buffer, protocol=2).dump(obj)
+    path.write_bytes(buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+
+
+class RunsOnLoad:
+    """Pickled, a call of ``function(*args)`` that pickle.load would make: what a hostile batch holds."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
 
 
 def cifar10_batch(labels: list[int], rng: np.random.Generator, name: str) -> tuple[dict, np.ndarray]:

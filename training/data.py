@@ -96,6 +96,23 @@ def load_image_folder(root: str | Path) -> Split:
 CIFAR10_BATCHES = {True: [f"data_batch_{i}" for i in range(1, 6)], False: ["test_batch"]}
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """The CIFAR-10 batches are pickles, and `pickle.load` imports and calls whatever a file names: a batch from a
+    stranger could run any code when read. This unpickler builds dicts, lists, strings, numbers and numpy arrays, the
+    whole of a batch, and refuses every other global (as `torch.load(weights_only=True)` does for checkpoints)."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),  # bytes, in protocol 2
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+               ("numpy._core.numeric", "_frombuffer")}  # an array, in protocol 5
+
+    def find_class(self, module: str, name: str):
+        canonical = module.replace("numpy.core.", "numpy._core.", 1)  # numpy 1 names these modules numpy.core
+        if (canonical, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a batch of arrays never needs; not "
+                                         "loaded (a pickle can run code)")
+        return super().find_class(canonical, name)
+
+
 def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch, without md5 checks (re-packed or partial batches load too).
 
@@ -103,7 +120,7 @@ def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     often have bytes keys (b"data"), as the CIFAR web page's `pickle.load(f, encoding="bytes")` returns them.
     """
     with open(path, "rb") as f:
-        entry = pickle.load(f, encoding="latin1")
+        entry = _ArraysOnly(f, encoding="latin1").load()
     entry = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in entry.items()}
     labels = np.asarray(entry["labels"] if "labels" in entry else entry["fine_labels"], dtype=np.int64)
     images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -127,10 +144,12 @@ def load_cifar10(root: str | Path, train: bool) -> Split:
     missing = [name for name in CIFAR10_BATCHES[train] if not (folder / name).is_file()]
     if missing:
         raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")
-    try:
-        batches = [_read_cifar10_batch(folder / name) for name in CIFAR10_BATCHES[train]]
-    except Exception as error:  # noqa: BLE001 - unpickling garbage raises many types; all mean 'not CIFAR-10'
-        raise DataError(f"{folder} does not hold CIFAR-10 python batches: {type(error).__name__}: {error}") from None
+    batches = []
+    for name in CIFAR10_BATCHES[train]:
+        try:
+            batches.append(_read_cifar10_batch(folder / name))
+        except Exception as error:  # noqa: BLE001 - unpickling garbage raises many types; all mean 'not CIFAR-10'
+            raise DataError(f"{folder / name} is not a CIFAR-10 python batch: {type(error).__name__}: {error}") from None
     return _cifar2_from_arrays(np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
 
 
