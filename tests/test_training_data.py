@@ -28,6 +28,7 @@ from training.data import (
     crop_and_flip,
     load_cifar2,
     load_eval_split,
+    load_hub_dataset,
     load_image_folder,
     pad_for_augment,
     stratified_split,
@@ -254,6 +255,48 @@ def test_datasets_parquet_layout_loads_through_load_cifar2(tmp_path, prefix):
     assert "datasets" in data.source and "test" in data.val_source
     test, _ = load_eval_split(f"{prefix}{tmp_path / 'ds'}")
     assert torch.equal(test.labels, data.val.labels)
+
+
+def test_a_dataset_image_given_by_path_is_read_only_from_a_regular_file(tmp_path):
+    """A dataset's Image value may hold a path instead of bytes. The path is the dataset's word: one naming a FIFO
+    (or /dev/stdin) must not block the loading for ever; it is skipped as unreadable, like a missing file or a
+    folder (convhub's image opening takes regular files only)."""
+    import os
+    import threading
+
+    import pyarrow.parquet as pq
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
+
+    rng = np.random.default_rng(0)
+    png = tmp_path / "bird.png"
+    Image.fromarray(synth_image(1, rng)).save(png)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    paths = [png, fifo, tmp_path, tmp_path / "missing.png"]
+    features = Features({"img": ImageFeature(), "label": ClassLabel(names=CIFAR10_NAMES)})
+    dataset = Dataset.from_dict({"img": [{"bytes": None, "path": str(p)} for p in paths], "label": [2] * len(paths)},
+                                features=features)
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    # written as it stands (Dataset.to_parquet would embed the files' bytes, as push_to_hub does)
+    pq.write_table(dataset.data.table, tmp_path / "ds" / "data" / "train-00000-of-00001.parquet")
+
+    unblocked = []
+
+    def unblock_a_reader():  # if the loader opened the FIFO, it waits here for a writer: be one, and say so
+        fd = os.open(fifo, os.O_WRONLY)
+        unblocked.append(True)
+        os.close(fd)
+
+    guard = threading.Timer(30, lambda: threading.Thread(target=unblock_a_reader, daemon=True).start())
+    guard.start()
+    try:
+        train = load_hub_dataset(str(tmp_path / "ds"))
+    finally:
+        guard.cancel()
+    assert not unblocked
+    assert len(train) == 1 and train.skipped == 3
+    assert torch.equal(train.images[0], torch.from_numpy(synth_image(1, np.random.default_rng(0))).permute(2, 0, 1))
 
 
 def test_datasets_without_test_split_carves_validation(tmp_path):
