@@ -29,32 +29,15 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the convhub package sits next to app.py on Spaces, next to space/ here
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
 
-import gradio as gr  # noqa: E402
 from convhub import env  # noqa: E402
 from convhub.errors import ConvHubError  # noqa: E402
 from convhub.hub import hub_deadline_s  # noqa: E402
-from convhub.zoo import pretrained_repo  # noqa: E402
-from gradio import FileData  # noqa: E402
 
-import chapter  # noqa: E402
-import figures  # noqa: E402
 import uploads  # noqa: E402
-from zoo_loader import FoundNet, LoadedNet, find_zoo, load_found, published_settings, sources_summary  # noqa: E402
 
-if TYPE_CHECKING:
-    import torch
-
-# The nets' side, which imports torch: bound by load_nets, in the loading thread. Handlers use them only after
-# waiting for that thread (Zoo), so the first page is served before torch is imported.
-anatomy = inference = None
-
-EXAMPLES_DIR = uploads.EXAMPLES_DIR
-TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
-STORE = uploads.ImageStore()
-CONCURRENCY = 2  # requests the Space computes at once (the queue's default); torch gets the cores divided among them
-
-# The operator's settings, all checked here, before anything starts: a typo is one line naming the variable (the
-# Space's log ends with it) instead of a traceback, or a page that cannot classify.
+# The operator's settings, all checked here, before anything starts (Gradio too, which reads GRADIO_SERVER_PORT with
+# int() at import): a typo is one line naming the variable (the Space's log ends with it) instead of a traceback, or
+# a page that cannot classify.
 try:
     MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
     try:
@@ -73,8 +56,29 @@ try:
     # Threads per request; None: inference.torch_threads divides the cores.
     TORCH_THREADS = env.number("CONVHUB_TORCH_THREADS", None, minimum=1, maximum=256)
     hub_deadline_s()  # read again at each download
+    SERVER_PORT = env.number("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535)  # Gradio's own variable
 except ConvHubError as error:
     sys.exit(f"error: {error}")
+
+import gradio as gr  # noqa: E402
+from convhub.zoo import pretrained_repo  # noqa: E402
+from gradio import FileData  # noqa: E402
+
+import chapter  # noqa: E402
+import figures  # noqa: E402
+from zoo_loader import FoundNet, LoadedNet, find_zoo, load_found, published_settings, sources_summary  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+# The nets' side, which imports torch: bound by load_nets, in the loading thread. Handlers use them only after
+# waiting for that thread (Zoo), so the first page is served before torch is imported.
+anatomy = inference = None
+
+EXAMPLES_DIR = uploads.EXAMPLES_DIR
+TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
+STORE = uploads.ImageStore()
+CONCURRENCY = 2  # requests the Space computes at once (the queue's default); torch gets the cores divided among them
 
 
 def input_error(message: str) -> gr.Error:
@@ -696,13 +700,17 @@ def main() -> None:
     STORE.open()
     uploads.sweep_in_background(uploads.upload_folder())
     try:
-        demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
-            server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-            server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-            max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
-            app_kwargs={"max_body_size": MAX_BODY},  # JSON requests too: they were accepted at any size
-            prevent_thread_lock=True,
-        )
+        host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+        try:
+            demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
+                server_name=host,
+                server_port=SERVER_PORT,
+                max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
+                app_kwargs={"max_body_size": MAX_BODY},  # JSON requests too: they were accepted at any size
+                prevent_thread_lock=True,
+            )
+        except OSError as error:  # the port is taken, or the address is not this machine's
+            sys.exit(f"error: cannot listen on {host}:{SERVER_PORT}: {error}")
         loading = NETS.start()
         loading.add_done_callback(report_ready)
         demo.block_thread()  # until Ctrl-C, SIGTERM (_stop) or a failed load (report_ready)

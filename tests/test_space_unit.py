@@ -547,6 +547,8 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_MAX_UPLOAD", "0mb", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),
     ("CONVHUB_MAX_UPLOAD", "999999999999gb", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),  # a 500 on every page
     ("CONVHUB_MAX_UPLOAD", "10mb\t", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),  # Gradio's launch refused it
+    ("GRADIO_SERVER_PORT", "http", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not 'http'"),
+    ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not '70000'"),
 ])
 def test_a_setting_the_space_cannot_use_stops_it_before_it_serves_with_one_line_naming_it(tmp_path, name, value,
                                                                                            message):
@@ -555,6 +557,24 @@ def test_a_setting_the_space_cannot_use_stops_it_before_it_serves_with_one_line_
     result = _run_app(tmp_path, **{name: value})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "Running on" not in result.stdout
+
+
+@pytest.mark.parametrize("taken", ["port", "address"])
+def test_a_space_that_cannot_listen_says_why_in_one_line(tmp_path, taken):
+    """Its port already served by another program, or an address that is not this machine's: Gradio's reason as the
+    last line, no traceback."""
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        host = "127.0.0.1" if taken == "port" else "192.0.2.1"  # TEST-NET-1: no machine's own address
+        result = _run_app(tmp_path, GRADIO_SERVER_NAME=host, GRADIO_SERVER_PORT=str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen on {host}:{port}: "), \
+        result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "Running on" not in result.stdout
 
 
