@@ -195,6 +195,73 @@ def test_a_cifar10_batch_that_would_run_code_is_refused_without_running_it(tmp_p
     assert not marker.exists()
 
 
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _pickled(value) -> bytes:  # a value's opcodes, to splice into a hand-written pickle
+    return pickle.dumps(value, protocol=2)[2:-1]
+
+
+def _dtype(code: str) -> bytes:  # numpy.dtype(code), its state as numpy pickles it
+    return _global("numpy", "dtype") + _pickled((code, False, True)) + b"R" + _pickled(
+        (3, "|", None, None, None, -1, -1, 0)) + b"b"
+
+
+def test_numpy_in_a_cifar10_batch_is_never_called_with_the_files_arguments(tmp_path):
+    """numpy's own pickle functions are not safe with a stranger's arguments: scalar() of an object dtype takes 8
+    bytes of the file as an object's address, which the pickle can then call (here os.system, its address found with
+    id() as an attacker would through a leak)."""
+    import os
+    import struct
+    import warnings
+
+    make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
+    marker = tmp_path / "ran"
+    address = _pickled(struct.pack("<Q", id(os.system)))
+    call_at = _global("numpy.core.multiarray", "scalar") + b"(" + _dtype("O") + address + b"tR"
+    hostile = b"\x80\x02" + call_at + b"(" + _pickled(f"touch {marker}") + b"tR."
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(hostile)
+    with warnings.catch_warnings(), pytest.raises(DataError, match="data_batch_1 is not a CIFAR-10 python batch: "
+                                                                   ".*multiarray.scalar"):
+        warnings.simplefilter("ignore")
+        load_cifar2(tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("bomb", ["ndarray of any shape", "empty array rebuilt", "nested label lists"])
+def test_a_small_cifar10_batch_cannot_claim_a_large_allocation(tmp_path, bomb):
+    """A few hundred bytes must not become gigabytes: arrays are views of the bytes in the file, labels a flat list."""
+    import tracemalloc
+
+    make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
+    n = 2**28 // 3072  # 256 MiB of images
+    if bomb == "ndarray of any shape":  # numpy.ndarray(shape, dtype): allocated, never filled
+        empty = lambda shape, code: (_global("numpy", "ndarray") + b"(" + _pickled(shape)  # noqa: E731
+                                     + _dtype(code) + b"tR")
+        data, labels = empty((n, 3072), "u1"), empty((n,), "<i8")
+    elif bomb == "empty array rebuilt":  # _reconstruct(ndarray, shape, ...) allocates its shape before any data
+        empty = lambda shape, code: (_global("numpy.core.multiarray", "_reconstruct") + b"("  # noqa: E731
+                                     + _global("numpy", "ndarray") + _pickled(shape) + _pickled(b"b") + b"tR")
+        data, labels = empty((n, 3072), "u1"), empty((n,), "<i8")
+    else:  # 200 references to a list of 200 references to a list of 200 labels: 8 million labels from ~2 KB
+        level = _pickled([0] * 200)
+        for _ in range(2):
+            level = b"(" + level + b"p9999\n" + b"g9999\n" * 199 + b"l"
+        data, labels = _pickled(np.zeros((1, 3072), np.uint8)), level
+    batch = b"\x80\x02}(" + _pickled("data") + data + _pickled("labels") + labels + b"u."
+    assert len(batch) < 12_000
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(batch)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="test_batch is not a CIFAR-10 python batch"):
+            load_cifar2(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20
+
+
 def test_broken_cifar10_root_is_a_data_error(tmp_path):
     make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
     folder = tmp_path / "cifar-10-batches-py"

@@ -5,6 +5,7 @@ Sources: an image folder ROOT/{airplane,bird}/, a CIFAR-10 python root, or a dat
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -96,21 +97,83 @@ def load_image_folder(root: str | Path) -> Split:
 CIFAR10_BATCHES = {True: [f"data_batch_{i}" for i in range(1, 6)], False: ["test_batch"]}
 
 
+class _Stub:
+    """What a batch's pickle builds instead of calling numpy: the call's arguments and the state given to it, kept
+    until _plain_array has checked them."""
+
+    def __init__(self, kind: str, *args):
+        self.kind, self.args, self.state = kind, args, None
+
+    def __setstate__(self, state):  # pickle's BUILD
+        self.state = state
+
+
+def _latin1_bytes(text, encoding="latin1"):  # protocol 2's way to pickle bytes: _codecs.encode(text, "latin1")
+    if not isinstance(text, str) or encoding.lower().replace("-", "") not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r}")
+    return text.encode("latin1")
+
+
 class _ArraysOnly(pickle.Unpickler):
     """The CIFAR-10 batches are pickles, and `pickle.load` imports and calls whatever a file names: a batch from a
-    stranger could run any code when read. This unpickler builds dicts, lists, strings, numbers and numpy arrays, the
-    whole of a batch, and refuses every other global (as `torch.load(weights_only=True)` does for checkpoints)."""
+    stranger could run any code when read. Even numpy's own pickle functions are not safe to call with a stranger's
+    arguments (an object-dtype scalar is a pointer read from the file; ndarray((10**9, 3072)) allocates it), so
+    none is called: the globals an array needs become stubs, which _plain_array turns into arrays of plain numbers
+    no larger than the bytes in the file. Every other global is refused."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),  # bytes, in protocol 2
-               ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-               ("numpy._core.numeric", "_frombuffer")}  # an array, in protocol 5
+    STUBS = {("numpy", "ndarray"): functools.partial(_Stub, "ndarray"),
+             ("numpy", "dtype"): functools.partial(_Stub, "dtype"),
+             ("numpy._core.multiarray", "_reconstruct"): functools.partial(_Stub, "reconstruct"),
+             ("numpy._core.numeric", "_frombuffer"): functools.partial(_Stub, "frombuffer"),  # protocol 5
+             ("_codecs", "encode"): _latin1_bytes}
 
     def find_class(self, module: str, name: str):
         canonical = module.replace("numpy.core.", "numpy._core.", 1)  # numpy 1 names these modules numpy.core
-        if (canonical, name) not in self.ALLOWED:
+        stub = self.STUBS.get((canonical, name))
+        if stub is None:
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a batch of arrays never needs; not "
                                          "loaded (a pickle can run code)")
-        return super().find_class(canonical, name)
+        return stub
+
+
+PLAIN_DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"}  # whole numbers: pixels and labels
+
+
+def _plain_array(value) -> np.ndarray:
+    """The array a stub stands for: numpy's (raw bytes, dtype, shape) checked, then a view of the bytes."""
+    if not isinstance(value, _Stub) or value.kind not in ("reconstruct", "frombuffer"):
+        raise ValueError(f"expected a numpy array, found {type(value).__name__}")
+    if value.kind == "reconstruct":  # _reconstruct(ndarray, (0,), b"b"), then BUILD (1, shape, dtype, fortran, raw)
+        if not (isinstance(value.state, tuple) and len(value.state) == 5):
+            raise ValueError("malformed array")
+        _, shape, dtype, fortran, raw = value.state
+    else:  # _frombuffer(raw, dtype, shape, order)
+        if len(value.args) != 4:
+            raise ValueError("malformed array")
+        raw, dtype, shape, order = value.args
+        fortran = order == "F"
+    if not (isinstance(dtype, _Stub) and dtype.kind == "dtype" and dtype.args and dtype.args[0] in PLAIN_DTYPES):
+        raise ValueError("only arrays of whole numbers (uint8 pixels, integer labels) are read")
+    byte_order = dtype.state[1] if isinstance(dtype.state, tuple) and len(dtype.state) > 1 else "|"
+    if byte_order not in ("|", "<", ">", "="):
+        raise ValueError("malformed dtype")
+    raw = raw.encode("latin1") if isinstance(raw, str) else raw  # Python 2's str, read with latin1
+    if not isinstance(raw, (bytes, bytearray)):
+        raise ValueError("malformed array data")
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise ValueError("malformed array shape")
+    array = np.frombuffer(raw, np.dtype(dtype.args[0]).newbyteorder("=" if byte_order == "|" else byte_order))
+    return array.reshape(shape, order="F" if fortran else "C")  # its size must be the bytes' (else ValueError)
+
+
+def _labels(value) -> np.ndarray:
+    """A flat list of whole numbers (np.asarray of nested lists would build a block of every combination)."""
+    if isinstance(value, list) and all(type(v) is int for v in value):
+        return np.asarray(value, dtype=np.int64)
+    labels = _plain_array(value)
+    if labels.ndim != 1:
+        raise ValueError(f"labels of shape {labels.shape}")
+    return labels.astype(np.int64)
 
 
 def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -121,9 +184,14 @@ def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """
     with open(path, "rb") as f:
         entry = _ArraysOnly(f, encoding="latin1").load()
+    if not isinstance(entry, dict):
+        raise ValueError(f"a batch is a dict, not a {type(entry).__name__}")
     entry = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in entry.items()}
-    labels = np.asarray(entry["labels"] if "labels" in entry else entry["fine_labels"], dtype=np.int64)
-    images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    labels = _labels(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    data = _plain_array(entry["data"])
+    if data.dtype != np.uint8 or data.ndim < 1 or data.size != len(data) * 3 * 32 * 32:
+        raise ValueError(f"data must be uint8 rows of 3,072 pixels, not {data.dtype} of shape {data.shape}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     return images, labels
@@ -149,7 +217,8 @@ def load_cifar10(root: str | Path, train: bool) -> Split:
         try:
             batches.append(_read_cifar10_batch(folder / name))
         except Exception as error:  # noqa: BLE001 - unpickling garbage raises many types; all mean 'not CIFAR-10'
-            raise DataError(f"{folder / name} is not a CIFAR-10 python batch: {type(error).__name__}: {error}") from None
+            raise DataError(f"{folder / name} is not a CIFAR-10 python batch: {type(error).__name__}: {error}") \
+                from None
     return _cifar2_from_arrays(np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
 
 
