@@ -230,11 +230,23 @@ RECORD_FIELDS = {  # what a training record may hold, and how each value is chec
 }
 
 
+# What every record holds (the results table, the Space's scoreboard and the card's model-index need each one), and
+# the names among them, which end up in tables: one word, never a line break or a `|`.
+REQUIRED_FIELDS = ("model_name", "params", "val_accuracy", "train_accuracy", "epochs", "seconds", "recipe")
+NAME_FIELDS = ("model_name", "recipe")
+
+
 def clean_record(record, source: str) -> dict:
     """A card's training record with every value checked (a hostile card must not break the Space that reads it,
     nor inject markup into its pages); keys we do not know are dropped."""
     if not isinstance(record, dict):
         raise ConfigError(f"{source}: the 'convhub' training record must be a mapping")
+    missing = [key for key in REQUIRED_FIELDS if record.get(key) is None]
+    if missing:
+        raise ConfigError(f"{source}: the 'convhub' training record lacks {', '.join(map(repr, missing))}")
+    for key in NAME_FIELDS:
+        if not (isinstance(record[key], str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", record[key])):
+            raise ConfigError(f"{source}: {key!r} must be a name of at most 100 letters, digits, '_', '.' or '-'")
     clean = {}
     for key, kind in RECORD_FIELDS.items():
         if record.get(key) is None:

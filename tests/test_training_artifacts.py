@@ -351,6 +351,96 @@ def test_a_report_replaces_a_link_in_place_instead_of_writing_through_it(tmp_pat
     assert secret.read_text() == "not yours" and not (tmp_path / "results.md").is_symlink()
 
 
+def _trained_card(folder: Path, **changes) -> Path:
+    """A saved `net` whose card's training record has ``changes`` made to it (None: the key removed), as a card
+    written by hand could have."""
+    from huggingface_hub import ModelCard
+
+    record = {"model_name": "net", "params": 18090, "val_accuracy": 0.9, "train_accuracy": 0.9, "epochs": 1,
+              "seconds": 1.0, "recipe": "default"}
+    artifacts.save(convhub.create("net"), folder, record)
+    card = ModelCard.load(folder / "README.md")
+    card.data.convhub = {k: v for k, v in {**card.data.convhub, **changes}.items() if v is not None}
+    card.save(folder / "README.md")
+    return folder
+
+
+@pytest.mark.parametrize("command", ["report", "translation"])
+def test_report_and_translation_never_write_through_a_link_planted_in_their_folder(data, tmp_path, command):
+    """`report --out DIR` and `translation --models DIR` write into a folder someone else may have filled. Links
+    stand at the names the files are written under (and at the temporary names they used to be written under);
+    a file outside must stay as it is."""
+    outside = tmp_path / "outside.sh"
+    outside.write_text("#!/bin/sh\necho mine\n")
+    folder = tmp_path / "zoo"
+    _trained_card(folder / "net")
+    names = (["results.md", "results.json", "accuracy_vs_params.png"] if command == "report"
+             else ["translation.json"])
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        for planted in (name, f".{name}.tmp{suffix}"):
+            (folder / planted).symlink_to(outside)
+    if command == "report":
+        code, _, stderr = run_cli("report", "--out", folder)
+    else:
+        code, _, stderr = run_cli("translation", "--models", folder, "--data", data)
+    assert code == 0, stderr
+    assert outside.read_text() == "#!/bin/sh\necho mine\n"
+    for name in names:
+        assert (folder / name).is_file() and not (folder / name).is_symlink()
+        assert oct((folder / name).stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("command", ["report", "publish"])
+def test_a_card_that_is_a_link_is_not_read(tmp_path, command):
+    """A model folder's README.md linked to a file elsewhere: its words would go into the results table, or into the
+    card published to the Hub."""
+    from training import publish
+
+    folder = tmp_path / "zoo"
+    _trained_card(folder / "net")
+    elsewhere = tmp_path / "notes.md"
+    elsewhere.write_text((folder / "net" / "README.md").read_text().replace("default", "private-notes"))
+    (folder / "net" / "README.md").unlink()
+    (folder / "net" / "README.md").symlink_to(elsewhere)
+    if command == "report":
+        code, _, stderr = run_cli("report", "--out", folder)
+        assert_user_error(code, stderr, "README.md is not a regular file")
+        assert not (folder / "results.md").exists()
+    else:
+        with pytest.raises(artifacts.OutputError, match="README.md is not a regular file"):
+            publish.dry_run(publish.plan("alice", source=folder), tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"val_accuracy": None}, "lacks 'val_accuracy'"),
+    ({"params": None, "seconds": None}, "lacks 'params', 'seconds'"),
+    ({"model_name": "net\nssh-ed25519 AAAA attacker"}, "'model_name' must be a name"),
+    ({"recipe": "default | injected |"}, "'recipe' must be a name"),
+])
+@pytest.mark.parametrize("command", ["report", "publish"])
+def test_a_card_whose_record_is_partial_or_not_a_name_is_one_error(tmp_path, record, message, command):
+    """Every field the table, the Space and the Hub's model-index need (a KeyError traceback before), and names that
+    cannot break a table's line."""
+    from training import publish
+
+    folder = tmp_path / "zoo"
+    _trained_card(folder / "net", **record)
+    if command == "report":
+        code, _, stderr = run_cli("report", "--out", folder)
+        assert_user_error(code, stderr, message)
+    else:
+        with pytest.raises(convhub.ConvHubError, match=message):
+            publish.dry_run(publish.plan("alice", source=folder), tmp_path / "out")
+
+
 def test_a_model_saved_meanwhile_is_not_replaced_without_overwrite(tmp_path):
     out = tmp_path / "m"
     artifacts.check_model_out(out)  # new at the start

@@ -68,7 +68,11 @@ def training_record(model, data, recipe, result, train_metrics: dict, val_metric
 
 
 def read_record(model_dir: str | Path) -> dict | None:
-    """The training record stored in a saved model's card, or None for an untrained save."""
+    """The training record stored in a saved model's card, or None for an untrained save. The card must be a regular
+    file: through a link, another file's words would go into a results table or a published card."""
+    card = Path(model_dir) / "README.md"
+    if card.is_symlink() or (card.exists() and not card.is_file()):
+        raise OutputError(f"{card} is not a regular file (a link, a FIFO...): not reading it")
     return card_training_record(model_dir)
 
 
@@ -216,11 +220,14 @@ def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False)
 
 
 def replace_file(path: Path, write) -> None:
-    """``write(tmp)`` to a sibling temporary file, then rename it over ``path``: whatever stood there (a link too)
-    is replaced, never written through, and a failed write leaves the old file."""
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    """``write(file)`` into a new sibling file, then rename it over ``path``: whatever stood there (a link too) is
+    replaced, never written through, and a failed write leaves the old file. The new file is created under a random
+    name (mkstemp), never opened by a name that something in the folder could already stand on."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        write(tmp)
+        os.fchmod(fd, 0o666 & ~_umask())  # as readable as a file written with open()
+        with os.fdopen(fd, "wb") as file:
+            write(file)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)

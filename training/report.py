@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 from convhub.card import BOOK_VAL_ACCURACY
 
@@ -36,7 +37,7 @@ def markdown_table(rows: list[dict]) -> str:
     return header + body
 
 
-def plot_accuracy_vs_params(rows: list[dict], path: Path) -> Path:
+def plot_accuracy_vs_params(rows: list[dict], path: Path | BinaryIO) -> Path | BinaryIO:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +57,7 @@ def plot_accuracy_vs_params(rows: list[dict], path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path
 
@@ -65,7 +66,7 @@ def write_report(records: list[dict], out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     rows = [result_row(r) for r in records]
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "plot": out_dir / "accuracy_vs_params.png"}
-    replace_file(paths["json"], lambda tmp: tmp.write_text(json.dumps(rows, indent=2) + "\n"))
-    replace_file(paths["markdown"], lambda tmp: tmp.write_text(markdown_table(rows)))
-    replace_file(paths["plot"], lambda tmp: plot_accuracy_vs_params(rows, tmp))
+    replace_file(paths["json"], lambda file: file.write((json.dumps(rows, indent=2) + "\n").encode()))
+    replace_file(paths["markdown"], lambda file: file.write(markdown_table(rows).encode()))
+    replace_file(paths["plot"], lambda file: plot_accuracy_vs_params(rows, file))
     return paths

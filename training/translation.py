@@ -39,5 +39,5 @@ def write(models: dict[str, torch.nn.Module], split: Split, validation: str, out
     path = Path(out_dir) / FILE
     text = json.dumps({"shifts": list(shifts), "direction": "horizontal", "n_images": len(split),
                        "validation": validation, "accuracy": curves}, indent=2) + "\n"
-    replace_file(path, lambda tmp: tmp.write_text(text))
+    replace_file(path, lambda file: file.write(text.encode()))
     return path
