@@ -401,6 +401,127 @@ def test_datasets_without_image_column_is_a_data_error(tmp_path):
         load_cifar2(tmp_path / "ds")
 
 
+# --- a datasets folder from a stranger ------------------------------------------------------------------------------
+
+
+def test_a_datasets_folder_reads_its_own_files_only_whatever_its_readme_says(tmp_path):
+    """load_dataset(folder) obeys the folder's README.md `configs: data_files`: any path on this machine, any URL.
+    A local folder's data is its own parquet files, found by their names; nothing else is read or fetched."""
+    import socket
+    import threading
+
+    make_parquet_dataset(tmp_path / "elsewhere", n_train=60, with_test=False)
+    ours = make_parquet_dataset(tmp_path / "ds", n_train=40, with_test=False)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    connections = []
+
+    def accept():
+        try:
+            connections.append(listener.accept())
+        except OSError:
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    (tmp_path / "ds" / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path:\n"
+        f"    - {tmp_path / 'elsewhere'}/data/*.parquet\n"
+        f"    - ftp://127.0.0.1:{listener.getsockname()[1]}/train.parquet\n---\nA card.\n")
+    try:
+        train = load_hub_dataset(str(tmp_path / "ds"))
+    finally:
+        listener.close()
+    assert train.labels.tolist() == ours["train"][1].tolist()  # its own 40 rows' CIFAR-2 images, not 60 more
+    assert not connections
+
+
+@pytest.mark.parametrize("named", ["a FIFO", "an absolute path", "a path up and out", "a link out"])
+def test_a_save_to_disk_folder_opens_only_its_own_regular_files(tmp_path, named):
+    """state.json names the arrow files load_from_disk opens, as named: a FIFO there blocked the loading for ever."""
+    import json
+    import os
+
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
+
+    rng = np.random.default_rng(0)
+    features = Features({"img": ImageFeature(), "label": ClassLabel(names=CIFAR10_NAMES)})
+    Dataset.from_dict({"img": [Image.fromarray(synth_image(0, rng)) for _ in range(6)], "label": [0, 2] * 3},
+                      features=features).save_to_disk(str(tmp_path / "saved"))
+    state_file = tmp_path / "saved" / "state.json"
+    state = json.loads(state_file.read_text())
+    arrow = tmp_path / "saved" / state["_data_files"][0]["filename"]
+    outside = arrow.rename(tmp_path / "outside.arrow")
+    name = {"a FIFO": "pipe.arrow", "an absolute path": str(outside), "a path up and out": "../outside.arrow",
+            "a link out": "link.arrow"}[named]
+    if named == "a FIFO":
+        os.mkfifo(tmp_path / "saved" / name)
+    elif named == "a link out":
+        (tmp_path / "saved" / name).symlink_to(outside)
+    state["_data_files"] = [{"filename": name}]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(DataError, match="only plain file names|is not a regular file inside"):
+        load_cifar2(tmp_path / "saved")
+
+
+def test_a_datasets_folder_that_claims_more_rows_than_any_cifar_is_refused_before_reading_them(tmp_path):
+    """A few KB of parquet can claim millions of rows (a constant column compresses to nothing); datasets would write
+    them all into its cache. The footers are read first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    n = 1_000_001
+    table = pa.table({"img": pa.nulls(n, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                      "label": pa.array(np.zeros(n, np.int64))})
+    pq.write_table(table, tmp_path / "ds" / "data" / "train-00000-of-00001.parquet")
+    assert (tmp_path / "ds" / "data" / "train-00000-of-00001.parquet").stat().st_size < 100_000
+    with pytest.raises(DataError, match="claims 1,000,001 rows; at most 1,000,000 are read"):
+        load_cifar2(tmp_path / "ds")
+    assert not list((tmp_path / "ds").glob("**/*.arrow"))
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("label", [[0, 2]] * 4, "must hold one whole number per image"),
+    ("label", ["airplane", "bird"] * 2, "must hold one whole number per image"),
+    ("img", [1, 2, 3, 4], "is not a CIFAR-10-style dataset"),
+])
+def test_a_datasets_folder_with_columns_of_the_wrong_kind_is_one_data_error(tmp_path, column, values, message):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    cells = {"img": [{"bytes": _png_bytes(synth_image(0, rng)), "path": None} for _ in range(4)],
+             "label": [0, 2, 0, 2], column: values}
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    pq.write_table(pa.table(cells), tmp_path / "ds" / "data" / "train-00000-of-00001.parquet")
+    with pytest.raises(DataError, match=message):
+        load_hub_dataset(str(tmp_path / "ds"))
+
+
+def test_an_empty_image_cell_is_skipped_and_counted(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    cells = [None] + [{"bytes": _png_bytes(synth_image(0, rng)), "path": None} for _ in range(3)]
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"img": cells, "label": [0, 2, 0, 2]}),
+                   tmp_path / "ds" / "data" / "train-00000-of-00001.parquet")
+    train = load_hub_dataset(str(tmp_path / "ds"))
+    assert len(train) == 3 and train.skipped == 1
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 # --- stratified split -----------------------------------------------------------------------------------------------
 
 

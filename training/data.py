@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import logging
 import os
 import pickle
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,31 +231,129 @@ def _cifar2_from_arrays(images_nhwc: np.ndarray, cifar10_labels: np.ndarray) -> 
     return Split(images, labels)
 
 
+MAX_DATASET_ROWS = 1_000_000  # CIFAR-10 has 60,000; a few KB of parquet can claim a billion rows
+
+
 def load_hub_dataset(name: str, revision: str | None = None, split: str = "train") -> Split:
-    """A CIFAR-10-style dataset (image + CIFAR-10 label columns) via datasets.load_dataset: a Hub id or a local dir."""
+    """A CIFAR-10-style dataset (image + CIFAR-10 label columns) via datasets: a Hub id or a local dir."""
+    dataset = _open_dataset(name, revision, split)
+    try:
+        return _cifar2_from_dataset(dataset, name)
+    except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, pyarrow_errors()) as error:
+        raise DataError(f"dataset {name!r} (split {split!r}) is not a CIFAR-10-style dataset: "
+                        f"{type(error).__name__}: {str(error)[:200]}") from None
+
+
+def pyarrow_errors() -> type:
+    import pyarrow
+
+    return pyarrow.ArrowException
+
+
+def _open_dataset(name: str, revision: str | None, split: str):
     import datasets
     from convhub.hub import hub_reachable, offline_mode
 
-    if not Path(name).exists() and not offline_mode() and not hub_reachable():
+    folder = Path(name)
+    if not folder.exists() and not offline_mode() and not hub_reachable():
         raise DataError(f"{name!r} is not a local folder, and the Hub cannot be reached to download it as a dataset; "
                         "pass a local folder, or set HF_HUB_OFFLINE=1 to use the datasets cache")
     try:
-        if _saved_to_disk(Path(name)):  # save_to_disk layout: load_dataset refuses it
+        if _saved_to_disk(folder):  # save_to_disk layout: load_dataset refuses it
+            _check_saved_to_disk(folder)
             dataset = datasets.load_from_disk(name)
             if isinstance(dataset, datasets.DatasetDict):
                 dataset = dataset[split]
             elif split != "train":
                 raise KeyError(f"{name} holds a single dataset, used as the train split")
+        elif folder.exists():
+            dataset = datasets.load_dataset("parquet", data_files={split: _parquet_files(folder, split)}, split=split)
         else:
             dataset = datasets.load_dataset(name, revision=revision, split=split)
+    except DataError:
+        raise
     except Exception as error:  # datasets raises many types for missing repos/splits/offline cache misses
         raise DataError(f"cannot load dataset {name!r} (split {split!r}): {error}") from None
+    if dataset.num_rows > MAX_DATASET_ROWS:
+        raise DataError(f"dataset {name!r} (split {split!r}) has {dataset.num_rows:,} rows; at most "
+                        f"{MAX_DATASET_ROWS:,} are read (CIFAR-10 has 60,000)")
+    return dataset
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """A regular file within ``folder``, not a link: what a dataset folder's own files are."""
+    return (not path.is_symlink() and stat.S_ISREG(path.lstat().st_mode)
+            and path.resolve().is_relative_to(folder.resolve()))
+
+
+def _parquet_files(folder: Path, split: str) -> list[str]:
+    """The split's parquet files, found by their names as the Hub finds them (train-00000-of-00001.parquet,
+    data/test/...). Not through load_dataset(folder): it also obeys the folder's README.md, whose `data_files` may
+    name any path on this machine or any URL."""
+    import pyarrow.parquet as pq
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    patterns = get_data_patterns(str(folder))
+    if split not in patterns:
+        raise KeyError(f"no {split} split in {folder} (its parquet files are named by split, e.g. "
+                       f"data/{split}-00000-of-00001.parquet)")
+    found = DataFilesDict.from_patterns({split: patterns[split]}, base_path=str(folder))[split]
+    files = [Path(f) for f in found if f.endswith(".parquet")]
+    outside = [str(f) for f in files if not _inside(folder, f)]
+    if outside:
+        raise DataError(f"{outside[0]} is not a regular file inside {folder} (a link, a FIFO...)")
+    if not files:
+        raise KeyError(f"no parquet files for the {split} split in {folder}")
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)  # from the footers: nothing decoded yet
+    if rows > MAX_DATASET_ROWS:
+        raise DataError(f"{folder}'s {split} split claims {rows:,} rows; at most {MAX_DATASET_ROWS:,} are read "
+                        "(CIFAR-10 has 60,000)")
+    return [str(f) for f in files]
+
+
+def _check_saved_to_disk(folder: Path) -> None:
+    """load_from_disk opens the files a state.json names, as named: an absolute path, `..`, or a FIFO (which blocks
+    for ever). Each must be a plain name of a regular file in its own folder."""
+    def read_json(path: Path) -> dict:
+        if not _inside(folder, path) or path.stat().st_size > 2**20:
+            raise DataError(f"{path} is not a small regular file inside {folder}")
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict):
+            raise DataError(f"{path} is not a JSON object")
+        return value
+
+    def plain(name, where: Path) -> Path:
+        if not (isinstance(name, str) and name and "/" not in name and "\\" not in name and name not in (".", "..")):
+            raise DataError(f"{where} names {str(name)[:100]!r}: only plain file names inside the folder are read")
+        return where.parent / name
+
+    parts = [folder]
+    if (folder / "dataset_dict.json").exists():
+        splits = read_json(folder / "dataset_dict.json").get("splits")
+        if not isinstance(splits, list):
+            raise DataError(f"{folder / 'dataset_dict.json'} lists no splits")
+        parts = [plain(name, folder / "dataset_dict.json") for name in splits]
+    for part in parts:
+        if part.is_symlink() or not part.is_dir():
+            raise DataError(f"{part} is not a folder inside {folder}")
+        state = read_json(part / "state.json")
+        for entry in state.get("_data_files") or []:
+            file = plain(entry.get("filename") if isinstance(entry, dict) else entry, part / "state.json")
+            if not _inside(folder, file):
+                raise DataError(f"{file} is not a regular file inside {folder} (a link, a FIFO...)")
+
+
+def _cifar2_from_dataset(dataset, name: str) -> Split:
+    import datasets
+
     image_column = next((c for c in ("img", "image") if c in dataset.column_names), None)
     label_column = next((c for c in ("label", "labels") if c in dataset.column_names), None)
     if image_column is None or label_column is None:
         raise DataError(f"dataset {name!r} needs an image column (img/image) and a label column; "
                         f"it has {dataset.column_names}")
     labels = np.asarray(dataset[label_column])
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"dataset {name!r}: the {label_column!r} column must hold one whole number per image")
     # CIFAR-10 label ids, unless a ClassLabel names the classes (a CIFAR-2 dataset: airplane 0, bird 1)
     names = getattr(dataset.features[label_column], "names", None)
     to_cifar2 = ({names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
@@ -264,6 +364,8 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
     images, kept, skipped = [], [], []
     for label, encoded in zip(labels[keep], subset[image_column]):
         try:
+            if not isinstance(encoded, dict):
+                raise DataError("an empty image cell")
             images.append(decode_image(io.BytesIO(encoded["bytes"]) if encoded.get("bytes") else encoded["path"]))
             kept.append(to_cifar2[int(label)])
         except ConvHubError as error:
