@@ -262,6 +262,15 @@ def test_a_small_cifar10_batch_cannot_claim_a_large_allocation(tmp_path, bomb):
     assert peak < 32 * 2**20
 
 
+def test_a_cifar10_batch_larger_than_any_real_one_is_not_read(tmp_path):
+    make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_5", "r+b") as f:
+        f.truncate(257 * 2**20)  # sparse: no disk used
+    with pytest.raises(DataError, match=r"data_batch_5 is not a CIFAR-10 python batch: .*269,484,032 bytes; a "
+                                        r"CIFAR-10 batch is ~31 MB, at most 268,435,456 are read"):
+        load_cifar2(tmp_path)
+
+
 def test_broken_cifar10_root_is_a_data_error(tmp_path):
     make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
     folder = tmp_path / "cifar-10-batches-py"

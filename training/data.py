@@ -138,6 +138,7 @@ class _ArraysOnly(pickle.Unpickler):
         return stub
 
 
+MAX_BATCH_BYTES = 256 * 2**20  # the unpickled arrays are views of the bytes read: a file's size is its memory
 PLAIN_DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"}  # whole numbers: pixels and labels
 
 
@@ -184,6 +185,9 @@ def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     The original files are Python 2 pickles (str keys, read as "data" with latin1); batches re-packed from Python 3
     often have bytes keys (b"data"), as the CIFAR web page's `pickle.load(f, encoding="bytes")` returns them.
     """
+    if path.stat().st_size > MAX_BATCH_BYTES:
+        raise ValueError(f"{path.stat().st_size:,} bytes; a CIFAR-10 batch is ~31 MB, at most {MAX_BATCH_BYTES:,} "
+                         "are read")
     with open(path, "rb") as f:
         entry = _ArraysOnly(f, encoding="latin1").load()
     if not isinstance(entry, dict):
