@@ -118,6 +118,53 @@ def test_train_on_cifar10_batches_and_a_datasets_folder(tmp_path):
         assert artifacts.read_record(tmp_path / "out")["validation"] == "the source's test split"
 
 
+def test_train_on_a_hub_dataset_through_the_hubs_api_and_one_whose_card_names_files_outside(olah_server, tmp_path):
+    """`--data hf:alice/cifar2` against a real Hub-compatible server (olah, on 127.0.0.1): the real CLI process
+    downloads the dataset's parquet files and trains. A dataset whose README's data_files name a path on this machine
+    is refused in one line (datasets checks that data files belong to the repo)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import git
+    from test_training_helpers import make_parquet_dataset
+
+    repo = olah_server.mirrors / "datasets" / "alice" / "cifar2"
+    expected = make_parquet_dataset(repo, n_train=40, n_test=20)
+    (repo / "README.md").write_text("---\nlicense: mit\n---\nCIFAR-2 for a test.\n")  # olah: 401 for a missing one
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "data", cwd=repo)
+    env = {**os.environ, "HF_ENDPOINT": olah_server.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
+           "HF_DATASETS_CACHE": str(tmp_path / "datasets"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE"):
+        env.pop(name, None)
+
+    def train(out: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "training", "train", "--model", "net", "--epochs", "1", *FAST,
+                               "--data", "hf:alice/cifar2", "--out", str(tmp_path / out)],
+                              cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    result = train("net")
+    assert result.returncode == 0, result.stderr[-2000:]
+    n_train, n_val = len(expected["train"][1]), len(expected["test"][1])  # the airplanes and birds of each split
+    assert f"data: alice/cifar2 (datasets): {n_train} train, {n_val} val (the source's test split)" in result.stdout
+    assert artifacts.read_record(tmp_path / "net")["dataset"] == "alice/cifar2 (datasets)"  # the id: no local path
+
+    elsewhere = tmp_path / "elsewhere"
+    make_parquet_dataset(elsewhere, n_train=60, with_test=False)
+    (repo / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
+                                    f"    path: {elsewhere}/data/*.parquet\n---\nA dataset.\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "card", cwd=repo)
+    result = train("refused")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot load dataset 'alice/cifar2'")
+    assert "don't belong to alice/cifar2" in result.stderr
+    assert not (tmp_path / "refused").exists()
+
+
 # --- zoo ------------------------------------------------------------------------------------------------------------
 
 
