@@ -230,9 +230,9 @@ RECORD_FIELDS = {  # what a training record may hold, and how each value is chec
 }
 
 
-# What every record holds (the results table, the Space's scoreboard and the card's model-index need each one), and
-# the names among them, which end up in tables: one word, never a line break or a `|`.
-REQUIRED_FIELDS = ("model_name", "params", "val_accuracy", "train_accuracy", "epochs", "seconds", "recipe")
+# What a results table and a card's model-index need of a record (the Space shows whatever a record has), and the
+# names among them, which end up in tables: one word, never a line break or a `|`.
+COMPLETE_RECORD = ("model_name", "params", "val_accuracy", "train_accuracy", "epochs", "seconds", "recipe")
 NAME_FIELDS = ("model_name", "recipe")
 
 
@@ -241,11 +241,9 @@ def clean_record(record, source: str) -> dict:
     nor inject markup into its pages); keys we do not know are dropped."""
     if not isinstance(record, dict):
         raise ConfigError(f"{source}: the 'convhub' training record must be a mapping")
-    missing = [key for key in REQUIRED_FIELDS if record.get(key) is None]
-    if missing:
-        raise ConfigError(f"{source}: the 'convhub' training record lacks {', '.join(map(repr, missing))}")
     for key in NAME_FIELDS:
-        if not (isinstance(record[key], str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", record[key])):
+        value = record.get(key)
+        if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value)):
             raise ConfigError(f"{source}: {key!r} must be a name of at most 100 letters, digits, '_', '.' or '-'")
     clean = {}
     for key, kind in RECORD_FIELDS.items():

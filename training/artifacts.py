@@ -15,8 +15,9 @@ from pathlib import Path
 
 import convhub
 import torch
+from convhub.card import COMPLETE_RECORD
 from convhub.card import training_record as card_training_record
-from convhub.config import parse_config
+from convhub.config import ConfigError, parse_config
 from convhub.errors import ConvHubError
 from convhub.hub import MODEL_FILES
 from convhub.models import ARCHITECTURES
@@ -73,7 +74,11 @@ def read_record(model_dir: str | Path) -> dict | None:
     card = Path(model_dir) / "README.md"
     if card.is_symlink() or (card.exists() and not card.is_file()):
         raise OutputError(f"{card} is not a regular file (a link, a FIFO...): not reading it")
-    return card_training_record(model_dir)
+    record = card_training_record(model_dir)
+    missing = [key for key in COMPLETE_RECORD if record is not None and key not in record]
+    if missing:  # a results table and a published card's model-index need each one
+        raise ConfigError(f"{card}: the 'convhub' training record lacks {', '.join(map(repr, missing))}")
+    return record
 
 
 def is_model_folder(folder: Path) -> bool:
