@@ -262,12 +262,67 @@ def test_a_small_cifar10_batch_cannot_claim_a_large_allocation(tmp_path, bomb):
     assert peak < 32 * 2**20
 
 
+def _hostile_opcodes(kind: str) -> bytes:
+    """Small pickles whose built-in opcodes (no global at all) crash, stall or bloat the C unpickler."""
+    import struct
+
+    if kind == "a tuple nested 200,000 deep, as a dict key":  # hashing it recursed in C until the stack ran out
+        return b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"Ns."
+    if kind == "200,000 int keys that hash alike":  # every insert compares with all earlier keys (~7 minutes)
+        keys = b"".join(pickle.dumps(k * (2**61 - 1), protocol=2)[2:-1] + b"N" for k in range(1, 200_001))
+        return b"\x80\x02}(" + keys + b"u."
+    if kind == "one memo index of 2**27":  # the memo array grows to the index, zero-filled
+        return b"\x80\x02}r" + struct.pack("<I", 2**27) + b"."
+    if kind == "8 MB of one-byte empty lists":  # ~60 bytes of list per byte of file
+        return b"\x80\x04" + b"]" * (8 * 2**20) + b"."
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["a tuple nested 200,000 deep, as a dict key", "200,000 int keys that hash alike",
+                                  "one memo index of 2**27", "8 MB of one-byte empty lists"])
+def test_a_cifar10_batch_is_checked_opcode_by_opcode_before_anything_is_built(tmp_path, kind):
+    """Globals are not the only danger in a pickle: these use none. In a process of its own (one crashed the
+    interpreter): one DataError, and memory no more than the file's few megabytes."""
+    import subprocess
+    import sys
+
+    make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(_hostile_opcodes(kind))
+    script = (
+        "import resource, sys\n"
+        "from training.data import DataError, load_cifar2\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    load_cifar2({str(tmp_path)!r})\n"
+        "except DataError as error:\n"
+        "    print('DataError:', error)\n"
+        "print('grew KB:', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("DataError: ") and "data_batch_3 is not a CIFAR-10 python batch" in lines[0]
+    assert int(lines[1].removeprefix("grew KB: ")) < 100 * 1024
+
+
+def test_a_cifar10_batch_cannot_change_how_the_next_one_is_read(tmp_path):
+    """BUILD sets the state of whatever it is given: given the function a global stands for, it must not reach one
+    shared by every later batch (here it made the next, valid, root fail)."""
+    make_cifar10_root(tmp_path / "hostile", n_per_batch=10, n_test=10)
+    expected = make_cifar10_root(tmp_path / "valid", n_per_batch=10, n_test=10)
+    rebind = b"\x80\x02cnumpy._core.multiarray\n_reconstruct\n(c_codecs\nencode\n)NNtb0}."
+    (tmp_path / "hostile" / "cifar-10-batches-py" / "data_batch_1").write_bytes(rebind)
+    with pytest.raises(DataError):
+        load_cifar2(tmp_path / "hostile")
+    assert load_cifar2(tmp_path / "valid").train.labels.tolist() == expected["train"][1].tolist()
+
+
 def test_a_cifar10_batch_larger_than_any_real_one_is_not_read(tmp_path):
     make_cifar10_root(tmp_path, n_per_batch=10, n_test=10)
     with open(tmp_path / "cifar-10-batches-py" / "data_batch_5", "r+b") as f:
-        f.truncate(257 * 2**20)  # sparse: no disk used
-    with pytest.raises(DataError, match=r"data_batch_5 is not a CIFAR-10 python batch: .*269,484,032 bytes; a "
-                                        r"CIFAR-10 batch is ~31 MB, at most 268,435,456 are read"):
+        f.truncate(65 * 2**20)  # sparse: no disk used
+    with pytest.raises(DataError, match=r"data_batch_5 is not a CIFAR-10 python batch: .*68,157,440 bytes; a "
+                                        r"CIFAR-10 batch is ~31 MB, at most 67,108,864 are read"):
         load_cifar2(tmp_path)
 
 

@@ -5,7 +5,6 @@ Sources: an image folder ROOT/{airplane,bird}/, a CIFAR-10 python root, or a dat
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging
@@ -123,22 +122,70 @@ class _ArraysOnly(pickle.Unpickler):
     none is called: the globals an array needs become stubs, which _plain_array turns into arrays of plain numbers
     no larger than the bytes in the file. Every other global is refused."""
 
-    STUBS = {("numpy", "ndarray"): functools.partial(_Stub, "ndarray"),
-             ("numpy", "dtype"): functools.partial(_Stub, "dtype"),
-             ("numpy._core.multiarray", "_reconstruct"): functools.partial(_Stub, "reconstruct"),
-             ("numpy._core.numeric", "_frombuffer"): functools.partial(_Stub, "frombuffer"),  # protocol 5
-             ("_codecs", "encode"): _latin1_bytes}
+    STUBS = {("numpy", "ndarray"): "ndarray", ("numpy", "dtype"): "dtype",
+             ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
+             ("numpy._core.numeric", "_frombuffer"): "frombuffer",  # protocol 5
+             ("_codecs", "encode"): "encode"}
 
     def find_class(self, module: str, name: str):
         canonical = module.replace("numpy.core.", "numpy._core.", 1)  # numpy 1 names these modules numpy.core
-        stub = self.STUBS.get((canonical, name))
-        if stub is None:
+        kind = self.STUBS.get((canonical, name))
+        if kind is None:
             raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a batch of arrays never needs; not "
                                          "loaded (a pickle can run code)")
-        return stub
+        # A new function each time: BUILD can set attributes on what it is given, and must not reach a shared one.
+        if kind == "encode":
+            return lambda *args: _latin1_bytes(*args)
+        return lambda *args: _Stub(kind, *args)
 
 
-MAX_BATCH_BYTES = 256 * 2**20  # the unpickled arrays are views of the bytes read: a file's size is its memory
+# The opcodes a batch of arrays, lists and strings is written with (protocols 0-5, Python 2's too), and bounds that
+# no real batch comes near (~30,000 opcodes, ~10 containers, 5 dict items). The C unpickler builds what the opcodes
+# say before any of our checks: a tuple nested 200,000 deep crashed it when hashed as a dict key, 20,000 int keys
+# that hash alike took minutes to insert, one memo index made it allocate gigabytes, one-byte opcodes made ~60-byte
+# objects.
+BATCH_OPCODES = {
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1",
+    "BININT2", "LONG1", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+    "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "EMPTY_DICT", "DICT", "SETITEM",
+    "SETITEMS", "EMPTY_LIST", "LIST", "APPEND", "APPENDS", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
+    "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET",
+    "LONG_BINGET"}
+CONTAINER_OPCODES = {"EMPTY_DICT", "DICT", "EMPTY_LIST", "LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}
+MAX_BATCH_OPCODES, MAX_CONTAINERS, MAX_DICT_ITEMS = 100_000, 64, 64
+
+
+def _check_batch_opcodes(data: bytes) -> None:
+    """Read a batch's opcodes (pickletools, which builds nothing) before the unpickler runs them."""
+    import pickletools
+
+    memo = containers = dict_items = 0
+    since_mark = [0]  # objects pushed since each open MARK: what SETITEMS will take as key/value pairs
+    for count, (op, arg, _) in enumerate(pickletools.genops(data)):
+        if count >= MAX_BATCH_OPCODES or op.name not in BATCH_OPCODES:
+            raise pickle.UnpicklingError(f"opcode {op.name} at #{count:,}: not how a batch of arrays is written"
+                                         if count < MAX_BATCH_OPCODES else f"more than {count:,} opcodes")
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"):
+            index = int(arg)
+            if index > memo or (index == memo and op.name.endswith("GET")):
+                raise pickle.UnpicklingError(f"memo index {index:,} at #{count:,}, with {memo:,} entries")
+            memo += index == memo
+        memo += op.name == "MEMOIZE"
+        containers += op.name in CONTAINER_OPCODES
+        if op.name == "MARK":
+            since_mark.append(0)
+            continue
+        before = [item for item in op.stack_before if item not in (pickletools.markobject, pickletools.stackslice)]
+        if pickletools.markobject in op.stack_before:
+            taken = since_mark.pop() if len(since_mark) > 1 else 0
+            dict_items += taken // 2 if op.name in ("SETITEMS", "DICT") else 0
+        dict_items += op.name == "SETITEM"
+        since_mark[-1] += len(op.stack_after) - len(before)
+        if containers > MAX_CONTAINERS or dict_items > MAX_DICT_ITEMS:
+            raise pickle.UnpicklingError(f"more than {MAX_CONTAINERS} containers or {MAX_DICT_ITEMS} dict items")
+
+
+MAX_BATCH_BYTES = 64 * 2**20  # the unpickled arrays are views of the bytes read: a file's size is its memory
 PLAIN_DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"}  # whole numbers: pixels and labels
 
 
@@ -188,8 +235,9 @@ def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.stat().st_size > MAX_BATCH_BYTES:
         raise ValueError(f"{path.stat().st_size:,} bytes; a CIFAR-10 batch is ~31 MB, at most {MAX_BATCH_BYTES:,} "
                          "are read")
-    with open(path, "rb") as f:
-        entry = _ArraysOnly(f, encoding="latin1").load()
+    data = path.read_bytes()
+    _check_batch_opcodes(data)
+    entry = _ArraysOnly(io.BytesIO(data), encoding="latin1").load()
     if not isinstance(entry, dict):
         raise ValueError(f"a batch is a dict, not a {type(entry).__name__}")
     entry = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in entry.items()}
