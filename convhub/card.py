@@ -289,7 +289,26 @@ def training_record(model_dir) -> dict | None:
         raise ConfigError(f"{card} is {card.stat().st_size:,} bytes; a convhub model card is at most "
                           f"{MAX_CARD_BYTES:,}")
     try:
-        record = ModelCard.load(card).data.to_dict().get("convhub")
+        record = _front_matter(card.read_text(encoding="utf-8")).get("convhub")
     except Exception as error:  # noqa: BLE001 - YAML and the card parser raise many types for a broken card
         raise ConfigError(f"{card} cannot be read as a model card: {str(error)[:200]}") from None
     return None if record is None else clean_record(record, str(card))
+
+
+FRONT_MATTER = re.compile(r"^\s*---(?:\r\n|\r|\n)([\S\s]*?)(?:\r\n|\r|\n)---[ \t]*(?:\r\n|\n|$)")  # as the Hub's
+
+
+def _front_matter(text: str) -> dict:
+    """A card's YAML metadata, read without building the rest of it (ModelCard.load makes one EvalResult per
+    model-index entry) and without YAML aliases: with them, a 7 KB card named millions of entries."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("YAML aliases (*name) are not read in a model card")
+            return super().compose_node(parent, index)
+
+    match = FRONT_MATTER.match(text)
+    data = yaml.load(match[1], Loader=NoAliases) if match else None  # noqa: S506 - a SafeLoader
+    return data if isinstance(data, dict) else {}

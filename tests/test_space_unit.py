@@ -675,6 +675,10 @@ def test_a_long_run_of_blocks_is_summarised_in_the_layer_table():
     "convhub: {epochs: '[click](https://evil.example)'}",
     "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nconvhub: {epochs: [*b, *b, *b, *b]}",
     "convhub: {val_accuracy: 0.9",  # not YAML
+    # model-index through aliases: 40 x 40 x 40 metrics from 6 KB (the Hub's card parser built one object each)
+    "convhub: {model_name: net, val_accuracy: 0.9}\nmodel-index:\n- &m\n  name: x\n  results:\n  - &r\n"
+    "    task: {type: image-classification}\n    dataset: {type: d, name: d}\n"
+    "    metrics: [&k {type: accuracy, value: 0.5}" + ", *k" * 39 + "]\n" + "  - *r\n" * 39 + "- *m\n" * 39,
 ])
 def test_a_hostile_model_card_costs_only_its_metrics(models_dir, front_matter):
     """The Space starts, serves the net, and shows no metric (or markup) from the card."""
