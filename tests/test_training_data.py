@@ -3,6 +3,7 @@ stratified split and the tensor augmentation. All data is synthetic and written 
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -550,7 +551,7 @@ def test_a_datasets_folder_that_claims_more_rows_than_any_cifar_is_refused_befor
 @pytest.mark.parametrize("column, values, message", [
     ("label", [[0, 2]] * 4, "must hold one whole number per image"),
     ("label", ["airplane", "bird"] * 2, "must hold one whole number per image"),
-    ("img", [1, 2, 3, 4], "is not a CIFAR-10-style dataset"),
+    ("img", [1, 2, 3, 4], "column must hold images"),
 ])
 def test_a_datasets_folder_with_columns_of_the_wrong_kind_is_one_data_error(tmp_path, column, values, message):
     import pyarrow as pa
@@ -562,6 +563,64 @@ def test_a_datasets_folder_with_columns_of_the_wrong_kind_is_one_data_error(tmp_
     (tmp_path / "ds" / "data").mkdir(parents=True)
     pq.write_table(pa.table(cells), tmp_path / "ds" / "data" / "train-00000-of-00001.parquet")
     with pytest.raises(DataError, match=message):
+        load_hub_dataset(str(tmp_path / "ds"))
+
+
+def _parquet_with_features(path: Path, table, features: dict) -> None:
+    """A parquet file whose schema metadata carries datasets' features, as push_to_hub writes them."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    metadata = {**(table.schema.metadata or {}), b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
+def test_a_datasets_folders_own_feature_types_are_not_obeyed(tmp_path, monkeypatch):
+    """datasets builds a folder's features from its metadata: a Value dtype names a pyarrow function it calls
+    (`pa.__dict__[dtype]()`: create_library_symlinks writes into site-packages), an Image "label" column is decoded
+    by opening the path or URL in it. The raw columns are read instead."""
+    import pyarrow as pa
+
+    called = []
+    monkeypatch.setattr(pa, "create_library_symlinks", lambda: called.append("create_library_symlinks"))
+    rng = np.random.default_rng(0)
+    images = [{"bytes": _png_bytes(synth_image(i % 2, rng)), "path": None} for i in range(4)]
+    _parquet_with_features(tmp_path / "dtype" / "data" / "train-00000-of-00001.parquet",
+                           pa.table({"img": images, "label": [0, 2, 0, 2]}),
+                           {"img": {"_type": "Image"}, "label": {"_type": "Value", "dtype": "create_library_symlinks"}})
+    assert load_hub_dataset(str(tmp_path / "dtype")).labels.tolist() == [0, 1, 0, 1]
+    assert not called
+
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)  # opening it would wait for ever
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    label_cells = pa.array([{"bytes": None, "path": str(fifo)}] * 4, image_type)
+    _parquet_with_features(tmp_path / "image-labels" / "data" / "train-00000-of-00001.parquet",
+                           pa.table({"img": pa.array(images, image_type), "label": label_cells}),
+                           {"img": {"_type": "Image"}, "label": {"_type": "Image"}})
+    with pytest.raises(DataError, match="'label' column must hold one whole number per image"):
+        load_hub_dataset(str(tmp_path / "image-labels"))
+
+
+def test_a_datasets_folder_whose_cells_decode_to_more_than_any_cifar_is_refused(tmp_path, monkeypatch):
+    """Parquet's dictionary encoding stores one cell once for any number of rows: a KB-sized file decoded to
+    gigabytes. The decoded columns are counted as they are read (the bound lowered here to keep the test small)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training import data
+
+    monkeypatch.setattr(data, "MAX_DATASET_BYTES", 50 * 2**20)
+    blob = _png_bytes(synth_image(0, np.random.default_rng(0))) + b"\0" * 2**20  # PIL ignores the padding
+    rows = 200
+    cells = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array([blob], pa.binary()))
+    table = pa.table({"img": cells.dictionary_decode(), "label": [0, 2] * (rows // 2)})
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    pq.write_table(table, tmp_path / "ds" / "data" / "train-00000-of-00001.parquet", compression="zstd")
+    assert (tmp_path / "ds" / "data" / "train-00000-of-00001.parquet").stat().st_size < 200_000
+    with pytest.raises(DataError, match="more than 1,000,000 rows or 52,428,800 bytes of images and labels"):
         load_hub_dataset(str(tmp_path / "ds"))
 
 

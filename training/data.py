@@ -284,52 +284,95 @@ def _cifar2_from_arrays(images_nhwc: np.ndarray, cifar10_labels: np.ndarray) -> 
 
 
 MAX_DATASET_ROWS = 1_000_000  # CIFAR-10 has 60,000; a few KB of parquet can claim a billion rows
+MAX_DATASET_BYTES = 2**30  # the image and label columns, decoded (CIFAR-10's PNGs: ~130 MB)
+IMAGE_COLUMNS, LABEL_COLUMNS = ("img", "image"), ("label", "labels")
 
 
 def load_hub_dataset(name: str, revision: str | None = None, split: str = "train") -> Split:
-    """A CIFAR-10-style dataset (image + CIFAR-10 label columns) via datasets: a Hub id or a local dir."""
-    dataset = _open_dataset(name, revision, split)
+    """A CIFAR-10-style dataset (an image column and a CIFAR-10 label column): a local folder (parquet files, or a
+    save_to_disk folder), read with pyarrow, or a Hub id, through datasets. Either way only the raw arrow columns are
+    used: a dataset's own feature types would decide how its labels are decoded (an Image "label" opened any path or
+    URL) and name pyarrow functions that datasets calls."""
+    folder = Path(name)
     try:
-        return _cifar2_from_dataset(dataset, name)
-    except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, pyarrow_errors()) as error:
-        raise DataError(f"dataset {name!r} (split {split!r}) is not a CIFAR-10-style dataset: "
-                        f"{type(error).__name__}: {str(error)[:200]}") from None
+        if folder.exists():
+            table, class_names = _read_local_dataset(folder, split)
+        else:
+            table, class_names = _download_dataset(name, revision, split)
+        return _cifar2_from_table(table, class_names)
+    except DataError as error:
+        raise DataError(f"dataset {name!r} (split {split!r}): {error}") from None
+    except Exception as error:  # noqa: BLE001 - pyarrow and datasets raise many types for a broken dataset
+        raise DataError(f"cannot load dataset {name!r} (split {split!r}): {type(error).__name__}: "
+                        f"{str(error)[:300]}") from None
 
 
-def pyarrow_errors() -> type:
-    import pyarrow
-
-    return pyarrow.ArrowException
-
-
-def _open_dataset(name: str, revision: str | None, split: str):
+def _download_dataset(name: str, revision: str | None, split: str):
     import datasets
     from convhub.hub import hub_reachable, offline_mode
 
-    folder = Path(name)
-    if not folder.exists() and not offline_mode() and not hub_reachable():
-        raise DataError(f"{name!r} is not a local folder, and the Hub cannot be reached to download it as a dataset; "
-                        "pass a local folder, or set HF_HUB_OFFLINE=1 to use the datasets cache")
-    try:
-        if _saved_to_disk(folder):  # save_to_disk layout: load_dataset refuses it
-            _check_saved_to_disk(folder)
-            dataset = datasets.load_from_disk(name)
-            if isinstance(dataset, datasets.DatasetDict):
-                dataset = dataset[split]
-            elif split != "train":
-                raise KeyError(f"{name} holds a single dataset, used as the train split")
-        elif folder.exists():
-            dataset = datasets.load_dataset("parquet", data_files={split: _parquet_files(folder, split)}, split=split)
-        else:
-            dataset = datasets.load_dataset(name, revision=revision, split=split)
-    except DataError:
-        raise
-    except Exception as error:  # datasets raises many types for missing repos/splits/offline cache misses
-        raise DataError(f"cannot load dataset {name!r} (split {split!r}): {error}") from None
+    if not offline_mode() and not hub_reachable():
+        raise DataError("not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local "
+                        "folder, or set HF_HUB_OFFLINE=1 to use the datasets cache")
+    dataset = datasets.load_dataset(name, revision=revision, split=split)
     if dataset.num_rows > MAX_DATASET_ROWS:
-        raise DataError(f"dataset {name!r} (split {split!r}) has {dataset.num_rows:,} rows; at most "
-                        f"{MAX_DATASET_ROWS:,} are read (CIFAR-10 has 60,000)")
-    return dataset
+        raise DataError(f"{dataset.num_rows:,} rows; at most {MAX_DATASET_ROWS:,} are read (CIFAR-10 has 60,000)")
+    label = next((c for c in LABEL_COLUMNS if c in dataset.column_names), None)
+    names = getattr(dataset.features[label], "names", None) if label else None
+    return dataset.data.table, names
+
+
+def _read_local_dataset(folder: Path, split: str):
+    """The split's columns from the folder's own files, with pyarrow: parquet files found by name, or the arrow files
+    a save_to_disk state.json names."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if _saved_to_disk(folder):
+        files = _saved_arrow_files(folder, split)
+        readers = [pa.ipc.open_stream(pa.memory_map(str(f))) for f in files]
+        batches = (batch for reader in readers for batch in reader)
+        schema = readers[0].schema
+    else:
+        files = _parquet_files(folder, split)
+        parquet = [pq.ParquetFile(f) for f in files]
+        schema = parquet[0].schema_arrow
+        columns = _columns(schema)
+        batches = (batch for f in parquet for batch in f.iter_batches(batch_size=256, columns=columns))
+    columns = _columns(schema)
+    rows = size = 0
+    kept = []
+    for batch in batches:
+        batch = batch.select(columns)
+        rows, size = rows + batch.num_rows, size + batch.nbytes
+        if rows > MAX_DATASET_ROWS or size > MAX_DATASET_BYTES:
+            raise DataError(f"more than {MAX_DATASET_ROWS:,} rows or {MAX_DATASET_BYTES:,} bytes of images and "
+                            "labels (CIFAR-10: 60,000 rows, ~130 MB)")
+        kept.append(batch)
+    table = pa.Table.from_batches(kept, schema=pa.schema([schema.field(c) for c in columns]))
+    return table, _class_names(schema, columns[1])
+
+
+def _columns(schema) -> list[str]:
+    image = next((c for c in IMAGE_COLUMNS if c in schema.names), None)
+    label = next((c for c in LABEL_COLUMNS if c in schema.names), None)
+    if image is None or label is None:
+        raise DataError(f"it needs an image column (img/image) and a label column; it has {schema.names[:20]}")
+    return [image, label]
+
+
+def _class_names(schema, label: str) -> list[str] | None:
+    """The names a datasets ClassLabel gives the labels, from the features datasets keeps in the schema's metadata
+    (JSON, read as data: nothing in it is built)."""
+    try:
+        info = json.loads((schema.metadata or {}).get(b"huggingface", b"{}"))
+        feature = info["info"]["features"][label]
+    except (ValueError, KeyError, TypeError):
+        return None
+    names = feature.get("names") if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" else None
+    if isinstance(names, list) and len(names) <= 1000 and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 def _inside(folder: Path, path: Path) -> bool:
@@ -338,7 +381,7 @@ def _inside(folder: Path, path: Path) -> bool:
             and path.resolve().is_relative_to(folder.resolve()))
 
 
-def _parquet_files(folder: Path, split: str) -> list[str]:
+def _parquet_files(folder: Path, split: str) -> list[Path]:
     """The split's parquet files, found by their names as the Hub finds them (train-00000-of-00001.parquet,
     data/test/...). Not through load_dataset(folder): it also obeys the folder's README.md, whose `data_files` may
     name any path on this machine or any URL."""
@@ -347,25 +390,26 @@ def _parquet_files(folder: Path, split: str) -> list[str]:
 
     patterns = get_data_patterns(str(folder))
     if split not in patterns:
-        raise KeyError(f"no {split} split in {folder} (its parquet files are named by split, e.g. "
-                       f"data/{split}-00000-of-00001.parquet)")
+        raise DataError(f"no {split} split in {folder} (its parquet files are named by split, e.g. "
+                        f"data/{split}-00000-of-00001.parquet)")
     found = DataFilesDict.from_patterns({split: patterns[split]}, base_path=str(folder))[split]
     files = [Path(f) for f in found if f.endswith(".parquet")]
     outside = [str(f) for f in files if not _inside(folder, f)]
     if outside:
         raise DataError(f"{outside[0]} is not a regular file inside {folder} (a link, a FIFO...)")
     if not files:
-        raise KeyError(f"no parquet files for the {split} split in {folder}")
+        raise DataError(f"no parquet files for the {split} split in {folder}")
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)  # from the footers: nothing decoded yet
     if rows > MAX_DATASET_ROWS:
         raise DataError(f"{folder}'s {split} split claims {rows:,} rows; at most {MAX_DATASET_ROWS:,} are read "
                         "(CIFAR-10 has 60,000)")
-    return [str(f) for f in files]
+    return files
 
 
-def _check_saved_to_disk(folder: Path) -> None:
-    """load_from_disk opens the files a state.json names, as named: an absolute path, `..`, or a FIFO (which blocks
-    for ever). Each must be a plain name of a regular file in its own folder."""
+def _saved_arrow_files(folder: Path, split: str) -> list[Path]:
+    """The arrow files of a save_to_disk folder's split, as its state.json names them: each a plain name of a regular
+    file in its own folder (load_from_disk opened them as named: an absolute path, `..`, a FIFO that blocks for
+    ever)."""
     def read_json(path: Path) -> dict:
         if not _inside(folder, path) or path.stat().st_size > 2**20:
             raise DataError(f"{path} is not a small regular file inside {folder}")
@@ -379,46 +423,51 @@ def _check_saved_to_disk(folder: Path) -> None:
             raise DataError(f"{where} names {str(name)[:100]!r}: only plain file names inside the folder are read")
         return where.parent / name
 
-    parts = [folder]
+    part = folder
     if (folder / "dataset_dict.json").exists():
         splits = read_json(folder / "dataset_dict.json").get("splits")
-        if not isinstance(splits, list):
-            raise DataError(f"{folder / 'dataset_dict.json'} lists no splits")
-        parts = [plain(name, folder / "dataset_dict.json") for name in splits]
-    for part in parts:
+        if not isinstance(splits, list) or split not in splits:
+            raise DataError(f"no {split} split in {folder / 'dataset_dict.json'}")
+        part = plain(split, folder / "dataset_dict.json")
         if part.is_symlink() or not part.is_dir():
             raise DataError(f"{part} is not a folder inside {folder}")
-        state = read_json(part / "state.json")
-        for entry in state.get("_data_files") or []:
-            file = plain(entry.get("filename") if isinstance(entry, dict) else entry, part / "state.json")
-            if not _inside(folder, file):
-                raise DataError(f"{file} is not a regular file inside {folder} (a link, a FIFO...)")
+    elif split != "train":
+        raise DataError(f"{folder} holds a single dataset, used as the train split")
+    entries = read_json(part / "state.json").get("_data_files")
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"{part / 'state.json'} names no data files")
+    files = [plain(entry.get("filename") if isinstance(entry, dict) else entry, part / "state.json")
+             for entry in entries]
+    for file in files:
+        if not _inside(folder, file):
+            raise DataError(f"{file} is not a regular file inside {folder} (a link, a FIFO...)")
+    return files
 
 
-def _cifar2_from_dataset(dataset, name: str) -> Split:
-    import datasets
+def _cifar2_from_table(table, class_names: list[str] | None) -> Split:
+    """CIFAR-2 from the raw image and label columns: labels must be whole numbers (CIFAR-10 ids, unless a ClassLabel
+    names airplane and bird); each image's bytes (or, in a local dataset, a regular file its path names) go through
+    the bounded image opening, and an unreadable one is skipped and counted."""
+    import pyarrow as pa
 
-    image_column = next((c for c in ("img", "image") if c in dataset.column_names), None)
-    label_column = next((c for c in ("label", "labels") if c in dataset.column_names), None)
-    if image_column is None or label_column is None:
-        raise DataError(f"dataset {name!r} needs an image column (img/image) and a label column; "
-                        f"it has {dataset.column_names}")
-    labels = np.asarray(dataset[label_column])
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataError(f"dataset {name!r}: the {label_column!r} column must hold one whole number per image")
-    # CIFAR-10 label ids, unless a ClassLabel names the classes (a CIFAR-2 dataset: airplane 0, bird 1)
-    names = getattr(dataset.features[label_column], "names", None)
-    to_cifar2 = ({names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
-                 if names and all(c in names for c in CIFAR2_CLASSES) else CIFAR10_TO_CIFAR2)
+    image_column, label_column = _columns(table.schema)
+    labels_array = table.column(label_column)
+    if not pa.types.is_integer(labels_array.type) or labels_array.null_count:
+        raise DataError(f"the {label_column!r} column must hold one whole number per image, not {labels_array.type}")
+    image_type = table.schema.field(image_column).type
+    if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)
+            or (pa.types.is_struct(image_type) and image_type.get_field_index("bytes") >= 0)):
+        raise DataError(f"the {image_column!r} column must hold images (bytes, or datasets' bytes and path), "
+                        f"not {image_type}")
+    labels = labels_array.to_numpy()
+    to_cifar2 = ({class_names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
+                 if class_names and all(c in class_names for c in CIFAR2_CLASSES) else CIFAR10_TO_CIFAR2)
     keep = np.flatnonzero(np.isin(labels, list(to_cifar2)))
-    # Undecoded, so that each image's pixel count is checked before it is decoded (datasets would decode them all).
-    subset = dataset.select(keep).cast_column(image_column, datasets.Image(decode=False))
+    cells = table.column(image_column).take(pa.array(keep, type=pa.int64()))
     images, kept, skipped = [], [], []
-    for label, encoded in zip(labels[keep], subset[image_column]):
+    for label, cell in zip(labels[keep], cells.to_pylist()):
         try:
-            if not isinstance(encoded, dict):
-                raise DataError("an empty image cell")
-            images.append(decode_image(io.BytesIO(encoded["bytes"]) if encoded.get("bytes") else encoded["path"]))
+            images.append(_decode_cell(cell))
             kept.append(to_cifar2[int(label)])
         except ConvHubError as error:
             skipped.append(str(error))
@@ -426,6 +475,19 @@ def _cifar2_from_dataset(dataset, name: str) -> Split:
         log.warning("skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
     stacked = torch.stack(images) if images else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
     return Split(stacked, torch.tensor(kept, dtype=torch.int64), skipped=len(skipped))
+
+
+def _decode_cell(cell) -> torch.Tensor:
+    """A datasets Image cell ({"bytes", "path"}) or raw bytes."""
+    if isinstance(cell, (bytes, bytearray)):
+        return decode_image(io.BytesIO(cell))
+    if not isinstance(cell, dict):
+        raise DataError("an empty image cell" if cell is None else f"an image cell of {type(cell).__name__}")
+    if isinstance(cell.get("bytes"), (bytes, bytearray)) and cell["bytes"]:
+        return decode_image(io.BytesIO(cell["bytes"]))
+    if isinstance(cell.get("path"), str) and cell["path"]:
+        return decode_image(cell["path"])  # convhub opens regular files only: no FIFO, no folder
+    raise DataError("an image cell with neither bytes nor a path")
 
 
 def _saved_to_disk(path: Path) -> bool:
