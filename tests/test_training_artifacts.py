@@ -391,6 +391,38 @@ def test_report_and_translation_never_write_through_a_link_planted_in_their_fold
         assert oct((folder / name).stat().st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
+@pytest.mark.parametrize("command", ["report", "translation", "publish"])
+def test_a_net_folder_that_is_a_link_is_not_followed(data, tmp_path, command):
+    """A folder of trained nets where `net` links to a model elsewhere: that model would go into the table, the
+    curves, or onto the Hub."""
+    from training import publish
+
+    _trained_card(tmp_path / "elsewhere" / "net")
+    folder = tmp_path / "zoo"
+    _trained_card(folder / "net_width")
+    (folder / "net").symlink_to(tmp_path / "elsewhere" / "net")
+    if command == "publish":
+        with pytest.raises(artifacts.OutputError, match="zoo/net is a link to a folder: only the folders inside"):
+            publish.plan("alice", source=folder)
+        return
+    extra = ["--data", data] if command == "translation" else []
+    code, stdout, stderr = run_cli(command, "--models" if command == "translation" else "--out", folder, *extra)
+    assert_user_error(code, stderr, "zoo/net is a link to a folder: only the folders inside")
+    assert not (folder / "results.md").exists() and not (folder / "translation.json").exists()
+
+
+@pytest.mark.parametrize("command", ["report", "translation"])
+def test_a_folder_standing_where_a_file_is_written_is_one_error(data, tmp_path, command):
+    folder = tmp_path / "zoo"
+    _trained_card(folder / "net")
+    name = "results.json" if command == "report" else "translation.json"
+    (folder / name).mkdir()
+    extra = ["--data", data] if command == "translation" else []
+    code, stdout, stderr = run_cli(command, "--models" if command == "translation" else "--out", folder, *extra)
+    assert_user_error(code, stderr, f"{name}")
+    assert "Traceback" not in stderr and not list(folder.glob(".*.tmp"))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -176,6 +176,15 @@ def write_folder_atomically(out: Path, write, *, may_replace) -> Path:
     return out
 
 
+def refuse_linked_folders(parent: Path) -> None:
+    """`report`, `translation` and `publish` read the nets in a folder of trained nets: a net's folder that is a link
+    would bring in whatever it points to (into a table, or onto the Hub)."""
+    linked = sorted(p.name for p in parent.iterdir() if p.is_symlink() and p.is_dir())
+    if linked:
+        raise OutputError(f"{parent / linked[0]} is a link to a folder: only the folders inside {parent} are read "
+                          "(copy the net there instead)")
+
+
 def copy_regular_file(source: Path, target: Path) -> Path:
     """Copy a file that is what it says: a regular file, not a link (which would copy whatever it points to, a
     secret too, into an upload) nor a FIFO."""
@@ -228,11 +237,16 @@ def replace_file(path: Path, write) -> None:
     """``write(file)`` into a new sibling file, then rename it over ``path``: whatever stood there (a link too) is
     replaced, never written through, and a failed write leaves the old file. The new file is created under a random
     name (mkstemp), never opened by a name that something in the folder could already stand on."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OutputError(f"cannot write in {path.parent}: {error.strerror or error}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # as readable as a file written with open()
         with os.fdopen(fd, "wb") as file:
             write(file)
         os.replace(tmp, path)
+    except OSError as error:  # a folder standing at that name, a full disk...
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)

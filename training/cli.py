@@ -261,6 +261,7 @@ def cmd_report(args) -> int:
     out = Path(args.out)
     if not out.is_dir():
         raise ConvHubError(f"no such folder: {out}")
+    artifacts.refuse_linked_folders(out)
     order = list(convhub.ZOO)
     records = [r for d in sorted(out.iterdir()) if d.is_dir() and (r := artifacts.read_record(d))]
     if not records:
@@ -276,6 +277,10 @@ def cmd_translation(args) -> int:
     from . import translation
 
     folder = Path(args.models)
+    if folder.is_dir():
+        artifacts.refuse_linked_folders(folder)
+        if (folder / translation.FILE).is_dir():  # found before the nets are evaluated, not after
+            raise ConvHubError(f"{folder / translation.FILE} is a folder: the curves are written to that name")
     models = {name: convhub.load(folder / name) for name in convhub.ZOO if (folder / name / "config.json").is_file()}
     if not models:
         raise ConvHubError(f"no saved nets in {folder} (folders named after the zoo: {', '.join(convhub.ZOO)})")

@@ -177,6 +177,7 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     source = Path(source)
     if not source.is_dir():
         raise PublishError(f"no folder {source}: pass --from, a folder of trained nets (as `zoo` writes them)")
+    artifacts.refuse_linked_folders(source)
     found = {name: source / name for name in convhub.ZOO if (source / name / "config.json").is_file()}
     if only:
         wanted = [n.strip() for n in only.split(",") if n.strip()]
