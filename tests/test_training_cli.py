@@ -118,10 +118,10 @@ def test_train_on_cifar10_batches_and_a_datasets_folder(tmp_path):
         assert artifacts.read_record(tmp_path / "out")["validation"] == "the source's test split"
 
 
-def test_train_on_a_hub_dataset_through_the_hubs_api_and_one_whose_card_names_files_outside(olah_server, tmp_path):
+def test_train_on_a_hub_dataset_through_the_hubs_api_whatever_its_card_names(olah_server, tmp_path):
     """`--data hf:alice/cifar2` against a real Hub-compatible server (olah, on 127.0.0.1): the real CLI process
-    downloads the dataset's parquet files and trains. A dataset whose README's data_files name a path on this machine
-    is refused in one line (datasets checks that data files belong to the repo)."""
+    downloads the dataset's parquet files and trains. A README whose data_files name a path on this machine changes
+    nothing: the splits are the repo's own files, found by their names."""
     import os
     import subprocess
     import sys
@@ -158,11 +158,18 @@ def test_train_on_a_hub_dataset_through_the_hubs_api_and_one_whose_card_names_fi
                                     f"    path: {elsewhere}/data/*.parquet\n---\nA dataset.\n")
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "card", cwd=repo)
-    result = train("refused")
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot load dataset 'alice/cifar2'")
-    assert "don't belong to alice/cifar2" in result.stderr
-    assert not (tmp_path / "refused").exists()
+    result = train("same")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"data: alice/cifar2 (datasets): {n_train} train, {n_val} val (the source's test split)" in result.stdout
+
+    olah_server.stop()  # offline: the copy in the HF cache
+    try:
+        env.update(HF_HUB_OFFLINE="1")
+        result = train("offline")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"data: alice/cifar2 (datasets): {n_train} train, {n_val} val" in result.stdout
+    finally:
+        olah_server.start()
 
 
 # --- zoo ------------------------------------------------------------------------------------------------------------

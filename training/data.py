@@ -137,37 +137,35 @@ IMAGE_COLUMNS, LABEL_COLUMNS = ("img", "image"), ("label", "labels")
 
 
 def load_hub_dataset(name: str, revision: str | None = None, split: str = "train") -> Split:
-    """A CIFAR-10-style dataset (an image column and a CIFAR-10 label column): a local folder (parquet files, or a
-    save_to_disk folder), read with pyarrow, or a Hub id, through datasets. Either way only the raw arrow columns are
-    used: a dataset's own feature types would decide how its labels are decoded (an Image "label" opened any path or
-    URL) and name pyarrow functions that datasets calls."""
+    """A CIFAR-10-style dataset (an image column and a CIFAR-10 label column) from a local folder (parquet files, or
+    a save_to_disk folder) or a Hub id (its parquet files, downloaded), read with pyarrow: only the raw columns, never
+    the dataset's own feature types (datasets would call the pyarrow function a Value dtype names, and decode an
+    Image-typed "label" column by opening the path or URL in it)."""
     folder = Path(name)
     try:
-        if folder.exists():
-            table, class_names = _read_local_dataset(folder, split)
-        else:
-            table, class_names = _download_dataset(name, revision, split)
+        if not folder.exists():
+            folder = _download_parquet(name, revision)
+        table, class_names = _read_local_dataset(folder, split)
         return _cifar2_from_table(table, class_names)
     except DataError as error:
         raise DataError(f"dataset {name!r} (split {split!r}): {error}") from None
-    except Exception as error:  # noqa: BLE001 - pyarrow and datasets raise many types for a broken dataset
+    except Exception as error:  # noqa: BLE001 - pyarrow and the Hub client raise many types for a broken dataset
         raise DataError(f"cannot load dataset {name!r} (split {split!r}): {type(error).__name__}: "
                         f"{str(error)[:300]}") from None
 
 
-def _download_dataset(name: str, revision: str | None, split: str):
-    import datasets
-    from convhub.hub import hub_reachable, offline_mode
+def _download_parquet(name: str, revision: str | None) -> Path:
+    """The dataset repo's parquet files, downloaded into the HF cache (offline: the copy already there). Its README's
+    `data_files` are not obeyed: the splits are found by the files' names, as for a local folder."""
+    from convhub.hub import bound_hub_requests, hub_reachable, offline_mode
+    from huggingface_hub import snapshot_download
 
     if not offline_mode() and not hub_reachable():
         raise DataError("not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local "
-                        "folder, or set HF_HUB_OFFLINE=1 to use the datasets cache")
-    dataset = datasets.load_dataset(name, revision=revision, split=split)
-    if dataset.num_rows > MAX_DATASET_ROWS:
-        raise DataError(f"{dataset.num_rows:,} rows; at most {MAX_DATASET_ROWS:,} are read (CIFAR-10 has 60,000)")
-    label = next((c for c in LABEL_COLUMNS if c in dataset.column_names), None)
-    names = getattr(dataset.features[label], "names", None) if label else None
-    return dataset.data.table, names
+                        "folder, or set HF_HUB_OFFLINE=1 to use the copy in the HF cache")
+    bound_hub_requests()
+    return Path(snapshot_download(name, repo_type="dataset", revision=revision, allow_patterns=["*.parquet"],
+                                  local_files_only=offline_mode()))
 
 
 def _read_local_dataset(folder: Path, split: str):
@@ -224,9 +222,13 @@ def _class_names(schema, label: str) -> list[str] | None:
 
 
 def _inside(folder: Path, path: Path) -> bool:
-    """A regular file within ``folder``, not a link: what a dataset folder's own files are."""
-    return (not path.is_symlink() and stat.S_ISREG(path.lstat().st_mode)
-            and path.resolve().is_relative_to(folder.resolve()))
+    """A regular file within ``folder``, not a link: what a dataset folder's own files are. In a snapshot in the HF
+    cache every file is a link to the repo's blobs folder, and may be that."""
+    if not path.is_symlink():
+        return stat.S_ISREG(path.lstat().st_mode) and path.resolve().is_relative_to(folder.resolve())
+    blobs = folder.parent.parent / "blobs"  # CACHE/datasets--ns--name/snapshots/<sha>/ -> CACHE/datasets--ns--name/blobs
+    return (folder.parent.name == "snapshots" and path.resolve().parent == blobs.resolve()
+            and path.resolve().is_file())
 
 
 def _parquet_files(folder: Path, split: str) -> list[Path]:
@@ -376,7 +378,7 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
         return _with_validation(load_cifar10(root, True), load_cifar10(root, False), f"CIFAR-10 batches in {root}",
                                 val_fraction, seed, "CIFAR-10 python batches")
     if _is_datasets_dir(path):
-        # absolute: datasets.load_dataset(".") takes "." for no name at all
+        # absolute, so that the errors name the folder ("." would name none)
         return _from_datasets(str(path.absolute()), _named("datasets folder", source), val_fraction, seed, revision)
     if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():
         test_dir = path / "test"
