@@ -172,6 +172,53 @@ def test_train_on_a_hub_dataset_through_the_hubs_api_whatever_its_card_names(ola
         olah_server.start()
 
 
+def _dataset_repo(olah, repo_id: str, build) -> Path:
+    from conftest import git
+
+    repo = olah.mirrors / "datasets" / repo_id
+    build(repo)
+    (repo / "README.md").write_text("---\nlicense: mit\n---\nA dataset.\n")  # olah: 401 for a missing one
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "data", cwd=repo)
+    return repo
+
+
+def test_a_hub_dataset_larger_than_any_cifar_is_not_downloaded(olah_hub, hub_env, monkeypatch):
+    """The repo's listing (sizes included) comes first: parquet files past the bounds are refused before any byte of
+    them is downloaded (the bound lowered here to keep the test small)."""
+    from test_training_helpers import make_parquet_dataset
+    from training import data
+
+    _dataset_repo(olah_hub, "alice/big", lambda repo: make_parquet_dataset(repo, n_train=200, n_test=100))
+    monkeypatch.setattr(data, "MAX_HUB_BYTES", 50_000)
+    with pytest.raises(data.DataError, match="more than 1,000 parquet files or 50,000 bytes of them .*nothing was "
+                                             "downloaded"):
+        data.load_hub_dataset("alice/big")
+    assert not list(hub_env.rglob("*.parquet"))
+
+
+def test_a_hub_datasets_image_paths_are_never_opened(olah_hub, hub_env, tmp_path):
+    """A downloaded dataset's cells naming a path would read files of this machine (here a photo) into the model."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photo = tmp_path / "private-photo.png"
+    Image.fromarray(synth_image(1, np.random.default_rng(0))).save(photo)
+
+    def build(repo: Path) -> None:
+        (repo / "data").mkdir(parents=True)
+        cells = [{"bytes": None, "path": str(photo)}, {"bytes": None, "path": "photo.png"}]
+        image = pa.array(cells, pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+        pq.write_table(pa.table({"img": image, "label": [2, 2]}), repo / "data" / "train-00000-of-00001.parquet")
+
+    _dataset_repo(olah_hub, "alice/paths", build)
+    from training.data import load_hub_dataset
+
+    train = load_hub_dataset("alice/paths")
+    assert len(train) == 0 and train.skipped == 2
+
+
 # --- zoo ------------------------------------------------------------------------------------------------------------
 
 

@@ -389,10 +389,11 @@ def test_datasets_parquet_layout_loads_through_load_cifar2(tmp_path, prefix):
     assert torch.equal(test.labels, data.val.labels)
 
 
-def test_a_dataset_image_given_by_path_is_read_only_from_a_regular_file(tmp_path):
-    """A dataset's Image value may hold a path instead of bytes. The path is the dataset's word: one naming a FIFO
-    (or /dev/stdin) must not block the loading for ever; it is skipped as unreadable, like a missing file or a
-    folder (convhub's image opening takes regular files only)."""
+def test_a_dataset_image_given_by_path_is_read_only_from_a_regular_file_in_its_folder(tmp_path):
+    """A dataset's Image value may hold a path instead of bytes. The path is the dataset's word: it is read only
+    relative to the dataset's folder and inside it, and only a regular file there. One naming a photo elsewhere on
+    this machine (absolute, or climbing out with ..), a link, a FIFO (which would block for ever), a folder or
+    nothing is skipped and counted."""
     import os
     import threading
 
@@ -400,34 +401,37 @@ def test_a_dataset_image_given_by_path_is_read_only_from_a_regular_file(tmp_path
     from datasets import ClassLabel, Dataset, Features
     from datasets import Image as ImageFeature
 
+    folder = tmp_path / "ds"
+    (folder / "images").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    png = tmp_path / "bird.png"
-    Image.fromarray(synth_image(1, rng)).save(png)
-    fifo = tmp_path / "fifo.png"
-    os.mkfifo(fifo)
-    paths = [png, fifo, tmp_path, tmp_path / "missing.png"]
+    Image.fromarray(synth_image(1, rng)).save(folder / "images" / "bird.png")
+    Image.fromarray(synth_image(1, rng)).save(tmp_path / "private-photo.png")
+    os.mkfifo(folder / "images" / "fifo.png")
+    (folder / "images" / "link.png").symlink_to(tmp_path / "private-photo.png")
+    paths = ["images/bird.png", str(tmp_path / "private-photo.png"), "../private-photo.png", "images/link.png",
+             "images/fifo.png", "images", "images/missing.png"]
     features = Features({"img": ImageFeature(), "label": ClassLabel(names=CIFAR10_NAMES)})
-    dataset = Dataset.from_dict({"img": [{"bytes": None, "path": str(p)} for p in paths], "label": [2] * len(paths)},
+    dataset = Dataset.from_dict({"img": [{"bytes": None, "path": p} for p in paths], "label": [2] * len(paths)},
                                 features=features)
-    (tmp_path / "ds" / "data").mkdir(parents=True)
+    (folder / "data").mkdir()
     # written as it stands (Dataset.to_parquet would embed the files' bytes, as push_to_hub does)
-    pq.write_table(dataset.data.table, tmp_path / "ds" / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(dataset.data.table, folder / "data" / "train-00000-of-00001.parquet")
 
     unblocked = []
 
     def unblock_a_reader():  # if the loader opened the FIFO, it waits here for a writer: be one, and say so
-        fd = os.open(fifo, os.O_WRONLY)
+        fd = os.open(folder / "images" / "fifo.png", os.O_WRONLY)
         unblocked.append(True)
         os.close(fd)
 
     guard = threading.Timer(30, lambda: threading.Thread(target=unblock_a_reader, daemon=True).start())
     guard.start()
     try:
-        train = load_hub_dataset(str(tmp_path / "ds"))
+        train = load_hub_dataset(str(folder))
     finally:
         guard.cancel()
     assert not unblocked
-    assert len(train) == 1 and train.skipped == 3
+    assert len(train) == 1 and train.skipped == len(paths) - 1
     assert torch.equal(train.images[0], torch.from_numpy(synth_image(1, np.random.default_rng(0))).permute(2, 0, 1))
 
 
@@ -622,6 +626,93 @@ def test_a_datasets_folder_whose_cells_decode_to_more_than_any_cifar_is_refused(
     assert (tmp_path / "ds" / "data" / "train-00000-of-00001.parquet").stat().st_size < 200_000
     with pytest.raises(DataError, match="more than 1,000,000 rows or 52,428,800 bytes of images and labels"):
         load_hub_dataset(str(tmp_path / "ds"))
+
+
+def _saved_to_disk(folder: Path, table, **write_options) -> Path:
+    """A save_to_disk folder as datasets writes one: an arrow stream and a state.json naming it."""
+    import json
+
+    import pyarrow as pa
+
+    folder.mkdir(parents=True)
+    options = pa.ipc.IpcWriteOptions(**write_options) if write_options else None
+    with pa.ipc.new_stream(folder / "data-00000-of-00001.arrow", table.schema, options=options) as writer:
+        writer.write_table(table)
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    return folder / "data-00000-of-00001.arrow"
+
+
+def _image_table(n: int, **extra):
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    cells = pa.array([_png_bytes(synth_image(i % 2, rng)) for i in range(n)], pa.binary())
+    image = pa.StructArray.from_arrays([cells, pa.nulls(n, pa.string())], ["bytes", "path"])
+    return pa.table({"img": image, "label": pa.array([0, 2] * (n // 2), pa.int64()), **extra})
+
+
+@pytest.mark.parametrize("offsets", ["past the end", "negative lengths"])
+def test_an_arrow_file_whose_offsets_point_outside_its_data_is_refused_not_followed(tmp_path, offsets):
+    """An arrow file's offsets are trusted by whatever reads its arrays: 5 KB with offsets 256 MB past the data
+    crashed the process (SIGBUS / SIGSEGV / abort). Every batch is validated first. In a process of its own."""
+    import subprocess
+    import sys
+
+    table = _image_table(40)
+    arrow = _saved_to_disk(tmp_path / "saved", table)
+    cells = table.column("img").chunk(0).field("bytes")
+    true_offsets = np.frombuffer(cells.buffers()[1], np.int32)[: len(cells) + 1].copy()
+    raw = bytearray(arrow.read_bytes())
+    at = raw.find(true_offsets.tobytes())
+    assert at > 0
+    bad = true_offsets + (1 << 28) if offsets == "past the end" else true_offsets[::-1].copy()
+    raw[at:at + bad.nbytes] = bad.astype(np.int32).tobytes()
+    arrow.write_bytes(raw)
+    script = (f"from training.data import DataError, load_cifar2\ntry:\n    load_cifar2({str(tmp_path / 'saved')!r})\n"
+              "except DataError as error:\n    print('DataError:', error)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("DataError: cannot load dataset") and "ArrowInvalid" in result.stdout
+
+
+def test_an_image_column_of_another_shape_is_refused_before_anything_is_read(tmp_path):
+    """Only bytes, or datasets' {bytes, path}: a dictionary-encoded bytes child stores one cell for every row (a
+    1.2 KB file made gigabytes), an extra child is inflated with the column."""
+    import pyarrow as pa
+
+    n = 8
+    shared = pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([b"x" * 1000], pa.binary()))
+    dictionary = pa.StructArray.from_arrays([shared, pa.nulls(n, pa.string())], ["bytes", "path"])
+    _saved_to_disk(tmp_path / "dictionary", pa.table({"img": dictionary, "label": [0, 2] * (n // 2)}))
+    table = _image_table(n)
+    junk = pa.StructArray.from_arrays([table.column("img").chunk(0).field("bytes"), pa.array([b"j"] * n)],
+                                      ["bytes", "junk"])
+    _saved_to_disk(tmp_path / "extra", pa.table({"img": junk, "label": table.column("label")}))
+    for name in ("dictionary", "extra"):
+        with pytest.raises(DataError, match="'img' column must hold images"):
+            load_cifar2(tmp_path / name)
+
+
+def test_a_folder_shaped_like_an_hf_cache_snapshot_gets_no_exception_for_links(tmp_path):
+    """Links into a snapshot's blobs folder are how the HF cache stores a download of ours; a folder handed to us
+    that looks like one (its blobs a link elsewhere) is a folder like any other: no links."""
+    elsewhere = tmp_path / "private"
+    make_parquet_dataset(elsewhere, n_train=20, with_test=False)
+    repo = tmp_path / "datasets--x--y"
+    (repo / "snapshots" / "abc" / "data").mkdir(parents=True)
+    (repo / "blobs").symlink_to(elsewhere / "data")
+    (repo / "snapshots" / "abc" / "data" / "train-00000-of-00001.parquet").symlink_to(
+        Path("../../../blobs/train-00000-of-00001.parquet"))
+    with pytest.raises(DataError, match="is not a regular file inside"):
+        load_cifar2(repo / "snapshots" / "abc")
+
+
+def test_a_path_the_system_refuses_is_one_data_error(tmp_path):
+    with pytest.raises(DataError, match="cannot read x/x/x.*File name too long"):
+        load_cifar2("x/" * 2100)
+    with pytest.raises(DataError, match="File name too long"):
+        load_eval_split("x/" * 2100)
 
 
 def test_an_empty_image_cell_is_skipped_and_counted(tmp_path):

@@ -5,6 +5,7 @@ Sources: an image folder ROOT/{airplane,bird}/, a CIFAR-10 python root, or a dat
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -143,10 +144,10 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
     Image-typed "label" column by opening the path or URL in it)."""
     folder = Path(name)
     try:
-        if not folder.exists():
+        downloaded = not folder.exists()
+        if downloaded:
             folder = _download_parquet(name, revision)
-        table, class_names = _read_local_dataset(folder, split)
-        return _cifar2_from_table(table, class_names)
+        return _read_dataset(folder, split, snapshot=downloaded)
     except DataError as error:
         raise DataError(f"dataset {name!r} (split {split!r}): {error}") from None
     except Exception as error:  # noqa: BLE001 - pyarrow and the Hub client raise many types for a broken dataset
@@ -154,66 +155,129 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
                         f"{str(error)[:300]}") from None
 
 
-def _download_parquet(name: str, revision: str | None) -> Path:
-    """The dataset repo's parquet files, downloaded into the HF cache (offline: the copy already there). Its README's
-    `data_files` are not obeyed: the splits are found by the files' names, as for a local folder."""
-    from convhub.hub import bound_hub_requests, hub_reachable, offline_mode
-    from huggingface_hub import snapshot_download
+MAX_HUB_FILES, MAX_HUB_BYTES = 1000, 2 * 2**30  # a dataset repo's parquet files, listed before any is downloaded
 
-    if not offline_mode() and not hub_reachable():
+
+@functools.lru_cache(maxsize=8)
+def _download_parquet(name: str, revision: str | None) -> Path:
+    """The dataset repo's parquet files, downloaded into the HF cache (offline: the copy already there), once the
+    repo's listing says how many and how large they are. Its README's `data_files` are not obeyed: the splits are
+    found by the files' names, as for a local folder."""
+    from convhub.hub import bound_hub_requests, endpoint, hub_reachable, offline_mode
+    from huggingface_hub import HfApi, snapshot_download
+
+    if offline_mode():
+        return Path(snapshot_download(name, repo_type="dataset", revision=revision, allow_patterns=["*.parquet"],
+                                      local_files_only=True))
+    if not hub_reachable():
         raise DataError("not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local "
                         "folder, or set HF_HUB_OFFLINE=1 to use the copy in the HF cache")
     bound_hub_requests()
-    return Path(snapshot_download(name, repo_type="dataset", revision=revision, allow_patterns=["*.parquet"],
-                                  local_files_only=offline_mode()))
+    api = HfApi(endpoint=endpoint())  # HF_ENDPOINT as it is now (huggingface_hub read it at import)
+    sha = api.dataset_info(name, revision=revision or "main").sha  # one commit, listed and downloaded
+    files, entries = {}, 0
+    for entry in api.list_repo_tree(name, repo_type="dataset", revision=sha, recursive=True):
+        entries += 1
+        if entry.path.endswith(".parquet") and getattr(entry, "size", None) is not None:
+            files[entry.path] = entry.size
+        if entries > 10 * MAX_HUB_FILES or len(files) > MAX_HUB_FILES or sum(files.values()) > MAX_HUB_BYTES:
+            raise DataError(f"the repo holds more than {MAX_HUB_FILES:,} parquet files or {MAX_HUB_BYTES:,} bytes of "
+                            "them (CIFAR-10: 2 files, ~130 MB); nothing was downloaded")
+    # By its branch name (so that the cache knows the branch, for offline use), checked to be the commit listed.
+    snapshot = Path(snapshot_download(name, repo_type="dataset", revision=revision or "main",
+                                      allow_patterns=sorted(files), endpoint=endpoint()))
+    if snapshot.name != sha:
+        raise DataError(f"the repo changed while it was downloaded (listed {sha[:12]}, got {snapshot.name[:12]}); "
+                        "run again")
+    return snapshot
 
 
-def _read_local_dataset(folder: Path, split: str):
-    """The split's columns from the folder's own files, with pyarrow: parquet files found by name, or the arrow files
-    a save_to_disk state.json names."""
+def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
+    """The split's image and label columns from the folder's own files, with pyarrow, batch by batch: each batch
+    validated (malformed offsets in an arrow file crashed the process), counted, and decoded before the next."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if _saved_to_disk(folder):
+    if _saved_to_disk(folder) and not snapshot:
         files = _saved_arrow_files(folder, split)
-        readers = [pa.ipc.open_stream(pa.memory_map(str(f))) for f in files]
-        batches = (batch for reader in readers for batch in reader)
-        schema = readers[0].schema
+        schemas = [pa.ipc.open_stream(pa.memory_map(str(f))).schema for f in files]
+        # Only these two fields are decoded: other columns (compressed, of any size) are never inflated.
+        columns = _checked_columns(schemas)
+        options = pa.ipc.IpcReadOptions(included_fields=[schemas[0].get_field_index(c) for c in columns])
+        batches = (b for f in files for b in pa.ipc.open_stream(pa.memory_map(str(f)), options=options))
     else:
-        files = _parquet_files(folder, split)
-        parquet = [pq.ParquetFile(f) for f in files]
-        schema = parquet[0].schema_arrow
-        columns = _columns(schema)
-        batches = (batch for f in parquet for batch in f.iter_batches(batch_size=256, columns=columns))
-    columns = _columns(schema)
+        parquet = [pq.ParquetFile(f) for f in _parquet_files(folder, split, snapshot=snapshot)]
+        schemas = [f.schema_arrow for f in parquet]
+        columns = _checked_columns(schemas)
+        batches = (b for f in parquet for b in f.iter_batches(batch_size=256, columns=columns))
+    class_names = _class_names(schemas[0], columns[1])
+    to_cifar2 = ({class_names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
+                 if class_names and all(c in class_names for c in CIFAR2_CLASSES) else CIFAR10_TO_CIFAR2)
+    images, kept, skipped = [], [], []
     rows = size = 0
-    kept = []
     for batch in batches:
+        batch.validate(full=True)
         batch = batch.select(columns)
         rows, size = rows + batch.num_rows, size + batch.nbytes
         if rows > MAX_DATASET_ROWS or size > MAX_DATASET_BYTES:
             raise DataError(f"more than {MAX_DATASET_ROWS:,} rows or {MAX_DATASET_BYTES:,} bytes of images and "
                             "labels (CIFAR-10: 60,000 rows, ~130 MB)")
-        kept.append(batch)
-    table = pa.Table.from_batches(kept, schema=pa.schema([schema.field(c) for c in columns]))
-    return table, _class_names(schema, columns[1])
+        labels_array = batch.column(1)
+        if labels_array.null_count:
+            raise DataError(f"the {columns[1]!r} column must hold one whole number per image, not null")
+        labels = labels_array.to_numpy(zero_copy_only=False)
+        keep = np.flatnonzero(np.isin(labels, list(to_cifar2)))
+        for label, cell in zip(labels[keep], batch.column(0).take(pa.array(keep, type=pa.int64())).to_pylist()):
+            try:
+                images.append(_decode_cell(cell, None if snapshot else folder))
+                kept.append(to_cifar2[int(label)])
+            except ConvHubError as error:
+                skipped.append(str(error))
+    if skipped:
+        log.warning("skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
+    stacked = torch.stack(images) if images else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
+    return Split(stacked, torch.tensor(kept, dtype=torch.int64), skipped=len(skipped))
 
 
-def _columns(schema) -> list[str]:
+def _checked_columns(schemas: list) -> list[str]:
+    """[image column, label column], the same in every file, of exactly the types a CIFAR dataset has: images as
+    bytes or datasets' {bytes, path} (nothing else in it: a dictionary-encoded or extra child inflated gigabytes from
+    a KB before any count), labels a plain integer column."""
+    import pyarrow as pa
+
+    schema = schemas[0]
     image = next((c for c in IMAGE_COLUMNS if c in schema.names), None)
     label = next((c for c in LABEL_COLUMNS if c in schema.names), None)
     if image is None or label is None:
         raise DataError(f"it needs an image column (img/image) and a label column; it has {schema.names[:20]}")
+    image_type, label_type = schema.field(image).type, schema.field(label).type
+    binary = (pa.binary(), pa.large_binary())
+    plain_struct = (pa.types.is_struct(image_type) and image_type.get_field_index("bytes") >= 0
+                    and all((f.name == "bytes" and f.type in binary)
+                            or (f.name == "path" and f.type in (pa.string(), pa.large_string(), pa.null()))
+                            for f in image_type))
+    if image_type not in binary and not plain_struct:
+        raise DataError(f"the {image!r} column must hold images (bytes, or datasets' bytes and path), not "
+                        f"{str(image_type)[:200]}")
+    if not pa.types.is_integer(label_type):
+        raise DataError(f"the {label!r} column must hold one whole number per image, not {str(label_type)[:200]}")
+    for other in schemas[1:]:
+        if other.field(image).type != image_type if image in other.names else True:
+            raise DataError("its files do not all have the same image column")
+        if other.field(label).type != label_type if label in other.names else True:
+            raise DataError("its files do not all have the same label column")
     return [image, label]
 
 
 def _class_names(schema, label: str) -> list[str] | None:
     """The names a datasets ClassLabel gives the labels, from the features datasets keeps in the schema's metadata
-    (JSON, read as data: nothing in it is built)."""
+    (JSON of at most 1 MB, read as data: nothing in it is built)."""
+    raw = (schema.metadata or {}).get(b"huggingface", b"{}")
+    if len(raw) > 2**20:
+        return None
     try:
-        info = json.loads((schema.metadata or {}).get(b"huggingface", b"{}"))
-        feature = info["info"]["features"][label]
-    except (ValueError, KeyError, TypeError):
+        feature = json.loads(raw)["info"]["features"][label]
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     names = feature.get("names") if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" else None
     if isinstance(names, list) and len(names) <= 1000 and all(isinstance(n, str) for n in names):
@@ -221,17 +285,19 @@ def _class_names(schema, label: str) -> list[str] | None:
     return None
 
 
-def _inside(folder: Path, path: Path) -> bool:
-    """A regular file within ``folder``, not a link: what a dataset folder's own files are. In a snapshot in the HF
-    cache every file is a link to the repo's blobs folder, and may be that."""
+def _inside(folder: Path, path: Path, *, snapshot: bool = False) -> bool:
+    """A regular file within ``folder``, not a link: what a dataset folder's own files are. In a snapshot we
+    downloaded into the HF cache, every file is a link into the repo's blobs folder, and may be that."""
+    if not path.exists() and not path.is_symlink():
+        return False
     if not path.is_symlink():
         return stat.S_ISREG(path.lstat().st_mode) and path.resolve().is_relative_to(folder.resolve())
     blobs = folder.parent.parent / "blobs"  # CACHE/datasets--ns--name/snapshots/<sha>/ -> CACHE/datasets--ns--name/blobs
-    return (folder.parent.name == "snapshots" and path.resolve().parent == blobs.resolve()
+    return (snapshot and not blobs.is_symlink() and path.resolve().parent == blobs.resolve()
             and path.resolve().is_file())
 
 
-def _parquet_files(folder: Path, split: str) -> list[Path]:
+def _parquet_files(folder: Path, split: str, *, snapshot: bool = False) -> list[Path]:
     """The split's parquet files, found by their names as the Hub finds them (train-00000-of-00001.parquet,
     data/test/...). Not through load_dataset(folder): it also obeys the folder's README.md, whose `data_files` may
     name any path on this machine or any URL."""
@@ -244,7 +310,7 @@ def _parquet_files(folder: Path, split: str) -> list[Path]:
                         f"data/{split}-00000-of-00001.parquet)")
     found = DataFilesDict.from_patterns({split: patterns[split]}, base_path=str(folder))[split]
     files = [Path(f) for f in found if f.endswith(".parquet")]
-    outside = [str(f) for f in files if not _inside(folder, f)]
+    outside = [str(f) for f in files if not _inside(folder, f, snapshot=snapshot)]
     if outside:
         raise DataError(f"{outside[0]} is not a regular file inside {folder} (a link, a FIFO...)")
     if not files:
@@ -294,50 +360,22 @@ def _saved_arrow_files(folder: Path, split: str) -> list[Path]:
     return files
 
 
-def _cifar2_from_table(table, class_names: list[str] | None) -> Split:
-    """CIFAR-2 from the raw image and label columns: labels must be whole numbers (CIFAR-10 ids, unless a ClassLabel
-    names airplane and bird); each image's bytes (or, in a local dataset, a regular file its path names) go through
-    the bounded image opening, and an unreadable one is skipped and counted."""
-    import pyarrow as pa
-
-    image_column, label_column = _columns(table.schema)
-    labels_array = table.column(label_column)
-    if not pa.types.is_integer(labels_array.type) or labels_array.null_count:
-        raise DataError(f"the {label_column!r} column must hold one whole number per image, not {labels_array.type}")
-    image_type = table.schema.field(image_column).type
-    if not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)
-            or (pa.types.is_struct(image_type) and image_type.get_field_index("bytes") >= 0)):
-        raise DataError(f"the {image_column!r} column must hold images (bytes, or datasets' bytes and path), "
-                        f"not {image_type}")
-    labels = labels_array.to_numpy()
-    to_cifar2 = ({class_names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
-                 if class_names and all(c in class_names for c in CIFAR2_CLASSES) else CIFAR10_TO_CIFAR2)
-    keep = np.flatnonzero(np.isin(labels, list(to_cifar2)))
-    cells = table.column(image_column).take(pa.array(keep, type=pa.int64()))
-    images, kept, skipped = [], [], []
-    for label, cell in zip(labels[keep], cells.to_pylist()):
-        try:
-            images.append(_decode_cell(cell))
-            kept.append(to_cifar2[int(label)])
-        except ConvHubError as error:
-            skipped.append(str(error))
-    if skipped:
-        log.warning("skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
-    stacked = torch.stack(images) if images else torch.empty(0, 3, 32, 32, dtype=torch.uint8)
-    return Split(stacked, torch.tensor(kept, dtype=torch.int64), skipped=len(skipped))
-
-
-def _decode_cell(cell) -> torch.Tensor:
-    """A datasets Image cell ({"bytes", "path"}) or raw bytes."""
-    if isinstance(cell, (bytes, bytearray)):
+def _decode_cell(cell, folder: Path | None) -> torch.Tensor:
+    """A datasets Image cell ({"bytes", "path"}) or raw bytes. A path is read only in a local folder, relative to it
+    and inside it: a downloaded dataset's paths would name files on this machine (the user's photos, into a model
+    that may be published)."""
+    if isinstance(cell, (bytes, bytearray)) and cell:
         return decode_image(io.BytesIO(cell))
     if not isinstance(cell, dict):
         raise DataError("an empty image cell" if cell is None else f"an image cell of {type(cell).__name__}")
     if isinstance(cell.get("bytes"), (bytes, bytearray)) and cell["bytes"]:
         return decode_image(io.BytesIO(cell["bytes"]))
-    if isinstance(cell.get("path"), str) and cell["path"]:
-        return decode_image(cell["path"])  # convhub opens regular files only: no FIFO, no folder
-    raise DataError("an image cell with neither bytes nor a path")
+    path = cell.get("path")
+    if not (folder is not None and isinstance(path, str) and path and not Path(path).is_absolute()
+            and ".." not in Path(path).parts and _inside(folder, folder / path)):
+        raise DataError(f"an image cell without bytes, whose path {str(path)[:100]!r} is not a regular file inside "
+                        "the dataset's folder")
+    return decode_image(folder / path)
 
 
 def _saved_to_disk(path: Path) -> bool:
@@ -364,6 +402,19 @@ def stratified_split(data: Split, val_fraction: float, seed: int) -> tuple[Split
             Split(data.images[val_idx], data.labels[val_idx]))
 
 
+def _os_errors_as_data_errors(load):
+    """A path the system refuses (too long, no permission) is a DataError naming it, not a traceback."""
+    @functools.wraps(load)
+    def wrapped(source, *args, **kwargs):
+        try:
+            return load(source, *args, **kwargs)
+        except OSError as error:
+            raise DataError(f"cannot read {str(source)[:200]}: {error.strerror or error}") from None
+
+    return wrapped
+
+
+@_os_errors_as_data_errors
 def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0, revision: str | None = None) -> CIFAR2:
     """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
     source = str(source)
@@ -462,6 +513,7 @@ def augment(images: torch.Tensor, padding: int = 4, generator: torch.Generator |
                          tuple(images.shape[-2:]), generator)
 
 
+@_os_errors_as_data_errors
 def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Split, str]:
     """Everything to evaluate on: a whole image folder, a CIFAR-10 root's test batch, or a dataset's test split."""
     source = str(source)
