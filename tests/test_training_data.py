@@ -676,6 +676,22 @@ def test_an_arrow_file_whose_offsets_point_outside_its_data_is_refused_not_follo
     assert result.stdout.startswith("DataError: cannot load dataset") and "ArrowInvalid" in result.stdout
 
 
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_a_save_to_disk_file_of_compressed_batches_is_refused_before_any_is_inflated(tmp_path, codec):
+    """datasets writes arrow streams uncompressed; a compressed batch is inflated whole before it can be counted
+    (19 KB of zstd became 400 MB). Here image cells of 16 MB of zeros each, a few KB on disk."""
+    import pyarrow as pa
+
+    n = 4
+    cells = pa.array([b"\0" * 2**24] * n, pa.binary())
+    image = pa.StructArray.from_arrays([cells, pa.nulls(n, pa.string())], ["bytes", "path"])
+    arrow = _saved_to_disk(tmp_path / "saved", pa.table({"img": image, "label": [0, 2] * (n // 2)}),
+                           compression=codec)
+    assert arrow.stat().st_size < 2**20
+    with pytest.raises(DataError, match="holds compressed record batches .datasets writes none.; not read"):
+        load_cifar2(tmp_path / "saved")
+
+
 def test_an_image_column_of_another_shape_is_refused_before_anything_is_read(tmp_path):
     """Only bytes, or datasets' {bytes, path}: a dictionary-encoded bytes child stores one cell for every row (a
     1.2 KB file made gigabytes), an extra child is inflated with the column."""
