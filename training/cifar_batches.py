@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 class _Stub:
     """What a batch's pickle builds instead of calling numpy: the call's arguments and the state given to it, kept
     until _plain_array has checked them."""

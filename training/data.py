@@ -175,12 +175,12 @@ def _download_parquet(name: str, revision: str | None) -> Path:
     bound_hub_requests()
     api = HfApi(endpoint=endpoint())  # HF_ENDPOINT as it is now (huggingface_hub read it at import)
     sha = api.dataset_info(name, revision=revision or "main").sha  # one commit, listed and downloaded
-    files, entries = {}, 0
-    for entry in api.list_repo_tree(name, repo_type="dataset", revision=sha, recursive=True):
-        entries += 1
+    files, size = [], 0
+    for entries, entry in enumerate(api.list_repo_tree(name, repo_type="dataset", revision=sha, recursive=True), 1):
         if entry.path.endswith(".parquet") and getattr(entry, "size", None) is not None:
-            files[entry.path] = entry.size
-        if entries > 10 * MAX_HUB_FILES or len(files) > MAX_HUB_FILES or sum(files.values()) > MAX_HUB_BYTES:
+            files.append(entry.path)
+            size += entry.size
+        if entries > 10 * MAX_HUB_FILES or len(files) > MAX_HUB_FILES or size > MAX_HUB_BYTES:
             raise DataError(f"the repo holds more than {MAX_HUB_FILES:,} parquet files or {MAX_HUB_BYTES:,} bytes of "
                             "them (CIFAR-10: 2 files, ~130 MB); nothing was downloaded")
     # By its branch name (so that the cache knows the branch, for offline use), checked to be the commit listed.
@@ -200,10 +200,8 @@ def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
 
     if _saved_to_disk(folder) and not snapshot:
         files = _saved_arrow_files(folder, split)
-        for file in files:
-            _refuse_compressed_batches(file)
-        schemas = [pa.ipc.open_stream(pa.memory_map(str(f))).schema for f in files]
-        # Only these two fields are decoded: other columns (compressed, of any size) are never inflated.
+        schemas = [_uncompressed_stream_schema(f) for f in files]
+        # Only these two fields are decoded: other columns (of any size) are never inflated.
         columns = _checked_columns(schemas)
         options = pa.ipc.IpcReadOptions(included_fields=[schemas[0].get_field_index(c) for c in columns])
         batches = (b for f in files for b in pa.ipc.open_stream(pa.memory_map(str(f)), options=options))
@@ -241,15 +239,21 @@ def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
     return Split(stacked, torch.tensor(kept, dtype=torch.int64), skipped=len(skipped))
 
 
-def _refuse_compressed_batches(path: Path) -> None:
-    """datasets writes arrow streams uncompressed; a compressed record batch is inflated whole when read, before it
-    can be counted (19 KB of zstd became 400 MB). Each message's header is read (its flatbuffer, a few fields) with
-    its body left as it is in the file."""
+def _uncompressed_stream_schema(path: Path):
+    """An arrow stream's schema, once every batch in it is known to be uncompressed: datasets writes none, and a
+    compressed record batch is inflated whole when read, before it can be counted (19 KB of zstd became 400 MB).
+    Each message's header is read (its flatbuffer, a few fields) with its body left as it is in the file."""
     import pyarrow as pa
 
+    schema = None
     for message in pa.ipc.MessageReader.open_stream(pa.memory_map(str(path))):
-        if message.type in ("record batch", "dictionary") and _ipc_compressed(message.metadata.to_pybytes()):
+        if message.type == "schema" and schema is None:
+            schema = pa.ipc.read_schema(message)
+        elif message.type in ("record batch", "dictionary") and _ipc_compressed(message.metadata.to_pybytes()):
             raise DataError(f"{path.name} holds compressed record batches (datasets writes none); not read")
+    if schema is None:
+        raise DataError(f"{path.name} is not an arrow stream (no schema)")
+    return schema
 
 
 def _ipc_compressed(meta: bytes) -> bool:
@@ -303,10 +307,9 @@ def _checked_columns(schemas: list) -> list[str]:
     if not pa.types.is_integer(label_type):
         raise DataError(f"the {label!r} column must hold one whole number per image, not {str(label_type)[:200]}")
     for other in schemas[1:]:
-        if other.field(image).type != image_type if image in other.names else True:
-            raise DataError("its files do not all have the same image column")
-        if other.field(label).type != label_type if label in other.names else True:
-            raise DataError("its files do not all have the same label column")
+        for column, kind in ((image, "image"), (label, "label")):
+            if column not in other.names or other.field(column).type != schema.field(column).type:
+                raise DataError(f"its files do not all have the same {kind} column")
     return [image, label]
 
 
