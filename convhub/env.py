@@ -1,10 +1,12 @@
-"""Numbers read from environment variables (the Space's limits, the Hub client's deadline): an operator's typo is one
-clear error naming the variable, not a traceback from int() or a limit that breaks something later."""
+"""Settings read from environment variables (the Space's limits, the Hub client's deadline, the Hub's URL): an
+operator's typo is one clear error naming the variable, not a traceback from int() or a limit that breaks something
+later."""
 
 from __future__ import annotations
 
 import math
 import os
+from urllib.parse import urlsplit
 
 from .errors import ConvHubError
 
@@ -28,3 +30,24 @@ def number(name: str, default, *, minimum: float, maximum: float, kind: type = i
 
 def _show(bound: float) -> str:
     return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+
+def hub_endpoint(default: str = "https://huggingface.co") -> str:
+    """HF_ENDPOINT without its trailing "/" (``default`` where unset); ConvHubError unless it is an http(s) URL with a
+    host. huggingface_hub parses it once, at its import (`http://[::1` was a traceback there), and takes any other
+    string as it comes (`ftp://host` then read as "the Hub cannot be reached", a port of 99999 as a ValueError)."""
+    raw = os.environ.get("HF_ENDPOINT")
+    if raw is None:
+        return default
+    url = raw.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        usable = (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+                  and not (parts.query or parts.fragment) and url.isprintable() and not any(c.isspace() for c in url))
+    except ValueError:  # an unclosed "[", a port that is not a number from 0 to 65535
+        usable = False
+    if not usable:
+        raise ConvHubError(f"HF_ENDPOINT must be the Hub's http(s) URL, such as https://huggingface.co or "
+                           f"http://127.0.0.1:8090 (unset it for huggingface.co), not {raw[:80]!r}"
+                           + ("..." if len(raw) > 80 else ""))
+    return url

@@ -48,8 +48,8 @@ def hub_deadline_s() -> float:
 
 
 def endpoint() -> str:
-    """HF_ENDPOINT as it is now (huggingface_hub reads it once, at import)."""
-    return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
+    """HF_ENDPOINT as it is now (huggingface_hub reads it once, at import); ConvHubError where it is not a URL."""
+    return env.hub_endpoint(constants.ENDPOINT)
 
 
 def offline_mode() -> bool:

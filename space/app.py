@@ -31,7 +31,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker thread
 
 from convhub import env  # noqa: E402
 from convhub.errors import ConvHubError  # noqa: E402
-from convhub.hub import hub_deadline_s  # noqa: E402
 
 import uploads  # noqa: E402
 
@@ -39,6 +38,9 @@ import uploads  # noqa: E402
 # int() at import): a typo is one line naming the variable (the Space's log ends with it) instead of a traceback, or
 # a page that cannot classify.
 try:
+    env.hub_endpoint()  # before huggingface_hub's import parses it (`http://[::1` was a traceback there)
+    from convhub.hub import hub_deadline_s
+
     MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
     try:
         # Any request body, JSON too (a 200 MB one was accepted): twice the upload limit, so that an upload somewhat

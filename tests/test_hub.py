@@ -186,6 +186,25 @@ def test_unreachable_endpoint_fails_fast():
     assert convhub.hub.endpoint() in str(info.value)
 
 
+@pytest.mark.parametrize("value", ["ftp://127.0.0.1:9", "127.0.0.1:8090", "http://127.0.0.1:99999", "http://[::1",
+                                   "http://127.0.0.1:8090/?x=1", ""])
+def test_a_malformed_endpoint_is_one_error_naming_hf_endpoint_before_any_connection(monkeypatch, value):
+    """An operator's typo in HF_ENDPOINT: not "the Hub cannot be reached" (ftp://, no scheme), nor a ValueError from
+    deep in the client (a port of 99999, an unclosed '[')."""
+    monkeypatch.setenv("HF_ENDPOINT", value)
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("a malformed endpoint was connected to"))
+    with pytest.raises(convhub.ConvHubError, match=r"^HF_ENDPOINT must be the Hub's http\(s\) URL"):
+        convhub.load(REPO)
+
+
+@pytest.mark.parametrize("value, used", [("http://127.0.0.1:8090/", "http://127.0.0.1:8090"),
+                                         ("https://hub.example.org/mirror", "https://hub.example.org/mirror"),
+                                         ("http://[::1]:8080", "http://[::1]:8080")])
+def test_an_endpoint_is_used_as_given_without_its_trailing_slash(monkeypatch, value, used):
+    monkeypatch.setenv("HF_ENDPOINT", value)
+    assert convhub.hub.endpoint() == used
+
+
 def test_unreachable_endpoint_is_probed_once(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     probes = []

@@ -549,6 +549,9 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_MAX_UPLOAD", "10mb\t", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),  # Gradio's launch refused it
     ("GRADIO_SERVER_PORT", "http", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not 'http'"),
     ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not '70000'"),
+    # huggingface_hub parses it at import: a traceback from Gradio's import of it
+    ("HF_ENDPOINT", "http://[::1", "HF_ENDPOINT must be the Hub's http(s) URL"),
+    ("HF_ENDPOINT", "ftp://127.0.0.1", "HF_ENDPOINT must be the Hub's http(s) URL"),  # "the Hub cannot be reached"
 ])
 def test_a_setting_the_space_cannot_use_stops_it_before_it_serves_with_one_line_naming_it(tmp_path, name, value,
                                                                                            message):

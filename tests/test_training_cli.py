@@ -488,6 +488,25 @@ def test_push_while_offline_fails_before_training(monkeypatch, folder, tmp_path)
     assert "data:" not in stdout and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("value", ["http://[::1", "huggingface.co"])
+def test_a_malformed_hf_endpoint_is_one_line_before_any_work(folder, tmp_path, value):
+    """The real `python -m training`: huggingface_hub parses HF_ENDPOINT when it is imported, which was a traceback
+    for an unclosed '['; a URL without its scheme would have been read as "the Hub cannot be reached"."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "training", "train", "--model", "net", "--data", str(folder),
+                             "--out", str(tmp_path / "m"), "--push", "alice/convhub-net"],
+                            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "HF_ENDPOINT": value},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: HF_ENDPOINT must be the Hub's http(s) URL, such as https://huggingface.co or http://127.0.0.1:8090 "
+        f"(unset it for huggingface.co), not {value!r}"]
+    assert result.stdout == "" and not (tmp_path / "m").exists()
+
+
 def test_unknown_model_name_is_an_argparse_error(folder, tmp_path):
     code, _, stderr = run_cli("train", "--model", "resnet", "--data", folder, "--out", tmp_path / "o")
     assert code == 2 and "invalid choice" in stderr and "Traceback" not in stderr
