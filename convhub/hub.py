@@ -8,6 +8,7 @@ never answers, and retries a refused one for ~23 s per file.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -50,6 +51,30 @@ def hub_deadline_s() -> float:
 def endpoint() -> str:
     """HF_ENDPOINT as it is now (huggingface_hub reads it once, at import); ConvHubError where it is not a URL."""
     return env.hub_endpoint(constants.ENDPOINT)
+
+
+# What git refuses in a branch or tag name (git check-ref-format), and so the Hub: a space, control characters,
+# ~ ^ : ? * [ \ anywhere; "..", "//" and "@{" anywhere; a part that starts with "." or ends with ".lock"; "/" or "-"
+# first; "/" or "." last.
+BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{|(^|/)\.|\.lock($|/)|^[/-]|[/.]$")
+
+
+def check_revision(revision: str | None, setting: str = "revision") -> None:
+    """``revision`` is a name git accepts for a branch (a tag or a commit hash is one too): a typo is refused here,
+    before any request, rather than by the Hub halfway through."""
+    if revision is not None and (revision in ("", "@", "HEAD") or len(revision) > 200 or BAD_REF.search(revision)):
+        raise ConvHubError(f"{setting} {revision[:80]!r} is not a branch name git accepts (`git check-ref-format "
+                           "--branch`): no spaces, '..' or any of ~^:?*[\\, no part starting with '.'")
+
+
+def check_namespace(namespace: str | None, setting: str = "namespace") -> None:
+    """``namespace`` names the zoo's repos (``<namespace>/convhub-<name>``) as the Hub's ids allow."""
+    if namespace is None:
+        return
+    try:
+        validate_repo_id(f"{namespace}/convhub-net")
+    except HFValidationError as error:
+        raise ConvHubError(f"{setting} {namespace[:80]!r} cannot name a Hub repo: {error}") from None
 
 
 def offline_mode() -> bool:

@@ -39,8 +39,11 @@ import uploads  # noqa: E402
 # a page that cannot classify.
 try:
     env.hub_endpoint()  # before huggingface_hub's import parses it (`http://[::1` was a traceback there)
-    from convhub.hub import hub_deadline_s
+    from convhub.hub import check_namespace, check_revision, hub_deadline_s
 
+    # The Hub repos tried for the nets: a typo made them "unavailable" on the Compare tab, the bundled weights served.
+    check_namespace(os.environ.get("CONVHUB_NAMESPACE") or None, "CONVHUB_NAMESPACE")
+    check_revision(os.environ.get("CONVHUB_REVISION") or None, "CONVHUB_REVISION")
     MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
     try:
         # Any request body, JSON too (a 200 MB one was accepted): twice the upload limit, so that an upload somewhat

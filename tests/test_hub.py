@@ -205,6 +205,24 @@ def test_an_endpoint_is_used_as_given_without_its_trailing_slash(monkeypatch, va
     assert convhub.hub.endpoint() == used
 
 
+@pytest.mark.parametrize("revision", ["main", "v1.0", "feature/x", "0123456789abcdef0123456789abcdef01234567"])
+def test_a_branch_tag_or_commit_is_a_revision(revision):
+    convhub.hub.check_revision(revision)
+
+
+@pytest.mark.parametrize("revision", ["", "v 1", "a..b", "HEAD", "x.lock", "-x", "x/", "@{1}", "a\nb"])
+def test_a_revision_git_would_refuse_is_refused_naming_the_setting(revision):
+    with pytest.raises(convhub.ConvHubError, match="^SOME_SETTING .* is not a branch name git accepts"):
+        convhub.hub.check_revision(revision, "SOME_SETTING")
+
+
+def test_a_namespace_must_name_hub_repos():
+    convhub.hub.check_namespace("Alice-Org")
+    for namespace in ("alice/team", "a b", "../x", "x" * 100, ""):
+        with pytest.raises(convhub.ConvHubError, match="^CONVHUB_NAMESPACE .* cannot name a Hub repo"):
+            convhub.hub.check_namespace(namespace, "CONVHUB_NAMESPACE")
+
+
 def test_unreachable_endpoint_is_probed_once(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     probes = []

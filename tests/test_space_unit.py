@@ -552,6 +552,9 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     # huggingface_hub parses it at import: a traceback from Gradio's import of it
     ("HF_ENDPOINT", "http://[::1", "HF_ENDPOINT must be the Hub's http(s) URL"),
     ("HF_ENDPOINT", "ftp://127.0.0.1", "HF_ENDPOINT must be the Hub's http(s) URL"),  # "the Hub cannot be reached"
+    # the Hub repos of the nets: each net was "unavailable" from the Hub, the bundled weights served
+    ("CONVHUB_NAMESPACE", "alice/team", "CONVHUB_NAMESPACE 'alice/team' cannot name a Hub repo"),
+    ("CONVHUB_REVISION", "v 1", "CONVHUB_REVISION 'v 1' is not a branch name git accepts"),
 ])
 def test_a_setting_the_space_cannot_use_stops_it_before_it_serves_with_one_line_naming_it(tmp_path, name, value,
                                                                                            message):

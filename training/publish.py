@@ -8,7 +8,6 @@ repo), and uploads are commits of whole folders, so running a publish again uplo
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import convhub
 import httpx2
 from convhub.errors import ConvHubError, HubUnavailableError
-from convhub.hub import bound_hub_requests, endpoint, hub_reachable, offline_mode, within_deadline
+from convhub.hub import bound_hub_requests, check_revision, endpoint, hub_reachable, offline_mode, within_deadline
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
@@ -109,19 +108,13 @@ def _upload_now(api: HfApi, folder: Path, repo_id: str, *, repo_type: str, revis
     return str(commit.commit_url)
 
 
-# What git refuses in a branch name (git check-ref-format), and so the Hub: a space, control characters, ~ ^ : ? * [ \
-# anywhere; "..", "//" and "@{" anywhere; a part that starts with "." or ends with ".lock"; "/" or "-" first; "/" or
-# "." last.
-BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{|(^|/)\.|\.lock($|/)|^[/-]|[/.]$")
-
-
 def check_branch(revision: str | None) -> None:
-    """``revision`` is a branch name the Hub takes: refused here, before any repo is created, not by the Hub
-    halfway through a publish."""
-    if revision is not None and (revision in ("", "@", "HEAD") or len(revision) > 200
-                                 or BAD_BRANCH.search(revision)):
-        raise PublishError(f"--revision {revision[:80]!r} is not a branch name git accepts (`git check-ref-format "
-                           "--branch`): no spaces, '..' or any of ~^:?*[\\, no part starting with '.'")
+    """``revision`` is a branch name the Hub takes: refused before any repo is created, not by the Hub halfway
+    through a publish."""
+    try:
+        check_revision(revision, "--revision")
+    except ConvHubError as error:
+        raise PublishError(str(error)) from None
 
 
 def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, private: bool | None = None,
