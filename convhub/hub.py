@@ -14,16 +14,18 @@ import time
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, snapshot_download
+from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
     HFValidationError,
     LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import _http, validate_repo_id
 
 from . import env
@@ -41,6 +43,15 @@ HUB_DEADLINE_S = 120.0
 _PROBE_TTL_S = 30.0
 _probe_cache: dict[str, tuple[float, bool]] = {}
 _client_lock = threading.Lock()
+# huggingface_hub names HF-cache paths after what the Hub answers: a file's ETag (blobs/<etag>) and the commit's id
+# (snapshots/<commit>, refs/<revision>). Answers of any other form are refused (_check_answer).
+COMMIT = re.compile(r"[0-9a-f]{40}")
+FILE_HASH = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a git blob's sha1, or an LFS file's sha256
+HUB_DOMAINS = ("hf.co", "huggingface.co")  # the Hub's own CDNs, where it redirects downloads of large files
+MAX_ANSWER_BYTES = 16 * 2**20  # any answer but a file being downloaded (JSON: a 1,000-file listing page is ~300 KB)
+# The Hub operation running in this thread: the bytes a body may have (download) and when it is abandoned
+# (within_deadline); both are checked as the body streams in, and a new request past the deadline is refused.
+_operation = threading.local()
 
 
 def hub_deadline_s() -> float:
@@ -83,26 +94,100 @@ def offline_mode() -> bool:
 
 def _bound_timeouts(request: httpx2.Request) -> None:
     """A request hook: every timeout left unset (None: wait forever, which huggingface_hub passes explicitly for its
-    API calls) becomes HUB_TIMEOUT_S."""
+    API calls) becomes HUB_TIMEOUT_S; no request starts once its operation's deadline has passed."""
+    _check_deadline()
     timeout = request.extensions.get("timeout") or {}
     request.extensions["timeout"] = {key: HUB_TIMEOUT_S if timeout.get(key) is None else timeout[key]
                                      for key in ("connect", "read", "write", "pool")}
 
 
+def _check_deadline() -> None:
+    deadline = getattr(_operation, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise HubUnavailableError(f"the Hub ({endpoint()}) operation was abandoned at its deadline")
+
+
+def _refuse(response: httpx2.Response, what: str) -> None:
+    raise ConvHubError(f"the Hub ({endpoint()}) answered {response.request.method} {response.request.url.path[:120]} "
+                       f"with {what}: refused, nothing was written")
+
+
+def _bare_etag(etag: str) -> str:
+    return etag.removeprefix("W/").strip('"')
+
+
+def _may_redirect(origin: httpx2.URL, target: httpx2.URL) -> bool:
+    """To the same host, or to the Hub's own CDNs over https: no other address (another machine's, a service on
+    this one) is sent a request on a server's word."""
+    host = (target.host or "").lower()
+    return target.scheme in ("http", "https") and (
+        host == (origin.host or "").lower()
+        or target.scheme == "https" and any(host == d or host.endswith("." + d) for d in HUB_DOMAINS))
+
+
+def _check_answer(response: httpx2.Response) -> None:
+    """A response hook, before huggingface_hub uses an answer: its commit id and file hashes must be of their form
+    (they become paths in the HF cache: an ETag of ../../.bashrc wrote that file), a redirect may only go to the same
+    host or the Hub's CDNs, and the body is counted as it streams in (a HEAD's size is only a claim)."""
+    commit = response.headers.get("X-Repo-Commit")
+    if commit is not None and not COMMIT.fullmatch(commit):
+        _refuse(response, f"a commit id that is not one ({commit[:80]!r})")
+    if "/resolve/" in response.request.url.path:
+        for header in ("X-Linked-Etag", "ETag"):
+            etag = response.headers.get(header)
+            if etag is not None and not FILE_HASH.fullmatch(_bare_etag(etag)):
+                _refuse(response, f"an {header} that is not a file's hash ({etag[:80]!r})")
+    if response.is_redirect:
+        target = response.request.url.join(response.headers.get("Location", ""))
+        if not _may_redirect(response.request.url, target):
+            _refuse(response, f"a redirect to {str(target)[:120]!r} (another host)")
+    limit = getattr(_operation, "max_bytes", MAX_ANSWER_BYTES)
+    what = getattr(_operation, "what", f"the Hub's answer to {response.request.url.path[:120]}")
+    declared = response.headers.get("X-Linked-Size") or response.headers.get("Content-Length") or ""
+    if declared.isdigit() and int(declared) > limit:
+        raise ConvHubError(f"{what} is {int(declared):,} bytes; at most {limit:,} are expected: not downloading it")
+    response.stream = _CountedBody(response.stream, limit, what)
+
+
+class _CountedBody(httpx2.SyncByteStream):
+    """A response body that stops at ``limit`` bytes, or when its operation's deadline passes."""
+
+    def __init__(self, stream, limit: int, what: str):
+        self.stream, self.limit, self.what = stream, limit, what
+
+    def __iter__(self):
+        seen = 0
+        for chunk in self.stream:
+            seen += len(chunk)
+            if seen > self.limit:
+                raise ConvHubError(f"{self.what} went on past {self.limit:,} bytes: not downloading it")
+            _check_deadline()
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 def _bounded_client() -> httpx2.Client:
-    """huggingface_hub's default client, with every request's timeouts bounded."""
-    client = _http.default_client_factory()
+    """huggingface_hub's default client, with every request's timeouts bounded and every answer checked."""
+    return _with_checks(_http.default_client_factory())
+
+
+def _with_checks(client: httpx2.Client) -> httpx2.Client:
     hooks = client.event_hooks
-    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), _bound_timeouts]}
+    if _check_answer not in hooks.get("response", []):
+        client.event_hooks = {"request": [*hooks.get("request", []), _bound_timeouts],
+                              "response": [*hooks.get("response", []), _check_answer]}
     return client
 
 
 def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
-    """fn(*args, **kwargs), or HubUnavailableError after ``seconds``. It runs in a daemon thread that is left behind
-    when the deadline passes (Python cannot stop a thread); the process may still exit."""
+    """fn(*args, **kwargs), or HubUnavailableError after ``seconds``. It runs in a daemon thread, whose Hub requests
+    stop at the deadline (the next request or chunk of a body is refused), though Python cannot stop the thread."""
     outcome: dict = {}
 
     def run():
+        _operation.deadline = time.monotonic() + seconds  # its requests stop here too (_check_deadline)
         try:
             outcome["value"] = fn(*args, **kwargs)
         except BaseException as error:  # noqa: BLE001 - handed to the caller
@@ -120,10 +205,12 @@ def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
 
 
 def bound_hub_requests() -> None:
-    """Give huggingface_hub's shared HTTP client timeouts, unless the user installed a client factory of their own."""
+    """Give huggingface_hub's shared HTTP client timeouts and answer checks (a client factory of the user's own gets
+    the checks added to its client)."""
     with _client_lock:
         if _http._GLOBAL_CLIENT_FACTORY is _http.default_client_factory:
             _http.set_client_factory(_bounded_client)
+        _with_checks(_http.get_session())
 
 
 def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
@@ -140,7 +227,7 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
         within_deadline(timeout + 1, "answering a probe", _http.get_session().head, f"{url}/api/models",
                         timeout=timeout, follow_redirects=False)
         reachable = True
-    except (httpx2.HTTPError, HubUnavailableError):
+    except (httpx2.HTTPError, ConvHubError):  # HubUnavailableError too, and an answer _check_answer refused
         reachable = False
     _probe_cache[url] = (time.monotonic(), reachable)
     return reachable
@@ -172,6 +259,7 @@ def resolve(
     name = repo_name(name_or_path)
     if Path(name).expanduser().is_dir():
         return Path(name).expanduser()
+    check_revision(revision)  # a path in the HF cache: refs/<revision>
     try:
         validate_repo_id(name)
     except HFValidationError as error:
@@ -222,21 +310,73 @@ def resolve(
     return Path(folder)
 
 
-def _download(name: str, *, revision, cache_dir, token, force_download: bool, online: bool) -> str:
-    """The repo's model files into the HF cache, after checking their sizes (online), or the cached snapshot."""
-    if online:  # one HEAD per file (no retries), so nothing is downloaded that a convhub model could not be
-        for filename, limit in MAX_FILE_BYTES.items():
-            url = hf_hub_url(name, filename, revision=revision, endpoint=endpoint())
-            try:
-                size = get_hf_file_metadata(url, token=token, timeout=HUB_TIMEOUT_S, endpoint=endpoint()).size
-            except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
-                continue  # not there: snapshot_download says what is missing, and a README may be
-            if isinstance(size, int) and size > limit:
-                raise ConvHubError(f"{name}'s {filename} is {size:,} bytes; a convhub model's is at most "
-                                   f"{limit:,}: not downloading it")
-    return snapshot_download(
-        name, revision=revision, cache_dir=cache_dir, token=token, allow_patterns=MODEL_FILES,
-        force_download=force_download, local_files_only=not online, endpoint=endpoint(), etag_timeout=HUB_TIMEOUT_S)
+def _download(name: str, *, revision, cache_dir, token, force_download: bool, online: bool) -> Path:
+    """The repo's model files into the HF cache (online), or the copy already there."""
+    if online:
+        return download(name, MAX_FILE_BYTES, revision=revision, cache_dir=cache_dir, token=token,
+                        force_download=force_download)
+    return cached_snapshot(name, MODEL_FILES, required=("config.json", "model.safetensors"), revision=revision,
+                           cache_dir=cache_dir)
+
+
+def download(repo_id: str, files: dict[str, int], *, repo_type: str = "model", revision: str | None = None,
+             cache_dir: str | Path | None = None, token: str | bool | None = None,
+             force_download: bool = False) -> Path:
+    """``files`` (each with the most bytes it may have; one the repo lacks is skipped) into the HF cache, all from one
+    commit: the first file's answer names it (and the cache learns the branch, for offline use), the others are
+    fetched at it. Returns the snapshot folder. File by file with hf_hub_download, not snapshot_download: that one
+    also makes cache paths of the listing's commit id, a JSON field no header check sees."""
+    bound_hub_requests()
+    # Which of them the repo has, from its listing (a missing file's answer varies: 404 on the Hub, 401 on mirrors).
+    info = HfApi(endpoint=endpoint()).repo_info(repo_id, repo_type=repo_type, revision=revision or "main", token=token,
+                                                timeout=HUB_TIMEOUT_S)
+    present = {sibling.rfilename for sibling in info.siblings or []}
+    folder, at = None, revision
+    for filename, limit in files.items():
+        if filename not in present:
+            continue
+        _operation.max_bytes, _operation.what = limit, f"{repo_id}'s {filename}"
+        try:
+            path = hf_hub_download(repo_id, filename, repo_type=repo_type, revision=at, cache_dir=cache_dir,
+                                   token=token, force_download=force_download, endpoint=endpoint(),
+                                   etag_timeout=HUB_TIMEOUT_S)
+        except RemoteEntryNotFoundError:  # not LocalEntryNotFoundError: offline, nothing in the cache
+            continue
+        finally:
+            del _operation.max_bytes, _operation.what
+        folder = _checked_snapshot(repo_id, repo_type, cache_dir, Path(path), filename)
+        at = folder.name
+    if folder is None:
+        raise ConvHubError(f"repo {repo_id!r} has none of {', '.join(files)}")
+    return folder
+
+
+def cached_snapshot(repo_id: str, patterns: list[str], *, required: tuple[str, ...] = (), repo_type: str = "model",
+                    revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
+    """The snapshot an earlier download left in the HF cache for ``revision``, without any request; checked to be one
+    (a cache written by an older client may name a folder anywhere in refs/<revision>) and to hold ``required``."""
+    folder = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns,
+                                    cache_dir=cache_dir, local_files_only=True))
+    for path in folder.rglob("*"):
+        _checked_snapshot(repo_id, repo_type, cache_dir, path, path.relative_to(folder).as_posix())
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise LocalEntryNotFoundError(f"the HF cache's copy of {repo_id} lacks {', '.join(missing)}")
+    return _checked_snapshot(repo_id, repo_type, cache_dir, folder / ".", "")
+
+
+def _checked_snapshot(repo_id: str, repo_type: str, cache_dir, path: Path, filename: str) -> Path:
+    """The snapshot folder of ``path`` (``filename`` in it), if it is `<cache>/<repo>/snapshots/<commit>/<filename>`
+    and what it links to lies inside `<cache>/<repo>`; ConvHubError otherwise."""
+    repo_cache = Path(cache_dir or constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    folder = Path(os.path.normpath(path))
+    for _ in Path(filename).parts:
+        folder = folder.parent
+    inside = os.path.realpath(path).startswith(os.path.realpath(repo_cache) + os.sep)
+    if folder.parent != repo_cache / "snapshots" or not COMMIT.fullmatch(folder.name) or not inside:
+        raise ConvHubError(f"the HF cache's copy of {repo_id} is not where a download puts it ({path}): refused; "
+                           f"delete {repo_cache} and download it again")
+    return folder
 
 
 def read_config(folder: str | Path) -> dict:

@@ -187,7 +187,8 @@ def olah_hub(olah_server, hub_env, monkeypatch) -> OlahHub:
 class SilentServer:
     """A listener on 127.0.0.1 that accepts connections and never answers (a hung Hub).
 
-    With ``answer_probe``, HEAD requests get an empty 200 (the Hub looks alive) and everything else hangs.
+    With ``answer_probe``, the probe (HEAD /api/models) gets an empty 200 (the Hub looks alive) and everything else
+    hangs.
     """
 
     def __init__(self, answer_probe: bool = False):
@@ -220,7 +221,7 @@ class SilentServer:
                 except OSError:
                     continue
                 self.requests.append(head)
-                if head.startswith(b"HEAD "):
+                if head.startswith(b"HEAD /api/models "):  # the probe
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     conn.close()
 

@@ -12,8 +12,10 @@ The offline tests need no server: HF_HUB_OFFLINE=1, or HF_ENDPOINT at a port on 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+import threading
 import time
 
 import convhub
@@ -441,7 +443,7 @@ def test_create_pretrained_defaults_to_the_convhub_namespace_and_fails_fast_offl
 class ScriptedHub:
     """An HTTP server on 127.0.0.1 whose answers the test writes: `answer(method, path) -> (status, headers, body,
     drip_seconds)`; with drip_seconds, the headers go out one byte at a time (each read arrives in time, the whole
-    never does)."""
+    never does). A body that is not bytes is an iterable of chunks, sent as they come."""
 
     def __init__(self, answer):
         import threading
@@ -468,8 +470,13 @@ class ScriptedHub:
                             self.wfile.write(bytes([byte]))
                             self.wfile.flush()
                             time.sleep(drip)
-                    else:
+                    elif isinstance(body, bytes) or self.command == "HEAD":
                         self.wfile.write(head.encode() + (body if self.command != "HEAD" else b""))
+                    else:  # an iterable of chunks: a body that goes on (until the client hangs up)
+                        self.wfile.write(head.encode())
+                        for chunk in body:
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
                 except OSError:
                     pass
 
@@ -534,14 +541,16 @@ def test_files_larger_than_a_convhub_model_has_are_not_downloaded(scripted_hub):
     def answer(method, path):
         if path == "/api/models":
             return 200, {"Content-Length": "0"}, b"", None
+        if path.startswith("/api/models/someone/huge"):
+            return listing(commit, ["config.json"])
         if method == "HEAD" and path.endswith("/config.json"):
-            return 200, {"X-Repo-Commit": commit, "ETag": '"abc"', "Content-Length": str(400 * 2**20)}, b"", None
+            return 200, {"X-Repo-Commit": commit, "ETag": f'"{"b" * 40}"', "Content-Length": str(400 * 2**20)}, b"", None
         return 404, {"Content-Length": "0"}, b"", None
 
     hub = scripted_hub(answer)
-    with pytest.raises(convhub.ConvHubError, match="config.json is 419,430,400 bytes; a convhub model's is at most"):
+    with pytest.raises(convhub.ConvHubError, match="config.json is 419,430,400 bytes; at most 65,536 are expected"):
         convhub.load("someone/huge")
-    assert not [r for r in hub.requests if r[0] == "GET"]  # nothing was downloaded
+    assert not [r for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]]  # nothing was downloaded
 
 
 @pytest.mark.parametrize(("status", "headers", "body"), [
@@ -553,3 +562,165 @@ def test_odd_answers_are_convhub_errors(scripted_hub, status, headers, body):
                  (status, {**headers, "Content-Length": str(len(body))}, body, None))
     with pytest.raises(convhub.ConvHubError):
         convhub.load("someone/loop")
+
+
+# --- a Hub that answers with paths, endless bodies or redirects (review findings) ------------------------------------
+# huggingface_hub writes the HF cache at paths made of the Hub's answers: blobs/<ETag>, snapshots/<commit>,
+# refs/<revision>, .no_exist/<commit>/<file>. An ETag of ../../.. wrote a file of the server's choosing anywhere.
+
+
+def listing(commit: str, names) -> tuple:
+    body = json.dumps({"id": "someone/net", "sha": commit, "siblings": [{"rfilename": n} for n in names]}).encode()
+    return 200, {"Content-Type": "application/json", "Content-Length": str(len(body))}, body, None
+
+
+def honest_hub(folder, commit: str = "c" * 40, tweak=None):
+    """Answers as the Hub does for a repo holding ``folder``'s files at ``commit``; ``tweak(method, path, answer)``
+    may change any answer."""
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def answer(method, path):
+        if path == "/api/models":
+            reply = 200, {"Content-Length": "0"}, b"", None
+        elif path.startswith("/api/models/") and "/tree/" in path:  # snapshot_download's listing
+            body = json.dumps([{"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
+                               for n, d in files.items()]).encode()
+            reply = 200, {"Content-Type": "application/json", "Content-Length": str(len(body))}, body, None
+        elif path.startswith("/api/models/"):
+            reply = listing(commit, files)
+        elif "/resolve/" in path and path.rsplit("/", 1)[-1] in files:
+            data = files[path.rsplit("/", 1)[-1]]
+            reply = 200, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                          "Content-Length": str(len(data))}, data, None
+        else:
+            reply = 404, {"Content-Length": "0", "X-Repo-Commit": commit}, b"", None
+        return tweak(method, path, reply) if tweak else reply
+
+    return answer
+
+
+def files_under(path) -> list:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def test_an_honest_hub_gives_the_repos_weights(scripted_hub, folder):
+    scripted_hub(honest_hub(folder))
+    assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
+
+
+def _with_header(name, value, on="README.md"):
+    def tweak(method, path, reply):
+        status, headers, body, drip = reply
+        return (status, {**headers, name: value}, body, drip) if path.endswith(f"/{on}") else reply
+    return tweak
+
+
+@pytest.mark.parametrize("header, message", [
+    ("ETag", "an ETag that is not a file's hash"),
+    ("X-Linked-Etag", "an X-Linked-Etag that is not a file's hash"),
+    ("X-Repo-Commit", "a commit id that is not one"),
+])
+def test_a_hub_answer_naming_a_path_writes_nothing_outside_the_cache(scripted_hub, folder, tmp_path, header, message):
+    target = tmp_path / "outside" / "planted"
+    value = "../" * 30 + str(target).lstrip("/")
+    scripted_hub(honest_hub(folder, tweak=_with_header(header, f'"{value}"' if "Etag" in header else value)))
+    with pytest.raises(convhub.ConvHubError, match=message):
+        convhub.load("someone/net")
+    assert files_under(tmp_path / "outside") == [] and not target.parent.exists()
+
+
+def test_the_listings_commit_id_is_never_a_path(scripted_hub, folder, tmp_path):
+    """snapshot_download wrote trees/<sha>.json and refs/main from the listing's sha: any .json file replaced."""
+    victim = tmp_path / "victim" / "config.json"
+    victim.parent.mkdir()
+    victim.write_text('{"mine": true}')
+
+    def tweak(method, path, reply):
+        return listing("../" * 30 + str(victim.with_suffix("")).lstrip("/"), ["config.json", "model.safetensors"]) \
+            if path.startswith("/api/models/someone") else reply
+
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    assert torch.equal(outputs(convhub.load("someone/net")), expected(0))  # the files' own commit is used
+    assert victim.read_text() == '{"mine": true}' and files_under(victim.parent) == [victim]
+
+
+@pytest.mark.parametrize("what", ["file", "listing"])
+def test_a_body_longer_than_its_kind_can_be_is_cut_off(scripted_hub, folder, hub_env, what):
+    """A HEAD's size is only a claim: the GET went on past it (a GB and more into the cache, or into memory)."""
+    def endless():
+        while True:
+            yield b"x" * 65536
+
+    def tweak(method, path, reply):
+        status, headers, body, drip = reply
+        if method == "GET" and (path.endswith("/config.json") if what == "file" else path.startswith("/api/models/")):
+            return status, {k: v for k, v in headers.items() if k != "Content-Length"}, endless(), drip
+        return reply
+
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    limit = "65,536" if what == "file" else f"{convhub.hub.MAX_ANSWER_BYTES:,}"
+    with pytest.raises(convhub.ConvHubError, match=f"went on past {limit} bytes"):
+        convhub.load("someone/net")
+    assert sum(p.stat().st_size for p in files_under(hub_env)) < 2 * 2**20
+
+
+def test_a_redirect_to_another_host_is_not_followed(scripted_hub, folder):
+    """A redirect sent the download to any address (a service on this machine, another on its network)."""
+    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"{}", None))
+    target = f"http://localhost:{elsewhere.url.rsplit(':', 1)[1]}/internal/admin?action=delete"
+    try:
+        scripted_hub(honest_hub(folder, tweak=lambda method, path, reply: (
+            (302, {"Location": target, "Content-Length": "0"}, b"", None) if path.endswith("/config.json") else reply)))
+        with pytest.raises(convhub.ConvHubError, match="a redirect to 'http://localhost:.*' \\(another host\\)"):
+            convhub.load("someone/net")
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.close()
+
+
+def test_a_revision_that_is_a_path_is_refused_before_any_request(scripted_hub, folder):
+    hub = scripted_hub(honest_hub(folder))
+    with pytest.raises(convhub.ConvHubError, match="is not a branch name git accepts"):
+        convhub.load("someone/net", revision="../" * 8 + "tmp/x")
+    assert hub.requests == []
+
+
+def test_a_cached_ref_naming_a_folder_outside_the_cache_is_not_loaded_offline(hub_env, folder, monkeypatch):
+    """A cache an older client wrote from a hostile answer: refs/main names a folder anywhere on the disk."""
+    import shutil
+
+    repo = hub_env / "models--someone--net"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "snapshots").mkdir()
+    elsewhere = hub_env.parent / "elsewhere"
+    shutil.copytree(folder, elsewhere)
+    (repo / "refs" / "main").write_text("../../../elsewhere")  # from snapshots/: hub_env's parent
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(convhub.ConvHubError, match="is not where a download puts it"):
+        convhub.load("someone/net")
+
+
+def test_a_download_abandoned_at_its_deadline_stops(scripted_hub, folder, monkeypatch):
+    """within_deadline gives up on a thread it cannot stop: its requests now stop with it (the thread went on
+    downloading after load() had failed)."""
+    monkeypatch.setenv("CONVHUB_HUB_DEADLINE", "2")
+
+    def slow():
+        while True:
+            time.sleep(0.2)
+            yield b"x" * 1024
+
+    def tweak(method, path, reply):
+        status, headers, body, drip = reply
+        if method == "GET" and path.endswith("/model.safetensors"):
+            return status, {k: v for k, v in headers.items() if k != "Content-Length"}, slow(), drip
+        return reply
+
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    with pytest.raises(convhub.HubUnavailableError, match="did not finish sending someone/net within 2 s"):
+        convhub.load("someone/net")
+    for _ in range(100):  # the next chunk, within a fraction of a second
+        if not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/net"]:
+            break
+        time.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/net"]

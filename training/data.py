@@ -163,29 +163,32 @@ def _download_parquet(name: str, revision: str | None) -> Path:
     """The dataset repo's parquet files, downloaded into the HF cache (offline: the copy already there), once the
     repo's listing says how many and how large they are. Its README's `data_files` are not obeyed: the splits are
     found by the files' names, as for a local folder."""
-    from convhub.hub import bound_hub_requests, endpoint, hub_reachable, offline_mode
-    from huggingface_hub import HfApi, snapshot_download
+    from convhub.hub import (COMMIT, bound_hub_requests, cached_snapshot, check_revision, download, endpoint,
+                             hub_reachable, offline_mode)
+    from huggingface_hub import HfApi
 
+    check_revision(revision, "--data-revision")  # a path in the HF cache: refs/<revision>
     if offline_mode():
-        return Path(snapshot_download(name, repo_type="dataset", revision=revision, allow_patterns=["*.parquet"],
-                                      local_files_only=True))
+        return cached_snapshot(name, ["*.parquet"], repo_type="dataset", revision=revision)
     if not hub_reachable():
         raise DataError("not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local "
                         "folder, or set HF_HUB_OFFLINE=1 to use the copy in the HF cache")
     bound_hub_requests()
     api = HfApi(endpoint=endpoint())  # HF_ENDPOINT as it is now (huggingface_hub read it at import)
     sha = api.dataset_info(name, revision=revision or "main").sha  # one commit, listed and downloaded
-    files, size = [], 0
+    if not isinstance(sha, str) or not COMMIT.fullmatch(sha):
+        raise DataError(f"the Hub's listing names no commit ({str(sha)[:80]!r})")
+    files: dict[str, int] = {}
     for entries, entry in enumerate(api.list_repo_tree(name, repo_type="dataset", revision=sha, recursive=True), 1):
-        if entry.path.endswith(".parquet") and getattr(entry, "size", None) is not None:
-            files.append(entry.path)
-            size += entry.size
-        if entries > 10 * MAX_HUB_FILES or len(files) > MAX_HUB_FILES or size > MAX_HUB_BYTES:
+        if entry.path.endswith(".parquet") and isinstance(getattr(entry, "size", None), int):
+            files[entry.path] = entry.size  # what each may weigh when it is downloaded
+        if entries > 10 * MAX_HUB_FILES or len(files) > MAX_HUB_FILES or sum(files.values()) > MAX_HUB_BYTES:
             raise DataError(f"the repo holds more than {MAX_HUB_FILES:,} parquet files or {MAX_HUB_BYTES:,} bytes of "
                             "them (CIFAR-10: 2 files, ~130 MB); nothing was downloaded")
+    if not files:
+        raise DataError("the repo holds no parquet files")
     # By its branch name (so that the cache knows the branch, for offline use), checked to be the commit listed.
-    snapshot = Path(snapshot_download(name, repo_type="dataset", revision=revision or "main",
-                                      allow_patterns=sorted(files), endpoint=endpoint()))
+    snapshot = download(name, dict(sorted(files.items())), repo_type="dataset", revision=revision or "main")
     if snapshot.name != sha:
         raise DataError(f"the repo changed while it was downloaded (listed {sha[:12]}, got {snapshot.name[:12]}); "
                         "run again")
