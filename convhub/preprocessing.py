@@ -60,6 +60,19 @@ def _open_regular_file(path: Path):
     return os.fdopen(fd, "rb")
 
 
+def _check_tiff(image: Image.Image, name: str) -> None:
+    """libtiff allocates a whole tile before decoding it: a 1x1 image whose tile claims 32768x32768 asked for 1 GiB.
+    A tile covers the image with at most one row and column of padding (tiles are multiples of 16 pixels). JPEG
+    inside TIFF is refused: its scans are not counted, nor is it decoded at a reduced scale."""
+    tags = image.tag_v2
+    width, height = image.size
+    if tags.get(322, 0) > width + 256 or tags.get(323, 0) > height + 256:  # TileWidth, TileLength
+        raise ConvHubError(f"{name}: its TIFF tiles ({tags.get(322)}x{tags.get(323)}) are larger than the image "
+                           f"({width}x{height})")
+    if tags.get(259) in (6, 7):  # Compression: old-style and new-style JPEG
+        raise ConvHubError(f"{name}: JPEG-compressed TIFF is not supported; save it as a JPEG or a PNG")
+
+
 def _check_jpeg_scans(file, name: str) -> None:
     position = file.tell()
     file.seek(0)
@@ -88,6 +101,8 @@ def open_image(image: Image.Image | str | Path | BinaryIO, draft: tuple[int, int
             _check_pixels(opened, name)
             if opened.format in ("JPEG", "MPO"):
                 _check_jpeg_scans(file, name)
+            if opened.format == "TIFF":
+                _check_tiff(opened, name)
             if draft is not None:
                 opened.draft(None, draft)
             opened.load()  # decoded into memory: the image outlives the file (no copy of it)
@@ -95,11 +110,12 @@ def open_image(image: Image.Image | str | Path | BinaryIO, draft: tuple[int, int
     except ConvHubError:
         raise
     except UnidentifiedImageError:
-        raise ConvHubError(f"cannot read {name} as an image: not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} file "
-                           "convhub can read") from None
+        reason = f"not a {', '.join(FORMATS[:-1])} or {FORMATS[-1]} file convhub can read"
     except Exception as error:  # noqa: BLE001 - a hostile file can make a decoder raise anything
         reason = re.sub(r"<_io\.\w+ name=[^>]*>", "the file", str(error)) or type(error).__name__
-        raise ConvHubError(f"cannot read {name} as an image: {reason}") from None
+    # Raised here, outside the except block: an error raised inside it keeps the decoder's error as its context, and
+    # with it the decoder and its buffers (a 155-byte TIFF's 1 GiB tile) for as long as the error is kept.
+    raise ConvHubError(f"cannot read {name} as an image: {reason}")
 
 
 def upright(image: Image.Image) -> Image.Image:

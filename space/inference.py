@@ -17,7 +17,7 @@ import torch
 from convhub import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, build_transforms
 from convhub.card import BOOK_VAL_ACCURACY
 from convhub.errors import ConvHubError
-from convhub.preprocessing import open_image, translate, upright
+from convhub.preprocessing import open_image, to_rgb, translate, upright
 from PIL import Image
 
 from zoo_loader import LoadedNet, describe_failure
@@ -62,24 +62,30 @@ def open_upload(image: Image.Image | str | Path) -> Image.Image:
             decoded = open_image(image, draft=DRAFT_SIZE)
         except ConvHubError as error:  # name the file, not the server's temporary path
             name = Path(image).name if isinstance(image, (str, Path)) else "the image"
-            raise BadImageError(str(error).replace(str(image), name)) from None
-        large = decoded.width * decoded.height > LARGE_PIXELS
-        reduced = _reduced(decoded)
-    if large:
-        del decoded
-        _give_memory_back()
+            message = str(error).replace(str(image), name)
+        else:
+            message = None
+            large = decoded.width * decoded.height > LARGE_PIXELS
+            reduced = _reduced(decoded)
+            del decoded
+            if large:
+                _give_memory_back()
+    if message is not None:  # raised outside the except block, so that nothing of the failed decode is kept
+        raise BadImageError(message)
     return reduced
 
 
 def _reduced(image: Image.Image) -> Image.Image:
+    """At most DRAFT_SIZE-ish, in RGB where reduce() does not take the mode (1, P, I;16): converted while the decode
+    is still bounded (_DECODES), not later at full size by every request at once."""
     factor = min(image.size) // DRAFT_SIZE[0]
     if factor < 2:
         return image
     turned = upright(image)  # the EXIF orientation would be lost with the original's metadata
     try:
         return turned.reduce(factor)
-    except ValueError:  # modes reduce() does not take (1, P, I;16): converted whole later, as before
-        return turned
+    except ValueError:
+        return to_rgb(turned).reduce(factor)
 
 
 def _give_memory_back() -> None:

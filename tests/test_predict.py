@@ -476,6 +476,54 @@ def test_decoder_errors_never_show_internal_objects(model, tmp_path):
     assert "_io." not in str(info.value) and "truncated.png" in str(info.value)
 
 
+def test_a_decoder_error_keeps_nothing_of_the_decode():
+    """The error a caller keeps (a Space's worker thread, until its next request) held the failed decoder's buffers
+    through its context: a 155-byte TIFF's 1 GiB tile, per request."""
+    from convhub.preprocessing import open_image
+
+    with pytest.raises(convhub.ConvHubError) as info:
+        open_image(io.BytesIO(png_bytes()[:120]))
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+def tiled_tiff(width: int, height: int, tile: int, compression: int = 8) -> bytes:
+    """A TIFF of one deflate tile, ``tile`` pixels a side, whatever the image's own size (written by hand: Pillow
+    writes no tiles)."""
+    import struct
+    import zlib
+
+    data = zlib.compress(b"\0" * 1024)
+    entries = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, compression), (262, 3, 1), (277, 3, 1),
+               (322, 4, tile), (323, 4, tile), (324, 4, 0), (325, 4, len(data))]
+    offset = 8 + 2 + len(entries) * 12 + 4
+    out = b"II*\0" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, value in entries:
+        value = offset if tag == 324 else value
+        out += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else
+                                                     struct.pack("<I", value))
+    return out + struct.pack("<I", 0) + data
+
+
+def test_a_tiff_whose_tiles_are_larger_than_the_image_is_refused_before_decoding():
+    from convhub.preprocessing import open_image
+
+    with pytest.raises(convhub.ConvHubError, match=r"TIFF tiles \(32768x32768\) are larger than the image \(1x1\)"):
+        open_image(io.BytesIO(tiled_tiff(1, 1, 32768)))
+    assert open_image(io.BytesIO(tiled_tiff(20, 20, 32))).size == (20, 20)  # a tile a little past the edge
+
+
+def test_jpeg_inside_tiff_is_refused(tmp_path):
+    """Its scans are not counted, nor is it decoded at a reduced scale (3.6 s of a core for 580 KB)."""
+    from convhub.preprocessing import open_image
+
+    path = tmp_path / "photo.tiff"
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(path, compression="jpeg")
+    with pytest.raises(convhub.ConvHubError, match="JPEG-compressed TIFF is not supported"):
+        open_image(path)
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(path, compression="tiff_deflate")
+    assert open_image(path).size == (64, 64)
+
+
 def test_translate_moves_pixels_by_hand_worked_amounts():
     from convhub.preprocessing import translate
 

@@ -718,6 +718,20 @@ def test_large_uploads_are_reduced_right_after_decoding(tmp_path):
     assert reduced.size == (300, 600)  # turned upright, then reduced 4x
 
 
+@pytest.mark.parametrize("mode", ["P", "1", "I;16"])
+def test_large_uploads_reduce_does_not_take_are_converted_while_the_decode_is_bounded(tmp_path, mode):
+    """reduce() refuses these modes: the full-size image went on to be converted by every request at once (six 6 KB
+    palette PNGs of 49 MP took the Space from 0.7 to 5 GB)."""
+    big = tmp_path / "big.png"
+    image = Image.new(mode, (3000, 2000), 1)
+    if mode == "P":
+        image.info["transparency"] = 0
+    image.save(big)
+    opened = inference.open_upload(big)
+    assert opened.mode == "RGB" and opened.size == (429, 286)
+    assert torch.allclose(inference.load_input(big), inference.TRANSFORMS(Image.open(big)).unsqueeze(0), atol=0.02)
+
+
 def test_served_copies_compute_what_the_books_nets_do():
     bundled = Path(__file__).resolve().parents[1] / "space" / "models"
     nets = inference.prepare_for_serving(zoo_loader.load_zoo(models_dir=bundled))
