@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
@@ -88,6 +89,12 @@ def check_namespace(namespace: str | None, setting: str = "namespace") -> None:
         raise ConvHubError(f"{setting} {namespace[:80]!r} cannot name a Hub repo: {error}") from None
 
 
+def shown_endpoint() -> str:
+    """endpoint() for messages, without any user:password in it (messages reach logs and the Space's page)."""
+    parts = urlsplit(endpoint())
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def offline_mode() -> bool:
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
@@ -104,11 +111,11 @@ def _bound_timeouts(request: httpx2.Request) -> None:
 def _check_deadline() -> None:
     deadline = getattr(_operation, "deadline", None)
     if deadline is not None and time.monotonic() > deadline:
-        raise HubUnavailableError(f"the Hub ({endpoint()}) operation was abandoned at its deadline")
+        raise HubUnavailableError(f"the Hub ({shown_endpoint()}) operation was abandoned at its deadline")
 
 
 def _refuse(response: httpx2.Response, what: str) -> None:
-    raise ConvHubError(f"the Hub ({endpoint()}) answered {response.request.method} {response.request.url.path[:120]} "
+    raise ConvHubError(f"the Hub ({shown_endpoint()}) answered {response.request.method} {response.request.url.path[:120]} "
                        f"with {what}: refused, nothing was written")
 
 
@@ -117,12 +124,11 @@ def _bare_etag(etag: str) -> str:
 
 
 def _may_redirect(origin: httpx2.URL, target: httpx2.URL) -> bool:
-    """To the same host, or to the Hub's own CDNs over https: no other address (another machine's, a service on
-    this one) is sent a request on a server's word."""
+    """To the same server (scheme, host and port), or to the Hub's own CDNs over https: no other address (another
+    machine's, another service on this one) is sent a request on a server's word."""
     host = (target.host or "").lower()
-    return target.scheme in ("http", "https") and (
-        host == (origin.host or "").lower()
-        or target.scheme == "https" and any(host == d or host.endswith("." + d) for d in HUB_DOMAINS))
+    return (target.scheme, host, target.port) == (origin.scheme, (origin.host or "").lower(), origin.port) or (
+        target.scheme == "https" and any(host == d or host.endswith("." + d) for d in HUB_DOMAINS))
 
 
 def _check_answer(response: httpx2.Response) -> None:
@@ -140,7 +146,7 @@ def _check_answer(response: httpx2.Response) -> None:
     if response.is_redirect:
         target = response.request.url.join(response.headers.get("Location", ""))
         if not _may_redirect(response.request.url, target):
-            _refuse(response, f"a redirect to {str(target)[:120]!r} (another host)")
+            _refuse(response, f"a redirect to {str(target)[:120]!r} (another server)")
     limit = getattr(_operation, "max_bytes", MAX_ANSWER_BYTES)
     what = getattr(_operation, "what", f"the Hub's answer to {response.request.url.path[:120]}")
     declared = response.headers.get("X-Linked-Size") or response.headers.get("Content-Length") or ""
@@ -197,7 +203,7 @@ def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise HubUnavailableError(f"the Hub ({endpoint()}) did not finish {what} within {seconds:.0f} s: it is too "
+        raise HubUnavailableError(f"the Hub ({shown_endpoint()}) did not finish {what} within {seconds:.0f} s: it is too "
                                   "slow or not answering; try again later")
     if "error" in outcome:
         raise outcome["error"]
@@ -234,7 +240,7 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 
 def unavailable_reason() -> str:
-    return "HF_HUB_OFFLINE is set" if offline_mode() else f"the Hub ({endpoint()}) cannot be reached"
+    return "HF_HUB_OFFLINE is set" if offline_mode() else f"the Hub ({shown_endpoint()}) cannot be reached"
 
 
 def repo_name(name_or_path: str | Path) -> str:
@@ -277,7 +283,7 @@ def resolve(
         raise ConvHubError(f"{name} is gated: accept its terms on the Hub and log in (hf auth login)") from None
     except RepositoryNotFoundError:
         raise ConvHubError(
-            f"{name!r} is not a local folder, and repo {name!r} does not exist on {endpoint()} "
+            f"{name!r} is not a local folder, and repo {name!r} does not exist on {shown_endpoint()} "
             "(or is private: pass token= or log in)"
         ) from None
     except RevisionNotFoundError:
@@ -286,7 +292,7 @@ def resolve(
         cause = error.__cause__ or error.__context__
         if online and not isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError)):
             raise ConvHubError(f"could not download {name} (revision {revision or 'main'}): {error}") from error
-        reason = (f"the Hub ({endpoint()}) did not answer within {HUB_TIMEOUT_S:.0f} s" if online
+        reason = (f"the Hub ({shown_endpoint()}) did not answer within {HUB_TIMEOUT_S:.0f} s" if online
                   else unavailable_reason())
         raise HubUnavailableError(
             f"{name!r} is not a local folder, {reason} and the HF cache holds no copy of it{at_revision}. "
@@ -295,15 +301,15 @@ def resolve(
     except (httpx2.TimeoutException, httpx2.NetworkError) as error:  # mid-way: the Hub stopped answering
         reason = (f"the Hub did not answer within {HUB_TIMEOUT_S:.0f} s" if isinstance(error, httpx2.TimeoutException)
                   else str(error) or type(error).__name__)
-        raise HubUnavailableError(f"downloading {name}{at_revision} from {endpoint()} failed: {reason}; "
+        raise HubUnavailableError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: {reason}; "
                                   "try again later") from None
     except HfHubHTTPError as error:  # 5xx after the client's retries, 401/403...
-        raise ConvHubError(f"downloading {name}{at_revision} from {endpoint()} failed: {error}") from None
+        raise ConvHubError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: {error}") from None
     except httpx2.HTTPError as error:  # redirect loops, protocol errors
-        raise HubUnavailableError(f"downloading {name}{at_revision} from {endpoint()} failed: "
+        raise HubUnavailableError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: "
                                   f"{str(error) or type(error).__name__}") from None
     except (TypeError, KeyError, ValueError, AttributeError) as error:  # an answer of the wrong shape
-        raise ConvHubError(f"the Hub's ({endpoint()}) answer about {name} could not be read: "
+        raise ConvHubError(f"the Hub's ({shown_endpoint()}) answer about {name} could not be read: "
                            f"{type(error).__name__}: {str(error)[:200]}") from None
     if not (Path(folder) / "config.json").is_file():
         raise ConvHubError(f"repo {name!r} has no config.json: it is not a convhub model")

@@ -71,7 +71,8 @@ from gradio import FileData  # noqa: E402
 
 import chapter  # noqa: E402
 import figures  # noqa: E402
-from zoo_loader import FoundNet, LoadedNet, find_zoo, load_found, published_settings, sources_summary  # noqa: E402
+from zoo_loader import (FoundNet, LoadedNet, as_plain_text, find_zoo, load_found, published_settings,  # noqa: E402
+                        sources_summary)
 
 if TYPE_CHECKING:
     import torch
@@ -459,7 +460,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         zoo = ready()
         rows = list(zoo.rows.values())
         return (figures.compare_figure(rows), figures.compare_markdown(rows, repos),
-                sources_summary(zoo.nets) + "\n\n" + "\n".join(f"- `{n.name}`: {n.source}" for n in zoo.nets))
+                sources_summary(zoo.nets) + "\n\n" + "\n".join(f"- `{n.name}`: {as_plain_text(n.source)}" for n in zoo.nets))
 
     def _conv_model(net: str):
         zoo = ready()

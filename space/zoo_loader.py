@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import convhub
 from convhub.card import training_record
 from convhub.config import ConfigError, parse_config
-from convhub.hub import endpoint, hub_reachable, offline_mode, resolve
+from convhub.hub import hub_reachable, offline_mode, resolve, shown_endpoint
 from convhub.zoo import NETS, WITHOUT_CONVOLUTIONS
 
 if TYPE_CHECKING:
@@ -115,6 +115,12 @@ def _from_folder(name: str, folder: Path, source: str) -> LoadedNet:
         return LoadedNet(name, model, f"{source} — model card ignored: {describe_failure(error)}")
 
 
+def as_plain_text(text: str) -> str:
+    """``text`` as Markdown that shows it as it is: a Hub server's error message is shown on the page, and its
+    ![image](url) or [link](url) would otherwise load or show for every visitor."""
+    return re.sub(r"([\\`*_{}\[\]()<>#!|~])", r"\\\1", text)
+
+
 def describe_failure(error: Exception) -> str:
     """What went wrong, shown on the page: convhub's message (anything else by its type), with server paths cut to
     their last part."""
@@ -141,7 +147,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
             found.steps.append(f"Hub: {describe_failure(error)}")
     else:
         # No request at all: only a snapshot an earlier online start left in the HF cache.
-        offline = "Hub offline (HF_HUB_OFFLINE)" if offline_mode() else f"Hub unreachable ({endpoint()})"
+        offline = "Hub offline (HF_HUB_OFFLINE)" if offline_mode() else f"Hub unreachable ({shown_endpoint()})"
         try:
             folder = resolve(repo, revision=revision, local_files_only=True)
             found.steps.append(Candidate(folder, f"HF cache {repo}@{revision} — {offline}",
@@ -215,5 +221,5 @@ def sources_summary(nets: list[LoadedNet]) -> str:
     notes = [note for n in nets for joined in n.source.split(" — ", 1)[1:] for note in joined.split("; ")]
     reasons = sorted({note for note in notes if note.startswith(("Hub offline", "Hub unreachable"))})
     if reasons:
-        line += f" — {'; '.join(reasons)}"
+        line += f" — {as_plain_text('; '.join(reasons))}"
     return line + ". Details on the Compare tab."

@@ -191,6 +191,17 @@ def test_integer_weights_are_refused(tmp_path, dtype):
         convhub.load(folder)
 
 
+def test_a_safetensors_header_far_larger_than_the_nets_is_refused_unparsed(tmp_path):
+    """safe_open parses the whole JSON header, up to 100 MB: 83 MB of empty tensors cost 1.3 GB and 8 s of a load."""
+    folder = saved(tmp_path)
+    state = convhub.load(folder).state_dict()
+    save_file({**state, **{f"pad{i}": torch.zeros(0, dtype=torch.uint8) for i in range(20_000)}},
+              str(folder / "model.safetensors"))
+    with pytest.raises(convhub.ConvHubError, match=r"a safetensors header of [\d,]+ bytes, for a net of 8 tensors "
+                                                   r"\(at most 5,824 bytes\)"):
+        convhub.load(folder)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_other_float_precisions_load_as_the_models(tmp_path, dtype):
     folder = saved(tmp_path)

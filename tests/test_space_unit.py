@@ -732,6 +732,29 @@ def test_large_uploads_reduce_does_not_take_are_converted_while_the_decode_is_bo
     assert torch.allclose(inference.load_input(big), inference.TRANSFORMS(Image.open(big)).unsqueeze(0), atol=0.02)
 
 
+def test_a_hub_servers_words_are_shown_as_text_not_markdown():
+    """Its error message is shown on the Compare tab: an image in it loaded for every visitor, a link showed."""
+    from markdown_it import MarkdownIt
+
+    message = "403 Forbidden: ![pixel](http://attacker.example/p.png) [log in again](http://attacker.example) <b>x</b>"
+    html = MarkdownIt().render(zoo_loader.as_plain_text(message))
+    assert "<img" not in html and "<a " not in html and "<b>" not in html
+    assert "![pixel](http://attacker.example/p.png)" in html  # every character shown as it is
+
+
+def test_a_password_in_hf_endpoint_is_never_shown(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://mirror:S3cret@127.0.0.1:{free_port()}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", tmp_path)
+    convhub.hub._probe_cache.clear()
+    nets = zoo_loader.load_zoo(["net"])
+    line = zoo_loader.sources_summary(nets)
+    assert "Hub unreachable \\(http://127.0.0.1:" in line and "S3cret" not in line + nets[0].source
+    with pytest.raises(convhub.ConvHubError) as info:
+        convhub.load("someone/convhub-net")
+    assert "S3cret" not in str(info.value) and "http://127.0.0.1:" in str(info.value)
+
+
 def test_served_copies_compute_what_the_books_nets_do():
     bundled = Path(__file__).resolve().parents[1] / "space" / "models"
     nets = inference.prepare_for_serving(zoo_loader.load_zoo(models_dir=bundled))

@@ -14,7 +14,7 @@ from pathlib import Path
 import convhub
 import torch
 from convhub.errors import ConvHubError
-from convhub.hub import endpoint
+from convhub.hub import shown_endpoint
 
 from . import artifacts, engine, parallel, publish, report
 from .data import load_cifar2, load_eval_split
@@ -304,7 +304,7 @@ def cmd_publish(args) -> int:
               f"(see {out / publish.MANIFEST}); nothing was sent")
         return 0
     pushed = publish.publish(plan, token=args.token)
-    print(f"published {len(pushed)} repos; the Space: {endpoint()}/spaces/{plan.space_id}")
+    print(f"published {len(pushed)} repos; the Space: {shown_endpoint()}/spaces/{plan.space_id}")
     return 0
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import convhub
 import httpx2
 from convhub.errors import ConvHubError, HubUnavailableError
-from convhub.hub import bound_hub_requests, check_revision, endpoint, hub_reachable, offline_mode, within_deadline
+from convhub.hub import (bound_hub_requests, check_revision, endpoint, hub_reachable, offline_mode, shown_endpoint,
+                         within_deadline)
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
@@ -49,7 +50,7 @@ def check_can_push(token: str | None = None) -> str:
         raise PublishError("no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass --token "
                            "(models are still saved locally)")
     if offline_mode() or not hub_reachable():
-        raise PublishError(f"the Hub ({endpoint()}) cannot be reached"
+        raise PublishError(f"the Hub ({shown_endpoint()}) cannot be reached"
                            f"{' (HF_HUB_OFFLINE is set)' if offline_mode() else ''}: nothing can be pushed now; "
                            "save locally and run `python -m training push` later")
     whoami(token)
@@ -69,13 +70,13 @@ def whoami(token: str) -> str:
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status == 401:
-            raise PublishError(f"the Hub ({endpoint()}) refused this token: create a write token at "
+            raise PublishError(f"the Hub ({shown_endpoint()}) refused this token: create a write token at "
                                "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN") from None
         raise PublishError(f"checking the token with the Hub failed: {_hub_error(error)}") from None
     except PublishError:
         raise
     except (httpx2.HTTPError, OSError, KeyError, TypeError, AttributeError, ConvHubError) as error:
-        raise PublishError(f"checking the token with the Hub ({endpoint()}) failed: {_hub_error(error)}") from None
+        raise PublishError(f"checking the token with the Hub ({shown_endpoint()}) failed: {_hub_error(error)}") from None
 
 
 def stage_model(model_dir: str | Path, repo_id: str, out: Path) -> Path:
