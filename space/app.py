@@ -645,6 +645,11 @@ def load_nets(found: list[FoundNet]) -> Zoo:
     torch.set_num_threads(threads)
     nets = inference.prepare_for_serving([load_found(net) for net in found])
     warm_up(nets)
+    # Each net's anatomy is traced now, before any request: torch.fx's tracing patches nn.Module calls process-wide
+    # while it runs, and other visitors' requests (classify too) failed when a first use traced a net meanwhile.
+    for net in nets:
+        if net.available:
+            anatomy.stages(net.model)
     return Zoo(nets, threads)
 
 

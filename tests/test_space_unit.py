@@ -423,6 +423,18 @@ def test_sources_summary():
     assert zoo_loader.source_kind("Hub someone/convhub-net@v1") == "Hub"
 
 
+def test_every_net_is_traced_before_any_request_is_served(models_dir, monkeypatch):
+    """torch.fx's tracing patches nn.Module calls process-wide while it runs: a net traced on first use, while other
+    requests ran, made theirs fail (classify too)."""
+    import app
+
+    monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", models_dir / "none")
+    zoo = app.load_nets(zoo_loader.find_zoo(SMALL_ZOO, models_dir=models_dir))
+    monkeypatch.setattr(anatomy, "_trace", lambda model: pytest.fail("a net was traced while serving"))
+    for net in zoo.available:
+        assert anatomy.stages(net.model)
+
+
 def test_app_wires_named_endpoints_and_a_listed_net_that_fails_to_load(models_dir, monkeypatch):
     """build_demo without a server: the public API names. The page is built before the nets load (no torch), so a
     net whose weights then fail to load is listed, and its handlers and the Compare tab say it is unavailable."""
