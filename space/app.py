@@ -709,7 +709,8 @@ def main() -> None:
     # run and our image folder is removed.
     signal.signal(signal.SIGTERM, _stop)
     STORE.open()
-    uploads.sweep_in_background(uploads.upload_folder())
+    uploads.sweep_in_background(uploads.upload_folder(), keep=lambda: {
+        path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())})
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
         try:

@@ -41,17 +41,19 @@ def size_in_bytes(size: str) -> int:
     return number
 
 
-def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None) -> int:
+def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None, keep=frozenset()) -> int:
     """Delete the oldest files under ``folder`` (older than min_age_s, so none that a request is reading) until it
-    holds at most max_bytes; returns the bytes left. Gradio's own cache cleaning goes by age only."""
+    holds at most max_bytes, never those in ``keep`` (paths: the page's own files); returns the bytes left. Gradio's
+    own cache cleaning goes by age only."""
     now = time.time() if now is None else now
+    keep = {os.path.abspath(path) for path in keep}
     files = []
     for path in folder.rglob("*"):
         try:
             info = path.lstat()
         except OSError:
             continue
-        if stat.S_ISREG(info.st_mode):
+        if stat.S_ISREG(info.st_mode) and os.path.abspath(path) not in keep:
             files.append((info.st_mtime, info.st_size, path))
     total = sum(size for _, size, _ in files)
     for mtime, size, path in sorted(files):
@@ -63,13 +65,16 @@ def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = No
     return total
 
 
-def sweep_in_background(folder: Path, max_bytes: int = 2**30, min_age_s: float = 120.0, every_s: float = 60.0):
-    """Keep Gradio's upload cache under max_bytes (1 GB) for as long as the process runs."""
+def sweep_in_background(folder: Path, max_bytes: int = 2**30, min_age_s: float = 120.0, every_s: float = 60.0,
+                        keep=lambda: frozenset()):
+    """Keep Gradio's upload cache under max_bytes (1 GB) for as long as the process runs; ``keep()`` names the files
+    the page itself needs (the examples' copies: the oldest files there, so the first to go when uploads filled it,
+    and the gallery was broken for every visitor until a restart)."""
     def loop():
         while True:
             time.sleep(every_s)
             if folder.is_dir():
-                sweep(folder, max_bytes, min_age_s)
+                sweep(folder, max_bytes, min_age_s, keep=keep())
 
     threading.Thread(target=loop, name="upload-sweeper", daemon=True).start()
 

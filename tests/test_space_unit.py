@@ -610,7 +610,8 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
             launched.update(kwargs)
 
     monkeypatch.setattr(app.demo, "queue", lambda **kwargs: launched.update(queue=kwargs) or Queue())
-    monkeypatch.setattr(app.uploads, "sweep_in_background", lambda folder: None)
+    swept = {}
+    monkeypatch.setattr(app.uploads, "sweep_in_background", lambda folder, **kwargs: swept.update(kwargs))
     previous = signal.getsignal(signal.SIGTERM)
     try:
         app.main()
@@ -618,6 +619,26 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
         signal.signal(signal.SIGTERM, previous)
     assert launched["state_session_capacity"] == app.SESSIONS == 1000
     assert launched["queue"]["max_size"] == app.QUEUE_SIZE and launched["max_file_size"] == app.MAX_UPLOAD
+    # the upload cache's sweeper keeps the examples' copies there (the gallery broke when uploads filled it)
+    examples = sorted(p.name for p in (Path(app.__file__).parent / "examples").iterdir())
+    assert sorted(Path(path).name for path in swept["keep"]()) == examples
+
+
+def test_the_upload_sweeper_deletes_the_oldest_files_but_never_the_pages_own(tmp_path):
+    import os
+
+    import uploads
+
+    now = 10_000.0
+    paths = {}
+    for name, age in [("example.jpg", 900), ("old.png", 800), ("middle.png", 500), ("young.png", 60)]:
+        paths[name] = tmp_path / name[:3] / name
+        paths[name].parent.mkdir()
+        paths[name].write_bytes(b"x" * 100)
+        os.utime(paths[name], (now - age, now - age))
+    left = uploads.sweep(tmp_path, max_bytes=150, min_age_s=120, now=now, keep={str(paths["example.jpg"])})
+    assert sorted(p.name for p in tmp_path.rglob("*.*")) == ["example.jpg", "young.png"]  # young: maybe being read
+    assert left == 100  # the kept file is not counted: visitors' uploads have the whole budget
 
 
 def test_api_functions_keep_their_signatures_for_the_docs_and_mcp():
