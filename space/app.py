@@ -287,6 +287,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 gr.update(value=figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)), visible=True),
                 chapter.INSIDE)
 
+    @api_errors  # a slider's value sent as NaN: one clear message, not a bare "Error"
     def translation_ui(path, shift):
         available = ready().available
         try:
@@ -315,6 +316,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         _, height, width = stage.shape
         return (gr.update(maximum=height - 1, value=height // 2), gr.update(maximum=width - 1, value=width // 2))
 
+    @api_errors
     def rf_ui(net_name, stage_name, y, x, path):
         model = model_of(net_name)
         if model is None or not stage_name:
@@ -347,6 +349,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         x, y = evt.index
         return min(int(y) // cell, height - 1), min(int(x) // cell, width - 1)
 
+    @api_errors
     def sharing_ui(side, in_channels, out_channels, kernel):
         ready()  # inference is imported with the nets
         side, cin, cout, k = int(side), int(in_channels), int(out_channels), int(kernel)

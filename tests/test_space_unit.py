@@ -435,6 +435,22 @@ def test_every_net_is_traced_before_any_request_is_served(models_dir, monkeypatc
         assert anatomy.stages(net.model)
 
 
+def test_a_slider_value_of_nan_is_one_clear_message(models_dir, monkeypatch):
+    """Python's JSON reads NaN, and the page's handlers failed with a bare "Error" on it."""
+    import app
+    import gradio as gr
+
+    monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", models_dir / "none")
+    found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=models_dir)
+    zoo = app.load_nets(found)
+    handlers = {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
+    stage = anatomy.stages(zoo.by_name["net"].model)[1].name
+    for name, args in {"sharing_ui": (float("nan"), 3, 16, 3), "translation_ui": (None, float("nan")),
+                       "rf_ui": ("net", stage, float("nan"), 0, None)}.items():
+        with pytest.raises(gr.Error, match="cannot convert float NaN to integer"):
+            handlers[name](*args)
+
+
 def test_app_wires_named_endpoints_and_a_listed_net_that_fails_to_load(models_dir, monkeypatch):
     """build_demo without a server: the public API names. The page is built before the nets load (no torch), so a
     net whose weights then fail to load is listed, and its handlers and the Compare tab say it is unavailable."""
