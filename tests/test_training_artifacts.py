@@ -510,6 +510,22 @@ def test_a_folder_is_a_model_only_if_convhub_saved_it(tmp_path, kind):
         artifacts.check_model_out(folder, overwrite=True)
 
 
+def test_copy_regular_file_copies_only_the_file_it_checked(tmp_path):
+    """Opened without following a link and checked on the open file: a link swapped in between a check and the
+    copy cannot be followed, and a FIFO is refused without waiting for a writer."""
+    import os
+
+    (tmp_path / "plain.json").write_text("{}")
+    assert artifacts.copy_regular_file(tmp_path / "plain.json", tmp_path / "copy.json").read_text() == "{}"
+    (tmp_path / "secret").write_text("api key")
+    (tmp_path / "link.json").symlink_to(tmp_path / "secret")
+    os.mkfifo(tmp_path / "fifo.json")
+    for name in ("link.json", "fifo.json"):
+        with pytest.raises(artifacts.OutputError, match=f"{name} is not a regular file"):
+            artifacts.copy_regular_file(tmp_path / name, tmp_path / f"out-{name}")
+        assert not (tmp_path / f"out-{name}").exists()
+
+
 def test_publish_never_copies_what_a_link_points_to(tmp_path):
     from training import publish
 

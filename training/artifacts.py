@@ -7,6 +7,7 @@ model whole, and nothing that is not a convhub model is ever replaced.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -188,9 +189,19 @@ def refuse_linked_folders(parent: Path) -> None:
 def copy_regular_file(source: Path, target: Path) -> Path:
     """Copy a file that is what it says: a regular file, not a link (which would copy whatever it points to, a
     secret too, into an upload) nor a FIFO."""
-    if not stat.S_ISREG(source.lstat().st_mode):
-        raise OutputError(f"{source} is not a regular file (a link, a FIFO...): not copying it")
-    return Path(shutil.copyfile(source, target))
+    refused = OutputError(f"{source} is not a regular file (a link, a FIFO...): not copying it")
+    try:  # opened without following a link, then checked: the file copied is the file checked
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise refused from None
+        raise
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise refused
+        with open(target, "wb") as copy:
+            shutil.copyfileobj(file, copy)
+    return Path(target)
 
 
 def _umask() -> int:
