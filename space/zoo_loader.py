@@ -220,6 +220,6 @@ def sources_summary(nets: list[LoadedNet]) -> str:
         line += f". Unavailable: {missing}"
     notes = [note for n in nets for joined in n.source.split(" — ", 1)[1:] for note in joined.split("; ")]
     reasons = sorted({note for note in notes if note.startswith(("Hub offline", "Hub unreachable"))})
-    if reasons:
-        line += f" — {as_plain_text('; '.join(reasons))}"
+    if reasons:  # ours and the operator's words (the endpoint): a Hub server's stay in each net's source
+        line += f" — {'; '.join(reasons)}"
     return line + ". Details on the Compare tab."
