@@ -463,7 +463,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         zoo = ready()
         rows = list(zoo.rows.values())
         return (figures.compare_figure(rows), figures.compare_markdown(rows, repos),
-                sources_summary(zoo.nets) + "\n\n" + "\n".join(f"- `{n.name}`: {as_plain_text(n.source)}" for n in zoo.nets))
+                sources_summary(zoo.nets) + "\n\n"
+                + "\n".join(f"- `{n.name}`: {as_plain_text(n.source)}" for n in zoo.nets))
 
     def _conv_model(net: str):
         zoo = ready()
@@ -557,6 +558,10 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         rf_inputs = [rf_net, rf_stage, rf_y, rf_x, image]
         rf_outputs = [rf_map, rf_field, rf_text]
         private = {"api_visibility": "private"}
+        # Everything but classify computes in one group, CONCURRENCY at a time: each of ~30 listeners had a limit of
+        # its own, and one visitor ran a dozen figure jobs at once on 2 cores (helper's review).
+        page = {"concurrency_id": "page", "concurrency_limit": CONCURRENCY}
+        shared = {**private, **page}
 
         def refresh_active(tab, path, net_name, shift_value, rf_net_name, stage_name, y, x):
             """After the image changes, refresh the explorer tab on screen (the others refresh when opened)."""
@@ -585,45 +590,45 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         classifying = {"concurrency_limit": CLASSIFY_CONCURRENCY, "concurrency_id": "classify"}
         image.input(classify_ui, image, [seen, scoreboard, status], show_progress="minimal", **classifying,
                     **private).then(
-            refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
+            refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **shared)
         gallery.select(classify_example, None, [image, seen, scoreboard, status], show_progress="minimal",
                        **classifying, **private).then(
-            refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
+            refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **shared)
         # The figures of the static tabs are drawn when first opened: the first page needs none of them (nor plotly).
-        classify_tab.select(functools.partial(str, "classify"), None, active_tab, **private)
-        sharing_tab.select(functools.partial(str, "sharing"), None, active_tab, **private).then(
-            sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **private)
-        compare_tab.select(functools.partial(str, "compare"), None, active_tab, **private).then(
-            compare_ui, None, [compare_plot, compare_table, compare_sources], **private)
+        classify_tab.select(functools.partial(str, "classify"), None, active_tab, **shared)
+        sharing_tab.select(functools.partial(str, "sharing"), None, active_tab, **shared).then(
+            sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **shared)
+        compare_tab.select(functools.partial(str, "compare"), None, active_tab, **shared).then(
+            compare_ui, None, [compare_plot, compare_table, compare_sources], **shared)
         if translation_table:
             translation_tab.select(lambda: figures.shift_accuracy_figure(translation_table), None, shift_accuracy,
-                                   **private)
-        inside_tab.select(functools.partial(str, "inside"), None, active_tab, **private).then(
-            inside_ui, [inside_net, image], inside_outputs, **private)
-        inside_net.change(inside_ui, [inside_net, image], inside_outputs, **private)
-        translation_tab.select(functools.partial(str, "translation"), None, active_tab, **private).then(
-            translation_ui, translation_inputs, translation_outputs, **private)
-        shift.release(translation_ui, translation_inputs, translation_outputs, **private)
-        rf_tab.select(functools.partial(str, "receptive"), None, active_tab, **private).then(
-            rf_controls, rf_net, rf_stage, **private).then(
-            rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(rf_ui, rf_inputs, rf_outputs, **private)
-        rf_net.input(rf_controls, rf_net, rf_stage, **private).then(
-            rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(rf_ui, rf_inputs, rf_outputs, **private)
-        rf_stage.input(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **private).then(
-            rf_ui, rf_inputs, rf_outputs, **private)
+                                   **shared)
+        inside_tab.select(functools.partial(str, "inside"), None, active_tab, **shared).then(
+            inside_ui, [inside_net, image], inside_outputs, **shared)
+        inside_net.change(inside_ui, [inside_net, image], inside_outputs, **shared)
+        translation_tab.select(functools.partial(str, "translation"), None, active_tab, **shared).then(
+            translation_ui, translation_inputs, translation_outputs, **shared)
+        shift.release(translation_ui, translation_inputs, translation_outputs, **shared)
+        rf_tab.select(functools.partial(str, "receptive"), None, active_tab, **shared).then(
+            rf_controls, rf_net, rf_stage, **shared).then(
+            rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs, **shared)
+        rf_net.input(rf_controls, rf_net, rf_stage, **shared).then(
+            rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs, **shared)
+        rf_stage.input(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(
+            rf_ui, rf_inputs, rf_outputs, **shared)
         for slider in (rf_y, rf_x):
-            slider.release(rf_ui, rf_inputs, rf_outputs, **private)
-        rf_map.select(rf_click, [rf_net, rf_stage], [rf_y, rf_x], **private).then(rf_ui, rf_inputs, rf_outputs,
-                                                                                   **private)
+            slider.release(rf_ui, rf_inputs, rf_outputs, **shared)
+        rf_map.select(rf_click, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs,
+                                                                                   **shared)
         for control in (side, cin, cout, kernel):
-            control.release(sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **private)
+            control.release(sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **shared)
 
         gr.api(classify, api_name="classify", concurrency_limit=CLASSIFY_CONCURRENCY, concurrency_id="classify")
-        gr.api(filters, api_name="filters")
-        gr.api(feature_maps, api_name="feature_maps")
-        gr.api(translation, api_name="translation")
-        gr.api(receptive_field, api_name="receptive_field")
-        gr.api(compare, api_name="compare")
+        gr.api(filters, api_name="filters", **page)
+        gr.api(feature_maps, api_name="feature_maps", **page)
+        gr.api(translation, api_name="translation", **page)
+        gr.api(receptive_field, api_name="receptive_field", **page)
+        gr.api(compare, api_name="compare", **page)
     return demo
 
 

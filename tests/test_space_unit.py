@@ -435,6 +435,17 @@ def test_every_net_is_traced_before_any_request_is_served(models_dir, monkeypatc
         assert anatomy.stages(net.model)
 
 
+def test_everything_but_classify_computes_in_one_group_of_the_spaces_concurrency():
+    """Each of ~30 listeners had a concurrency limit of its own: one visitor ran a dozen figure jobs at once."""
+    import app
+
+    groups = {}
+    for fn in app.demo.fns.values():
+        groups.setdefault((fn.concurrency_id, fn.concurrency_limit), []).append(fn.name)
+    assert set(groups) == {("classify", app.CLASSIFY_CONCURRENCY), ("page", app.CONCURRENCY)}
+    assert sorted(groups["classify", app.CLASSIFY_CONCURRENCY]) == ["classify", "classify_example", "classify_ui"]
+
+
 def test_a_slider_value_of_nan_is_one_clear_message(models_dir, monkeypatch):
     """Python's JSON reads NaN, and the page's handlers failed with a bare "Error" on it."""
     import app
@@ -798,7 +809,7 @@ def test_a_password_in_hf_endpoint_is_never_shown(monkeypatch, tmp_path):
     convhub.hub._probe_cache.clear()
     nets = zoo_loader.load_zoo(["net"])
     line = zoo_loader.sources_summary(nets)
-    assert "Hub unreachable \\(http://127.0.0.1:" in line and "S3cret" not in line + nets[0].source
+    assert "Hub unreachable (http://127.0.0.1:" in line and "S3cret" not in line + nets[0].source
     with pytest.raises(convhub.ConvHubError) as info:
         convhub.load("someone/convhub-net")
     assert "S3cret" not in str(info.value) and "http://127.0.0.1:" in str(info.value)
