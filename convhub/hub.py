@@ -103,6 +103,7 @@ def _bound_timeouts(request: httpx2.Request) -> None:
     """A request hook: every timeout left unset (None: wait forever, which huggingface_hub passes explicitly for its
     API calls) becomes HUB_TIMEOUT_S; no request starts once its operation's deadline has passed."""
     _check_deadline()
+    request.headers["Accept-Encoding"] = "identity"  # a body is counted as it arrives: 1 KB of gzip was 600 MB
     timeout = request.extensions.get("timeout") or {}
     request.extensions["timeout"] = {key: HUB_TIMEOUT_S if timeout.get(key) is None else timeout[key]
                                      for key in ("connect", "read", "write", "pool")}
@@ -111,11 +112,12 @@ def _bound_timeouts(request: httpx2.Request) -> None:
 def _check_deadline() -> None:
     deadline = getattr(_operation, "deadline", None)
     if deadline is not None and time.monotonic() > deadline:
-        raise HubUnavailableError(f"the Hub ({shown_endpoint()}) operation was abandoned at its deadline")
+        raise HubUnavailableError(_operation.late)
 
 
 def _refuse(response: httpx2.Response, what: str) -> None:
-    raise ConvHubError(f"the Hub ({shown_endpoint()}) answered {response.request.method} {response.request.url.path[:120]} "
+    request = response.request
+    raise ConvHubError(f"the Hub ({shown_endpoint()}) answered {request.method} {request.url.path[:120]} "
                        f"with {what}: refused, nothing was written")
 
 
@@ -135,18 +137,27 @@ def _check_answer(response: httpx2.Response) -> None:
     """A response hook, before huggingface_hub uses an answer: its commit id and file hashes must be of their form
     (they become paths in the HF cache: an ETag of ../../.bashrc wrote that file), a redirect may only go to the same
     host or the Hub's CDNs, and the body is counted as it streams in (a HEAD's size is only a claim)."""
+    url = response.request.url
     commit = response.headers.get("X-Repo-Commit")
     if commit is not None and not COMMIT.fullmatch(commit):
         _refuse(response, f"a commit id that is not one ({commit[:80]!r})")
-    if "/resolve/" in response.request.url.path:
+    if "/resolve/" in url.path or commit is not None:  # a file's answer, wherever a redirect led
         for header in ("X-Linked-Etag", "ETag"):
             etag = response.headers.get(header)
             if etag is not None and not FILE_HASH.fullmatch(_bare_etag(etag)):
                 _refuse(response, f"an {header} that is not a file's hash ({etag[:80]!r})")
-    if response.is_redirect:
-        target = response.request.url.join(response.headers.get("Location", ""))
-        if not _may_redirect(response.request.url, target):
+    if "Location" in response.headers:  # on any answer: huggingface_hub downloads from a HEAD's Location
+        target = url.join(response.headers["Location"])
+        if not _may_redirect(url, target):
             _refuse(response, f"a redirect to {str(target)[:120]!r} (another server)")
+        if "/resolve/" in url.path and target.host == url.host and "/resolve/" not in target.path:
+            _refuse(response, f"a redirect to {target.path[:120]!r}, which is not a file of a repo")
+    next_page = response.links.get("next", {}).get("url")
+    if next_page and not _may_redirect(url, url.join(next_page)):
+        _refuse(response, f"a next page on another server ({next_page[:120]!r})")
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        _refuse(response, f"a body encoded as {encoding[:40]!r} (identity was asked for)")
     limit = getattr(_operation, "max_bytes", MAX_ANSWER_BYTES)
     what = getattr(_operation, "what", f"the Hub's answer to {response.request.url.path[:120]}")
     declared = response.headers.get("X-Linked-Size") or response.headers.get("Content-Length") or ""
@@ -192,8 +203,11 @@ def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
     stop at the deadline (the next request or chunk of a body is refused), though Python cannot stop the thread."""
     outcome: dict = {}
 
+    late = (f"the Hub ({shown_endpoint()}) did not finish {what} within {seconds:.0f} s: it is too slow or not "
+            "answering; try again later")
+
     def run():
-        _operation.deadline = time.monotonic() + seconds  # its requests stop here too (_check_deadline)
+        _operation.deadline, _operation.late = time.monotonic() + seconds, late  # its requests stop too
         try:
             outcome["value"] = fn(*args, **kwargs)
         except BaseException as error:  # noqa: BLE001 - handed to the caller
@@ -203,8 +217,7 @@ def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise HubUnavailableError(f"the Hub ({shown_endpoint()}) did not finish {what} within {seconds:.0f} s: it is too "
-                                  "slow or not answering; try again later")
+        raise HubUnavailableError(late)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
@@ -212,7 +225,9 @@ def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
 
 def bound_hub_requests() -> None:
     """Give huggingface_hub's shared HTTP client timeouts and answer checks (a client factory of the user's own gets
-    the checks added to its client)."""
+    the checks added to its client). Xet is turned off: its Rust client fetches from any server an answer names,
+    with no such checks (plain HTTP downloads from the Hub work for every file)."""
+    constants.HF_HUB_DISABLE_XET = True
     with _client_lock:
         if _http._GLOBAL_CLIENT_FACTORY is _http.default_client_factory:
             _http.set_client_factory(_bounded_client)
@@ -311,6 +326,11 @@ def resolve(
     except (TypeError, KeyError, ValueError, AttributeError) as error:  # an answer of the wrong shape
         raise ConvHubError(f"the Hub's ({shown_endpoint()}) answer about {name} could not be read: "
                            f"{type(error).__name__}: {str(error)[:200]}") from None
+    except ConvHubError:  # ours, already clear (HubUnavailableError is a ConnectionError too)
+        raise
+    except (OSError, RuntimeError) as error:  # a body longer than it said, a cache that cannot be written
+        raise ConvHubError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: "
+                           f"{type(error).__name__}: {str(error)[:200]}") from None
     if not (Path(folder) / "config.json").is_file():
         raise ConvHubError(f"repo {name!r} has no config.json: it is not a convhub model")
     return Path(folder)
@@ -374,12 +394,14 @@ def cached_snapshot(repo_id: str, patterns: list[str], *, required: tuple[str, .
 def _checked_snapshot(repo_id: str, repo_type: str, cache_dir, path: Path, filename: str) -> Path:
     """The snapshot folder of ``path`` (``filename`` in it), if it is `<cache>/<repo>/snapshots/<commit>/<filename>`
     and what it links to lies inside `<cache>/<repo>`; ConvHubError otherwise."""
-    repo_cache = Path(cache_dir or constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    cache = os.path.realpath(os.path.expanduser(cache_dir or constants.HF_HUB_CACHE))  # as huggingface_hub has it
+    repo_cache = Path(cache) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
     folder = Path(os.path.normpath(path))
     for _ in Path(filename).parts:
         folder = folder.parent
-    inside = os.path.realpath(path).startswith(os.path.realpath(repo_cache) + os.sep)
-    if folder.parent != repo_cache / "snapshots" or not COMMIT.fullmatch(folder.name) or not inside:
+    real = Path(os.path.realpath(folder))
+    inside = os.path.realpath(path).startswith(f"{repo_cache}{os.sep}")
+    if real.parent != repo_cache / "snapshots" or not COMMIT.fullmatch(real.name) or not inside:
         raise ConvHubError(f"the HF cache's copy of {repo_id} is not where a download puts it ({path}): refused; "
                            f"delete {repo_cache} and download it again")
     return folder

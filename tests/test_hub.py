@@ -544,7 +544,8 @@ def test_files_larger_than_a_convhub_model_has_are_not_downloaded(scripted_hub):
         if path.startswith("/api/models/someone/huge"):
             return listing(commit, ["config.json"])
         if method == "HEAD" and path.endswith("/config.json"):
-            return 200, {"X-Repo-Commit": commit, "ETag": f'"{"b" * 40}"', "Content-Length": str(400 * 2**20)}, b"", None
+            size = str(400 * 2**20)
+            return 200, {"X-Repo-Commit": commit, "ETag": f'"{"b" * 40}"', "Content-Length": size}, b"", None
         return 404, {"Content-Length": "0"}, b"", None
 
     hub = scripted_hub(answer)
@@ -724,3 +725,138 @@ def test_a_download_abandoned_at_its_deadline_stops(scripted_hub, folder, monkey
             break
         time.sleep(0.1)
     assert not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/net"]
+
+
+# --- the second review of these checks -------------------------------------------------------------------------------
+
+
+def test_a_redirect_out_of_a_repos_files_is_refused(scripted_hub, folder, tmp_path):
+    """The ETag was checked on /resolve/ answers only: a redirect to /x/README.md on the same server brought one of
+    ../../.. back."""
+    target = tmp_path / "outside" / "planted.pth"
+
+    def tweak(method, path, reply):
+        if path.endswith("/resolve/" + "c" * 40 + "/README.md"):
+            return 302, {"Location": "/x/README.md", "Content-Length": "0"}, b"", None
+        if path == "/x/README.md":
+            return 200, {"X-Repo-Commit": "c" * 40, "ETag": '"' + "../" * 30 + str(target).lstrip("/") + '"',
+                         "Content-Length": "4"}, b"evil", None
+        return reply
+
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    with pytest.raises(convhub.ConvHubError, match="a redirect to '/x/README.md', which is not a file of a repo"):
+        convhub.load("someone/net")
+    assert not target.parent.exists()
+
+
+def test_an_encoded_body_is_refused_as_it_would_be_counted_encoded(scripted_hub, folder, hub_env):
+    """Bodies are counted as they arrive: 1,452 bytes of gzip inside gzip became a 629 MB config.json."""
+    import gzip
+
+    bomb = gzip.compress(gzip.compress(b"{" + b" " * 2**22 + b"}"))
+
+    def tweak(method, path, reply):
+        status, headers, body, drip = reply
+        if method == "GET" and path.endswith("/config.json"):
+            return status, {**headers, "Content-Encoding": "gzip", "Content-Length": str(len(bomb))}, bomb, drip
+        return reply
+
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    with pytest.raises(convhub.ConvHubError, match="a body encoded as 'gzip' \\(identity was asked for\\)"):
+        convhub.load("someone/net")
+    assert sum(p.stat().st_size for p in files_under(hub_env)) < 2**20
+
+
+def test_a_location_on_a_plain_answer_is_checked_as_a_redirect(scripted_hub, folder):
+    """huggingface_hub downloads from a HEAD's Location whatever its status: a 200 sent the GET to any server."""
+    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"{}", None))
+    try:
+        scripted_hub(honest_hub(folder, tweak=_with_header("Location", f"{elsewhere.url}/latest/meta-data")))
+        with pytest.raises(convhub.ConvHubError, match="\\(another server\\)"):
+            convhub.load("someone/net")
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.close()
+
+
+def test_xet_answers_never_send_a_download_to_another_server(scripted_hub, folder):
+    """A Xet answer had huggingface_hub call the route it names, and hf_xet download through a client of its own
+    (no check, no cap, no deadline): Xet is off, the file comes over HTTP from the Hub."""
+    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"{}", None))
+    try:
+        def tweak(method, path, reply):
+            status, headers, body, drip = reply
+            if "/resolve/" in path and path.endswith("/model.safetensors"):
+                headers = {**headers, "X-Xet-Hash": "ab" * 32, "X-Xet-Refresh-Route": f"{elsewhere.url}/refresh"}
+            return status, headers, body, drip
+
+        scripted_hub(honest_hub(folder, tweak=tweak))
+        assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.close()
+
+
+def test_a_cache_reached_through_a_link_still_loads(scripted_hub, folder, hub_env, monkeypatch):
+    """huggingface_hub resolves the cache's path; the snapshot check compared it with the path as given."""
+    from huggingface_hub import constants
+
+    hub_env.mkdir(parents=True, exist_ok=True)
+    (hub_env.parent / "linked").symlink_to(hub_env)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_env.parent / "linked"))
+    scripted_hub(honest_hub(folder))
+    assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
+
+
+def test_a_body_longer_than_the_head_said_is_a_convhub_error(scripted_hub, folder):
+    def tweak(method, path, reply):
+        status, headers, body, drip = reply
+        if method == "GET" and path.endswith("/config.json"):
+            return status, {**headers, "Content-Length": str(len(body) + 1)}, body + b" ", drip
+        return reply
+
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    with pytest.raises(convhub.ConvHubError, match="Consistency check failed"):
+        convhub.load("someone/net")
+
+
+def test_a_listings_next_page_on_another_server_is_refused(scripted_hub):
+    from huggingface_hub import HfApi
+
+    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"[]", None))
+    try:
+        hub = scripted_hub(lambda method, path: (200, {"Content-Length": "2", "Link": f'<{elsewhere.url}/page2>; '
+                                                       'rel="next"'}, b"[]", None))
+        convhub.hub.bound_hub_requests()
+        with pytest.raises(convhub.ConvHubError, match="a next page on another server"):
+            list(HfApi(endpoint=hub.url).list_repo_tree("someone/data", repo_type="dataset"))
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.close()
+
+
+def test_a_hub_datasets_endless_listing_stops_at_the_deadline(scripted_hub, monkeypatch):
+    """training's Hub datasets had no deadline: empty listing pages, each naming the next, went on for ever."""
+    from training.data import DataError, load_hub_dataset
+
+    monkeypatch.setenv("CONVHUB_HUB_DEADLINE", "2")
+    commit = "d" * 40
+
+    def answer(method, path):
+        if path == "/api/models":
+            return 200, {"Content-Length": "0"}, b"", None
+        if path.startswith("/api/datasets/someone/endless/revision/"):
+            body = json.dumps({"id": "someone/endless", "sha": commit}).encode()
+            return 200, {"Content-Type": "application/json", "Content-Length": str(len(body))}, body, None
+        page = int(path.rsplit("page=", 1)[1]) if "page=" in path else 0
+        following = f"{server['url']}/api/datasets/someone/endless/tree/{commit}?page={page + 1}"
+        return 200, {"Content-Length": "2", "Link": f'<{following}>; rel="next"'}, b"[]", None
+
+    server = {}
+    hub = scripted_hub(answer)
+    server["url"] = hub.url
+    with pytest.raises(DataError, match="did not finish listing someone/endless within 2 s"):
+        load_hub_dataset("someone/endless")
+    pages = len(hub.requests)
+    time.sleep(1)
+    assert len(hub.requests) <= pages + 1  # the listing stopped with the deadline

@@ -96,9 +96,12 @@ def test_push_uploads_weights_config_and_a_card_naming_the_repo(hub, model_dir):
     assert card.data.eval_results[0].metric_value == round(artifacts.read_record(model_dir)["val_accuracy"], 4)
     assert snapshot(model_dir) == before  # pushing never rewrites the local save
     order = [path for _, path in writes(hub)]
+    # the card's YAML is checked twice: upload_folder checks it as it gathers the files, and, with Xet off (convhub
+    # turns it off: hub.bound_hub_requests), create_commit checks it again
     assert order == ["/api/repos/create", "/api/models/alice/convhub-net/branch/v1", "/api/validate-yaml",
-                     "/api/models/alice/convhub-net/preupload/v1", "/api/models/alice/convhub-net/commit/v1"]
-    assert hub.validated == [("model", True)]  # the card's metadata passed the Hub's check
+                     "/api/validate-yaml", "/api/models/alice/convhub-net/preupload/v1",
+                     "/api/models/alice/convhub-net/commit/v1"]
+    assert hub.validated == [("model", True)] * 2  # the card's metadata passed the Hub's check
     assert hub.requests[:2] == [("HEAD", "/api/models"), ("GET", "/api/whoami-v2")]  # probe, then the token
 
 

@@ -162,10 +162,11 @@ MAX_HUB_FILES, MAX_HUB_BYTES = 1000, 2 * 2**30  # a dataset repo's parquet files
 def _download_parquet(name: str, revision: str | None) -> Path:
     """The dataset repo's parquet files, downloaded into the HF cache (offline: the copy already there), once the
     repo's listing says how many and how large they are. Its README's `data_files` are not obeyed: the splits are
-    found by the files' names, as for a local folder."""
-    from convhub.hub import (COMMIT, bound_hub_requests, cached_snapshot, check_revision, download, endpoint,
-                             hub_reachable, offline_mode)
-    from huggingface_hub import HfApi
+    found by the files' names, as for a local folder. Listing and download each have a deadline (a server's
+    endless listing pages or dripping answers held the command for ever): CONVHUB_HUB_DEADLINE for the listing, and
+    as much again plus a second per MB for the files."""
+    from convhub.hub import (bound_hub_requests, cached_snapshot, check_revision, download, hub_deadline_s,
+                             hub_reachable, offline_mode, within_deadline)
 
     check_revision(revision, "--data-revision")  # a path in the HF cache: refs/<revision>
     if offline_mode():
@@ -174,8 +175,23 @@ def _download_parquet(name: str, revision: str | None) -> Path:
         raise DataError("not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local "
                         "folder, or set HF_HUB_OFFLINE=1 to use the copy in the HF cache")
     bound_hub_requests()
+    sha, files = within_deadline(hub_deadline_s(), f"listing {name}", _list_parquet, name, revision or "main")
+    # By its branch name (so that the cache knows the branch, for offline use), checked to be the commit listed.
+    snapshot = within_deadline(hub_deadline_s() + sum(files.values()) / 2**20, f"sending {name}", download, name,
+                               dict(sorted(files.items())), repo_type="dataset", revision=revision or "main")
+    if snapshot.name != sha:
+        raise DataError(f"the repo changed while it was downloaded (listed {sha[:12]}, got {snapshot.name[:12]}); "
+                        "run again")
+    return snapshot
+
+
+def _list_parquet(name: str, revision: str) -> tuple[str, dict[str, int]]:
+    """The commit a branch is at, and the parquet files there with their sizes, within MAX_HUB_FILES/BYTES."""
+    from convhub.hub import COMMIT, endpoint
+    from huggingface_hub import HfApi
+
     api = HfApi(endpoint=endpoint())  # HF_ENDPOINT as it is now (huggingface_hub read it at import)
-    sha = api.dataset_info(name, revision=revision or "main").sha  # one commit, listed and downloaded
+    sha = api.dataset_info(name, revision=revision).sha  # one commit, listed and downloaded
     if not isinstance(sha, str) or not COMMIT.fullmatch(sha):
         raise DataError(f"the Hub's listing names no commit ({str(sha)[:80]!r})")
     files: dict[str, int] = {}
@@ -187,12 +203,7 @@ def _download_parquet(name: str, revision: str | None) -> Path:
                             "them (CIFAR-10: 2 files, ~130 MB); nothing was downloaded")
     if not files:
         raise DataError("the repo holds no parquet files")
-    # By its branch name (so that the cache knows the branch, for offline use), checked to be the commit listed.
-    snapshot = download(name, dict(sorted(files.items())), repo_type="dataset", revision=revision or "main")
-    if snapshot.name != sha:
-        raise DataError(f"the repo changed while it was downloaded (listed {sha[:12]}, got {snapshot.name[:12]}); "
-                        "run again")
-    return snapshot
+    return sha, files
 
 
 def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
