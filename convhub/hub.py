@@ -141,17 +141,19 @@ def _check_answer(response: httpx2.Response) -> None:
     commit = response.headers.get("X-Repo-Commit")
     if commit is not None and not COMMIT.fullmatch(commit):
         _refuse(response, f"a commit id that is not one ({commit[:80]!r})")
-    if "/resolve/" in url.path or commit is not None:  # a file's answer, wherever a redirect led
-        for header in ("X-Linked-Etag", "ETag"):
-            etag = response.headers.get(header)
-            if etag is not None and not FILE_HASH.fullmatch(_bare_etag(etag)):
-                _refuse(response, f"an {header} that is not a file's hash ({etag[:80]!r})")
-    if "Location" in response.headers:  # on any answer: huggingface_hub downloads from a HEAD's Location
-        target = url.join(response.headers["Location"])
-        if not _may_redirect(url, target):
-            _refuse(response, f"a redirect to {str(target)[:120]!r} (another server)")
-        if "/resolve/" in url.path and target.host == url.host and "/resolve/" not in target.path:
-            _refuse(response, f"a redirect to {target.path[:120]!r}, which is not a file of a repo")
+    location = response.headers.get("Location")
+    target = url.join(location) if location is not None else None
+    if target is not None and not _may_redirect(url, target):  # any answer's: a HEAD's is where the GET goes
+        _refuse(response, f"a redirect to {str(target)[:120]!r} (another server)")
+    # A file's metadata, as huggingface_hub reads it: the last answer to a HEAD (it follows redirects to the same
+    # server or the Hub itself, and stops at one to a CDN), which must name a commit; its file hash is the linked one,
+    # else the ETag. (Other answers' ETags are never used, and the Hub's own are often weak ones, W/"46f-…".)
+    followed = response.has_redirect_location and _http._is_same_or_hub_host(str(url), str(target))
+    if response.request.method == "HEAD" and commit is not None and not followed:
+        header = "X-Linked-Etag" if response.headers.get("X-Linked-Etag") else "ETag"
+        etag = response.headers.get(header)
+        if etag is not None and not FILE_HASH.fullmatch(_bare_etag(etag)):
+            _refuse(response, f"an {header} that is not a file's hash ({etag[:80]!r})")
     next_page = response.links.get("next", {}).get("url")
     if next_page and not _may_redirect(url, url.join(next_page)):
         _refuse(response, f"a next page on another server ({next_page[:120]!r})")
