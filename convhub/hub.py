@@ -202,7 +202,8 @@ def _with_checks(client: httpx2.Client) -> httpx2.Client:
 
 def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
     """fn(*args, **kwargs), or HubUnavailableError after ``seconds``. It runs in a daemon thread, whose Hub requests
-    stop at the deadline (the next request or chunk of a body is refused), though Python cannot stop the thread."""
+    stop at the deadline (the next request, chunk of a body or byte of headers fails), though Python cannot stop the
+    thread itself."""
     outcome: dict = {}
 
     late = (f"the Hub ({shown_endpoint()}) did not finish {what} within {seconds:.0f} s: it is too slow or not "
@@ -219,6 +220,9 @@ def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
+        # A request waiting on an answer that drips its headers (each byte within the read timeout) is past every
+        # check: closing the client's connections ends it at its next byte (a new client serves the next request).
+        _http.close_session()
         raise HubUnavailableError(late)
     if "error" in outcome:
         raise outcome["error"]

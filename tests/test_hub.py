@@ -526,6 +526,12 @@ def test_a_hub_that_drips_its_answer_is_given_up_on_at_the_deadline(scripted_hub
     with pytest.raises(convhub.HubUnavailableError, match="did not finish sending someone/drip within 3 s"):
         convhub.load("someone/drip")
     assert time.monotonic() - start < 10
+    # and the request stops with it (it held its thread and socket until the whole answer had dripped in)
+    for _ in range(100):
+        if not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/drip"]:
+            break
+        time.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/drip"]
 
 
 def test_a_dripping_probe_counts_as_unreachable(scripted_hub):
