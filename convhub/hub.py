@@ -230,13 +230,21 @@ def within_deadline(seconds: float, what: str, fn, *args, **kwargs):
 
 
 def bound_hub_requests() -> None:
-    """Give huggingface_hub's shared HTTP client timeouts and answer checks (a client factory of the user's own gets
-    the checks added to its client). Xet is turned off: its Rust client fetches from any server an answer names,
-    with no such checks (plain HTTP downloads from the Hub work for every file)."""
+    """Give huggingface_hub's shared HTTP client timeouts and answer checks. A client factory of the user's own is
+    kept, wrapped so that every client it builds gets the checks too (huggingface_hub builds a new one after a
+    connection error). Xet is turned off: its Rust client fetches from any server an answer names, with no such
+    checks (plain HTTP downloads from the Hub work for every file)."""
     constants.HF_HUB_DISABLE_XET = True
     with _client_lock:
-        if _http._GLOBAL_CLIENT_FACTORY is _http.default_client_factory:
+        factory = _http._GLOBAL_CLIENT_FACTORY
+        if factory is _http.default_client_factory:
             _http.set_client_factory(_bounded_client)
+        elif factory is not _bounded_client and not getattr(factory, "checked_by_convhub", False):
+            def checked_factory():
+                return _with_checks(factory())
+
+            checked_factory.checked_by_convhub = True
+            _http.set_client_factory(checked_factory)
         _with_checks(_http.get_session())
 
 

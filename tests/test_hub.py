@@ -271,15 +271,29 @@ def test_a_hub_that_answers_the_probe_then_hangs_fails_within_its_timeout(monkey
 
 
 def test_hub_requests_get_timeouts_but_a_users_own_client_factory_is_kept():
+    """The user's factory still builds the client (its settings kept), and every client it builds has the checks:
+    huggingface_hub builds a new one after a connection error, which had none."""
     from huggingface_hub.utils import _http
 
     convhub.hub.bound_hub_requests()
     assert convhub.hub._bound_timeouts in _http.get_session().event_hooks["request"]
-    mine = lambda: _http.default_client_factory()  # noqa: E731
+    built = []
+
+    def mine():
+        client = _http.default_client_factory()
+        built.append(client)
+        return client
+
     _http.set_client_factory(mine)
     try:
         convhub.hub.bound_hub_requests()
-        assert _http._GLOBAL_CLIENT_FACTORY is mine
+        convhub.hub.bound_hub_requests()  # wrapped once
+        for _ in range(2):  # the first client, then one rebuilt as after a connection error
+            client = _http.get_session()
+            assert client is built[-1] and convhub.hub._check_answer in client.event_hooks["response"]
+            assert client.event_hooks["response"].count(convhub.hub._check_answer) == 1
+            _http.close_session()
+        assert len(built) == 2
     finally:
         _http.set_client_factory(convhub.hub._bounded_client)
 
