@@ -17,7 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
-    EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
     HFValidationError,
@@ -161,7 +160,7 @@ def _check_answer(response: httpx2.Response) -> None:
     if encoding != "identity":
         _refuse(response, f"a body encoded as {encoding[:40]!r} (identity was asked for)")
     limit = getattr(_operation, "max_bytes", MAX_ANSWER_BYTES)
-    what = getattr(_operation, "what", f"the Hub's answer to {response.request.url.path[:120]}")
+    what = getattr(_operation, "what", f"the Hub's answer to {url.path[:120]}")
     declared = response.headers.get("X-Linked-Size") or response.headers.get("Content-Length") or ""
     if declared.isdigit() and int(declared) > limit:
         raise ConvHubError(f"{what} is {int(declared):,} bytes; at most {limit:,} are expected: not downloading it")

@@ -506,6 +506,23 @@ class ScriptedHub:
         self.server.server_close()
 
 
+def thread_ends(name: str, seconds: float = 10.0) -> bool:
+    """Whether no thread of that name is left within ``seconds``."""
+    for _ in range(int(seconds * 10)):
+        if not [t for t in threading.enumerate() if t.name == name]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def elsewhere():
+    """Another server on this machine, which a hostile Hub names: no request may reach it."""
+    server = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"[]", None))
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def scripted_hub(monkeypatch):
     servers = []
@@ -541,11 +558,7 @@ def test_a_hub_that_drips_its_answer_is_given_up_on_at_the_deadline(scripted_hub
         convhub.load("someone/drip")
     assert time.monotonic() - start < 10
     # and the request stops with it (it held its thread and socket until the whole answer had dripped in)
-    for _ in range(100):
-        if not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/drip"]:
-            break
-        time.sleep(0.1)
-    assert not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/drip"]
+    assert thread_ends("convhub-hub: sending someone/drip")
 
 
 def test_a_dripping_probe_counts_as_unreachable(scripted_hub):
@@ -685,18 +698,14 @@ def test_a_body_longer_than_its_kind_can_be_is_cut_off(scripted_hub, folder, hub
     assert sum(p.stat().st_size for p in files_under(hub_env)) < 2 * 2**20
 
 
-def test_a_redirect_to_another_host_is_not_followed(scripted_hub, folder):
+def test_a_redirect_to_another_host_is_not_followed(scripted_hub, folder, elsewhere):
     """A redirect sent the download to any address (a service on this machine, another on its network)."""
-    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"{}", None))
     target = f"{elsewhere.url}/internal/admin?action=delete"  # another service on the same machine
-    try:
-        scripted_hub(honest_hub(folder, tweak=lambda method, path, reply: (
-            (302, {"Location": target, "Content-Length": "0"}, b"", None) if path.endswith("/config.json") else reply)))
-        with pytest.raises(convhub.ConvHubError, match="a redirect to 'http://127.0.0.1:.*' \\(another server\\)"):
-            convhub.load("someone/net")
-        assert elsewhere.requests == []
-    finally:
-        elsewhere.close()
+    scripted_hub(honest_hub(folder, tweak=lambda method, path, reply: (
+        (302, {"Location": target, "Content-Length": "0"}, b"", None) if path.endswith("/config.json") else reply)))
+    with pytest.raises(convhub.ConvHubError, match="a redirect to 'http://127.0.0.1:.*' \\(another server\\)"):
+        convhub.load("someone/net")
+    assert elsewhere.requests == []
 
 
 def test_a_revision_that_is_a_path_is_refused_before_any_request(scripted_hub, folder):
@@ -740,11 +749,7 @@ def test_a_download_abandoned_at_its_deadline_stops(scripted_hub, folder, monkey
     scripted_hub(honest_hub(folder, tweak=tweak))
     with pytest.raises(convhub.HubUnavailableError, match="did not finish sending someone/net within 2 s"):
         convhub.load("someone/net")
-    for _ in range(100):  # the next chunk, within a fraction of a second
-        if not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/net"]:
-            break
-        time.sleep(0.1)
-    assert not [t for t in threading.enumerate() if t.name == "convhub-hub: sending someone/net"]
+    assert thread_ends("convhub-hub: sending someone/net")  # at the next chunk
 
 
 # --- the second review of these checks -------------------------------------------------------------------------------
@@ -787,34 +792,26 @@ def test_an_encoded_body_is_refused_as_it_would_be_counted_encoded(scripted_hub,
     assert sum(p.stat().st_size for p in files_under(hub_env)) < 2**20
 
 
-def test_a_location_on_a_plain_answer_is_checked_as_a_redirect(scripted_hub, folder):
+def test_a_location_on_a_plain_answer_is_checked_as_a_redirect(scripted_hub, folder, elsewhere):
     """huggingface_hub downloads from a HEAD's Location whatever its status: a 200 sent the GET to any server."""
-    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"{}", None))
-    try:
-        scripted_hub(honest_hub(folder, tweak=_with_header("Location", f"{elsewhere.url}/latest/meta-data")))
-        with pytest.raises(convhub.ConvHubError, match="\\(another server\\)"):
-            convhub.load("someone/net")
-        assert elsewhere.requests == []
-    finally:
-        elsewhere.close()
+    scripted_hub(honest_hub(folder, tweak=_with_header("Location", f"{elsewhere.url}/latest/meta-data")))
+    with pytest.raises(convhub.ConvHubError, match="\\(another server\\)"):
+        convhub.load("someone/net")
+    assert elsewhere.requests == []
 
 
-def test_xet_answers_never_send_a_download_to_another_server(scripted_hub, folder):
+def test_xet_answers_never_send_a_download_to_another_server(scripted_hub, folder, elsewhere):
     """A Xet answer had huggingface_hub call the route it names, and hf_xet download through a client of its own
     (no check, no cap, no deadline): Xet is off, the file comes over HTTP from the Hub."""
-    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"{}", None))
-    try:
-        def tweak(method, path, reply):
-            status, headers, body, drip = reply
-            if "/resolve/" in path and path.endswith("/model.safetensors"):
-                headers = {**headers, "X-Xet-Hash": "ab" * 32, "X-Xet-Refresh-Route": f"{elsewhere.url}/refresh"}
-            return status, headers, body, drip
+    def tweak(method, path, reply):
+        status, headers, body, drip = reply
+        if "/resolve/" in path and path.endswith("/model.safetensors"):
+            headers = {**headers, "X-Xet-Hash": "ab" * 32, "X-Xet-Refresh-Route": f"{elsewhere.url}/refresh"}
+        return status, headers, body, drip
 
-        scripted_hub(honest_hub(folder, tweak=tweak))
-        assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
-        assert elsewhere.requests == []
-    finally:
-        elsewhere.close()
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
+    assert elsewhere.requests == []
 
 
 def test_a_cache_reached_through_a_link_still_loads(scripted_hub, folder, hub_env, monkeypatch):
@@ -840,19 +837,15 @@ def test_a_body_longer_than_the_head_said_is_a_convhub_error(scripted_hub, folde
         convhub.load("someone/net")
 
 
-def test_a_listings_next_page_on_another_server_is_refused(scripted_hub):
+def test_a_listings_next_page_on_another_server_is_refused(scripted_hub, elsewhere):
     from huggingface_hub import HfApi
 
-    elsewhere = ScriptedHub(lambda method, path: (200, {"Content-Length": "2"}, b"[]", None))
-    try:
-        hub = scripted_hub(lambda method, path: (200, {"Content-Length": "2", "Link": f'<{elsewhere.url}/page2>; '
-                                                       'rel="next"'}, b"[]", None))
-        convhub.hub.bound_hub_requests()
-        with pytest.raises(convhub.ConvHubError, match="a next page on another server"):
-            list(HfApi(endpoint=hub.url).list_repo_tree("someone/data", repo_type="dataset"))
-        assert elsewhere.requests == []
-    finally:
-        elsewhere.close()
+    hub = scripted_hub(lambda method, path: (200, {"Content-Length": "2", "Link": f'<{elsewhere.url}/page2>; '
+                                                   'rel="next"'}, b"[]", None))
+    convhub.hub.bound_hub_requests()
+    with pytest.raises(convhub.ConvHubError, match="a next page on another server"):
+        list(HfApi(endpoint=hub.url).list_repo_tree("someone/data", repo_type="dataset"))
+    assert elsewhere.requests == []
 
 
 def test_a_hub_datasets_endless_listing_stops_at_the_deadline(scripted_hub, monkeypatch):

@@ -350,7 +350,7 @@ def _inside(folder: Path, path: Path, *, snapshot: bool = False) -> bool:
         return False
     if not path.is_symlink():
         return stat.S_ISREG(path.lstat().st_mode) and path.resolve().is_relative_to(folder.resolve())
-    blobs = folder.parent.parent / "blobs"  # CACHE/datasets--ns--name/snapshots/<sha>/ -> CACHE/datasets--ns--name/blobs
+    blobs = folder.parent.parent / "blobs"  # CACHE/datasets--ns--name/snapshots/<sha>/ -> .../blobs
     return (snapshot and not blobs.is_symlink() and path.resolve().parent == blobs.resolve()
             and path.resolve().is_file())
 

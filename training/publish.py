@@ -76,7 +76,8 @@ def whoami(token: str) -> str:
     except PublishError:
         raise
     except (httpx2.HTTPError, OSError, KeyError, TypeError, AttributeError, ConvHubError) as error:
-        raise PublishError(f"checking the token with the Hub ({shown_endpoint()}) failed: {_hub_error(error)}") from None
+        raise PublishError(f"checking the token with the Hub ({shown_endpoint()}) failed: "
+                           f"{_hub_error(error)}") from None
 
 
 def stage_model(model_dir: str | Path, repo_id: str, out: Path) -> Path:
