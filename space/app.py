@@ -46,11 +46,16 @@ try:
     check_revision(os.environ.get("CONVHUB_REVISION") or None, "CONVHUB_REVISION")
     MAX_UPLOAD = os.environ.get("CONVHUB_MAX_UPLOAD", "10mb")  # Gradio refuses larger uploads with a 413 and a message
     try:
-        # Any request body, JSON too (a 200 MB one was accepted): twice the upload limit, so that an upload somewhat
-        # over it still reaches Gradio, whose refusal says what the limit is.
+        # Uploads' request bodies (limits.RequestLimits; JSON requests get far less): twice the upload limit, so that
+        # an upload somewhat over it still reaches Gradio, whose refusal says what the limit is.
         MAX_BODY = 2 * uploads.size_in_bytes(MAX_UPLOAD) + 2**20
     except ValueError as error:
         raise ConvHubError(f"CONVHUB_MAX_UPLOAD must be {error}") from None
+    try:
+        # Gradio's upload cache on disk: uploads that would take it over are refused until its files age.
+        UPLOAD_CACHE = uploads.size_in_bytes(os.environ.get("CONVHUB_UPLOAD_CACHE", "1gb"))
+    except ValueError as error:
+        raise ConvHubError(f"CONVHUB_UPLOAD_CACHE must be {error}") from None
     # Requests waiting beyond this get "Queue is full".
     QUEUE_SIZE = env.number("CONVHUB_QUEUE_SIZE", 256, minimum=1, maximum=10**6)
     # Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of
@@ -68,9 +73,11 @@ except ConvHubError as error:
 import gradio as gr  # noqa: E402
 from convhub.zoo import pretrained_repo  # noqa: E402
 from gradio import FileData  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 import chapter  # noqa: E402
 import figures  # noqa: E402
+import limits  # noqa: E402
 from zoo_loader import (FoundNet, LoadedNet, as_plain_text, find_zoo, load_found, published_settings,  # noqa: E402
                         sources_summary)
 
@@ -717,8 +724,10 @@ def main() -> None:
     # run and our image folder is removed.
     signal.signal(signal.SIGTERM, _stop)
     STORE.open()
-    uploads.sweep_in_background(uploads.upload_folder(), keep=lambda: {
+    cache = limits.UploadCache(uploads.upload_folder(), UPLOAD_CACHE, keep=lambda: {
         path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())})
+    cache.sweep()  # what an earlier run left there counts too
+    cache.sweep_in_background()
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
         try:
@@ -726,7 +735,7 @@ def main() -> None:
                 server_name=host,
                 server_port=SERVER_PORT,
                 max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
-                app_kwargs={"max_body_size": MAX_BODY},  # JSON requests too: they were accepted at any size
+                app_kwargs={"middleware": [Middleware(limits.RequestLimits, cache=cache, max_file_bytes=MAX_BODY)]},
                 prevent_thread_lock=True,
             )
         except OSError as error:  # the port is taken, or the address is not this machine's

@@ -65,20 +65,6 @@ def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = No
     return total
 
 
-def sweep_in_background(folder: Path, max_bytes: int = 2**30, min_age_s: float = 120.0, every_s: float = 60.0,
-                        keep=lambda: frozenset()):
-    """Keep Gradio's upload cache under max_bytes (1 GB) for as long as the process runs; ``keep()`` names the files
-    the page itself needs (the examples' copies: the oldest files there, so the first to go when uploads filled it,
-    and the gallery was broken for every visitor until a restart)."""
-    def loop():
-        while True:
-            time.sleep(every_s)
-            if folder.is_dir():
-                sweep(folder, max_bytes, min_age_s, keep=keep())
-
-    threading.Thread(target=loop, name="upload-sweeper", daemon=True).start()
-
-
 class UntrustedFileError(ConvHubError):
     """A request named a file that is not an upload of this Space."""
 

@@ -390,6 +390,36 @@ def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
     assert code is not None and list(tmp.glob("convhub-space-*")) == []
 
 
+def test_uploads_that_would_fill_the_disk_are_refused_until_the_cache_has_room(tmp_path, images, models_dir):
+    """The upload cache was swept once a minute, and a visitor could put GBs on disk in between: an upload that finds
+    the cache full of recent uploads now gets a 503 saying when to come back, and the Space serves meanwhile."""
+    import urllib.error
+
+    cache = tmp_path / "gradio"
+    space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "CONVHUB_UPLOAD_CACHE": "2mb", "GRADIO_TEMP_DIR": str(cache)})
+    try:
+        first = upload(space.url, images / "gray.png")
+        noise = tmp_path / "noise.png"
+        refusals = []
+        for i in range(6):  # 3 MB in all, each file different
+            noise.write_bytes(os.urandom(2**19))
+            try:
+                upload(space.url, noise)
+            except urllib.error.HTTPError as error:
+                refusals.append((error.code, error.headers["Retry-After"], error.read().decode()))
+        on_disk = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
+        assert refusals and all(r[:2] == (503, "60") for r in refusals), refusals
+        assert "The Space has taken in all the uploads it can hold (2 MB)" in refusals[0][2]
+        assert "try again in a minute" in refusals[0][2]
+        examples = sum(f.stat().st_size for f in (ROOT / "space" / "examples").iterdir())
+        assert on_disk <= 2 * 2**20 + 2**19 + examples  # at most one upload over, and the examples' copies
+        kind, payload = call_raw(space.url, "classify", [{"path": first, "meta": {"_type": "gradio.FileData"}}])
+        assert kind == "complete" and payload[0]["nets"]  # what is already uploaded still serves
+    finally:
+        space.stop()
+
+
 def test_a_url_naming_an_upload_of_this_space_is_read_from_disk(server, served_nets, images, tmp_path):
     """MCP clients upload the file first (upload_file_to_gradio), then pass its URL: it is this Space's own upload,
     read where it lies, never fetched. A URL naming a server file outside the upload cache is refused."""
@@ -435,6 +465,25 @@ def test_request_bodies_are_bounded(server):
     connection.send(b'{"data": ["')  # a start, and no more
     assert connection.getresponse().status == 413
     connection.close()
+
+
+def test_json_requests_are_bounded_far_below_uploads(server, images):
+    """A queued JSON request holds its body until it runs, several times over: 60 of 20 MB each took the Space from
+    0.7 to 5.4 GB. The page's own are under 1 KB; only routes that take files get the upload-sized bound."""
+    import urllib.error
+
+    def call(size: int) -> int:
+        body = json.dumps({"data": ["net", "x" * size, 0, 0]}).encode()
+        request = urllib.request.Request(f"{server}gradio_api/call/receptive_field", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            return urllib.request.urlopen(request, timeout=60).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert call(1000) == 200 and call(100 * 1024) == 413
+    assert (images / "huge.jpg").stat().st_size > 100 * 1024
+    assert upload(server, images / "huge.jpg")  # a file route: a body far larger than any JSON one
 
 
 def test_out_of_range_numbers_are_clear_errors(server):

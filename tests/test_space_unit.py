@@ -586,6 +586,7 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_MAX_UPLOAD", "0mb", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),
     ("CONVHUB_MAX_UPLOAD", "999999999999gb", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),  # a 500 on every page
     ("CONVHUB_MAX_UPLOAD", "10mb\t", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),  # Gradio's launch refused it
+    ("CONVHUB_UPLOAD_CACHE", "lots", "CONVHUB_UPLOAD_CACHE must be a size such as 10mb"),
     ("GRADIO_SERVER_PORT", "http", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not 'http'"),
     ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not '70000'"),
     # huggingface_hub parses it at import: a traceback from Gradio's import of it
@@ -637,8 +638,8 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
             launched.update(kwargs)
 
     monkeypatch.setattr(app.demo, "queue", lambda **kwargs: launched.update(queue=kwargs) or Queue())
-    swept = {}
-    monkeypatch.setattr(app.uploads, "sweep_in_background", lambda folder, **kwargs: swept.update(kwargs))
+    caches = []
+    monkeypatch.setattr(app.limits.UploadCache, "sweep_in_background", lambda cache: caches.append(cache))
     previous = signal.getsignal(signal.SIGTERM)
     try:
         app.main()
@@ -647,8 +648,14 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     assert launched["state_session_capacity"] == app.SESSIONS == 1000
     assert launched["queue"]["max_size"] == app.QUEUE_SIZE and launched["max_file_size"] == app.MAX_UPLOAD
     # the upload cache's sweeper keeps the examples' copies there (the gallery broke when uploads filled it)
+    [cache] = caches
     examples = sorted(p.name for p in (Path(app.__file__).parent / "examples").iterdir())
-    assert sorted(Path(path).name for path in swept["keep"]()) == examples
+    assert sorted(Path(path).name for path in cache.keep()) == examples
+    # request bodies are bounded by the middleware that also keeps uploads within that cache
+    [middleware] = launched["app_kwargs"]["middleware"]
+    assert middleware.cls is app.limits.RequestLimits
+    assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY}
+    assert cache.max_bytes == app.UPLOAD_CACHE == 2**30
 
 
 def test_the_upload_sweeper_deletes_the_oldest_files_but_never_the_pages_own(tmp_path):
@@ -666,6 +673,33 @@ def test_the_upload_sweeper_deletes_the_oldest_files_but_never_the_pages_own(tmp
     left = uploads.sweep(tmp_path, max_bytes=150, min_age_s=120, now=now, keep={str(paths["example.jpg"])})
     assert sorted(p.name for p in tmp_path.rglob("*.*")) == ["example.jpg", "young.png"]  # young: maybe being read
     assert left == 100  # the kept file is not counted: visitors' uploads have the whole budget
+
+
+def test_a_full_upload_cache_sweeps_at_once_and_refuses_only_while_its_files_are_young(tmp_path):
+    """Between two sweeps of the background sweeper, uploads could fill the disk: the cache now sweeps as soon as an
+    upload finds it full, and refuses uploads only while what fills it is too young to delete."""
+    import os
+    import time
+
+    import limits
+
+    cache = limits.UploadCache(tmp_path, max_bytes=300, min_age_s=120,
+                               keep=lambda: {str(tmp_path / "example.jpg")})
+    (tmp_path / "example.jpg").write_bytes(b"x" * 1000)  # the page's own: never deleted, never counted
+    assert cache.sweep() == 0 and cache.has_room()
+    for name in ("a.png", "b.png", "c.png", "d.png"):  # four uploads of 100 bytes, as the middleware counts them
+        (tmp_path / name).write_bytes(b"x" * 100)
+        cache.received(100)
+    assert not cache.has_room()  # swept, but every file is young: nothing could go
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "d.png", "example.jpg"]
+    assert "try again in a minute" in cache.full_message()
+    old = time.time() - 600
+    os.utime(tmp_path / "a.png", (old, old))
+    assert not cache.has_room()  # at most one sweep a second
+    cache._swept_at -= 1
+    assert cache.has_room()  # the oldest upload went
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "c.png", "d.png", "example.jpg"]
+    assert cache.bytes == 300
 
 
 def test_api_functions_keep_their_signatures_for_the_docs_and_mcp():
