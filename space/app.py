@@ -724,9 +724,10 @@ def main() -> None:
     # run and our image folder is removed.
     signal.signal(signal.SIGTERM, _stop)
     STORE.open()
-    cache = limits.UploadCache(uploads.upload_folder(), UPLOAD_CACHE, keep=lambda: {
-        path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())})
-    cache.sweep()  # what an earlier run left there counts too
+    cache = limits.UploadCache(
+        Path(gr.utils.get_upload_folder()), UPLOAD_CACHE,  # the folder as Gradio names its uploads, for forget
+        keep=lambda: {path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())},
+        forget=lambda paths: [files.difference_update(paths) for files in demo.temp_file_sets])
     cache.sweep_in_background()
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")

@@ -3,74 +3,106 @@
 FastAPI's ``max_body_size`` is one figure for every route, and it must let an image through (twice the upload limit).
 A JSON request that size waited in the queue as ~75 MB of memory, kept after it ran: 60 of them took the Space from
 0.7 to 5.4 GB. And uploads land on disk, which the sweeper checked once a minute: at 100 MB/s a visitor could put
-GBs there in between. So only the routes that take files get the upload-sized limit, and they only while the upload
-cache has room.
+GBs there in between. So only Gradio's upload route gets the upload-sized limit, and only while the upload cache
+has room.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
+from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.responses import PlainTextResponse
 
 import uploads
 
 # The page's and the API's JSON requests carry component values (an uploaded file's path, a net's name, a slider's
-# value): under 1 KB. Queued requests hold theirs until they run, several times over once parsed.
+# value): under 1 KB. Queued requests hold theirs until they run, several times over once parsed. MCP calls too:
+# an image sent inline (a data: URI) must be under ~48 KB; larger ones are uploaded first (upload_file_to_gradio),
+# as Gradio's MCP server asks of them. 100 MCP calls of 3.7 MB each held 2 GB.
 MAX_JSON_BYTES = 64 * 1024
 
-# Routes whose bodies may hold a file: Gradio's upload, and its MCP server, whose clients may send images inline
-# (data: URIs, saved to the upload cache).
-FILE_ROUTES = ("/gradio_api/upload", "/gradio_api/mcp")
+UPLOAD_ROUTE = "/gradio_api/upload"
+
+# What the smallest file an upload brings costs the disk: a block (or an inode) for it and one for its folder
+# (Gradio puts each upload in a folder named by its content). 1000 empty files per request cost 8 MB each.
+FILE_BYTES = 2 * 4096
 
 
 class UploadCache:
-    """Gradio's upload cache, kept under ``max_bytes``: swept every minute, and at once when it is full.
+    """Gradio's upload cache, kept under ``max_bytes`` of disk: swept every minute, and at once when it is full.
 
     Files younger than ``min_age_s`` are never deleted (a request may be about to read them), so an upload that finds
     the cache full of young files is refused until they age: a visitor then waits a minute, and the disk is safe.
     ``keep()`` names the page's own files there (the examples' copies), which are never deleted nor counted.
+    ``forget(paths)`` is told what a sweep deleted, on the server's event loop once one serves: Gradio keeps a set
+    of every upload's path and drops one only when it deletes the file itself.
     """
 
-    def __init__(self, folder: Path, max_bytes: int, min_age_s: float = 120.0, keep=lambda: frozenset()):
-        self.folder, self.max_bytes, self.min_age_s, self.keep = folder, max_bytes, min_age_s, keep
+    def __init__(self, folder: Path, max_bytes: int, min_age_s: float = 120.0, keep=lambda: frozenset(),
+                 forget=lambda paths: None):
+        self.folder, self.max_bytes, self.min_age_s, self.keep, self.forget = folder, max_bytes, min_age_s, keep, forget
         self.bytes = 0  # as of the last sweep, plus what uploads have brought since
-        self._lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, set by RequestLimits
+        self._counting = threading.Lock()  # held for an addition only: the event loop takes it
+        self._sweeping = threading.Lock()
         self._swept_at = float("-inf")
 
-    def sweep(self) -> int:
-        """Delete the oldest files old enough until the cache fits; returns the bytes left."""
-        with self._lock:
-            try:
-                self.bytes = uploads.sweep(self.folder, self.max_bytes, self.min_age_s, keep=self.keep()) \
-                    if self.folder.is_dir() else 0
-            except OSError:  # a folder gone mid-walk: the estimate stands until the next sweep
-                pass
-            self._swept_at = time.monotonic()
+    def sweep(self, wait: bool = True) -> int:
+        """Delete the oldest files old enough until the cache fits; returns the bytes left. ``wait=False``: if a sweep
+        is already running, leave it to that one (a walk of a large cache must not be repeated by every request)."""
+        if not self._sweeping.acquire(blocking=wait):
             return self.bytes
+        try:
+            self._swept_at = time.monotonic()
+            deleted = []
+            try:
+                left = uploads.sweep(self.folder, self.max_bytes, self.min_age_s, keep=self.keep(), deleted=deleted)
+            except OSError:  # a folder gone mid-walk: the estimate stands until the next sweep
+                return self.bytes
+            finally:
+                if deleted:
+                    self._forget(deleted)
+            with self._counting:
+                self.bytes = left
+            return left
+        finally:
+            self._sweeping.release()
+
+    def _forget(self, paths: list[str]) -> None:
+        if self.loop is None or self.loop.is_closed():
+            self.forget(paths)
+        else:  # Gradio reads its sets on the event loop
+            self.loop.call_soon_threadsafe(self.forget, paths)
 
     def has_room(self) -> bool:
-        """Whether an upload may come in now: not while the cache is over its size, after a sweep (at most one a
-        second: a flood of refused uploads does not walk the disk)."""
+        """Whether an upload may come in now: not while the cache is over its size, after a sweep (at most one
+        started every 5 s, and none while one runs: a walk of 250,000 files took 12 s)."""
         if self.bytes <= self.max_bytes:
             return True
-        if time.monotonic() - self._swept_at >= 1.0:
-            self.sweep()
+        if time.monotonic() - self._swept_at >= 5.0:
+            self.sweep(wait=False)
         return self.bytes <= self.max_bytes
 
-    def received(self, size: int) -> None:
-        with self._lock:
+    def received(self, size: int) -> bool:
+        """Count bytes an upload brought; whether the cache is still within its size."""
+        with self._counting:
             self.bytes += size
+            return self.bytes <= self.max_bytes
 
     def sweep_in_background(self, every_s: float = 60.0) -> None:
+        """Sweep now (what an earlier run left counts too, and its empty folders go), then every ``every_s``."""
         def loop():
             while True:
-                time.sleep(every_s)
                 self.sweep()
+                time.sleep(every_s)
 
         threading.Thread(target=loop, name="upload-sweeper", daemon=True).start()
 
@@ -79,36 +111,70 @@ class UploadCache:
                 f"{self.min_age_s / 60:.0f} minutes; try again in a minute.")
 
 
+class _Marks:
+    """Counts a marker in a stream of chunks, also where it spans two of them."""
+
+    def __init__(self, marker: bytes):
+        self.marker, self.count, self._tail = marker, 0, b""
+
+    def feed(self, chunk: bytes) -> int:
+        data = self._tail + chunk
+        self.count += data.count(self.marker)
+        self._tail = data[1 - len(self.marker):]  # shorter than the marker: one found whole is not counted again
+        return self.count
+
+
 class RequestLimits:
-    """ASGI middleware: request bodies bounded by ``max_json_bytes``, or by ``max_file_bytes`` on FILE_ROUTES, whose
-    bodies are also counted into ``cache``, and which get a 503 (Retry-After: 60) while the cache is full.
+    """ASGI middleware: request bodies bounded by ``max_json_bytes``, or by ``max_file_bytes`` on Gradio's upload.
+
+    An upload's body is counted into ``cache`` as it arrives, each file in it as at least FILE_BYTES, and must arrive
+    within ``body_s`` (a body dripping now and then kept its file young, so never swept, and uploads refused for as
+    long as the connection lasted). It gets a 503 (Retry-After: 60) while the cache is full, or as soon as it fills
+    while the body arrives (100 uploads opened at once all passed a check made at their start: 100x the bound).
 
     The only body limit of the app: FastAPI's ``max_body_size`` is set again on every route, and the innermost
     limit wins, so a lower one here would be undone.
     """
 
-    def __init__(self, app, *, cache: UploadCache, max_file_bytes: int, max_json_bytes: int = MAX_JSON_BYTES):
-        self.cache = cache
-        self.file_app = RequestBodyLimitMiddleware(app, max_file_bytes)
+    def __init__(self, app, *, cache: UploadCache, max_file_bytes: int, max_json_bytes: int = MAX_JSON_BYTES,
+                 body_s: float = 120.0):
+        self.cache, self.body_s = cache, body_s
+        self.upload_app = RequestBodyLimitMiddleware(app, max_file_bytes)
         self.json_app = RequestBodyLimitMiddleware(app, max_json_bytes)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.json_app(scope, receive, send)  # it passes anything else through
+        path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
+        if scope["type"] != "http" or path != UPLOAD_ROUTE:
+            await self.json_app(scope, receive, send)  # it passes anything but HTTP through
             return
-        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-        if not any(path == route or path.startswith(route + "/") for route in FILE_ROUTES):
-            await self.json_app(scope, receive, send)
-            return
+        self.cache.loop = asyncio.get_running_loop()
         if scope["method"] == "POST" and not await run_in_threadpool(self.cache.has_room):
-            refusal = PlainTextResponse(self.cache.full_message(), status_code=503, headers={"Retry-After": "60"})
-            await refusal(scope, receive, send)
+            await PlainTextResponse(self.cache.full_message(), status_code=503,
+                                    headers={"Retry-After": "60"})(scope, receive, send)
             return
+        await self.upload_app(scope, self._counted(scope, receive), send)
+
+    def _counted(self, scope, receive):
+        """``receive`` that counts the body into the cache, and stops it when the cache fills or its time is up."""
+        files = _Marks(b"--" + (_multipart_boundary(scope) or b"\0" * 16))  # one per part
+        deadline = asyncio.get_running_loop().time() + self.body_s
 
         async def counted_receive():
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                raise HTTPException(408, f"an upload must arrive within {self.body_s:.0f} s") from None
             if message["type"] == "http.request":
-                self.cache.received(len(message.get("body", b"")))
+                body = message.get("body", b"")
+                before = files.count
+                if not self.cache.received(len(body) + (files.feed(body) - before) * FILE_BYTES):
+                    raise HTTPException(503, self.cache.full_message(), headers={"Retry-After": "60"})
             return message
 
-        await self.file_app(scope, counted_receive, send)
+        return counted_receive
+
+
+def _multipart_boundary(scope) -> bytes | None:
+    content_type = Headers(scope=scope).get("content-type", "")
+    _, options = parse_options_header(content_type)
+    return options.get(b"boundary") or None

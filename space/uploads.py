@@ -41,26 +41,55 @@ def size_in_bytes(size: str) -> int:
     return number
 
 
-def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None, keep=frozenset()) -> int:
+def disk_bytes(info: os.stat_result) -> int:
+    """What a file or folder costs the disk: at least a block, even empty (its inode: a million empty files would
+    exhaust them), its blocks, or its size if larger (a sparse file may take fewer blocks)."""
+    return max(info.st_size, info.st_blocks * 512, 4096)
+
+
+def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None, keep=frozenset(),
+          deleted: list | None = None) -> int:
     """Delete the oldest files under ``folder`` (older than min_age_s, so none that a request is reading) until it
-    holds at most max_bytes, never those in ``keep`` (paths: the page's own files); returns the bytes left. Gradio's
-    own cache cleaning goes by age only."""
+    takes at most max_bytes on disk, never those in ``keep`` (paths: the page's own files), then the folders left
+    empty (each upload has one of its own); returns the bytes left, and adds the files' paths to ``deleted``.
+    Gradio's own cache cleaning goes by age only."""
     now = time.time() if now is None else now
     keep = {os.path.abspath(path) for path in keep}
-    files = []
-    for path in folder.rglob("*"):
-        try:
-            info = path.lstat()
-        except OSError:
-            continue
-        if stat.S_ISREG(info.st_mode) and os.path.abspath(path) not in keep:
-            files.append((info.st_mtime, info.st_size, path))
-    total = sum(size for _, size, _ in files)
+    files, folders, total = [], [], 0
+    for root, _, names in os.walk(folder, topdown=False):  # folders after what they hold
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and os.path.abspath(path) not in keep:
+                files.append((info.st_mtime, disk_bytes(info), path))
+                total += disk_bytes(info)
+        if root != str(folder):
+            try:
+                info = os.lstat(root)
+            except OSError:
+                continue
+            folders.append((info.st_mtime, disk_bytes(info), root))
+            total += disk_bytes(info)
     for mtime, size, path in sorted(files):
         if total <= max_bytes:
             break
         if now - mtime >= min_age_s:
-            path.unlink(missing_ok=True)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            total -= size
+            if deleted is not None:
+                deleted.append(path)
+    for mtime, size, path in folders:
+        if now - mtime >= min_age_s:  # as it was before its files went: no upload is writing there
+            try:
+                os.rmdir(path)  # only if empty
+            except OSError:
+                continue
             total -= size
     return total
 

@@ -656,9 +656,16 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     assert middleware.cls is app.limits.RequestLimits
     assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY}
     assert cache.max_bytes == app.UPLOAD_CACHE == 2**30
+    # what a sweep deletes leaves Gradio's set of uploads too (it only drops the files it deletes itself)
+    upload = str(cache.folder / ("0" * 64) / "bird.png")
+    app.demo.upload_file_set.add(upload)
+    cache.forget([upload])
+    assert upload not in app.demo.upload_file_set
 
 
 def test_the_upload_sweeper_deletes_the_oldest_files_but_never_the_pages_own(tmp_path):
+    """It counts what the cache takes on disk, folders included (Gradio gives each upload one), and removes the
+    folders it empties: 1000 empty files per upload took 8 MB of disk each while their bytes counted nothing."""
     import os
 
     import uploads
@@ -669,37 +676,100 @@ def test_the_upload_sweeper_deletes_the_oldest_files_but_never_the_pages_own(tmp
         paths[name] = tmp_path / name[:3] / name
         paths[name].parent.mkdir()
         paths[name].write_bytes(b"x" * 100)
-        os.utime(paths[name], (now - age, now - age))
-    left = uploads.sweep(tmp_path, max_bytes=150, min_age_s=120, now=now, keep={str(paths["example.jpg"])})
-    assert sorted(p.name for p in tmp_path.rglob("*.*")) == ["example.jpg", "young.png"]  # young: maybe being read
-    assert left == 100  # the kept file is not counted: visitors' uploads have the whole budget
+        for path in (paths[name], paths[name].parent):
+            os.utime(path, (now - age, now - age))
+    on_disk = {path: uploads.disk_bytes(path.lstat()) for path in tmp_path.rglob("*")}
+    assert on_disk[paths["young.png"]] >= 100
+    young = on_disk[paths["young.png"]] + on_disk[paths["young.png"].parent]
+    left = uploads.sweep(tmp_path, max_bytes=young + on_disk[paths["old.png"]], min_age_s=120, now=now,
+                         keep={str(paths["example.jpg"])})
+    # young: maybe being read
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "exa", "exa/example.jpg", "you", "you/young.png"]
+    assert left == young + on_disk[paths["example.jpg"].parent]  # the kept file is not counted, its folder is
 
 
 def test_a_full_upload_cache_sweeps_at_once_and_refuses_only_while_its_files_are_young(tmp_path):
     """Between two sweeps of the background sweeper, uploads could fill the disk: the cache now sweeps as soon as an
     upload finds it full, and refuses uploads only while what fills it is too young to delete."""
     import os
+    import threading
     import time
 
     import limits
+    import uploads
 
-    cache = limits.UploadCache(tmp_path, max_bytes=300, min_age_s=120,
-                               keep=lambda: {str(tmp_path / "example.jpg")})
-    (tmp_path / "example.jpg").write_bytes(b"x" * 1000)  # the page's own: never deleted, never counted
-    assert cache.sweep() == 0 and cache.has_room()
-    for name in ("a.png", "b.png", "c.png", "d.png"):  # four uploads of 100 bytes, as the middleware counts them
+    (tmp_path / "example.jpg").write_bytes(b"x" * 100)  # the page's own: never deleted, never counted
+    names = ("a.png", "b.png", "c.png", "d.png")
+    for name in names:
         (tmp_path / name).write_bytes(b"x" * 100)
-        cache.received(100)
+    size = uploads.disk_bytes((tmp_path / "a.png").lstat())
+    forgotten = []
+    cache = limits.UploadCache(tmp_path, max_bytes=3 * size, min_age_s=120,
+                               keep=lambda: {str(tmp_path / "example.jpg")}, forget=forgotten.extend)
+    assert cache.received(3 * size) and not cache.received(size)  # four uploads, as the middleware counts them
     assert not cache.has_room()  # swept, but every file is young: nothing could go
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "d.png", "example.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*names, "example.jpg"]
+    assert cache.bytes == 4 * size
     assert "try again in a minute" in cache.full_message()
     old = time.time() - 600
     os.utime(tmp_path / "a.png", (old, old))
-    assert not cache.has_room()  # at most one sweep a second
-    cache._swept_at -= 1
+    assert not cache.has_room()  # at most one sweep started every 5 s
+    cache._swept_at -= 5
+    with cache._sweeping:  # a sweep of a large cache is running: no other request waits for it or starts one
+        answer = []
+        other = threading.Thread(target=lambda: answer.append(cache.has_room()))
+        other.start()
+        other.join(timeout=10)
+        assert answer == [False]
     assert cache.has_room()  # the oldest upload went
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "c.png", "d.png", "example.jpg"]
-    assert cache.bytes == 300
+    assert cache.bytes == 3 * size and forgotten == [str(tmp_path / "a.png")]
+
+
+def test_an_upload_body_that_drips_is_cut_at_its_deadline(tmp_path):
+    """A body sending a byte now and then kept its file young, so never swept, and uploads refused for as long as
+    the connection lasted (uvicorn has no body timeout). Real HTTP through the middleware, with a 1 s deadline."""
+    import http.client
+    import socket
+    import threading
+    import time
+
+    import limits
+    import uvicorn
+    from conftest import free_port
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def upload(request):
+        return PlainTextResponse(f"{len(await request.body())} bytes")
+
+    app = limits.RequestLimits(Starlette(routes=[Route("/gradio_api/upload", upload, methods=["POST"])]),
+                               cache=limits.UploadCache(tmp_path, 2**30), max_file_bytes=2**20, body_s=1.0)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+
+        def post(*pieces: bytes, pause_s: float = 0.0) -> tuple[int, bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+                connection.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+                for piece in pieces:
+                    connection.sendall(piece)
+                    time.sleep(pause_s)
+                answer = http.client.HTTPResponse(connection)
+                answer.begin()
+                return answer.status, answer.read()
+
+        assert post(b"x" * 1000) == (200, b"1000 bytes")
+        assert post(b"x" * 10, b"x" * 10, pause_s=0.7) == (408, b"an upload must arrive within 1 s")  # then nothing
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_api_functions_keep_their_signatures_for_the_docs_and_mcp():
