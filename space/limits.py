@@ -10,6 +10,7 @@ has room.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,9 @@ UPLOAD_ROUTE = "/gradio_api/upload"
 # What the smallest file an upload brings costs the disk: a block (or an inode) for it and one for its folder
 # (Gradio puts each upload in a folder named by its content). 1000 empty files per request cost 8 MB each.
 FILE_BYTES = 2 * 4096
+# Files (multipart parts) per upload request: the page and gradio_client send one. Gradio takes 1000, and each is
+# charged FILE_BYTES before it is written: a request of many empty parts made the cache look full at little cost.
+MAX_FILES_PER_UPLOAD = 4
 
 
 class UploadCache:
@@ -50,6 +54,7 @@ class UploadCache:
                  forget=lambda paths: None):
         self.folder, self.max_bytes, self.min_age_s, self.keep, self.forget = folder, max_bytes, min_age_s, keep, forget
         self.bytes = 0  # as of the last sweep, plus what uploads have brought since
+        self._brought = 0  # by uploads, ever: what arrives during a sweep's walk counts after it
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, set by RequestLimits
         self._counting = threading.Lock()  # held for an addition only: the event loop takes it
         self._sweeping = threading.Lock()
@@ -62,17 +67,19 @@ class UploadCache:
             return self.bytes
         try:
             self._swept_at = time.monotonic()
+            brought = self._brought
             deleted = []
-            try:
-                left = uploads.sweep(self.folder, self.max_bytes, self.min_age_s, keep=self.keep(), deleted=deleted)
+            try:  # down to half its size: swept only to its bound, a full cache took no upload again, ever
+                left = uploads.sweep(self.folder, self.max_bytes, self.min_age_s, keep=self.keep(), deleted=deleted,
+                                     target_bytes=self.max_bytes // 2)
             except OSError:  # a folder gone mid-walk: the estimate stands until the next sweep
                 return self.bytes
             finally:
                 if deleted:
                     self._forget(deleted)
             with self._counting:
-                self.bytes = left
-            return left
+                self.bytes = left + self._brought - brought
+                return self.bytes
         finally:
             self._sweeping.release()
 
@@ -95,13 +102,17 @@ class UploadCache:
         """Count bytes an upload brought; whether the cache is still within its size."""
         with self._counting:
             self.bytes += size
+            self._brought += size
             return self.bytes <= self.max_bytes
 
     def sweep_in_background(self, every_s: float = 60.0) -> None:
         """Sweep now (what an earlier run left counts too, and its empty folders go), then every ``every_s``."""
         def loop():
             while True:
-                self.sweep()
+                try:
+                    self.sweep()
+                except Exception as error:  # noqa: BLE001 - a bug here must not end the sweeping for good
+                    print(f"upload sweeper: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
                 time.sleep(every_s)
 
         threading.Thread(target=loop, name="upload-sweeper", daemon=True).start()
@@ -143,20 +154,32 @@ class RequestLimits:
         self.json_app = RequestBodyLimitMiddleware(app, max_json_bytes)
 
     async def __call__(self, scope, receive, send) -> None:
+        if self.cache.loop is None:
+            self.cache.loop = asyncio.get_running_loop()
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
         if scope["type"] != "http" or path != UPLOAD_ROUTE:
             await self.json_app(scope, receive, send)  # it passes anything but HTTP through
             return
-        self.cache.loop = asyncio.get_running_loop()
-        if scope["method"] == "POST" and not await run_in_threadpool(self.cache.has_room):
+        if scope["method"] != "POST":
+            await self.upload_app(scope, receive, send)
+            return
+        boundary = _multipart_boundary(scope)
+        if boundary is None:  # Gradio's parser split a body with an empty boundary on any "--": parts uncounted
+            await PlainTextResponse("An upload is a multipart/form-data body with a boundary.",
+                                    status_code=400)(scope, receive, send)
+        elif not await run_in_threadpool(self.cache.has_room):
             await PlainTextResponse(self.cache.full_message(), status_code=503,
                                     headers={"Retry-After": "60"})(scope, receive, send)
-            return
-        await self.upload_app(scope, self._counted(scope, receive), send)
+        else:
+            await self.upload_app(scope, self._counted(receive, boundary), send)
 
-    def _counted(self, scope, receive):
-        """``receive`` that counts the body into the cache, and stops it when the cache fills or its time is up."""
-        files = _Marks(b"--" + (_multipart_boundary(scope) or b"\0" * 16))  # one per part
+    def _counted(self, receive, boundary: bytes):
+        """``receive`` that counts the body into the cache, and stops it when the cache is full, it brings too many
+        files, or its time is up."""
+        # A part's delimiter, as the parser finds it: a CRLF, then "--" and the boundary (the first one may open the
+        # body: primed with a CRLF). One more than the parts, with the closing one.
+        delimiters = _Marks(b"\r\n--" + boundary)
+        delimiters.feed(b"\r\n")
         deadline = asyncio.get_running_loop().time() + self.body_s
 
         async def counted_receive():
@@ -166,8 +189,11 @@ class RequestLimits:
                 raise HTTPException(408, f"an upload must arrive within {self.body_s:.0f} s") from None
             if message["type"] == "http.request":
                 body = message.get("body", b"")
-                before = files.count
-                if not self.cache.received(len(body) + (files.feed(body) - before) * FILE_BYTES):
+                before = delimiters.count
+                if delimiters.feed(body) > MAX_FILES_PER_UPLOAD + 1:
+                    raise HTTPException(413, f"an upload request may carry at most {MAX_FILES_PER_UPLOAD} files")
+                if not self.cache.received(len(body) + (delimiters.count - before) * FILE_BYTES) \
+                        and not await run_in_threadpool(self.cache.has_room):  # a sweep may make room
                     raise HTTPException(503, self.cache.full_message(), headers={"Retry-After": "60"})
             return message
 
@@ -175,6 +201,8 @@ class RequestLimits:
 
 
 def _multipart_boundary(scope) -> bytes | None:
-    content_type = Headers(scope=scope).get("content-type", "")
-    _, options = parse_options_header(content_type)
+    """The boundary of a multipart body, as Starlette's and Gradio's parsers read it; None without one."""
+    content_type, options = parse_options_header(Headers(scope=scope).get("content-type", ""))
+    if not content_type.startswith(b"multipart/"):
+        return None
     return options.get(b"boundary") or None

@@ -48,11 +48,11 @@ def disk_bytes(info: os.stat_result) -> int:
 
 
 def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = None, keep=frozenset(),
-          deleted: list | None = None) -> int:
-    """Delete the oldest files under ``folder`` (older than min_age_s, so none that a request is reading) until it
-    takes at most max_bytes on disk, never those in ``keep`` (paths: the page's own files), then the folders left
-    empty (each upload has one of its own); returns the bytes left, and adds the files' paths to ``deleted``.
-    Gradio's own cache cleaning goes by age only."""
+          deleted: list | None = None, target_bytes: int | None = None) -> int:
+    """If ``folder`` takes more than max_bytes on disk, delete its oldest files (older than min_age_s, so none that
+    a request is reading) until it takes at most target_bytes (default max_bytes), never those in ``keep`` (paths:
+    the page's own files); then the folders left empty (each upload has one of its own). Returns the bytes left,
+    and adds the files' paths to ``deleted``. Gradio's own cache cleaning goes by age only."""
     now = time.time() if now is None else now
     keep = {os.path.abspath(path) for path in keep}
     files, folders, total = [], [], 0
@@ -73,8 +73,9 @@ def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = No
                 continue
             folders.append((info.st_mtime, disk_bytes(info), root))
             total += disk_bytes(info)
+    target = max_bytes if target_bytes is None or total <= max_bytes else target_bytes
     for mtime, size, path in sorted(files):
-        if total <= max_bytes:
+        if total <= target:
             break
         if now - mtime >= min_age_s:
             try:
