@@ -724,10 +724,17 @@ def main() -> None:
     # run and our image folder is removed.
     signal.signal(signal.SIGTERM, _stop)
     STORE.open()
+    stale_progress = limits.StaleUploadProgress(gr.routes.file_upload_statuses)
+
+    def forget(paths: list[str]) -> None:
+        for files in demo.temp_file_sets:
+            files.difference_update(paths)
+        stale_progress()
+
     cache = limits.UploadCache(
         Path(gr.utils.get_upload_folder()), UPLOAD_CACHE,  # the folder as Gradio names its uploads, for forget
         keep=lambda: {path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())},
-        forget=lambda paths: [files.difference_update(paths) for files in demo.temp_file_sets])
+        forget=forget)
     cache.sweep_in_background()
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")

@@ -729,9 +729,11 @@ def test_a_full_upload_cache_sweeps_at_once_and_refuses_only_while_its_files_are
     assert cache.bytes == 2 * size and forgotten == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
 
 
-def test_an_upload_body_that_drips_is_cut_at_its_deadline(tmp_path):
-    """A body sending a byte now and then kept its file young, so never swept, and uploads refused for as long as
-    the connection lasted (uvicorn has no body timeout). Real HTTP through the middleware, with a 1 s deadline."""
+@pytest.fixture
+def upload_route(tmp_path):
+    """The middleware over real HTTP, around a stand-in for Gradio's upload route that reads the body and answers
+    as Gradio does: the list of files it kept (one if the body holds b"keep", else a refusal). Yields (post, cache):
+    post(*pieces, pause_s=) sends a 1000-byte multipart body in pieces and returns (status, body)."""
     import http.client
     import socket
     import threading
@@ -741,38 +743,81 @@ def test_an_upload_body_that_drips_is_cut_at_its_deadline(tmp_path):
     import uvicorn
     from conftest import free_port
     from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse
+    from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
     async def upload(request):
-        return PlainTextResponse(f"{len(await request.body())} bytes")
+        body = await request.body()
+        return JSONResponse(["kept.png"]) if b"keep" in body else PlainTextResponse("not an upload", 400)
 
+    cache = limits.UploadCache(tmp_path, 2**30)
     app = limits.RequestLimits(Starlette(routes=[Route("/gradio_api/upload", upload, methods=["POST"])]),
-                               cache=limits.UploadCache(tmp_path, 2**30), max_file_bytes=2**20, body_s=1.0)
+                               cache=cache, max_file_bytes=2**20, body_s=1.0)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+
+    def post(*pieces: bytes, pause_s: float = 0.0) -> tuple[int, bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                               b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+            for piece in pieces:
+                connection.sendall(piece)
+                time.sleep(pause_s)
+            answer = http.client.HTTPResponse(connection)
+            answer.begin()
+            return answer.status, answer.read()
+
     try:
         while not server.started:
             time.sleep(0.05)
-
-        def post(*pieces: bytes, pause_s: float = 0.0) -> tuple[int, bytes]:
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-                connection.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
-                                   b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
-                for piece in pieces:
-                    connection.sendall(piece)
-                    time.sleep(pause_s)
-                answer = http.client.HTTPResponse(connection)
-                answer.begin()
-                return answer.status, answer.read()
-
-        assert post(b"x" * 1000) == (200, b"1000 bytes")
-        assert post(b"x" * 10, b"x" * 10, pause_s=0.7) == (408, b"an upload must arrive within 1 s")  # then nothing
+        yield post, cache
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_an_upload_body_that_drips_is_cut_at_its_deadline(upload_route):
+    """A body sending a byte now and then kept its file young, so never swept, and uploads refused for as long as
+    the connection lasted (uvicorn has no body timeout). Here with a 1 s deadline."""
+    post, _ = upload_route
+    assert post(b"keep".ljust(1000)) == (200, b'["kept.png"]')
+    assert post(b"x" * 10, b"x" * 10, pause_s=0.7) == (408, b"an upload must arrive within 1 s")  # then nothing
+
+
+def test_an_upload_is_charged_for_the_files_it_left(upload_route):
+    """Each part is charged 8 KB as it arrives (a file and its folder), and given back once the answer says no file
+    came of it: charged in full, small refused requests kept the cache looking full for everyone."""
+    import limits
+
+    post, cache = upload_route
+    three_parts = b"--b\r\n\r\n\r\n" * 3 + b"--b--"
+    assert post(three_parts.ljust(1000))[0] == 400
+    assert cache.bytes == 1000  # its bytes; no file came of it
+    assert post((three_parts + b"keep").ljust(1000))[0] == 200
+    assert cache.bytes == 2000 + limits.FILE_BYTES  # one file kept
+
+
+def test_upload_progress_nobody_follows_is_dropped():
+    """Gradio keeps an event per upload_id for good, and a tracker until the page follows it to the end: 2 KB per
+    upload nobody followed (40,000 took the Space from 803 to 887 MB). Called a minute apart, after each sweep."""
+    import limits
+    from gradio.route_utils import FileUploadProgress
+
+    progress = FileUploadProgress()
+    stale = limits.StaleUploadProgress(progress)
+    progress.track("followed")
+    progress.track("abandoned")  # an upload nobody follows
+    stale()
+    progress.stop_tracking("followed")  # the page read it to the end: its event stays, in Gradio
+    progress.track("new")
+    stale()
+    assert set(progress._statuses) == {"abandoned", "new"} and "followed" not in progress._signals
+    stale()  # "abandoned" was tracked at the last two calls: past any upload's deadline
+    assert set(progress._statuses) == {"new"}
+    stale()  # "new" too, now; and the events of both
+    assert progress._statuses == {} and dict(progress._signals) == {}
 
 
 def test_api_functions_keep_their_signatures_for_the_docs_and_mcp():
