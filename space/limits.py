@@ -19,7 +19,6 @@ from pathlib import Path
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.responses import PlainTextResponse
 
@@ -151,6 +150,15 @@ class StaleUploadProgress:
         self._seen = [self._seen[1], set(trackers) | set(events)]
 
 
+class _Refused(Exception):
+    """An upload stopped while its body arrives; answered as plain text, as the refusals before it (an
+    HTTPException became JSON, and the page's toast showed its braces)."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.response = PlainTextResponse(message, status_code=status, headers=headers)
+
+
 class _Marks:
     """Counts a marker in a stream of chunks, also where it spans two of them."""
 
@@ -204,13 +212,19 @@ class RequestLimits:
             # the body: primed with a CRLF). One more than the parts, with the closing one.
             delimiters = _Marks(b"\r\n--" + boundary)
             delimiters.feed(b"\r\n")
-            await self.upload_app(scope, self._counted(receive, delimiters), self._settled(send, delimiters))
+            answer = {"status": 0, "body": b""}
+            settled_send = self._settled(send, delimiters, answer)
+            try:
+                await self.upload_app(scope, self._counted(receive, delimiters), settled_send)
+            except _Refused as refusal:
+                if answer["status"]:
+                    raise
+                await refusal.response(scope, receive, settled_send)
 
-    def _settled(self, send, delimiters: _Marks):
+    def _settled(self, send, delimiters: _Marks, answer: dict):
         """``send`` that gives back, once the answer is sent, the charge of parts that left no file: an upload that
         Gradio refused, or parts without one. Charged in full, a stream of small refused requests kept the cache
         looking full."""
-        answer = {"status": 0, "body": b""}
 
         async def settled_send(message):
             if message["type"] == "http.response.start":
@@ -237,15 +251,15 @@ class RequestLimits:
             try:
                 message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
             except TimeoutError:
-                raise HTTPException(408, f"an upload must arrive within {self.body_s:.0f} s") from None
+                raise _Refused(408, f"An upload must arrive within {self.body_s:.0f} s.") from None
             if message["type"] == "http.request":
                 body = message.get("body", b"")
                 before = delimiters.count
                 if delimiters.feed(body) > MAX_FILES_PER_UPLOAD + 1:
-                    raise HTTPException(413, f"an upload request may carry at most {MAX_FILES_PER_UPLOAD} files")
+                    raise _Refused(413, f"An upload request may carry at most {MAX_FILES_PER_UPLOAD} files.")
                 if not self.cache.received(len(body) + (delimiters.count - before) * FILE_BYTES) \
                         and not await run_in_threadpool(self.cache.has_room):  # a sweep may make room
-                    raise HTTPException(503, self.cache.full_message(), headers={"Retry-After": "60"})
+                    raise _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})
             return message
 
         return counted_receive

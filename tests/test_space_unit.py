@@ -743,6 +743,7 @@ def upload_route(tmp_path):
     import uvicorn
     from conftest import free_port
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
@@ -751,8 +752,9 @@ def upload_route(tmp_path):
         return JSONResponse(["kept.png"]) if b"keep" in body else PlainTextResponse("not an upload", 400)
 
     cache = limits.UploadCache(tmp_path, 2**30)
-    app = limits.RequestLimits(Starlette(routes=[Route("/gradio_api/upload", upload, methods=["POST"])]),
-                               cache=cache, max_file_bytes=2**20, body_s=1.0)
+    # placed as app.py places it: a user middleware, inside Starlette's handler of server errors
+    app = Starlette(routes=[Route("/gradio_api/upload", upload, methods=["POST"])], middleware=[
+        Middleware(limits.RequestLimits, cache=cache, max_file_bytes=2**20, body_s=1.0)])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -783,7 +785,7 @@ def test_an_upload_body_that_drips_is_cut_at_its_deadline(upload_route):
     the connection lasted (uvicorn has no body timeout). Here with a 1 s deadline."""
     post, _ = upload_route
     assert post(b"keep".ljust(1000)) == (200, b'["kept.png"]')
-    assert post(b"x" * 10, b"x" * 10, pause_s=0.7) == (408, b"an upload must arrive within 1 s")  # then nothing
+    assert post(b"x" * 10, b"x" * 10, pause_s=0.7) == (408, b"An upload must arrive within 1 s.")  # then nothing
 
 
 def test_an_upload_is_charged_for_the_files_it_left(upload_route):
