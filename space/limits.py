@@ -219,12 +219,14 @@ class RequestLimits:
             except _Refused as refusal:
                 if answer["status"]:
                     raise
+                answer["refund"] = False  # the parts read so far stay on disk, as Gradio's parser left them
                 await refusal.response(scope, receive, settled_send)
 
     def _settled(self, send, delimiters: _Marks, answer: dict):
         """``send`` that gives back, once the answer is sent, the charge of parts that left no file: an upload that
-        Gradio refused, or parts without one. Charged in full, a stream of small refused requests kept the cache
-        looking full."""
+        Gradio refused (its parser then deletes what it wrote), or parts without one. Charged in full, a stream of
+        small refused requests kept the cache looking full. Not for an upload stopped here, nor one whose client
+        went away: what was written of it stays."""
 
         async def settled_send(message):
             if message["type"] == "http.response.start":
@@ -232,7 +234,7 @@ class RequestLimits:
             elif message["type"] == "http.response.body":
                 if answer["status"] == 200:
                     answer["body"] += message.get("body", b"")
-                if not message.get("more_body", False):
+                if not message.get("more_body", False) and answer.get("refund", True):
                     try:
                         files = len(json.loads(answer["body"])) if answer["status"] == 200 else 0
                         self.cache.refund(max(0, delimiters.count - files) * FILE_BYTES)
