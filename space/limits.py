@@ -10,7 +10,6 @@ has room.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import threading
 import time
@@ -103,11 +102,6 @@ class UploadCache:
             self.bytes += size
             self._brought += size
             return self.bytes <= self.max_bytes
-
-    def refund(self, size: int) -> None:
-        """Take back a charge that left nothing on disk (a sweep since may have dropped it already)."""
-        with self._counting:
-            self.bytes = max(0, self.bytes - size)
 
     def sweep_in_background(self, every_s: float = 60.0) -> None:
         """Sweep now (what an earlier run left counts too, and its empty folders go), then every ``every_s``."""
@@ -212,37 +206,22 @@ class RequestLimits:
             # the body: primed with a CRLF). One more than the parts, with the closing one.
             delimiters = _Marks(b"\r\n--" + boundary)
             delimiters.feed(b"\r\n")
-            answer = {"status": 0, "body": b""}
-            settled_send = self._settled(send, delimiters, answer)
+            # No charge is given back, even for a refused upload: Gradio's answer does not say what stays on disk
+            # (a 400 for a bad file name came after three files were kept; parts not named "files" stay behind
+            # "200 []"), and refunds let a reviewer put 191 MB on a 20 MB cache between two sweeps.
+            started = False
+
+            async def noted_send(message):
+                nonlocal started
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
             try:
-                await self.upload_app(scope, self._counted(receive, delimiters), settled_send)
+                await self.upload_app(scope, self._counted(receive, delimiters), noted_send)
             except _Refused as refusal:
-                if answer["status"]:
+                if started:
                     raise
-                answer["refund"] = False  # the parts read so far stay on disk, as Gradio's parser left them
-                await refusal.response(scope, receive, settled_send)
-
-    def _settled(self, send, delimiters: _Marks, answer: dict):
-        """``send`` that gives back, once the answer is sent, the charge of parts that left no file: an upload that
-        Gradio refused (its parser then deletes what it wrote), or parts without one. Charged in full, a stream of
-        small refused requests kept the cache looking full. Not for an upload stopped here, nor one whose client
-        went away: what was written of it stays."""
-
-        async def settled_send(message):
-            if message["type"] == "http.response.start":
-                answer["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                if answer["status"] == 200:
-                    answer["body"] += message.get("body", b"")
-                if not message.get("more_body", False) and answer.get("refund", True):
-                    try:
-                        files = len(json.loads(answer["body"])) if answer["status"] == 200 else 0
-                        self.cache.refund(max(0, delimiters.count - files) * FILE_BYTES)
-                    except (ValueError, TypeError):
-                        pass  # not Gradio's list of files: the charge stands
-            await send(message)
-
-        return settled_send
+                await refusal.response(scope, receive, send)
 
     def _counted(self, receive, delimiters: _Marks):
         """``receive`` that counts the body into the cache, and stops it when the cache is full, it brings too many
