@@ -145,8 +145,8 @@ class StaleUploadProgress:
 
 
 class _Refused(Exception):
-    """An upload stopped while its body arrives; answered as plain text, as the refusals before it (an
-    HTTPException became JSON, and the page's toast showed its braces)."""
+    """An upload refused, before or while its body arrives; answered as plain text (an HTTPException became JSON,
+    and the page's toast showed its braces)."""
 
     def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
@@ -194,14 +194,19 @@ class RequestLimits:
         if scope["method"] != "POST":
             await self.upload_app(scope, receive, send)
             return
-        boundary = _multipart_boundary(scope)
-        if boundary is None:  # Gradio's parser split a body with an empty boundary on any "--": parts uncounted
-            await PlainTextResponse("An upload is a multipart/form-data body with a boundary.",
-                                    status_code=400)(scope, receive, send)
-        elif not await run_in_threadpool(self.cache.has_room):
-            await PlainTextResponse(self.cache.full_message(), status_code=503,
-                                    headers={"Retry-After": "60"})(scope, receive, send)
-        else:
+        started = False
+
+        async def noted_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            boundary = _multipart_boundary(scope)
+            if boundary is None:  # Gradio's parser split a body with an empty boundary on any "--": parts uncounted
+                raise _Refused(400, "An upload is a multipart/form-data body with a boundary.")
+            if not await run_in_threadpool(self.cache.has_room):
+                raise self._full()
             # A part's delimiter, as the parser finds it: a CRLF, then "--" and the boundary (the first one may open
             # the body: primed with a CRLF). One more than the parts, with the closing one.
             delimiters = _Marks(b"\r\n--" + boundary)
@@ -209,19 +214,14 @@ class RequestLimits:
             # No charge is given back, even for a refused upload: Gradio's answer does not say what stays on disk
             # (a 400 for a bad file name came after three files were kept; parts not named "files" stay behind
             # "200 []"), and refunds let a reviewer put 191 MB on a 20 MB cache between two sweeps.
-            started = False
+            await self.upload_app(scope, self._counted(receive, delimiters), noted_send)
+        except _Refused as refusal:
+            if started:
+                raise
+            await refusal.response(scope, receive, send)
 
-            async def noted_send(message):
-                nonlocal started
-                started = started or message["type"] == "http.response.start"
-                await send(message)
-
-            try:
-                await self.upload_app(scope, self._counted(receive, delimiters), noted_send)
-            except _Refused as refusal:
-                if started:
-                    raise
-                await refusal.response(scope, receive, send)
+    def _full(self) -> _Refused:
+        return _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})
 
     def _counted(self, receive, delimiters: _Marks):
         """``receive`` that counts the body into the cache, and stops it when the cache is full, it brings too many
@@ -240,7 +240,7 @@ class RequestLimits:
                     raise _Refused(413, f"An upload request may carry at most {MAX_FILES_PER_UPLOAD} files.")
                 if not self.cache.received(len(body) + (delimiters.count - before) * FILE_BYTES) \
                         and not await run_in_threadpool(self.cache.has_room):  # a sweep may make room
-                    raise _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})
+                    raise self._full()
             return message
 
         return counted_receive

@@ -64,15 +64,17 @@ def sweep(folder: Path, max_bytes: int, min_age_s: float, now: float | None = No
             except OSError:
                 continue
             if stat.S_ISREG(info.st_mode) and os.path.abspath(path) not in keep:
-                files.append((info.st_mtime, disk_bytes(info), path))
-                total += disk_bytes(info)
+                size = disk_bytes(info)
+                files.append((info.st_mtime, size, path))
+                total += size
         if root != str(folder):
             try:
                 info = os.lstat(root)
             except OSError:
                 continue
-            folders.append((info.st_mtime, disk_bytes(info), root))
-            total += disk_bytes(info)
+            size = disk_bytes(info)
+            folders.append((info.st_mtime, size, root))
+            total += size
     target = max_bytes if target_bytes is None or total <= max_bytes else target_bytes
     for mtime, size, path in sorted(files):
         if total <= target:
