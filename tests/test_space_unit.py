@@ -306,6 +306,41 @@ def test_translation_probabilities_shift_the_image(nets, bird_jpg):
         assert torch.allclose(curves[net.name][2], shifted, atol=1e-5)
 
 
+def test_the_translation_slider_computes_each_images_curves_once(nets, bird_jpg, tmp_path, monkeypatch):
+    """A slider move redraws the curves of the image the page already has: the nets run on its 17 shifted copies
+    once per image, not at every move (~140 ms for the whole zoo). The curves and the label drawn are the same."""
+    import app
+
+    monkeypatch.setattr(app, "inference", inference)
+    monkeypatch.setattr(app, "anatomy", anatomy)
+    zoo = app.Zoo(inference.prepare_for_serving(nets), threads=1)
+    found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=Path(nets[0].source).parent)
+    handlers = {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
+    runs = []
+    real = inference.translation
+    monkeypatch.setattr(inference, "translation", lambda *args, **kwargs: runs.append(1) or real(*args, **kwargs))
+
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(other)
+    moves = [handlers["translation_ui"](str(bird_jpg), shift) for shift in (0, 3, -8, 8)]
+    assert len(runs) == 1
+    assert [move[2] for move in moves] == [""] * 4  # no message: every move drew its figure
+    monkeypatch.setattr(app.uploads, "checked_upload", lambda path: Path(path))  # no Gradio upload cache here
+    answer = handlers["translation"]({"path": str(bird_jpg)})  # the API's /translation shares them
+    x = inference.load_input(bird_jpg)
+    curves, winner = zoo.translation(x)
+    assert len(runs) == 1
+    fresh = real(zoo.available, x)
+    assert set(curves) == set(fresh) and all(torch.equal(curves[name], fresh[name]) for name in fresh)
+    assert winner == inference.classify_batch(zoo.available, x)[0].winner
+    assert answer["nets"] == {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c]
+                              for name, c in fresh.items()}
+    handlers["translation_ui"](str(other), 2)
+    assert len(runs) == 2  # another image: its own curves
+    handlers["translation_ui"](str(bird_jpg), 5)
+    assert len(runs) == 2  # still remembered
+
+
 def test_sharing_counts():
     conv, linear = inference.sharing_counts(32, 3, 16, 3)
     assert conv == 448 and conv == sum(p.numel() for p in torch.nn.Conv2d(3, 16, 3).parameters())
