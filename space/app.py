@@ -217,23 +217,32 @@ class Zoo:
         self.rows = {row["net"]: row for row in inference.compare_rows(self.nets)}
         self.batches = inference.SharedBatches(lambda x: inference.classify_batch(self.available, x))
         # Every move of the Translation slider redraws the same image's curves: 17 shifted copies through every net
-        # (~140 ms, the 100-block net most of it). They are computed once per image; 64 images' worth, keys included, is
-        # about 1 MB.
-        self._shifted = functools.lru_cache(maxsize=64)(self._compute_shifted)
+        # (~140 ms, the 100-block net most of it). They are computed once per image, for the last 64 (~1 MB).
+        self.translation = by_pixels(self._translation, maxsize=64)
 
-    def translation(self, x) -> tuple[dict, str]:
+    def _translation(self, x) -> tuple[dict, str]:
         """Each net's probabilities for ``x`` at every shift (inference.translation), and the nets' majority on the
         unshifted image, as plotted."""
-        return self._shifted(x.contiguous().numpy().tobytes(), tuple(x.shape), str(x.dtype).removeprefix("torch."))
-
-    def _compute_shifted(self, pixels: bytes, shape: tuple, dtype: str) -> tuple[dict, str]:
-        import torch
-
-        x = torch.frombuffer(bytearray(pixels), dtype=getattr(torch, dtype)).view(shape)
         curves = inference.translation(self.available, x)
         unshifted = inference.SHIFTS.index(0)
         verdict = inference.Verdict({name: tuple(c[unshifted].tolist()) for name, c in curves.items()})
         return curves, verdict.winner
+
+
+def by_pixels(compute: Callable, maxsize: int) -> Callable:
+    """``compute(x, *args)`` for an image tensor ``x``, remembered for the last ``maxsize`` images by their pixels
+    (the same picture sent twice, as a file or an upload, is one image). Arguments after ``x`` must be hashable."""
+
+    @functools.lru_cache(maxsize=maxsize)
+    def remembered(pixels: bytes, shape: tuple, dtype: str, *args):
+        import torch
+
+        return compute(torch.frombuffer(bytearray(pixels), dtype=getattr(torch, dtype)).view(shape), *args)
+
+    def call(x, *args):
+        return remembered(x.contiguous().numpy().tobytes(), tuple(x.shape), str(x.dtype).removeprefix("torch."), *args)
+
+    return call
 
 
 def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
@@ -294,23 +303,37 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         return (figures.seen_html(inference.to_display(x[0], scale=4)),
                 figures.scoreboard_html(verdict, zoo.rows, repos, true_label(path), note), "")
 
+    # The Inside tab's pictures took 0.5-1.7 s of CPU a request, 50-100x any other handler: matplotlib drawing a
+    # panel per channel, then a PNG. A net's weights do not change, so its kernels are drawn once; the feature maps
+    # once per net and image, for the last 32 (up to ~400 KB each): every visitor first sees the same example.
+    drawn = gr.Plot(render=False).postprocess  # a figure as the page's plots receive it (a PNG), to send again
+
+    @functools.lru_cache(maxsize=None)
+    def weights_drawn(net_name: str):
+        model = model_of(net_name)
+        if not anatomy.map_stages(model):  # the fully connected net: its first layer's weights as images
+            return drawn(figures.templates_figure(inference.unit_templates(model)))
+        return drawn(figures.kernels_figure(inference.kernel_layers(model)))
+
+    def draw_maps(x, net_name: str):
+        maps = inference.feature_maps(model_of(net_name), x)
+        return drawn(figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)))
+
+    maps_drawn = by_pixels(draw_maps, maxsize=32)
+
     def inside_ui(net_name, path):
         model = model_of(net_name)
         if model is None:
             # Not another net's layers and kernels next to this one's name
             return "", None, gr.update(value=None, visible=False), f"⚠️ {net_name} is not available here"
         layers = figures.layers_markdown(anatomy.stages(model))
-        if not anatomy.map_stages(model):  # the fully connected net: its first layer's weights, no maps
-            return (layers, figures.templates_figure(inference.unit_templates(model)),
-                    gr.update(value=None, visible=False), chapter.FC_INSIDE)
+        if not anatomy.map_stages(model):  # the fully connected net: no maps
+            return layers, weights_drawn(net_name), gr.update(value=None, visible=False), chapter.FC_INSIDE
         try:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
             return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {error}"
-        maps = inference.feature_maps(model, x)
-        return (layers, figures.kernels_figure(inference.kernel_layers(model)),
-                gr.update(value=figures.feature_maps_figure(maps, inference.to_display(x[0], scale=2)), visible=True),
-                chapter.INSIDE)
+        return layers, weights_drawn(net_name), gr.update(value=maps_drawn(x, net_name), visible=True), chapter.INSIDE
 
     @api_errors  # a slider's value sent as NaN: one clear message, not a bare "Error"
     def translation_ui(path, shift):

@@ -18,6 +18,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "space"))
 
 import anatomy  # noqa: E402
+import figures  # noqa: E402
 import inference  # noqa: E402
 import zoo_loader  # noqa: E402
 
@@ -339,6 +340,45 @@ def test_the_translation_slider_computes_each_images_curves_once(nets, bird_jpg,
     assert len(runs) == 2  # another image: its own curves
     handlers["translation_ui"](str(bird_jpg), 5)
     assert len(runs) == 2  # still remembered
+
+
+def test_the_inside_tab_draws_a_nets_kernels_once_and_its_maps_once_per_image(nets, bird_jpg, tmp_path, monkeypatch):
+    """matplotlib drawing a panel per channel and then a PNG took 0.5-1.7 s a request: the kernels (the fully
+    connected net's unit images) are drawn once per net, the feature maps once per net and image. What is sent
+    again is what was drawn."""
+    import app
+    import gradio as gr
+
+    monkeypatch.setattr(app, "inference", inference)
+    monkeypatch.setattr(app, "anatomy", anatomy)
+    zoo = app.Zoo(inference.prepare_for_serving(nets), threads=1)
+    found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=Path(nets[0].source).parent)
+    inside = {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}["inside_ui"]
+    drawings = []
+    for name in ("kernels_figure", "feature_maps_figure", "templates_figure"):
+        real = getattr(figures, name)
+        monkeypatch.setattr(figures, name, lambda *args, _real=real, _name=name: drawings.append(_name) or
+                            _real(*args))
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(other)
+
+    first = inside("net", str(bird_jpg))
+    assert drawings == ["kernels_figure", "feature_maps_figure"]
+    again = inside("net", str(bird_jpg))
+    assert drawings == ["kernels_figure", "feature_maps_figure"]  # nothing drawn again
+    assert again[0] == first[0] and again[1] is first[1] and again[2]["value"] is first[2]["value"]
+    model = zoo.by_name["net"].model
+    x = inference.load_input(bird_jpg)
+    fresh = gr.Plot().postprocess(figures.feature_maps_figure(inference.feature_maps(model, x),
+                                                              inference.to_display(x[0], scale=2)))
+    assert again[2]["value"].plot == fresh.plot and again[2]["visible"]
+    drawings.clear()
+    assert inside("net", str(other))[2]["value"].plot != fresh.plot  # another image: its own maps
+    assert drawings == ["feature_maps_figure"]
+    inside("net_res", str(bird_jpg))  # another net: its own kernels and maps
+    assert drawings == ["feature_maps_figure", "kernels_figure", "feature_maps_figure"]
+    fc = [inside("fc", str(bird_jpg)) for _ in range(2)]
+    assert drawings[3:] == ["templates_figure"] and fc[1][1] is fc[0][1] and fc[1][2]["visible"] is False
 
 
 def test_sharing_counts():
