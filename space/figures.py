@@ -172,28 +172,48 @@ def templates_figure(templates: torch.Tensor):
 
 def feature_maps_figure(maps: list[tuple[Stage, torch.Tensor]], input_pixels: np.ndarray):
     """One row per stage (named as the book names it, with its shape), one panel per channel. Activations after
-    tanh are drawn on a zero-centred scale, after ReLU from zero up; one scale per stage."""
+    tanh are drawn on a zero-centred scale, after ReLU from zero up; one scale per stage. The panels are coloured
+    here and laid out as one picture on one axes: a matplotlib axes per panel (up to 55) took ~0.7 s to build and
+    0.3 s to render."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    panel, gap, top = 32, 10, 8  # every map drawn at 32x32 picture pixels, nearest-neighbour, as the input is
+    label_width = 2 * panel  # "conv3 → relu + skip" at 8 points
     channels = max(m.shape[0] for _, m in maps)
-    fig = _figure(9, 1.25 * (len(maps) + 1) + 0.3)
-    grid = fig.add_gridspec(len(maps) + 1, channels + 1)
-    ax = fig.add_subplot(grid[0, 0])
-    ax.imshow(input_pixels)
-    ax.set_title("input 3×32×32", fontsize=8)
-    ax.axis("off")
+    rows = len(maps) + 1
+    width = label_width + channels * (panel + gap)
+    height = top + rows * (panel + gap)
+    canvas = np.ones((height, width, 3))
+
+    def place(row: int, left: int, rgb: np.ndarray) -> None:
+        y = top + row * (panel + gap)
+        rows_at = np.arange(panel) * rgb.shape[0] // panel
+        cols_at = np.arange(panel) * rgb.shape[1] // panel
+        canvas[y:y + panel, left:left + panel] = rgb[np.ix_(rows_at, cols_at)]
+
+    place(0, 0, input_pixels[..., :3] / 255.0)
+    labels = [(0, top - 1, "input 3×32×32", 8, "left", "bottom")]
     for row, (stage, activation) in enumerate(maps, start=1):
         values = activation.float().numpy()
         signed = values.min() < 0
         limit = float(np.abs(values).max()) or 1.0
-        label = fig.add_subplot(grid[row, 0])
-        label.axis("off")
-        label.text(0, 0.5, f"{stage.name}\n{stage.shape_text}", fontsize=8, va="center")
+        colours = colormaps[DIVERGING if signed else "viridis"]
+        norm = Normalize(-limit if signed else 0, limit)
         for channel in range(values.shape[0]):
-            ax = fig.add_subplot(grid[row, channel + 1])
-            ax.imshow(values[channel], cmap=DIVERGING if signed else "viridis",
-                      vmin=-limit if signed else 0, vmax=limit, interpolation="nearest")
-            ax.axis("off")
+            left = label_width + channel * (panel + gap)
+            place(row, left, colours(norm(values[channel]))[..., :3])
             if row == 1:
-                ax.set_title(f"ch {channel}", fontsize=7)
+                labels.append((left + panel / 2, top + panel + gap - 2, f"ch {channel}", 7, "center", "bottom"))
+        labels.append((0, top + row * (panel + gap) + panel / 2, f"{stage.name}\n{stage.shape_text}", 8, "left",
+                       "center"))
+    fig = Figure(figsize=(9, 9 * height / width), dpi=100)
+    ax = fig.add_axes((0.01, 0.0, 0.98, 1.0))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.axis("off")
+    for x, y, text, size, ha, va in labels:
+        ax.text(x, y, text, fontsize=size, ha=ha, va=va)
     return fig
 
 
