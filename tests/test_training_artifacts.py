@@ -294,6 +294,29 @@ def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path):
     assert not out.exists() or not any(out.iterdir())  # nothing saved
 
 
+def test_a_net_that_crashes_in_a_zoo_says_where_and_how_it_ended(tmp_path):
+    """A net killed by a signal prints nothing of its own: the zoo says how it ended, and the net's faulthandler where
+    it was (a crash in a native library was silence)."""
+    out = tmp_path / "out"
+    process = _zoo_training_two_nets(tmp_path, "net_res_deep,net_res_deep100")
+    try:
+        crashed = next(proc for proc in _processes_naming(out) if "--model=net_res_deep " in _cmdline(proc) + " ")
+        os.kill(int(crashed.name), signal.SIGSEGV)
+        deadline = time.monotonic() + 60
+        while crashed.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)  # the other net would train on for its 500 epochs
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        for proc in _processes_naming(out):
+            os.kill(int(proc.name), signal.SIGKILL)
+    assert "[net_res_deep] Fatal Python error: Segmentation fault" in stderr
+    assert "[net_res_deep] ended by SIGSEGV\n" in stderr
+    assert "[net_res_deep100] interrupted: train stopped" in stderr and "ended by" not in stderr.split("SIGSEGV", 1)[1]
+    assert not (out / "net_res_deep").exists() or not (out / "net_res_deep" / "model.safetensors").exists()
+
+
 def _zoo_training_two_nets(tmp_path: Path, models: str, **popen) -> subprocess.Popen:
     """`zoo --jobs 2` on small data into tmp_path/out, once two of its nets have been built and are training."""
     data = make_image_folder(tmp_path / "data", 100)

@@ -75,7 +75,8 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
     stop = threading.Event()
     failed: dict[str, str] = {}
 
-    command = [sys.executable, "-m", "training", "train", *train_args, f"--threads={threads}"]
+    # -X faulthandler: a net that crashes (a segfault in a native library) leaves where it was, not silence
+    command = [sys.executable, "-X", "faulthandler", "-m", "training", "train", *train_args, f"--threads={threads}"]
     # Our checkout first, as for this process; the working folder stays ours, so relative --data paths still hold.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", ZOO_PID: str(os.getpid()),
            "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
@@ -100,6 +101,10 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
                 _stop(process)
             with lock:
                 running.pop(name, None)
+        if code < 0:  # ended by a signal (a crash, or killed when Ctrl-C did not stop it): it could not say so
+            with output:
+                sys.stderr.write(f"[{name}] ended by {signal.Signals(-code).name}\n")
+                sys.stderr.flush()
         if code != 0:
             failed[name] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
             stop.set()
