@@ -305,7 +305,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
 
     # The Inside tab's pictures took 0.5-1.7 s of CPU a request, 50-100x any other handler: matplotlib drawing a
     # panel per channel, then a PNG. A net's weights do not change, so its kernels are drawn once; the feature maps
-    # once per net and image, for the last 32 (up to ~400 KB each): every visitor first sees the same example.
+    # once per net and image, for the last 32 (~50 KB each): every visitor first sees the same example.
     drawn = gr.Plot(render=False).postprocess  # a figure as the page's plots receive it (a PNG), to send again
 
     @functools.lru_cache(maxsize=None)
