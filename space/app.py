@@ -303,9 +303,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         return (figures.seen_html(inference.to_display(x[0], scale=4)),
                 figures.scoreboard_html(verdict, zoo.rows, repos, true_label(path), note), "")
 
-    # The Inside tab's pictures took 0.5-1.7 s of CPU a request, 50-100x any other handler: matplotlib drawing a
-    # panel per channel, then a PNG. A net's weights do not change, so its kernels are drawn once; the feature maps
-    # once per net and image, for the last 32 (~50 KB each): every visitor first sees the same example.
+    # The Inside tab's pictures took 0.5-1.7 s of CPU a request, 50-100x any other handler (matplotlib, then a PNG),
+    # and every visitor first sees the same example. A net's weights do not change, so its kernels are drawn once;
+    # the feature maps once per net and image, for the last 32 (~50 KB each).
     drawn = gr.Plot(render=False).postprocess  # a figure as the page's plots receive it (a PNG), to send again
 
     @functools.lru_cache(maxsize=None)
