@@ -32,10 +32,10 @@ def data_uri(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str | None = "constrained"):
     from matplotlib.figure import Figure  # not pyplot: figures are drawn in worker threads, never shown
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return Figure(figsize=(width, height), dpi=100, layout=layout)
 
 
 # --- classify ------------------------------------------------------------------------------------------------------
@@ -177,7 +177,6 @@ def feature_maps_figure(maps: list[tuple[Stage, torch.Tensor]], input_pixels: np
     0.3 s to render."""
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
 
     panel, gap, top = 32, 10, 8  # every map drawn at 32x32 picture pixels, nearest-neighbour, as the input is
     label_width = 2 * panel  # "conv3 → relu + skip" at 8 points
@@ -208,7 +207,7 @@ def feature_maps_figure(maps: list[tuple[Stage, torch.Tensor]], input_pixels: np
                 labels.append((left + panel / 2, top + panel + gap - 2, f"ch {channel}", 7, "center", "bottom"))
         labels.append((0, top + row * (panel + gap) + panel / 2, f"{stage.name}\n{stage.shape_text}", 8, "left",
                        "center"))
-    fig = Figure(figsize=(9, 9 * height / width), dpi=100)
+    fig = _figure(9, 9 * height / width, layout=None)  # one axes placed by hand: nothing to lay out
     ax = fig.add_axes((0.01, 0.0, 0.98, 1.0))
     ax.imshow(canvas, interpolation="nearest")
     ax.axis("off")

@@ -307,22 +307,35 @@ def test_translation_probabilities_shift_the_image(nets, bird_jpg):
         assert torch.allclose(curves[net.name][2], shifted, atol=1e-5)
 
 
-def test_the_translation_slider_computes_each_images_curves_once(nets, bird_jpg, tmp_path, monkeypatch):
-    """A slider move redraws the curves of the image the page already has: the nets run on its 17 shifted copies
-    once per image, not at every move (~140 ms for the whole zoo). The curves and the label drawn are the same."""
+@pytest.fixture
+def served(nets, monkeypatch):
+    """The page's handlers in-process over ``nets`` loaded for serving, and their Zoo."""
     import app
 
     monkeypatch.setattr(app, "inference", inference)
     monkeypatch.setattr(app, "anatomy", anatomy)
     zoo = app.Zoo(inference.prepare_for_serving(nets), threads=1)
     found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=Path(nets[0].source).parent)
-    handlers = {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
+    return zoo, {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
+
+
+@pytest.fixture
+def other_png(tmp_path):
+    path = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_the_translation_slider_computes_each_images_curves_once(served, bird_jpg, other_png, monkeypatch):
+    """A slider move redraws the curves of the image the page already has: the nets run on its 17 shifted copies
+    once per image, not at every move (~140 ms for the whole zoo). The curves and the label drawn are the same."""
+    import app
+
+    zoo, handlers = served
     runs = []
     real = inference.translation
     monkeypatch.setattr(inference, "translation", lambda *args, **kwargs: runs.append(1) or real(*args, **kwargs))
 
-    other = tmp_path / "other.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(other)
     moves = [handlers["translation_ui"](str(bird_jpg), shift) for shift in (0, 3, -8, 8)]
     assert len(runs) == 1
     assert [move[2] for move in moves] == [""] * 4  # no message: every move drew its figure
@@ -336,31 +349,25 @@ def test_the_translation_slider_computes_each_images_curves_once(nets, bird_jpg,
     assert winner == inference.classify_batch(zoo.available, x)[0].winner
     assert answer["nets"] == {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c]
                               for name, c in fresh.items()}
-    handlers["translation_ui"](str(other), 2)
+    handlers["translation_ui"](str(other_png), 2)
     assert len(runs) == 2  # another image: its own curves
     handlers["translation_ui"](str(bird_jpg), 5)
     assert len(runs) == 2  # still remembered
 
 
-def test_the_inside_tab_draws_a_nets_kernels_once_and_its_maps_once_per_image(nets, bird_jpg, tmp_path, monkeypatch):
-    """matplotlib drawing a panel per channel and then a PNG took 0.5-1.7 s a request: the kernels (the fully
-    connected net's unit images) are drawn once per net, the feature maps once per net and image. What is sent
-    again is what was drawn."""
-    import app
+def test_the_inside_tab_draws_a_nets_kernels_once_and_its_maps_once_per_image(served, bird_jpg, other_png,
+                                                                              monkeypatch):
+    """matplotlib's drawing and the PNG took 0.5-1.7 s a request: the kernels (the fully connected net's unit
+    images) are drawn once per net, the feature maps once per net and image. What is sent again is what was drawn."""
     import gradio as gr
 
-    monkeypatch.setattr(app, "inference", inference)
-    monkeypatch.setattr(app, "anatomy", anatomy)
-    zoo = app.Zoo(inference.prepare_for_serving(nets), threads=1)
-    found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=Path(nets[0].source).parent)
-    inside = {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}["inside_ui"]
+    zoo, handlers = served
+    inside = handlers["inside_ui"]
     drawings = []
     for name in ("kernels_figure", "feature_maps_figure", "templates_figure"):
         real = getattr(figures, name)
         monkeypatch.setattr(figures, name, lambda *args, _real=real, _name=name: drawings.append(_name) or
                             _real(*args))
-    other = tmp_path / "other.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(other)
 
     first = inside("net", str(bird_jpg))
     assert drawings == ["kernels_figure", "feature_maps_figure"]
@@ -373,7 +380,7 @@ def test_the_inside_tab_draws_a_nets_kernels_once_and_its_maps_once_per_image(ne
                                                               inference.to_display(x[0], scale=2)))
     assert again[2]["value"].plot == fresh.plot and again[2]["visible"]
     drawings.clear()
-    assert inside("net", str(other))[2]["value"].plot != fresh.plot  # another image: its own maps
+    assert inside("net", str(other_png))[2]["value"].plot != fresh.plot  # another image: its own maps
     assert drawings == ["feature_maps_figure"]
     inside("net_res", str(bird_jpg))  # another net: its own kernels and maps
     assert drawings == ["feature_maps_figure", "kernels_figure", "feature_maps_figure"]

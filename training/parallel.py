@@ -102,9 +102,7 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
             with lock:
                 running.pop(name, None)
         if code < 0:  # ended by a signal (a crash, or killed when Ctrl-C did not stop it): it could not say so
-            with output:
-                sys.stderr.write(f"[{name}] ended by {signal.Signals(-code).name}\n")
-                sys.stderr.flush()
+            relay(name, [f"ended by {signal.Signals(-code).name}"], sys.stderr)
         if code != 0:
             failed[name] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
             stop.set()
