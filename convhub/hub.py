@@ -94,6 +94,18 @@ def shown_endpoint() -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # the user:password@ of any URL in a message
+
+
+def error_text(error: BaseException, limit: int = 300) -> str:
+    """An error's message for ours, in one line: without any user:password (huggingface_hub and httpx put the full
+    URL in theirs, and an HF_ENDPOINT may carry credentials) and cut to ``limit`` characters (a server's error text
+    is its own to make long)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = USERINFO.sub("", text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def offline_mode() -> bool:
     return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
@@ -132,6 +144,14 @@ def _may_redirect(origin: httpx2.URL, target: httpx2.URL) -> bool:
         target.scheme == "https" and any(host == d or host.endswith("." + d) for d in HUB_DOMAINS))
 
 
+def _joined(response: httpx2.Response, reference: str, what: str) -> httpx2.URL:
+    """The URL a header points to, or a refusal where it is not one (httpx's InvalidURL is no HTTPError)."""
+    try:
+        return response.request.url.join(reference)
+    except (httpx2.InvalidURL, ValueError, TypeError):
+        _refuse(response, f"{what} to something that is not a URL ({reference[:80]!r})")
+
+
 def _check_answer(response: httpx2.Response) -> None:
     """A response hook, before huggingface_hub uses an answer: its commit id and file hashes must be of their form
     (they become paths in the HF cache: an ETag of ../../.bashrc wrote that file), a redirect may only go to the same
@@ -141,7 +161,7 @@ def _check_answer(response: httpx2.Response) -> None:
     if commit is not None and not COMMIT.fullmatch(commit):
         _refuse(response, f"a commit id that is not one ({commit[:80]!r})")
     location = response.headers.get("Location")
-    target = url.join(location) if location is not None else None
+    target = _joined(response, location, "a redirect") if location is not None else None
     if target is not None and not _may_redirect(url, target):  # any answer's: a HEAD's is where the GET goes
         _refuse(response, f"a redirect to {str(target)[:120]!r} (another server)")
     # A file's metadata, as huggingface_hub reads it: the last answer to a HEAD (it follows redirects to the same
@@ -154,7 +174,7 @@ def _check_answer(response: httpx2.Response) -> None:
         if etag is not None and not FILE_HASH.fullmatch(_bare_etag(etag)):
             _refuse(response, f"an {header} that is not a file's hash ({etag[:80]!r})")
     next_page = response.links.get("next", {}).get("url")
-    if next_page and not _may_redirect(url, url.join(next_page)):
+    if next_page and not _may_redirect(url, _joined(response, next_page, "a next page")):
         _refuse(response, f"a next page on another server ({next_page[:120]!r})")
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding != "identity":
@@ -162,7 +182,7 @@ def _check_answer(response: httpx2.Response) -> None:
     limit = getattr(_operation, "max_bytes", MAX_ANSWER_BYTES)
     what = getattr(_operation, "what", f"the Hub's answer to {url.path[:120]}")
     declared = response.headers.get("X-Linked-Size") or response.headers.get("Content-Length") or ""
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # "²" is a digit to isdigit()
         raise ConvHubError(f"{what} is {int(declared):,} bytes; at most {limit:,} are expected: not downloading it")
     response.stream = _CountedBody(response.stream, limit, what)
 
@@ -261,7 +281,7 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
         within_deadline(timeout + 1, "answering a probe", _http.get_session().head, f"{url}/api/models",
                         timeout=timeout, follow_redirects=False)
         reachable = True
-    except (httpx2.HTTPError, ConvHubError):  # HubUnavailableError too, and an answer _check_answer refused
+    except Exception:  # noqa: BLE001 - a probe that fails in any way is no answer: the caller goes on offline
         reachable = False
     _probe_cache[url] = (time.monotonic(), reachable)
     return reachable
@@ -280,6 +300,14 @@ def repo_name(name_or_path: str | Path) -> str:
     return name
 
 
+def _expanded(name: str) -> Path:
+    """``name`` as a path, ~ expanded where it names a user who exists (Path.expanduser raises on one who does not)."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:
+        return Path(name)
+
+
 def resolve(
     name_or_path: str | Path,
     *,
@@ -291,8 +319,9 @@ def resolve(
 ) -> Path:
     """A local folder holding config.json + model.safetensors: the folder itself, or the Hub repo's snapshot."""
     name = repo_name(name_or_path)
-    if Path(name).expanduser().is_dir():
-        return Path(name).expanduser()
+    local = _expanded(name)
+    if local.is_dir():
+        return local
     check_revision(revision)  # a path in the HF cache: refs/<revision>
     try:
         validate_repo_id(name)
@@ -319,31 +348,33 @@ def resolve(
     except (LocalEntryNotFoundError, FileNotFoundError) as error:
         cause = error.__cause__ or error.__context__
         if online and not isinstance(cause, (httpx2.TimeoutException, httpx2.NetworkError)):
-            raise ConvHubError(f"could not download {name} (revision {revision or 'main'}): {error}") from error
+            raise ConvHubError(f"could not download {name} (revision {revision or 'main'}): "
+                              f"{error_text(error)}") from error
         reason = (f"the Hub ({shown_endpoint()}) did not answer within {HUB_TIMEOUT_S:.0f} s" if online
-                  else unavailable_reason())
+                  else "local_files_only is set" if local_files_only else unavailable_reason())
         raise HubUnavailableError(
             f"{name!r} is not a local folder, {reason} and the HF cache holds no copy of it{at_revision}. "
             "Connect once to download it, or pass a local save_pretrained folder instead."
         ) from None
     except (httpx2.TimeoutException, httpx2.NetworkError) as error:  # mid-way: the Hub stopped answering
         reason = (f"the Hub did not answer within {HUB_TIMEOUT_S:.0f} s" if isinstance(error, httpx2.TimeoutException)
-                  else str(error) or type(error).__name__)
+                  else error_text(error))
         raise HubUnavailableError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: {reason}; "
                                   "try again later") from None
     except HfHubHTTPError as error:  # 5xx after the client's retries, 401/403...
-        raise ConvHubError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: {error}") from None
+        raise ConvHubError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: "
+                           f"{error_text(error)}") from None
     except httpx2.HTTPError as error:  # redirect loops, protocol errors
         raise HubUnavailableError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: "
-                                  f"{str(error) or type(error).__name__}") from None
-    except (TypeError, KeyError, ValueError, AttributeError) as error:  # an answer of the wrong shape
+                                  f"{error_text(error)}") from None
+    except (TypeError, KeyError, ValueError, AttributeError, httpx2.InvalidURL) as error:  # an answer of the wrong shape
         raise ConvHubError(f"the Hub's ({shown_endpoint()}) answer about {name} could not be read: "
-                           f"{type(error).__name__}: {str(error)[:200]}") from None
+                           f"{type(error).__name__}: {error_text(error, 200)}") from None
     except ConvHubError:  # ours, already clear (HubUnavailableError is a ConnectionError too)
         raise
     except (OSError, RuntimeError) as error:  # a body longer than it said, a cache that cannot be written
         raise ConvHubError(f"downloading {name}{at_revision} from {shown_endpoint()} failed: "
-                           f"{type(error).__name__}: {str(error)[:200]}") from None
+                           f"{type(error).__name__}: {error_text(error, 200)}") from None
     if not (Path(folder) / "config.json").is_file():
         raise ConvHubError(f"repo {name!r} has no config.json: it is not a convhub model")
     return Path(folder)

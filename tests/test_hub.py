@@ -893,3 +893,66 @@ def test_the_hubs_own_answer_shapes_still_load(scripted_hub, folder):
 
     scripted_hub(answer)
     assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
+
+
+# --- a Hub whose headers are not what they claim, and messages that must not carry secrets (review, 2026-12-01) -----
+
+
+@pytest.mark.parametrize("header, value, on", [  # no URL: httpx raises InvalidURL on it, which is no HTTPError
+    ("Location", "http://[::1", "/api/models"),  # the probe's answer
+    ("Link", '<http://[::1>; rel="next"', "/api/models"),
+    ("Location", "http://[::1", "README.md"),  # a file's
+])
+def test_a_header_that_is_not_a_url_is_refused_not_raised(scripted_hub, folder, on, header, value):
+    """A Location or next page that httpx cannot parse raised InvalidURL out of the answer check: out of load(), and
+    out of the probe, which the Space runs as it starts (it crashed instead of using its bundled weights)."""
+    honest = honest_hub(folder)
+    scripted_hub(lambda method, path: (lambda reply: (reply[0], {**reply[1], header: value}, *reply[2:])
+                                       if path == on or path.endswith(f"/{on}") else reply)(honest(method, path)))
+    if on == "/api/models":
+        assert convhub.hub.hub_reachable() is False
+        with pytest.raises(convhub.HubUnavailableError, match="cannot be reached"):
+            convhub.load("someone/net")
+    else:
+        with pytest.raises(convhub.ConvHubError, match="a redirect to something that is not a URL"):
+            convhub.load("someone/net")
+
+
+def test_a_size_in_digits_python_reads_but_int_does_not_is_still_an_answer(scripted_hub, folder):
+    """'²' is a digit to str.isdigit(), not to int(): the size check raised ValueError out of the probe."""
+    scripted_hub(honest_hub(folder, tweak=_with_header("X-Linked-Size", "²", on="api/models")))
+    assert convhub.hub.hub_reachable() is True  # any answer is one
+    assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
+
+
+def test_credentials_in_the_endpoint_never_reach_a_message(scripted_hub, monkeypatch):
+    """huggingface_hub and httpx put the whole URL in their errors; an HF_ENDPOINT may carry user:password."""
+    hub = scripted_hub(lambda method, path: (200, {"Content-Length": "0"}, b"", None) if path == "/api/models"
+                       else (500, {"Content-Type": "application/json", "Content-Length": "2"}, b"{}", None))
+    monkeypatch.setenv("HF_ENDPOINT", hub.url.replace("http://", "http://alice:s3cretpw@"))
+    monkeypatch.setattr(convhub.hub.constants, "ENDPOINT", hub.url.replace("http://", "http://alice:s3cretpw@"))
+    with pytest.raises(convhub.ConvHubError) as raised:
+        convhub.load("someone/net")
+    assert "500" in str(raised.value) and "s3cretpw" not in str(raised.value) and "alice" not in str(raised.value)
+    assert any(path.startswith("/api/models/someone/net") for _, path in hub.requests)  # it did ask, and failed
+
+
+def test_a_hubs_long_error_text_is_cut_short(scripted_hub):
+    body = json.dumps({"error": "x" * 5_000_000}).encode()
+    scripted_hub(lambda method, path: (200, {"Content-Length": "0"}, b"", None) if path == "/api/models"
+                 else (400, {"Content-Type": "application/json", "Content-Length": str(len(body))}, body, None))
+    with pytest.raises(convhub.ConvHubError) as raised:
+        convhub.load("someone/net")
+    assert "xxxx" in str(raised.value) and len(str(raised.value)) < 600
+
+
+def test_a_name_starting_with_an_unknown_users_home_is_a_convhub_error():
+    with pytest.raises(convhub.ConvHubError, match="neither a local folder nor a valid Hub repo id"):
+        convhub.load("~nosuchuser-convhub/net")
+
+
+def test_local_files_only_says_so_when_the_cache_has_no_copy(scripted_hub, folder):
+    hub = scripted_hub(honest_hub(folder))
+    with pytest.raises(convhub.HubUnavailableError, match="local_files_only is set") as raised:
+        convhub.load("someone/net", local_files_only=True)
+    assert "cannot be reached" not in str(raised.value) and hub.requests == []

@@ -151,8 +151,10 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
     except DataError as error:
         raise DataError(f"dataset {name!r} (split {split!r}): {error}") from None
     except Exception as error:  # noqa: BLE001 - pyarrow and the Hub client raise many types for a broken dataset
+        from convhub.hub import error_text
+
         raise DataError(f"cannot load dataset {name!r} (split {split!r}): {type(error).__name__}: "
-                        f"{str(error)[:300]}") from None
+                        f"{error_text(error)}") from None
 
 
 MAX_HUB_FILES, MAX_HUB_BYTES = 1000, 2 * 2**30  # a dataset repo's parquet files, listed before any is downloaded

@@ -15,8 +15,8 @@ from pathlib import Path
 import convhub
 import httpx2
 from convhub.errors import ConvHubError, HubUnavailableError
-from convhub.hub import (bound_hub_requests, check_revision, endpoint, hub_reachable, offline_mode, shown_endpoint,
-                         within_deadline)
+from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
+                         shown_endpoint, within_deadline)
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
@@ -34,12 +34,12 @@ class PublishError(ConvHubError):
 
 
 def _hub_error(error: Exception) -> str:
-    """An HTTP or network error in one line."""
+    """An HTTP or network error in one line, without credentials (convhub.hub.error_text)."""
     if isinstance(error, HfHubHTTPError):
-        return str(error).splitlines()[0]
+        return error_text(str(error).splitlines()[0] if str(error) else error)
     if isinstance(error, (ValueError, ConvHubError)):
-        return " ".join(str(error).split())
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return error_text(error)
+    return f"{type(error).__name__}: {error_text(error)}" if str(error) else type(error).__name__
 
 
 def check_can_push(token: str | None = None) -> str:
