@@ -74,11 +74,19 @@ class Float:
 
     def check(self, key: str, value, source: str) -> float:
         bound = f"from {self.lo:g} to {self.hi:g}{'' if self.hi_inclusive else ' (exclusive)'}"
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not _finite(value):
             raise ConfigError(f"{source}: {key!r} must be a number {bound}, not {_show(value)}")
         if not (self.lo <= value <= self.hi and (self.hi_inclusive or value < self.hi)):
             raise ConfigError(f"{source}: {key!r} is {_show(value)}; it must be {bound}")
         return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    """JSON's integers have no bound: one of 400 digits is no float (math.isfinite raises OverflowError on it)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,12 @@ def create(name: str, pretrained: bool = False, *, namespace: str | None = None,
         if overrides:
             raise ConvHubError(f"pretrained weights fix the architecture: drop {', '.join(overrides)}")
         return load(pretrained_repo(name, namespace), revision=revision)
-    return cls(**{**kwargs, **overrides})
+    unknown = sorted(set(overrides) - set(cls.config_spec))
+    if unknown:
+        raise ConvHubError(f"{name} ({cls.__name__}) takes no {', '.join(unknown)}; its arguments are: "
+                           f"{', '.join(cls.config_spec) or 'none'}")
+    # Checked as a config.json's would be (types, ranges, at most MAX_PARAMS): a net create() builds, load() takes.
+    return cls(**cls.init_args({**kwargs, **overrides}, f"create({name!r})"))
 
 
 def list_models() -> list[ModelInfo]:

@@ -51,6 +51,7 @@ def edit(folder, **changes) -> None:
     ("net_dropout", "p", 1.5, "'p' is 1.5"),
     ("net_dropout", "p", 1, "'p' is 1; it must be from 0 to 1 .exclusive."),
     ("net_dropout", "p", "0.4", "'p' must be a number"),
+    pytest.param("net_dropout", "p", 10**400, "'p' must be a number", id="p-400-digits"),  # isfinite overflowed
 ])
 def test_bad_constructor_values_are_refused_by_key(tmp_path, name, key, value, message):
     folder = saved(tmp_path, name)
@@ -141,6 +142,8 @@ def test_newer_format_asks_for_an_upgrade_and_a_hostile_version_string_is_not_ec
     ("mean", [0.5, 0.5, "0.5"], r"'mean\[2\]' must be a number"),
     ("std", [0.2, 0.0, 0.2], r"'std\[1\]' is 0"),
     ("std", [0.2, -1, 0.2], r"'std\[1\]' is -1"),
+    pytest.param("std", [0.2, 0.2, -10**400], r"'std\[2\]' must be a number", id="std-400-digits"),
+    pytest.param("mean", [10**400, 0.5, 0.5], r"'mean\[0\]' must be a number", id="mean-400-digits"),
     ("interpolation", "lanczos", "'interpolation' must be one of bilinear, bicubic, nearest"),
     ("crop", ["center"], "'crop' must be one of center_square, none"),
 ])
@@ -180,6 +183,23 @@ def test_non_finite_batchnorm_statistics_are_refused(tmp_path):
     folder = saved(tmp_path, "net_batchnorm")
     rewrite_weights(folder, lambda k, v: torch.full_like(v, float("nan")) if k.endswith("running_var") else v)
     with pytest.raises(convhub.ConvHubError, match="NaN or infinite"):
+        convhub.load(folder)
+
+
+def test_a_negative_batchnorm_variance_is_refused(tmp_path):
+    """Finite, and still NaN in every prediction: the square root of a negative variance."""
+    folder = saved(tmp_path, "net_batchnorm")
+    rewrite_weights(folder, lambda k, v: torch.full_like(v, -1.0) if k.endswith("running_var") else v)
+    with pytest.raises(convhub.ConvHubError, match=r"negative batch-norm variance \(conv1_batchnorm.running_var"):
+        convhub.load(folder)
+
+
+def test_finite_weights_that_overflow_to_nan_are_refused(tmp_path):
+    """Every value finite, every prediction NaN: a saturated hidden layer times 3e38 is infinite, then NaN."""
+    folder = saved(tmp_path)
+    rewrite_weights(folder, lambda k, v: v * 1e6 if k == "fc1.weight" else torch.full_like(v, 3e38)
+                    if k == "fc2.weight" else v)
+    with pytest.raises(convhub.ConvHubError, match="NaN or infinite outputs on a plain black or white image"):
         convhub.load(folder)
 
 
@@ -242,3 +262,15 @@ def test_an_empty_name_never_loads_the_current_folder(tmp_path, monkeypatch, nam
         convhub.load(name)
     with pytest.raises(convhub.ConvHubError, match="no model named"):
         convhub.Net.from_pretrained(name)
+
+
+@pytest.mark.parametrize("field", ["val_accuracy: 1", "seconds: 1", "per_class_accuracy: {bird: 1"])
+def test_a_card_number_too_large_for_a_float_is_a_config_error(tmp_path, field):
+    """YAML integers have no bound: 401 digits raised OverflowError, which `training report` and `publish` passed on."""
+    from convhub.card import training_record
+
+    folder = saved(tmp_path)
+    closing = "}" if "{" in field else ""
+    (folder / "README.md").write_text(f"---\nconvhub:\n  {field}{'0' * 400}{closing}\n---\n# card\n")
+    with pytest.raises(ConfigError, match="must be a number"):
+        training_record(folder)

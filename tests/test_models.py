@@ -111,6 +111,18 @@ def test_create_with_overrides_builds_a_different_net():
     assert convhub.create("net_res_deep", n_blocks=3).num_params == EXPECTED_PARAMS["net_res_deep"] - 7 * 9_280
 
 
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"n_chans1": 10**6}, "'n_chans1' is 1000000; it must be from 2 to 512"),  # it allocated 10**12 weights
+    ({"n_chans1": 149, "n_blocks": 100}, "of 20,.* parameters; convhub builds nets of at most"),  # load refused it
+    ({"n_chans1": "32"}, "'n_chans1' must be an integer"),
+    ({"depth": 3}, r"net_res_deep \(NetResDeep\) takes no depth; its arguments are: n_chans1, n_blocks"),
+])
+def test_create_checks_its_overrides_as_load_checks_a_config(overrides, message):
+    """A net create() builds is one load() takes back: the same checks, before anything is allocated."""
+    with pytest.raises(convhub.ConvHubError, match=message):
+        convhub.create("net_res_deep", **overrides)
+
+
 def test_model_name_does_not_depend_on_tuple_or_list():
     """config.json turns tuples into lists: the name must not change when a net is loaded back."""
     assert convhub.FullyConnected(hidden=[1024, 512, 128]).model_name == "fc"
