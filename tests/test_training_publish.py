@@ -406,3 +406,36 @@ def test_publish_with_a_read_only_token_uploads_nothing(hub):
     code, _, stderr = run_cli("publish", "--namespace", "alice", "--token", READ_TOKEN)
     assert_user_error(code, stderr, "this token of alice can only read", "create a write token")
     assert hub.commits == [] and not any(path.startswith("/api/repos") for _, path in hub.requests)
+
+
+@pytest.fixture
+def package_with_strays(tmp_path, monkeypatch) -> Path:
+    """A copy of the convhub package with what a working checkout may hold beside it: a .env, a link to a key
+    elsewhere, and a link to a folder of credentials."""
+    package = tmp_path / "checkout" / "convhub"
+    shutil.copytree(space_bundle.CONVHUB_SOURCE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    outside = tmp_path / "home"
+    outside.mkdir()
+    (outside / "id_rsa").write_text("PRIVATE KEY")
+    (package / ".env").write_text("HF_TOKEN=hf_secret_in_env")
+    (package / "notes.txt").symlink_to(outside / "id_rsa")
+    (package / "linked").symlink_to(outside)
+    monkeypatch.setattr(space_bundle, "CONVHUB_SOURCE", package)
+    return package
+
+
+def test_the_space_gets_the_packages_modules_and_nothing_beside_them(package_with_strays, tmp_path):
+    """The package was copied whole, links followed: a .env and the key a link pointed to went public."""
+    out = publish.dry_run(publish.plan("alice", only="net"), tmp_path / "out")
+    space = out / "spaces" / "alice" / "convhub"
+    shipped = sorted(p.relative_to(space / "convhub").as_posix() for p in (space / "convhub").rglob("*"))
+    assert shipped == sorted(p.name for p in package_with_strays.glob("*.py")) and "hub.py" in shipped
+    assert not [p for p in out.rglob("*") if p.is_file() and (b"PRIVATE KEY" in p.read_bytes()
+                                                              or b"hf_secret_in_env" in p.read_bytes())]
+
+
+def test_a_module_that_is_a_link_stops_the_space_being_built(package_with_strays, tmp_path):
+    (package_with_strays / "secrets.py").symlink_to(tmp_path / "home" / "id_rsa")
+    with pytest.raises(convhub.ConvHubError, match="secrets.py is not a regular file"):
+        publish.dry_run(publish.plan("alice", only="net"), tmp_path / "out")
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 from convhub.errors import ConvHubError
@@ -82,7 +81,11 @@ def build_space(out: Path, *, namespace: str, revision: str, model_folders: dict
     app_files = sorted(SPACE_SOURCE.glob("*.py")) + sorted(SPACE_SOURCE.glob("*.css"))
     for source in app_files + [SPACE_SOURCE / "requirements.txt"]:
         copy_regular_file(source, out / source.name)
-    shutil.copytree(CONVHUB_SOURCE, out / "convhub", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # The package's modules and nothing else: a .env, an editor's backup or a link to a key beside them would go
+    # public with the Space (convhub is one flat package; the deploy tests import the bundle as Spaces will).
+    (out / "convhub").mkdir()
+    for module in sorted(CONVHUB_SOURCE.glob("*.py")):
+        copy_regular_file(module, out / "convhub" / module.name)
     (out / "examples").mkdir()
     for example in sorted((SPACE_SOURCE / "examples").iterdir()):
         if example.suffix.lower() in EXAMPLE_SUFFIXES:
