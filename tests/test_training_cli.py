@@ -5,6 +5,7 @@ what gets saved, the model card's training record, determinism, the zoo report, 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import convhub
@@ -13,9 +14,12 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (autouse), no_token
     assert_user_error,
+    cifar10_batch,
+    dump_py2,
+    make_cifar10_root,
     make_image_folder,
     no_token,
     one_torch_thread,
@@ -296,23 +300,28 @@ def test_jobs_auto_is_two_nets_at_a_time_on_a_cpu(monkeypatch):
     assert order[:2] == ["net_res_deep100", "net_res_deep"] and order[-1] == "net"
 
 
-@pytest.mark.parametrize("flag,value", [("--jobs", "0"), ("--jobs", "two"), ("--threads", "0"), ("--threads", "-1")])
-def test_jobs_and_threads_must_be_whole_numbers(folder, tmp_path, flag, value):
+@pytest.mark.parametrize("flag,value,message", [
+    ("--jobs", "0", "a whole number of at least 1"), ("--jobs", "two", "a whole number of at least 1"),
+    ("--threads", "0", "a whole number from 1 to 256"), ("--threads", "-1", "a whole number from 1 to 256"),
+    ("--threads", "100000", "a whole number from 1 to 256"),  # OpenMP crashed on it: a segfault, no message
+])
+def test_jobs_and_threads_must_be_whole_numbers(folder, tmp_path, flag, value, message):
     code, _, stderr = run_cli("zoo", "--models", "net", "--data", folder, "--out", tmp_path / "z", flag, value)
-    assert code == 2 and f"{value!r} is not a whole number of at least 1" in stderr
+    assert code == 2 and f"{value!r} is not {message}" in stderr
     assert not (tmp_path / "z").exists()
 
 
 @pytest.mark.parametrize("command", ["train", "zoo"])
 @pytest.mark.parametrize("flag, value, message", [
-    ("--epochs", "0", "is not a whole number of at least 1"),  # saved the untrained net, exit 0
-    ("--epochs", "-3", "is not a whole number of at least 1"),
+    ("--epochs", "0", "is not a whole number from 1 to 100,000"),  # saved the untrained net, exit 0
+    ("--epochs", "-3", "is not a whole number from 1 to 100,000"),
     ("--batch-size", "0", "is not a whole number of at least 1"),  # ZeroDivisionError
     ("--lr", "0", "is not a number above 0"),
     ("--lr", "-1", "is not a number above 0"),  # torch's ValueError, with a traceback
     ("--lr", "nan", "is not a number above 0"),  # trained until it diverged
     ("--lr", "inf", "is not a number above 0"),
     ("--seed", "99999999999999999999999", "is not a whole number from -2**63 to 2**63-1"),  # torch's overflow
+    ("--epochs", "99999999999999999999999", "is not a whole number from 1 to 100,000"),  # range()'s, after loading
 ])
 def test_a_recipe_override_that_cannot_train_is_refused_before_anything_runs(folder, tmp_path, command, flag,
                                                                             value, message):
@@ -344,6 +353,20 @@ def test_zoo_rejects_unknown_models_before_any_work(folder, tmp_path):
     code, stdout, stderr = run_cli("zoo", "--models", "net,resnet50", "--data", folder, "--out", tmp_path / "z")
     assert_user_error(code, stderr, "unknown model(s) resnet50", "net_res_deep100")
     assert "data:" not in stdout and not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize("models, message", [(",", "--models names no net"), (" , ", "--models names no net"),
+                                             ("net,net_width,net", "--models names net more than once")])
+def test_zoo_refuses_no_nets_or_a_net_twice_and_keeps_the_report_in_place(folder, tmp_path, models, message):
+    """An empty list replaced the zoo's report with an empty one, then failed drawing it; a net named twice trained
+    twice, and its second save left a folder that blocked the zoo's folder from then on."""
+    zoo = tmp_path / "z"
+    assert run_cli("zoo", "--models", "net", "--data", folder, "--out", zoo, "--epochs", 1, "--quiet")[0] == 0
+    before = {p.name: p.read_bytes() for p in zoo.iterdir() if p.is_file()}
+    code, stdout, stderr = run_cli("zoo", "--models", models, "--data", folder, "--out", zoo, "--overwrite")
+    assert_user_error(code, stderr, message)
+    assert "data:" not in stdout and {p.name: p.read_bytes() for p in zoo.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in zoo.iterdir() if p.is_dir()) == ["net"]
 
 
 def test_fp32_on_a_cpu_trains_the_deep_nets_on_their_shorter_schedule(folder, tmp_path):
@@ -398,6 +421,45 @@ def test_evaluate_json_is_consistent(trained, tmp_path):
     assert result["per_class_accuracy"]["bird"] == pytest.approx(matrix[1, 1] / 12)
     assert result["skipped"] == 1
     assert result["accuracy"] >= 0.9
+
+
+def test_evaluate_matches_the_models_classes_by_name_not_by_position(trained, folder, tmp_path):
+    """A config may list its names in either order: the data's airplanes were scored against output 0 whatever the
+    model called it, and printed under the model's first name."""
+    out, _ = trained
+    swapped = tmp_path / "swapped"
+    shutil.copytree(out, swapped)
+    model = convhub.load(out)
+    config = json.loads((swapped / "config.json").read_text())
+    config["class_names"] = ["bird", "airplane"]
+    (swapped / "config.json").write_text(json.dumps(config))
+    state = {k: v.flip(0) if k.startswith("fc2.") else v for k, v in model.state_dict().items()}  # outputs swapped
+    save_file(state, swapped / "model.safetensors")
+
+    plain = json.loads(run_cli("evaluate", "--model", out, "--data", folder, "--json")[1])
+    code, stdout, stderr = run_cli("evaluate", "--model", swapped, "--data", folder, "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert result["accuracy"] == plain["accuracy"] >= 0.9
+    assert result["per_class_accuracy"] == plain["per_class_accuracy"]
+    assert result["confusion_matrix"] == [row[::-1] for row in plain["confusion_matrix"][::-1]]  # bird first
+
+
+def test_evaluate_refuses_a_model_of_other_classes_and_data_without_any_of_ours(trained, folder, tmp_path):
+    out, _ = trained
+    other = tmp_path / "cats"
+    shutil.copytree(out, other)
+    config = json.loads((other / "config.json").read_text())
+    config["class_names"] = ["cat", "dog"]
+    (other / "config.json").write_text(json.dumps(config))
+    assert_user_error(*run_cli("evaluate", "--model", other, "--data", folder)[::2], "the model's classes are 'cat'")
+    root = tmp_path / "c10"
+    make_cifar10_root(root)
+    batches = root / "cifar-10-batches-py"
+    test, _ = cifar10_batch([1, 3, 5, 7], np.random.default_rng(0), "test_batch")  # no airplane (0), no bird (2)
+    dump_py2(test, batches / "test_batch")
+    code, stdout, stderr = run_cli("evaluate", "--model", out, "--data", root)
+    assert_user_error(code, stderr, "holds no airplane or bird image")
 
 
 def test_evaluate_unknown_model_folder_is_a_user_error(folder, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import convhub
 import torch
+from convhub import CIFAR2_CLASSES
 from convhub.errors import ConvHubError
 from convhub.hub import shown_endpoint
 
@@ -28,7 +29,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         "or hf:NAMESPACE/DATASET (default Hub dataset: hf:uoft-cs/cifar10)")
     parser.add_argument("--data-revision", help="revision of a Hub dataset")
     parser.add_argument("--recipe", choices=RECIPES, default="default", help="'book' reproduces the chapter's recipe")
-    parser.add_argument("--epochs", type=_positive, help="override the recipe's epochs")
+    parser.add_argument("--epochs", type=_epochs, help="override the recipe's epochs")
     parser.add_argument("--lr", type=_learning_rate, help="override the recipe's peak learning rate")
     parser.add_argument("--batch-size", type=_positive, help="override the recipe's batch size")
     parser.add_argument("--seed", type=_seed, default=0)
@@ -39,7 +40,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="Hugging Face token for --push (default: HF_TOKEN or `hf auth login`)")
     parser.add_argument("--private", action="store_true", help="create pushed repos as private")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's choice; zoo --jobs "
+    parser.add_argument("--threads", type=_threads, help="torch CPU threads (default: torch's choice; zoo --jobs "
                         "gives each net its share of the cores)")
 
 
@@ -58,6 +59,10 @@ def _bounded(kind: type, within, what: str):
 
 
 _positive = _bounded(int, lambda value: value >= 1, "a whole number of at least 1")
+# Bounded where torch is not: 10**23 epochs overflowed range()'s length after the data had loaded, and 100,000
+# threads crashed OpenMP (a segfault, no message).
+_epochs = _bounded(int, lambda value: 1 <= value <= 100_000, "a whole number from 1 to 100,000")
+_threads = _bounded(int, lambda value: 1 <= value <= 256, "a whole number from 1 to 256")
 # Above 0 and finite: 0 trains nothing (and saved the untrained net), NaN or inf diverge at once.
 _learning_rate = _bounded(float, lambda value: 0 < value < math.inf, "a number above 0")
 # What torch.manual_seed and a card's record both take.
@@ -189,6 +194,11 @@ def cmd_zoo(args) -> int:
     unknown = [n for n in names if n not in convhub.ZOO]
     if unknown:
         raise ConvHubError(f"unknown model(s) {', '.join(unknown)}; the zoo has: {', '.join(convhub.ZOO)}")
+    if not names:  # it wrote an empty report over the zoo's, then failed drawing it
+        raise ConvHubError(f"--models names no net; the zoo has: {', '.join(convhub.ZOO)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # each copy trained, and the second save found the first in its place
+        raise ConvHubError(f"--models names {', '.join(repeated)} more than once")
     out = artifacts.check_zoo_out(args.out, names, overwrite=args.overwrite)
     device = engine.pick_device(args.device)
     if args.push:
@@ -238,6 +248,9 @@ def _zoo_side_by_side(names: list[str], args, out: Path, device: torch.device, j
 def cmd_evaluate(args) -> int:
     model = convhub.load(args.model, revision=args.revision)
     split, source = load_eval_split(args.data)
+    if not len(split):
+        raise ConvHubError(f"{source} holds no airplane or bird image to evaluate on")
+    split = in_model_order(split, list(model.class_names))
     result = {"model": str(args.model), "data": source, "skipped": split.skipped,
               **engine.metrics(model, split, model.class_names)}
     if args.json:
@@ -255,6 +268,16 @@ def cmd_evaluate(args) -> int:
     for name, row in zip(names, result["confusion_matrix"]):
         print(f"{name:>{width}}" + "".join(f"{v:>{width}}" for v in row))
     return 0
+
+
+def in_model_order(split, class_names: list[str]):
+    """The split's labels (CIFAR-2's: 0 airplane, 1 bird) as the indices of the same names among the model's
+    outputs: a config may list them in either order, and another model's names are not these data's."""
+    if sorted(class_names) != sorted(CIFAR2_CLASSES):
+        raise ConvHubError(f"the model's classes are {', '.join(map(repr, class_names))}; the evaluation data's "
+                           f"are {', '.join(CIFAR2_CLASSES)}: there is nothing to compare")
+    order = torch.tensor([class_names.index(name) for name in CIFAR2_CLASSES])
+    return replace(split, labels=order[split.labels])
 
 
 def cmd_report(args) -> int:

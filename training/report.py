@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from convhub.card import BOOK_VAL_ACCURACY
+from convhub.errors import ConvHubError
 
 from .artifacts import replace_file
 
@@ -63,10 +64,14 @@ def plot_accuracy_vs_params(rows: list[dict], path: Path | BinaryIO) -> Path | B
 
 
 def write_report(records: list[dict], out_dir: str | Path) -> dict[str, Path]:
+    """results.json, results.md and the plot, each replaced whole; the plot first, so that a plot that cannot be
+    drawn leaves all three as they were."""
+    if not records:
+        raise ConvHubError("no trained nets to report: the report in place is kept")
     out_dir = Path(out_dir)
     rows = [result_row(r) for r in records]
     paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "plot": out_dir / "accuracy_vs_params.png"}
+    replace_file(paths["plot"], lambda file: plot_accuracy_vs_params(rows, file))
     replace_file(paths["json"], lambda file: file.write((json.dumps(rows, indent=2) + "\n").encode()))
     replace_file(paths["markdown"], lambda file: file.write(markdown_table(rows).encode()))
-    replace_file(paths["plot"], lambda file: plot_accuracy_vs_params(rows, file))
     return paths
