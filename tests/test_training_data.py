@@ -460,6 +460,21 @@ def test_datasets_save_to_disk_layout_and_cifar2_class_names(tmp_path):
     assert data.train.class_counts() == [10, 10] and data.val.class_counts() == [5, 5]
 
 
+def test_a_dataset_whose_class_names_are_not_ours_is_refused_not_renumbered(tmp_path):
+    """Its labels named 0 'bird' and 2 'plane': read with CIFAR-10's numbering, its birds became airplanes."""
+    from datasets import ClassLabel, Dataset, Features
+    from datasets import Image as ImageFeature
+
+    rng = np.random.default_rng(0)
+    features = Features({"img": ImageFeature(), "label": ClassLabel(names=["bird", "cat", "plane"])})
+    labels = [0, 1, 2] * 10
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    Dataset.from_dict({"img": [Image.fromarray(synth_image(v % 2, rng)) for v in labels], "label": labels},
+                      features=features).to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    with pytest.raises(DataError, match="names its classes 'bird', 'cat', 'plane': none is called airplane"):
+        load_cifar2(tmp_path / "ds")
+
+
 def test_datasets_without_image_column_is_a_data_error(tmp_path):
     from datasets import Dataset
 

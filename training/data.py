@@ -227,8 +227,13 @@ def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
         columns = _checked_columns(schemas)
         batches = (b for f in parquet for b in f.iter_batches(batch_size=256, columns=columns))
     class_names = _class_names(schemas[0], columns[1])
-    to_cifar2 = ({class_names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)}
-                 if class_names and all(c in class_names for c in CIFAR2_CLASSES) else CIFAR10_TO_CIFAR2)
+    if class_names and not all(c in class_names for c in CIFAR2_CLASSES):
+        # Its own names say what 0 and 2 are: CIFAR-10's numbering would have trained its birds as airplanes.
+        shown = ", ".join(repr(n[:40]) for n in class_names[:10]) + (", ..." if len(class_names) > 10 else "")
+        raise DataError(f"its label column names its classes {shown}: none is called "
+                        f"{' or '.join(c for c in CIFAR2_CLASSES if c not in class_names)}")
+    to_cifar2 = ({class_names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)} if class_names
+                 else CIFAR10_TO_CIFAR2)
     images, kept, skipped = [], [], []
     rows = size = 0
     for batch in batches:
