@@ -17,7 +17,7 @@ import torch
 from convhub import CIFAR2_CLASSES, CIFAR_MEAN, CIFAR_STD, build_transforms
 from convhub.card import BOOK_VAL_ACCURACY
 from convhub.errors import ConvHubError
-from convhub.preprocessing import open_image, to_rgb, translate, upright
+from convhub.preprocessing import CenterSquare, open_image, to_rgb, translate, upright
 from PIL import Image
 
 from zoo_loader import LoadedNet, describe_failure
@@ -76,16 +76,22 @@ def open_upload(image: Image.Image | str | Path) -> Image.Image:
 
 
 def _reduced(image: Image.Image) -> Image.Image:
-    """At most DRAFT_SIZE-ish, in RGB where reduce() does not take the mode (1, P, I;16): converted while the decode
-    is still bounded (_DECODES), not later at full size by every request at once."""
-    factor = min(image.size) // DRAFT_SIZE[0]
-    if factor < 2:
+    """A large decode as the centred square the nets see (TRANSFORMS crops it anyway), at most DRAFT_SIZE-ish, in RGB
+    where reduce() does not take the mode (1, P, I;16): cut down while the decode is still bounded (_DECODES), not
+    later at full size by every request at once. Cropped first: a 255x196,000 image (within the pixel limit) has a
+    short side no reduction shrinks, and cost ~1 GB a request, 16 requests at a time."""
+    if image.width * image.height <= 4 * DRAFT_SIZE[0] * DRAFT_SIZE[1]:
         return image
-    turned = upright(image)  # the EXIF orientation would be lost with the original's metadata
+    # Cropped, then turned upright: a turn or flip maps the centred square to the centred square, and exif_transpose
+    # copies the whole image even where there is nothing to turn.
+    square = upright(CenterSquare()(image))
+    factor = square.width // DRAFT_SIZE[0]
+    if factor < 2:
+        return square
     try:
-        return turned.reduce(factor)
+        return square.reduce(factor)
     except ValueError:
-        return to_rgb(turned).reduce(factor)
+        return to_rgb(square).reduce(factor)
 
 
 def _give_memory_back() -> None:

@@ -1009,14 +1009,34 @@ def test_large_uploads_are_reduced_right_after_decoding(tmp_path):
     big = tmp_path / "big.png"
     Image.new("RGBA", (3000, 2000), (10, 200, 30, 255)).save(big)
     opened = inference.open_upload(big)
-    assert opened.size == (429, 286)  # reduce(7), rounding up: no side under 256
+    assert opened.size == (286, 286)  # the centred square, reduce(7), rounding up: no side under 256
     assert torch.allclose(inference.load_input(big), inference.TRANSFORMS(Image.open(big)).unsqueeze(0), atol=0.02)
     rotated = tmp_path / "rotated.png"  # the EXIF orientation survives the reduction
     exif = Image.Exif()
     exif[0x0112] = 6
-    Image.new("RGB", (2400, 1200)).save(rotated, exif=exif)
-    reduced = inference.open_upload(rotated)
-    assert reduced.size == (300, 600)  # turned upright, then reduced 4x
+    stored = Image.new("RGB", (2400, 1200))
+    stored.paste((255, 255, 255), (0, 0, 1200, 1200))  # white left half as stored: the top half once upright
+    stored.save(rotated, exif=exif)
+    assert inference.open_upload(rotated).size == (300, 300)  # turned upright, its centred square reduced 4x
+    assert torch.allclose(inference.load_input(rotated), inference.TRANSFORMS(Image.open(rotated)).unsqueeze(0),
+                          atol=0.02)
+
+
+def test_a_thin_upload_is_cut_to_its_square_while_the_decode_is_bounded(tmp_path):
+    """255 x 196,000 is within the pixel limit, and its short side is under what reduce() shrinks: it went on at
+    full size through every mode conversion, ~1 GB a request and 16 requests at a time. Peak memory over the
+    process's own before, in a process of its own."""
+    thin = tmp_path / "thin.png"
+    Image.new("RGBA", (255, 196_000), (200, 30, 30, 128)).save(thin)
+    assert inference.open_upload(thin).size == (255, 255)
+    assert torch.allclose(inference.load_input(thin), inference.TRANSFORMS(Image.open(thin)).unsqueeze(0), atol=0.02)
+    probe = ("import sys; sys.path.insert(0, 'space'); import inference\n"
+             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
+             "before = kb('VmRSS:'); inference.load_input(sys.argv[1]); print(kb('VmHWM:') - before)")
+    done = subprocess.run([sys.executable, "-c", probe, str(thin)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(inference.__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) < 400 * 1024  # KB: ~200 MB is the decode itself; it was ~960 MB
 
 
 @pytest.mark.parametrize("mode", ["P", "1", "I;16"])
@@ -1029,7 +1049,7 @@ def test_large_uploads_reduce_does_not_take_are_converted_while_the_decode_is_bo
         image.info["transparency"] = 0
     image.save(big)
     opened = inference.open_upload(big)
-    assert opened.mode == "RGB" and opened.size == (429, 286)
+    assert opened.mode == "RGB" and opened.size == (286, 286)
     assert torch.allclose(inference.load_input(big), inference.TRANSFORMS(Image.open(big)).unsqueeze(0), atol=0.02)
 
 
