@@ -777,6 +777,7 @@ def main() -> None:
         keep=lambda: {path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())},
         forget=forget)
     cache.sweep_in_background()
+    limits.count_inline_files(cache)
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
         try:

@@ -444,6 +444,37 @@ def test_uploads_that_would_fill_the_disk_are_refused_until_the_cache_has_room(t
         space.stop()
 
 
+def test_images_sent_inline_to_mcp_are_counted_into_the_upload_cache(tmp_path, models_dir):
+    """Gradio's MCP server writes each data: URI of a tool call into the upload cache, past the upload route's count:
+    2,500 calls of 47 KB took a 200 MB cache to 243 MB, and every visitor's uploads were refused meanwhile."""
+    import base64
+
+    import uploads
+
+    cache = tmp_path / "gradio"
+    space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "CONVHUB_UPLOAD_CACHE": "2mb", "GRADIO_TEMP_DIR": str(cache)})
+
+    def feature_maps_inline(data: bytes) -> str:
+        image = "data:image/png;base64," + base64.b64encode(data).decode()
+        request = urllib.request.Request(f"{space.url}gradio_api/mcp/", data=json.dumps({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "feature_maps", "arguments": {
+                "net": "nope", "image": image}}}).encode(), headers={"Content-Type": "application/json",
+                                                                     "Accept": "application/json, text/event-stream"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.read().decode()
+
+    try:
+        answers = [feature_maps_inline(os.urandom(40_000)) for _ in range(60)]  # 2.4 MB in all, each different
+        refused = [a for a in answers if "The Space has taken in all the uploads it can hold (2 MB)" in a]
+        assert "unknown or unavailable net 'nope'" in answers[0] and len(refused) >= 20, answers[-1]
+        on_disk = sum(uploads.disk_bytes(f.lstat()) for f in cache.rglob("*"))
+        examples = sum(f.stat().st_size for f in (ROOT / "space" / "examples").iterdir())
+        assert on_disk <= 2 * 2**20 + 2**16 + examples
+    finally:
+        space.stop()
+
+
 def test_a_url_naming_an_upload_of_this_space_is_read_from_disk(server, served_nets, images, tmp_path):
     """MCP clients upload the file first (upload_file_to_gradio), then pass its URL: it is this Space's own upload,
     read where it lies, never fetched. A URL naming a server file outside the upload cache is refused."""
