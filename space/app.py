@@ -394,8 +394,11 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             return gr.skip(), gr.skip()
         _, height, width = stage.shape
         cell = 256 // max(height, width)
-        x, y = evt.index
-        return min(int(y) // cell, height - 1), min(int(x) // cell, width - 1)
+        try:  # where the visitor clicked, as the browser says; anything else sent leaves the sliders as they are
+            x, y = (int(v) for v in evt.index)
+        except (TypeError, ValueError, OverflowError):
+            return gr.skip(), gr.skip()
+        return min(max(y // cell, 0), height - 1), min(max(x // cell, 0), width - 1)
 
     @api_errors
     def sharing_ui(side, in_channels, out_channels, kernel):

@@ -319,6 +319,21 @@ def served(nets, monkeypatch):
     return zoo, {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
 
 
+def test_a_click_on_the_receptive_field_map_stays_on_the_map(served):
+    """The click's position comes from the browser: (-500, -500) set the sliders to -16, below their minimum."""
+    import gradio as gr
+
+    _, handlers = served
+
+    def click(index):
+        return handlers["rf_click"]("net", "pool1", gr.SelectData(None, {"index": index, "value": None}))
+
+    assert click([10, 20]) == (1, 0)  # pool1 is 16x16 on a 256-pixel map: 16 pixels a unit
+    assert click([-500, -500]) == (0, 0) and click([10**6, 10**6]) == (15, 15)
+    for hostile in (["a", "b"], [[1], [2]], [1], None, [1e400, 0]):
+        assert all(isinstance(value, type(gr.skip())) for value in click(hostile)), hostile
+
+
 @pytest.fixture
 def other_png(tmp_path):
     path = tmp_path / "other.png"
