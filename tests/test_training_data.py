@@ -3,6 +3,7 @@ stratified split and the tensor augmentation. All data is synthetic and written 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -472,6 +473,76 @@ def test_a_dataset_whose_class_names_are_not_ours_is_refused_not_renumbered(tmp_
     Dataset.from_dict({"img": [Image.fromarray(synth_image(v % 2, rng)) for v in labels], "label": labels},
                       features=features).to_parquet(str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
     with pytest.raises(DataError, match="names its classes 'bird', 'cat', 'plane': none is called airplane"):
+        load_cifar2(tmp_path / "ds")
+
+
+def _png(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("layout", ["bytes", "datasets' {bytes, path}"])
+def test_parquet_images_stored_once_for_many_rows_load_row_by_row(tmp_path, layout):
+    """A parquet dictionary page stores a value once for any number of rows: each row still gets its image."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    pictures = [_png(synth_image(label, rng)) for label in (0, 1)]
+    labels = [0, 2] * 10  # CIFAR-10's airplane and bird
+    values = pa.array([pictures[i % 2] for i in range(len(labels))], pa.binary())
+    if layout == "bytes":
+        column = values
+    else:
+        column = pa.StructArray.from_arrays([values, pa.nulls(len(labels), pa.string())], names=["bytes", "path"])
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"img": column, "label": labels}), tmp_path / "ds" / "data" / "train-00000-of-00001.parquet",
+                   use_dictionary=True)
+    data = load_cifar2(tmp_path / "ds", val_fraction=0.2)
+    images = torch.cat([data.train.images, data.val.images])
+    classes = torch.cat([data.train.labels, data.val.labels])
+    assert len(images) == 20 and classes.tolist().count(0) == 10
+    for label in (0, 1):
+        expected = torch.from_numpy(np.array(Image.open(io.BytesIO(pictures[label])))).permute(2, 0, 1)
+        assert all(torch.equal(image, expected) for image in images[classes == label])
+
+
+def test_a_parquet_value_shared_by_many_rows_is_not_inflated_before_it_is_counted(tmp_path):
+    """753 bytes of parquet: 200 rows sharing one 8 MB value, each row made its own copy (3.5 GB) before the size
+    was counted. Peak memory over the process's own before, in a process of its own."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shared = pa.DictionaryArray.from_arrays(pa.array([0] * 200, pa.int32()), pa.array([bytes(8 * 2**20)]))
+    (tmp_path / "bomb" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"img": shared, "label": pa.array([0] * 200, pa.int64())}),
+                   tmp_path / "bomb" / "data" / "train-00000-of-00001.parquet", compression="zstd", store_schema=False)
+    assert (tmp_path / "bomb" / "data" / "train-00000-of-00001.parquet").stat().st_size < 2000
+    probe = ("import sys; from training.data import DataError, load_cifar2\n"
+             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
+             "before = kb('VmRSS:')\ntry: load_cifar2(sys.argv[1])\nexcept DataError as error: print(error)\n"
+             "print(kb('VmHWM:') - before)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "bomb")], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    message, peak_kb = done.stdout.rsplit("\n", 2)[:2]
+    assert "more than 1,000,000 rows or 1,073,741,824 bytes" in message
+    assert int(peak_kb) < 512 * 1024  # KB: it was ~3 GB
+
+
+def test_parquet_pages_that_decompress_past_the_bound_are_refused_from_the_metadata(tmp_path, monkeypatch):
+    """The file's own metadata gives each column's size decompressed: a page of zeros compresses 1000-fold."""
+    import training.data
+
+    make_parquet_dataset(tmp_path / "ds", 40, with_test=False)
+    monkeypatch.setattr(training.data, "MAX_DATASET_BYTES", 20_000)  # a few of these images' worth
+    with pytest.raises(DataError, match=r"its image and label columns take [\d,]+ bytes uncompressed; at most 20,000"):
         load_cifar2(tmp_path / "ds")
 
 

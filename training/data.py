@@ -222,9 +222,15 @@ def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
         options = pa.ipc.IpcReadOptions(included_fields=[schemas[0].get_field_index(c) for c in columns])
         batches = (b for f in files for b in pa.ipc.open_stream(pa.memory_map(str(f)), options=options))
     else:
-        parquet = [pq.ParquetFile(f) for f in _parquet_files(folder, split, snapshot=snapshot)]
-        schemas = [f.schema_arrow for f in parquet]
+        paths = _parquet_files(folder, split, snapshot=snapshot)
+        schemas = [pq.ParquetFile(f).schema_arrow for f in paths]
         columns = _checked_columns(schemas)
+        # A parquet file may store one value for any number of rows (a dictionary page): read as such, never
+        # repeated row by row (a 753-byte file of 200 rows sharing one 8 MB value took 3.5 GB before any count).
+        image = columns[0]
+        shared = [f"{image}.bytes" if pa.types.is_struct(schemas[0].field(image).type) else image]
+        parquet = [pq.ParquetFile(f, read_dictionary=shared) for f in paths]
+        _check_uncompressed_size(parquet, columns)
         batches = (b for f in parquet for b in f.iter_batches(batch_size=256, columns=columns))
     class_names = _class_names(schemas[0], columns[1])
     if class_names and not all(c in class_names for c in CIFAR2_CLASSES):
@@ -239,7 +245,7 @@ def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
     for batch in batches:
         batch.validate(full=True)
         batch = batch.select(columns)
-        rows, size = rows + batch.num_rows, size + batch.nbytes
+        rows, size = rows + batch.num_rows, size + _cell_bytes(batch.column(0)) + batch.column(1).nbytes
         if rows > MAX_DATASET_ROWS or size > MAX_DATASET_BYTES:
             raise DataError(f"more than {MAX_DATASET_ROWS:,} rows or {MAX_DATASET_BYTES:,} bytes of images and "
                             "labels (CIFAR-10: 60,000 rows, ~130 MB)")
@@ -248,9 +254,10 @@ def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
             raise DataError(f"the {columns[1]!r} column must hold one whole number per image, not null")
         labels = labels_array.to_numpy(zero_copy_only=False)
         keep = np.flatnonzero(np.isin(labels, list(to_cifar2)))
-        for label, cell in zip(labels[keep], batch.column(0).take(pa.array(keep, type=pa.int64())).to_pylist()):
-            try:
-                images.append(_decode_cell(cell, None if snapshot else folder))
+        cells = batch.column(0)
+        for label, row in zip(labels[keep], keep):
+            try:  # one cell at a time: a value shared by many rows is copied out once per row, then let go
+                images.append(_decode_cell(cells[int(row)].as_py(), None if snapshot else folder))
                 kept.append(to_cifar2[int(label)])
             except ConvHubError as error:
                 skipped.append(str(error))
@@ -303,6 +310,32 @@ def _ipc_compressed(meta: bytes) -> bool:
             return False
         batch = table_at(data)
     return field(batch, 3) is not None  # RecordBatch.compression
+
+
+def _cell_bytes(cells) -> int:
+    """What an image column's cells hold, each counted in every row that uses it (a dictionary holds it once)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = cells.field("bytes") if pa.types.is_struct(cells.type) else cells
+    lengths = (pc.binary_length(values.dictionary).take(values.indices) if pa.types.is_dictionary(values.type)
+               else pc.binary_length(values))
+    return pc.sum(lengths).as_py() or 0
+
+
+def _check_uncompressed_size(parquet_files: list, columns: list[str]) -> None:
+    """What the files' own metadata says the two columns' pages take once decompressed, before any is: a page of
+    zeros compresses 1000-fold and more."""
+    total = 0
+    for file in parquet_files:
+        metadata = file.metadata
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            total += sum(row_group.column(i).total_uncompressed_size for i in range(row_group.num_columns)
+                         if row_group.column(i).path_in_schema.split(".")[0] in columns)
+    if total > MAX_DATASET_BYTES:
+        raise DataError(f"its image and label columns take {total:,} bytes uncompressed; at most "
+                        f"{MAX_DATASET_BYTES:,} are read (CIFAR-10: ~130 MB)")
 
 
 def _checked_columns(schemas: list) -> list[str]:
