@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -444,6 +445,37 @@ def test_a_folder_standing_where_a_file_is_written_is_one_error(data, tmp_path, 
     code, stdout, stderr = run_cli(command, "--models" if command == "translation" else "--out", folder, *extra)
     assert_user_error(code, stderr, f"{name}")
     assert "Traceback" not in stderr and not list(folder.glob(".*.tmp"))
+
+
+def test_report_writes_only_in_a_zoos_folder_and_reads_only_its_nets(tmp_path):
+    """`report --out` replaced the results.md of any folder holding one trained net (a folder of the user's own),
+    and read every folder in it, a save's leftover copy too (the net was in the table twice)."""
+    project = tmp_path / "project"
+    _trained_card(project / "my_model")
+    (project / "results.md").write_text("my own notes")
+    assert_user_error(*run_cli("report", "--out", project)[::2], "holds files that are not a zoo's ('my_model')")
+    assert (project / "results.md").read_text() == "my own notes"
+
+    zoo = tmp_path / "zoo"
+    _trained_card(zoo / "net")
+    shutil.copytree(zoo / "net", zoo / ".net.tmp-abcd1234")  # what a save killed half-way leaves
+    code, stdout, stderr = run_cli("report", "--out", zoo)
+    assert code == 0, stderr
+    assert [row["model"] for row in json.loads((zoo / "results.json").read_text())] == ["net"]
+
+
+def test_a_saves_leftovers_do_not_block_the_zoos_folder(data, tmp_path):
+    """A save killed outright (the OOM killer, SIGKILL after a stop's grace) leaves its temporary folder; the zoo
+    refused the folder from then on, --overwrite too."""
+    zoo = tmp_path / "z"
+    assert run_cli("zoo", "--models", "net", "--data", data, "--out", zoo, *FAST)[0] == 0
+    (zoo / ".net.tmp-vr7c8s_r").mkdir()
+    (zoo / ".results.json.k3j_x1ab.tmp").write_text("{")
+    code, stdout, stderr = run_cli("zoo", "--models", "net", "--data", data, "--out", zoo, "--overwrite", *FAST)
+    assert code == 0, stderr
+    (zoo / ".bashrc").write_text("not ours")
+    code, stdout, stderr = run_cli("zoo", "--models", "net", "--data", data, "--out", zoo, "--overwrite", *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, "holds files that are not a zoo's (.bashrc)")
 
 
 def _umask() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -218,11 +219,37 @@ def save(model, out_dir: str | Path, record: dict | None, *, overwrite: bool = F
         may_replace=lambda folder: overwrite and is_model_folder(folder))
 
 
+# What a save or a report killed half-way leaves beside its target (write_folder_atomically, replace_file): ours,
+# never read, and no reason to refuse the folder for good (a save killed by the OOM killer left the zoo unusable).
+_LEFTOVER = re.compile(r"\.(?P<net>[a-z0-9_]+)\.(tmp|old)-[A-Za-z0-9_]+|"
+                       rf"\.(?P<file>{'|'.join(map(re.escape, ZOO_REPORT_FILES))})\.[A-Za-z0-9_.]+")
+
+
 def _zoo_entry(path: Path) -> bool:
-    """A zoo folder's own entries: its report files (regular files: a link would be written through) and nets."""
+    """A zoo folder's own entries: its report files (regular files: a link would be written through) and nets, and
+    what our own saves left of theirs."""
     mode = path.lstat().st_mode
+    leftover = _LEFTOVER.fullmatch(path.name)
     return ((path.name in ZOO_REPORT_FILES and stat.S_ISREG(mode))
-            or (path.name in convhub.ZOO and stat.S_ISDIR(mode)))
+            or (path.name in convhub.ZOO and stat.S_ISDIR(mode))
+            or (leftover is not None and (leftover["net"] in convhub.ZOO and stat.S_ISDIR(mode)
+                                          or leftover["file"] in ZOO_REPORT_FILES and stat.S_ISREG(mode))))
+
+
+def check_report_folder(out: Path) -> list[Path]:
+    """A zoo folder's nets, for `report` to read: only a folder holding nothing but a zoo's own entries, since the
+    report replaces its results files (a folder's own results.md was replaced without a word)."""
+    def ours(path: Path) -> bool:  # the report's own files are replaced whatever stands there, never written through
+        leftover = _LEFTOVER.fullmatch(path.name)
+        return _zoo_entry(path) or path.name in ZOO_REPORT_FILES or (leftover is not None
+                                                                    and leftover["file"] in ZOO_REPORT_FILES)
+
+    foreign = sorted(p.name for p in out.iterdir() if not ours(p))
+    if foreign:
+        raise OutputError(f"{out} holds files that are not a zoo's ({', '.join(map(repr, foreign[:5]))}): `report` "
+                          "writes results.json, results.md and the plot only in a folder `zoo` made (nothing was "
+                          "changed)")
+    return [out / name for name in convhub.ZOO if (out / name).is_dir()]
 
 
 def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False) -> Path:

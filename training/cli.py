@@ -286,7 +286,7 @@ def cmd_report(args) -> int:
         raise ConvHubError(f"no such folder: {out}")
     artifacts.refuse_linked_folders(out)
     order = list(convhub.ZOO)
-    records = [r for d in sorted(out.iterdir()) if d.is_dir() and (r := artifacts.read_record(d))]
+    records = [r for d in artifacts.check_report_folder(out) if (r := artifacts.read_record(d))]
     if not records:
         raise ConvHubError(f"no trained models in {out} (folders whose README.md carries training metrics)")
     records.sort(key=lambda r: order.index(r["model_name"]) if r["model_name"] in order else len(order))
