@@ -481,7 +481,44 @@ def test_wrong_class_folders(tmp_path):
         (tmp_path / "d" / name).mkdir(parents=True)
         Image.new("RGB", (32, 32)).save(tmp_path / "d" / name / "x.png")
     code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "d", "--out", tmp_path / "o")
-    assert_user_error(code, stderr, "airplane/", "bird/", "found: cat, dog")
+    assert_user_error(code, stderr, "airplane/", "bird/", "found: 'cat', 'dog'")
+
+
+def test_folder_names_reach_the_log_quoted_and_a_few_at_a_time(tmp_path, caplog):
+    """A folder named with a newline forged an 'ERROR:' line, and 3,000 folders made one warning of 29 KB."""
+    data = make_image_folder(tmp_path / "d", 20)
+    (data / "evil\nERROR: the model was pushed to the Hub").mkdir()
+    for i in range(300):
+        (data / f"class_{i}").mkdir()
+    with caplog.at_level("WARNING"):
+        code, stdout, stderr = run_cli("train", "--model", "net", "--data", data, "--epochs", 1,
+                                       "--out", tmp_path / "o", *FAST)
+    assert code == 0, stderr
+    [warning] = [r.getMessage() for r in caplog.records if "ignoring subfolders" in r.getMessage()]
+    assert "\n" not in warning and len(warning) < 1000 and "and 291 more" in warning
+
+
+def test_a_parquet_file_beside_the_class_folders_leaves_an_image_folder_one(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = make_image_folder(tmp_path / "d", 20)
+    (data / "notes").mkdir()
+    pq.write_table(pa.table({"a": [1]}), data / "notes" / "stats.parquet")
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", data, "--epochs", 1, "--out", tmp_path / "o",
+                                   *FAST)
+    assert code == 0, stderr
+    assert artifacts.read_record(tmp_path / "o")["n_train"] + artifacts.read_record(tmp_path / "o")["n_val"] == 40
+
+
+def test_a_dataset_without_airplanes_or_birds_says_so(tmp_path):
+    from datasets import Dataset
+
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    Dataset.from_dict({"img": [b"x"] * 4, "label": [1, 3, 5, 7]}).to_parquet(
+        str(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet"))
+    code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "ds", "--out", tmp_path / "o")
+    assert_user_error(code, stderr, "holds no airplane or bird image (CIFAR-10's labels 0 and 2")
 
 
 def test_unreadable_images_are_skipped_and_reported(tmp_path, caplog):

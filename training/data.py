@@ -64,6 +64,13 @@ def decode_image(source) -> torch.Tensor:
     return to_uint8(open_image(source))
 
 
+def _some(names: list[str], limit: int = 10) -> str:
+    """Folder names as a log line or message shows them: quoted (a newline in one forged a log line), at most
+    ``limit`` of them (3,000 made one line of 29 KB)."""
+    shown = ", ".join(repr(name[:80]) for name in names[:limit])
+    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
+
+
 def load_image_folder(root: str | Path) -> Split:
     """ROOT/airplane/*, ROOT/bird/*; unreadable files are skipped with a warning and counted."""
     root = Path(root)
@@ -74,11 +81,11 @@ def load_image_folder(root: str | Path) -> Split:
     if missing:
         raise DataError(
             f"{root} must hold one subfolder per class, {'/ and '.join(CIFAR2_CLASSES)}/; "
-            f"missing {', '.join(missing)} (found: {', '.join(found) or 'no subfolders'})"
+            f"missing {', '.join(missing)} (found: {_some(found) or 'no subfolders'})"
         )
     extra = [name for name in found if name not in CIFAR2_CLASSES]
     if extra:
-        log.warning("ignoring subfolders that are not CIFAR-2 classes: %s", ", ".join(extra))
+        log.warning("ignoring subfolders that are not CIFAR-2 classes: %s", _some(extra))
 
     images, labels, skipped = [], [], []
     for label, name in enumerate(CIFAR2_CLASSES):
@@ -89,7 +96,7 @@ def load_image_folder(root: str | Path) -> Split:
                 images.append(decode_image(path))
                 labels.append(label)
             except Exception as error:  # noqa: BLE001 - any undecodable file is skipped, never fatal
-                skipped.append(f"{path}: {error}")
+                skipped.append(f"{str(path)!r}: {str(error)[:300]!r}")
     if skipped:
         log.warning("skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
     if not images:
@@ -481,8 +488,13 @@ def _saved_to_disk(path: Path) -> bool:
 
 
 def _is_datasets_dir(path: Path) -> bool:
-    """Parquet files (a Hub dataset repo's layout) or a save_to_disk folder."""
-    return _saved_to_disk(path) or (path / "dataset_info.json").is_file() or any(path.glob("**/*.parquet"))
+    """Parquet files where a Hub dataset repo keeps them (at most two folders down: data/train/...), or a
+    save_to_disk folder; a folder of airplane/ and bird/ images is an image folder, whatever else it holds (a
+    notes/stats.parquet in it made it a dataset, and a wrong --data /usr was walked whole)."""
+    if all((path / name).is_dir() for name in CIFAR2_CLASSES):
+        return False
+    return (_saved_to_disk(path) or (path / "dataset_info.json").is_file()
+            or any(next(path.glob(pattern), None) for pattern in ("*.parquet", "*/*.parquet", "*/*/*.parquet")))
 
 
 def stratified_split(data: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -562,6 +574,9 @@ def _with_validation(train: Split, test: Split | None, source: str, val_fraction
     else:
         if not 0 < val_fraction < 1:
             raise DataError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        if not len(train):  # a dataset whose labels are none of CIFAR-10's airplane (0) and bird (2), or named so
+            raise DataError(f"{source} holds no airplane or bird image (CIFAR-10's labels 0 and 2, or a label "
+                            "column that names them)")
         train, val = stratified_split(train, val_fraction, seed)
         if len(val) == 0 or len(train) == 0:
             raise DataError(f"too few images ({len(train) + len(val)}) to carve a validation split")
