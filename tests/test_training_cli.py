@@ -5,6 +5,7 @@ what gets saved, the model card's training record, determinism, the zoo report, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -496,6 +497,20 @@ def test_folder_names_reach_the_log_quoted_and_a_few_at_a_time(tmp_path, caplog)
     assert code == 0, stderr
     [warning] = [r.getMessage() for r in caplog.records if "ignoring subfolders" in r.getMessage()]
     assert "\n" not in warning and len(warning) < 1000 and "and 291 more" in warning
+
+
+def test_images_linked_from_outside_the_folder_are_said(tmp_path, caplog):
+    """Links a user made are read, as they are meant to be; a downloaded folder's could name any photo on this
+    machine, into a model that may be published: the log says how many and where they point."""
+    data = make_image_folder(tmp_path / "d", 20)
+    (tmp_path / "home").mkdir()
+    Image.new("RGB", (32, 32), (200, 200, 200)).save(tmp_path / "home" / "private.png")
+    (data / "bird" / "linked.png").symlink_to(tmp_path / "home" / "private.png")
+    (data / "bird" / "inside.png").symlink_to(data / "bird" / sorted(os.listdir(data / "bird"))[0])
+    with caplog.at_level("WARNING"):
+        assert run_cli("train", "--model", "net", "--data", data, "--epochs", 1, "--out", tmp_path / "o",
+                       *FAST)[0] == 0
+    assert "1 image(s) are links to files outside" in caplog.text and "private.png" in caplog.text
 
 
 def test_a_parquet_file_beside_the_class_folders_leaves_an_image_folder_one(tmp_path):

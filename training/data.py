@@ -87,11 +87,14 @@ def load_image_folder(root: str | Path) -> Split:
     if extra:
         log.warning("ignoring subfolders that are not CIFAR-2 classes: %s", _some(extra))
 
-    images, labels, skipped = [], [], []
+    images, labels, skipped, elsewhere = [], [], [], []
+    inside = root.resolve()
     for label, name in enumerate(CIFAR2_CLASSES):
         for path in sorted((root / name).iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
                 continue
+            if not path.resolve().is_relative_to(inside):
+                elsewhere.append(path)
             try:
                 images.append(decode_image(path))
                 labels.append(label)
@@ -99,6 +102,9 @@ def load_image_folder(root: str | Path) -> Split:
                 skipped.append(f"{str(path)!r}: {str(error)[:300]!r}")
     if skipped:
         log.warning("skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
+    if elsewhere:  # read, as links a user made are meant to be; said, as a downloaded folder's could be anything
+        log.warning("%d image(s) are links to files outside %s, e.g. %r -> %r: they are trained on too",
+                    len(elsewhere), root, str(elsewhere[0]), str(elsewhere[0].resolve()))
     if not images:
         raise DataError(f"no readable images in {root}/{{{','.join(CIFAR2_CLASSES)}}}")
     return Split(torch.stack(images), torch.tensor(labels), skipped=len(skipped))
