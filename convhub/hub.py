@@ -94,7 +94,7 @@ def shown_endpoint() -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # the user:password@ of any URL in a message
+USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # the user:password@ of any URL in a message (a password may hold "@")
 
 
 def error_text(error: BaseException, limit: int = 300) -> str:
@@ -182,7 +182,8 @@ def _check_answer(response: httpx2.Response) -> None:
     limit = getattr(_operation, "max_bytes", MAX_ANSWER_BYTES)
     what = getattr(_operation, "what", f"the Hub's answer to {url.path[:120]}")
     declared = response.headers.get("X-Linked-Size") or response.headers.get("Content-Length") or ""
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # "²" is a digit to isdigit()
+    # "²" is a digit to isdigit() and not to int(), nor are more than 4,300 digits: what is no size is not checked
+    if declared.isascii() and declared.isdigit() and len(declared) <= 20 and int(declared) > limit:
         raise ConvHubError(f"{what} is {int(declared):,} bytes; at most {limit:,} are expected: not downloading it")
     response.stream = _CountedBody(response.stream, limit, what)
 

@@ -956,3 +956,17 @@ def test_local_files_only_says_so_when_the_cache_has_no_copy(scripted_hub, folde
     with pytest.raises(convhub.HubUnavailableError, match="local_files_only is set") as raised:
         convhub.load("someone/net", local_files_only=True)
     assert "cannot be reached" not in str(raised.value) and hub.requests == []
+
+
+def test_a_size_of_thousands_of_digits_is_no_crash_either(scripted_hub, folder):
+    """int() refuses more than 4,300 digits: such an X-Linked-Size raised ValueError out of the answer check (and
+    `push` showed a traceback: its token check does not expect one)."""
+    scripted_hub(honest_hub(folder, tweak=_with_header("X-Linked-Size", "9" * 5000, on="api/models")))
+    assert convhub.hub.hub_reachable() is True
+    assert torch.equal(outputs(convhub.load("someone/net")), expected(0))
+
+
+@pytest.mark.parametrize("userinfo", ["alice:s3cretpw@", "alice:p@ss@"])
+def test_error_text_removes_any_password_even_one_with_an_at_sign(userinfo):
+    error = RuntimeError(f"Server error '500 X' for url 'http://{userinfo}127.0.0.1:9/api/whoami-v2'")
+    assert convhub.hub.error_text(error) == "Server error '500 X' for url 'http://127.0.0.1:9/api/whoami-v2'"

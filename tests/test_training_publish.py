@@ -439,3 +439,13 @@ def test_a_module_that_is_a_link_stops_the_space_being_built(package_with_strays
     with pytest.raises(convhub.ConvHubError, match="secrets.py is not a regular file"):
         publish.dry_run(publish.plan("alice", only="net"), tmp_path / "out")
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+
+
+def test_the_cli_logs_no_request_urls_and_so_no_endpoint_password(hub, model_dir, monkeypatch, caplog):
+    """httpx logs every request's whole URL at INFO, which the CLI shows: an HF_ENDPOINT's password with it."""
+    monkeypatch.setenv("HF_ENDPOINT", hub.url.replace("http://", "http://alice:s3cretpw@"))
+    monkeypatch.setattr(convhub.hub.constants, "ENDPOINT", hub.url.replace("http://", "http://alice:s3cretpw@"))
+    with caplog.at_level("INFO"):
+        code, stdout, stderr = run_cli("push", "--from", model_dir, "--repo", "alice/convhub-net", "--token", TOKEN)
+    assert hub.requests and "refused this token" in stderr  # it talked to the Hub (as basic auth: refused)
+    assert "s3cretpw" not in caplog.text + stdout + stderr

@@ -339,6 +339,8 @@ def cmd_push(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    for client in ("httpx", "httpx2"):  # a line per HTTP request, the whole URL in it (HF_ENDPOINT's password too)
+        logging.getLogger(client).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     parallel.stop_with_zoo()
     if getattr(args, "threads", None):
