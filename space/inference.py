@@ -82,9 +82,14 @@ def _reduced(image: Image.Image) -> Image.Image:
     short side no reduction shrinks, and cost ~1 GB a request, 16 requests at a time."""
     if image.width * image.height <= 4 * DRAFT_SIZE[0] * DRAFT_SIZE[1]:
         return image
-    # Cropped, then turned upright: a turn or flip maps the centred square to the centred square, and exif_transpose
-    # copies the whole image even where there is nothing to turn.
+    # Cropped, then turned upright: a turn or flip maps the centred square to the centred square (to a pixel, where a
+    # flip meets an odd difference of the sides), and exif_transpose copies the whole image even where there is
+    # nothing to turn.
     square = upright(CenterSquare()(image))
+    if image.mode == "I" and image.getextrema()[1] > 255 >= square.getextrema()[1]:
+        # to_rgb scales 32-bit greyscale to 8 bits when the image's values go past 255: the whole image's, not the
+        # square's (a square of 200s in a frame of 60,000s was shown 205/255 brighter than predict() sees it)
+        square = Image.fromarray((np.asarray(square, dtype=np.int32).clip(0, 255 * 256) >> 8).astype(np.uint8), "L")
     factor = square.width // DRAFT_SIZE[0]
     if factor < 2:
         return square

@@ -1037,6 +1037,16 @@ def test_large_uploads_are_reduced_right_after_decoding(tmp_path):
                           atol=0.02)
 
 
+def test_a_32_bit_greyscale_upload_is_scaled_by_its_whole_range_not_its_centres(tmp_path):
+    """to_rgb scales 32-bit greyscale to 8 bits when the image's values go past 255: cut to its square first, a
+    centre of 200s in a frame of 60,000s was seen 205/255 brighter in the Space than by predict()."""
+    pixels = np.full((1001, 3001), 60000, np.int32)
+    pixels[:, 1000:2001] = 200
+    path = tmp_path / "frame.tif"
+    Image.fromarray(pixels, "I").save(path)
+    assert torch.allclose(inference.load_input(path), inference.TRANSFORMS(Image.open(path)).unsqueeze(0), atol=1e-6)
+
+
 def test_a_thin_upload_is_cut_to_its_square_while_the_decode_is_bounded(tmp_path):
     """255 x 196,000 is within the pixel limit, and its short side is under what reduce() shrinks: it went on at
     full size through every mode conversion, ~1 GB a request and 16 requests at a time. Peak memory over the
