@@ -536,6 +536,31 @@ def test_a_parquet_value_shared_by_many_rows_is_not_inflated_before_it_is_counte
     assert int(peak_kb) < 512 * 1024  # KB: it was ~3 GB
 
 
+def test_a_parquet_path_shared_by_many_rows_is_not_inflated_either(tmp_path):
+    """datasets' {bytes, path} cells: 120 rows sharing one 8 MB path in a 1 KB file took 1.9 GB, uncounted."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = pa.DictionaryArray.from_arrays(pa.array([0] * 120, pa.int32()), pa.array(["x" * (8 * 2**20)]))
+    cells = pa.StructArray.from_arrays([pa.nulls(120, pa.binary()), path], names=["bytes", "path"])
+    (tmp_path / "bomb" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"img": cells, "label": pa.array([0] * 120, pa.int64())}),
+                   tmp_path / "bomb" / "data" / "train-00000-of-00001.parquet", compression="zstd", store_schema=False)
+    probe = ("import sys; from training.data import DataError, load_cifar2\n"
+             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
+             "before = kb('VmRSS:')\ntry: load_cifar2(sys.argv[1])\nexcept DataError as error: print(error)\n"
+             "print(kb('VmHWM:') - before)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "bomb")], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    message, peak_kb = done.stdout.rsplit("\n", 2)[:2]
+    assert "holds no readable airplane or bird image (120 could not be read" in message
+    assert int(peak_kb) < 512 * 1024  # KB: it was ~1.9 GB
+
+
 def test_parquet_pages_that_decompress_past_the_bound_are_refused_from_the_metadata(tmp_path, monkeypatch):
     """The file's own metadata gives each column's size decompressed: a page of zeros compresses 1000-fold."""
     import training.data
