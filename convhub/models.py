@@ -169,6 +169,9 @@ class ConvHubModel(
             probs = self(tensor.to(param.device, param.dtype)).softmax(dim=1).cpu()
         finally:
             self.train(was_training)
+        if not probs.isfinite().all():  # weights that overflow on this image: check_outputs tries only two
+            raise ConvHubError(f"{self.model_name}'s output for this image is not a number: its weights overflow "
+                               "on it")
         rows = [{name: float(p) for name, p in zip(self.class_names, row)} for row in probs]
         return rows if batched else rows[0]
 
@@ -176,8 +179,9 @@ class ConvHubModel(
 @torch.inference_mode()
 def check_outputs(model: "ConvHubModel", folder: Path) -> None:
     """Refuse weights whose predictions are not numbers: finite values can still overflow (a weight of 3e38 after a
-    saturated tanh), and a NaN would reach every visitor as 'nan%'. One black and one white image, through the model
-    as loaded (~20 ms for the 100-block net, a millisecond or two for the others)."""
+    saturated tanh). One black and one white image, through the model as loaded (~20 ms for the 100-block net, a
+    millisecond or two for the others): a first look, not a proof (weights can overflow on red images only), so
+    predict() and the Space check every output too."""
     size = model.data_config.input_size
     extremes = torch.stack([torch.zeros(size, dtype=torch.uint8), torch.full(size, 255, dtype=torch.uint8)])
     device = next(model.parameters()).device  # map_location may have put it on a GPU

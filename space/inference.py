@@ -6,6 +6,7 @@ import collections
 import concurrent.futures
 import ctypes
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -193,7 +194,19 @@ def prepare_for_serving(nets: list[LoadedNet]) -> list[LoadedNet]:
 def probabilities(nets: list[LoadedNet], x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each available net's softmax for a batch x (N, 3, 32, 32): {net: (N, 2)}."""
     channels_last = x.contiguous(memory_format=torch.channels_last)
-    return {net.name: net.forward(channels_last).softmax(1) for net in nets if net.available}
+    return {net.name: _numbers(net.name, net.forward(channels_last).softmax(1)) for net in nets if net.available}
+
+
+def _numbers(name: str, p: torch.Tensor) -> torch.Tensor:
+    """Rows that are not numbers (weights that overflow on this image; convhub's load-time check tries two images)
+    become undecided, 0.5 each, and the server's log says so: no visitor sees 'nan%', and the vote stays a vote."""
+    bad = ~p.isfinite().all(1)
+    if bad.any():
+        print(f"{name}: its output for {int(bad.sum())} image(s) is not a number; shown as 0.5 / 0.5",
+              file=sys.stderr, flush=True)
+        p = p.clone()
+        p[bad] = 0.5
+    return p
 
 
 def classify_batch(nets: list[LoadedNet], x: torch.Tensor) -> list[Verdict]:

@@ -319,6 +319,26 @@ def served(nets, monkeypatch):
     return zoo, {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
 
 
+def test_a_net_whose_output_is_not_a_number_shows_undecided_and_predict_says_why(nets, capsys):
+    """Weights can pass convhub's load-time look (a black and a white image) and still overflow on other images:
+    'nan%' reached the page, and predict() returned NaN probabilities."""
+    import copy
+
+    net = next(n for n in nets if n.name == "net")
+    broken = copy.deepcopy(net.model)
+    with torch.no_grad():  # tanh saturates, then 32 terms of +-3e38 overflow
+        broken.fc1.weight.mul_(1e6)
+        broken.fc2.weight.fill_(3e38)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    p = inference.probabilities([zoo_loader.LoadedNet("broken", broken, "test"), net], x)
+    assert torch.equal(p["broken"], torch.full((3, 2), 0.5)) and p["net"].isfinite().all() and "its output for 3 image(s) is not a number" in \
+        capsys.readouterr().err
+    assert inference.classify_batch([zoo_loader.LoadedNet("net", broken, "test")], x)[0].probabilities["net"] == \
+        (0.5, 0.5)
+    with pytest.raises(convhub.ConvHubError, match="net's output for this image is not a number"):
+        broken.predict(x[0])
+
+
 def test_a_click_on_the_receptive_field_map_stays_on_the_map(served):
     """The click's position comes from the browser: (-500, -500) set the sliders to -16, below their minimum."""
     import gradio as gr
