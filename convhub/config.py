@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +60,12 @@ class Int:
     hi: int
 
     def check(self, key: str, value, source: str) -> int:
-        if not isinstance(value, int) or isinstance(value, bool):
+        # numbers.Integral: numpy's integers too (create()'s overrides), and a plain int comes back
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
             raise ConfigError(f"{source}: {key!r} must be an integer from {self.lo} to {self.hi}, not {_show(value)}")
         if not self.lo <= value <= self.hi:
             raise ConfigError(f"{source}: {key!r} is {_show(value)}; it must be from {self.lo} to {self.hi}")
-        return value
+        return int(value)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Float:
 
     def check(self, key: str, value, source: str) -> float:
         bound = f"from {self.lo:g} to {self.hi:g}{'' if self.hi_inclusive else ' (exclusive)'}"
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not _finite(value):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not _finite(value):
             raise ConfigError(f"{source}: {key!r} must be a number {bound}, not {_show(value)}")
         if not (self.lo <= value <= self.hi and (self.hi_inclusive or value < self.hi)):
             raise ConfigError(f"{source}: {key!r} is {_show(value)}; it must be {bound}")

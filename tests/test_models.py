@@ -123,6 +123,19 @@ def test_create_checks_its_overrides_as_load_checks_a_config(overrides, message)
         convhub.create("net_res_deep", **overrides)
 
 
+def test_create_takes_numpy_numbers_and_saves_them_as_plain_ones(tmp_path):
+    """A numpy integer was built into the net and saved as the default (n_chans1: 32) in config.json."""
+    import numpy as np
+
+    model = convhub.create("net_width", n_chans1=np.int64(16))
+    assert model.conv1.out_channels == 16 and type(model._hub_mixin_config["n_chans1"]) is int
+    model.save_pretrained(tmp_path / "w")
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["n_chans1"] == 16
+    assert convhub.load(tmp_path / "w").conv1.out_channels == 16
+    dropout = convhub.create("net_dropout", p=np.float32(0.25))
+    assert dropout.conv1_dropout.p == 0.25 and type(dropout._hub_mixin_config["p"]) is float
+
+
 def test_model_name_does_not_depend_on_tuple_or_list():
     """config.json turns tuples into lists: the name must not change when a net is loaded back."""
     assert convhub.FullyConnected(hidden=[1024, 512, 128]).model_name == "fc"
