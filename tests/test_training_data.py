@@ -510,55 +510,51 @@ def test_parquet_images_stored_once_for_many_rows_load_row_by_row(tmp_path, layo
         assert all(torch.equal(image, expected) for image in images[classes == label])
 
 
-def test_a_parquet_value_shared_by_many_rows_is_not_inflated_before_it_is_counted(tmp_path):
-    """753 bytes of parquet: 200 rows sharing one 8 MB value, each row made its own copy (3.5 GB) before the size
-    was counted. Peak memory over the process's own before, in a process of its own."""
+def _load_in_a_process_of_its_own(table, folder: Path) -> tuple[str, int]:
+    """``table`` written as ``folder``'s one parquet file (zstd, no arrow schema: the column types as parquet has
+    them), then loaded in a process of its own: the DataError's message (or ""), and the peak memory over the
+    process's own before, in KB (VmHWM: ru_maxrss after an exec counts the parent's peak too)."""
     import subprocess
     import sys
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    shared = pa.DictionaryArray.from_arrays(pa.array([0] * 200, pa.int32()), pa.array([bytes(8 * 2**20)]))
-    (tmp_path / "bomb" / "data").mkdir(parents=True)
-    pq.write_table(pa.table({"img": shared, "label": pa.array([0] * 200, pa.int64())}),
-                   tmp_path / "bomb" / "data" / "train-00000-of-00001.parquet", compression="zstd", store_schema=False)
-    assert (tmp_path / "bomb" / "data" / "train-00000-of-00001.parquet").stat().st_size < 2000
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(table, folder / "data" / "train-00000-of-00001.parquet", compression="zstd", store_schema=False)
     probe = ("import sys; from training.data import DataError, load_cifar2\n"
              "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
-             "before = kb('VmRSS:')\ntry: load_cifar2(sys.argv[1])\nexcept DataError as error: print(error)\n"
-             "print(kb('VmHWM:') - before)")
-    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "bomb")], capture_output=True, text=True,
-                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+             "before = kb('VmRSS:')\ntry: load_cifar2(sys.argv[1]); print()\n"
+             "except DataError as error: print(error)\nprint(kb('VmHWM:') - before)")
+    done = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     message, peak_kb = done.stdout.rsplit("\n", 2)[:2]
+    return message, int(peak_kb)
+
+
+def test_a_parquet_value_shared_by_many_rows_is_not_inflated_before_it_is_counted(tmp_path):
+    """753 bytes of parquet: 200 rows sharing one 8 MB value, each row made its own copy (3.5 GB) before the size
+    was counted."""
+    import pyarrow as pa
+
+    shared = pa.DictionaryArray.from_arrays(pa.array([0] * 200, pa.int32()), pa.array([bytes(8 * 2**20)]))
+    message, peak_kb = _load_in_a_process_of_its_own(
+        pa.table({"img": shared, "label": pa.array([0] * 200, pa.int64())}), tmp_path / "bomb")
+    assert (tmp_path / "bomb" / "data" / "train-00000-of-00001.parquet").stat().st_size < 2000
     assert "more than 1,000,000 rows or 1,073,741,824 bytes" in message
-    assert int(peak_kb) < 512 * 1024  # KB: it was ~3 GB
+    assert peak_kb < 512 * 1024  # it was ~3 GB
 
 
 def test_a_parquet_path_shared_by_many_rows_is_not_inflated_either(tmp_path):
     """datasets' {bytes, path} cells: 120 rows sharing one 8 MB path in a 1 KB file took 1.9 GB, uncounted."""
-    import subprocess
-    import sys
-
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path = pa.DictionaryArray.from_arrays(pa.array([0] * 120, pa.int32()), pa.array(["x" * (8 * 2**20)]))
     cells = pa.StructArray.from_arrays([pa.nulls(120, pa.binary()), path], names=["bytes", "path"])
-    (tmp_path / "bomb" / "data").mkdir(parents=True)
-    pq.write_table(pa.table({"img": cells, "label": pa.array([0] * 120, pa.int64())}),
-                   tmp_path / "bomb" / "data" / "train-00000-of-00001.parquet", compression="zstd", store_schema=False)
-    probe = ("import sys; from training.data import DataError, load_cifar2\n"
-             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
-             "before = kb('VmRSS:')\ntry: load_cifar2(sys.argv[1])\nexcept DataError as error: print(error)\n"
-             "print(kb('VmHWM:') - before)")
-    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "bomb")], capture_output=True, text=True,
-                          timeout=300, cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 0, done.stderr[-2000:]
-    message, peak_kb = done.stdout.rsplit("\n", 2)[:2]
+    message, peak_kb = _load_in_a_process_of_its_own(
+        pa.table({"img": cells, "label": pa.array([0] * 120, pa.int64())}), tmp_path / "bomb")
     assert "holds no readable airplane or bird image (120 could not be read" in message
-    assert int(peak_kb) < 512 * 1024  # KB: it was ~1.9 GB
+    assert peak_kb < 512 * 1024  # it was ~1.9 GB
 
 
 def test_parquet_pages_that_decompress_past_the_bound_are_refused_from_the_metadata(tmp_path, monkeypatch):
