@@ -298,7 +298,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         try:
             verdict, x = inference.classify(zoo.available, path, zoo.batches)
         except inference.BadImageError as error:
-            return gr.skip(), gr.skip(), f"⚠️ {error}"
+            return gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}"
         note = chapter.GREY_NOTE if inference.saturation(x) < 0.08 else ""
         return (figures.seen_html(inference.to_display(x[0], scale=4)),
                 figures.scoreboard_html(verdict, zoo.rows, repos, true_label(path), note), "")
@@ -332,7 +332,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         try:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
-            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {error}"
+            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}"
         return layers, weights_drawn(net_name), gr.update(value=maps_drawn(x, net_name), visible=True), chapter.INSIDE
 
     @api_errors  # a slider's value sent as NaN: one clear message, not a bare "Error"
@@ -341,7 +341,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         try:
             x = inference.load_input(input_or_default(path))
         except inference.BadImageError as error:
-            return gr.skip(), gr.skip(), f"⚠️ {error}"
+            return gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}"
         curves, winner = zoo.translation(x)
         label = true_label(input_or_default(path)) or winner
         column = 0 if label == "airplane" else 1
@@ -373,7 +373,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             stage = anatomy.stage(model, stage_name)
             x_in = inference.load_input(input_or_default(path))
         except (KeyError, inference.BadImageError) as error:
-            return gr.skip(), gr.skip(), f"⚠️ {error}"
+            return gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}"
         _, height, width = stage.shape
         y, x = min(int(y), height - 1), min(int(x), width - 1)
         activation = anatomy.activations(model, x_in, [stage_name])[stage_name][0]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import convhub
-from convhub.card import training_record
+from convhub.card import plain_markdown, training_record
 from convhub.config import ConfigError, parse_config
 from convhub.hub import hub_reachable, offline_mode, resolve, shown_endpoint
 from convhub.zoo import NETS, WITHOUT_CONVOLUTIONS
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 BUNDLED_DIR = HERE / "models"
+OFFLINE = "Hub offline (HF_HUB_OFFLINE)"
 # Written by `python -m training publish` into the uploaded Space: the namespace and revision its nets were pushed
 # to, so a user's Space loads their repos with no Space variable set by hand.
 PUBLISHED_SETTINGS = HERE / "convhub_space.json"
@@ -108,23 +109,27 @@ def hub_repo(name: str, namespace: str | None = None) -> str:
 def _from_folder(name: str, folder: Path, source: str) -> LoadedNet:
     """The net from a folder; a broken card costs only its metrics, never the net."""
     model = convhub.load(folder)
+    if tuple(model.class_names) != tuple(convhub.CIFAR2_CLASSES):  # the page reads output 0 as airplane
+        raise convhub.ConvHubError(f"its outputs are {', '.join(map(repr, model.class_names))}, not airplane and "
+                                   "bird in that order")
     try:
         return LoadedNet(name, model, source, training_record(folder))
     except Exception as error:  # noqa: BLE001
-        log.warning("%s: ignoring its model card: %s", name, error)
+        log.warning("%s: ignoring its model card: %s", name, describe_failure(error))
         return LoadedNet(name, model, f"{source} — model card ignored: {describe_failure(error)}")
 
 
 def as_plain_text(text: str) -> str:
-    """``text`` as Markdown that shows it as it is: a Hub server's error message is shown on the page, and its
-    ![image](url) or [link](url) would otherwise load or show for every visitor."""
-    return re.sub(r"([\\`*_{}\[\]()<>#!|~])", r"\\\1", text)
+    """``text`` as Markdown that shows it as it is, on one line: a Hub server's error message is shown on the page,
+    and its ![image](url), [link](url) or bare URL would otherwise load or show for every visitor."""
+    return plain_markdown(text)
 
 
 def describe_failure(error: Exception) -> str:
-    """What went wrong, shown on the page: convhub's message (anything else by its type), with server paths cut to
-    their last part."""
+    """What went wrong, shown on the page: convhub's message (anything else by its type), on one printable line, with
+    server paths cut to their last part."""
     text = str(error) if isinstance(error, convhub.ConvHubError) else f"{type(error).__name__}: {error}"
+    text = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(text.split()))  # one line: a list item
     return re.sub(r"(?:/[^/\s:'\"]+)+/([^/\s:'\"]+)", r"…/\1", text)[:300]
 
 
@@ -147,7 +152,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
             found.steps.append(f"Hub: {describe_failure(error)}")
     else:
         # No request at all: only a snapshot an earlier online start left in the HF cache.
-        offline = "Hub offline (HF_HUB_OFFLINE)" if offline_mode() else f"Hub unreachable ({shown_endpoint()})"
+        offline = OFFLINE if offline_mode() else f"Hub unreachable ({shown_endpoint()})"
         try:
             folder = resolve(repo, revision=revision, local_files_only=True)
             found.steps.append(Candidate(folder, f"HF cache {repo}@{revision} — {offline}",
@@ -218,8 +223,9 @@ def sources_summary(nets: list[LoadedNet]) -> str:
     if counts.get("unavailable"):
         missing = ", ".join(f"`{n.name}`" for n in nets if not n.available)
         line += f". Unavailable: {missing}"
-    notes = [note for n in nets for joined in n.source.split(" — ", 1)[1:] for note in joined.split("; ")]
-    reasons = sorted({note for note in notes if note.startswith(("Hub offline", "Hub unreachable"))})
-    if reasons:  # ours and the operator's words (the endpoint): a Hub server's stay in each net's source
+    notes = {note for n in nets for joined in n.source.split(" — ", 1)[1:] for note in joined.split("; ")}
+    # Only our own words, exactly: a Hub server's, a card's or a config's text can hold "; Hub unreachable <img ...>"
+    reasons = sorted(notes & {OFFLINE, f"Hub unreachable ({shown_endpoint()})"})
+    if reasons:  # ours, and the operator's endpoint (a URL, checked at start)
         line += f" — {'; '.join(reasons)}"
     return line + ". Details on the Compare tab."

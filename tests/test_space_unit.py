@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -540,6 +542,43 @@ def test_sources_summary():
         "Unavailable: `net_res` — Hub offline (HF_HUB_OFFLINE). Details on the Compare tab.")
     assert [zoo_loader.source_kind(n.source) for n in nets] == ["bundled", "local folder", "unavailable"]
     assert zoo_loader.source_kind("Hub someone/convhub-net@v1") == "Hub"
+
+
+def test_the_summary_line_shows_only_our_own_words_about_the_hub():
+    """It kept any piece of a net's notes that began "Hub unreachable": a Hub server's error, a card's key or a
+    config's class name could begin one, and its <b> and remote ![image](url) went onto the page unescaped."""
+    hostile = "local folder failed: boom; Hub unreachable <b>HUB</b> ![h](http://127.0.0.1:9/h.png)"
+    nets = [zoo_loader.LoadedNet("fc", object(), f"bundled (space/models) — {hostile}; Hub offline (HF_HUB_OFFLINE)"),
+            zoo_loader.LoadedNet("net", object(), f"bundled (space/models) — {hostile}")]
+    line = zoo_loader.sources_summary(nets)
+    assert "<b>" not in line and "![" not in line and "127.0.0.1:9" not in line
+    assert line.endswith("— Hub offline (HF_HUB_OFFLINE). Details on the Compare tab.")
+
+
+def test_what_the_page_shows_of_a_failure_is_one_line_of_plain_text():
+    error = convhub.ConvHubError("bad card:\n  in \"<unicode string>\", line 3\n    ^\n\x1b[31mred http://e.example/x")
+    shown = zoo_loader.describe_failure(error)
+    assert "\n" not in shown and "\x1b" not in shown and "\ufffd[31mred" in shown
+    plain = zoo_loader.as_plain_text(shown + " ![i](u.png) [l](http://e.example) <b>")
+    assert "http://" not in plain and not re.search(r"(?<!\\)(!\[|\]\(|<b>)", plain)  # no markup unescaped
+
+
+def test_a_net_whose_outputs_are_not_airplane_then_bird_is_not_served_upside_down(models_dir):
+    """The page reads output 0 as airplane; a config may name its outputs in the other order."""
+    config = json.loads((models_dir / "net" / "config.json").read_text())
+    (models_dir / "net" / "config.json").write_text(json.dumps({**config, "class_names": ["bird", "airplane"]}))
+    [net] = zoo_loader.load_zoo(["net"], models_dir=models_dir)
+    assert "its outputs are 'bird', 'airplane', not airplane and bird in that order" in net.source
+    assert not net.source.startswith("local folder")  # the next candidate (the bundled copy) or none
+
+
+def test_an_unreadable_uploads_name_is_shown_as_text(served, tmp_path):
+    """The name goes into the visitor's status line: Gradio keeps []()! in names, and they made links."""
+    _, handlers = served
+    path = tmp_path / "[l](http:evil) ![i](u.png).png"
+    path.write_bytes(b"not an image")
+    status = handlers["classify_ui"](str(path))[2]
+    assert "cannot read" in status and "\\[l\\](http" in status and not re.search(r"(?<!\\)\]\(", status)
 
 
 def test_every_net_is_traced_before_any_request_is_served(models_dir, monkeypatch):
