@@ -104,6 +104,28 @@ These weights are untrained (fresh initialisation). Train them with `python -m t
 """
 
 
+# Enough to make text of any markup: no link or image without "[", "]" and "!", no HTML without "<", no cell break
+# without "|"; "(", ")" and "#" in the middle of a line are text already (and ours have them: "cpu (AMD EPYC)").
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>!|~])")
+
+
+def plain_markdown(text) -> str:
+    """``text`` as Markdown that shows it as it is, on one line: what a stranger's repo, dataset folder or server
+    says reaches model cards and the Space's page, where its ![image](url) would load, its <b> or [link](url) show,
+    its `|` or line break split a table, and a bare URL become a link. Characters that print nothing (ESC, BEL...)
+    show as U+FFFD."""
+    folded = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(str(text).split()))
+    return _MARKDOWN.sub(r"\\\1", folded).replace("://", ":\\/\\/").replace("@", "\\@")
+
+
+def _shown(training: dict) -> dict:
+    """The record as the card's text shows it: every text field and class name as plain Markdown (the YAML front
+    matter keeps the values as they are)."""
+    return {key: plain_markdown(value) if isinstance(value, str) and key not in ("recipe", "model_name") else
+            {plain_markdown(k): v for k, v in value.items()} if key == "per_class_accuracy" and value else value
+            for key, value in training.items()}
+
+
 def repo_hint(model_name: str) -> str:
     return f"<namespace>/convhub-{model_name.replace('_', '-')}"
 
@@ -205,14 +227,14 @@ def model_card(model, training: dict | None = None, repo_id: str | None = None) 
         description=(type(model).__doc__ or "").strip(),
         params=model.num_params,
         config=config,
-        class_names=", ".join(model.class_names),
+        class_names=", ".join(plain_markdown(name) for name in model.class_names),
         mean=list(model.data_config.mean),
         std=list(model.data_config.std),
         repo_id=repo_id,
         install_convhub=INSTALL_CONVHUB,
         plain_pytorch=plain_pytorch(model, repo_id),
         shared_block_note=SHARED_BLOCK_NOTE.format(params=model.num_params) if shared else "",
-        training=rounded(training) if training else None,
+        training=_shown(rounded(training)) if training else None,
         carved=bool(training) and "of it" in str(training.get("validation", "")),
         book_accuracy=BOOK_VAL_ACCURACY.get(name),
         book_note=BOOK_NOTES.get(name),
@@ -251,8 +273,9 @@ def clean_record(record, source: str) -> dict:
             continue
         value = record[key]
         if kind is str:
-            if not isinstance(value, str) or len(value) > TEXT:
-                raise ConfigError(f"{source}: {key!r} must be text of at most {TEXT} characters")
+            if not isinstance(value, str) or len(value) > TEXT or not value.isprintable():
+                # printable: a control character (U+0085 too, which YAML reads back as a line break) is no text
+                raise ConfigError(f"{source}: {key!r} must be one line of text of at most {TEXT} characters")
             clean[key] = value
         else:
             clean[key] = kind.check(key, value, source)

@@ -98,11 +98,12 @@ USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # the user:password@ of any URL in a
 
 
 def error_text(error: BaseException, limit: int = 300) -> str:
-    """An error's message for ours, in one line: without any user:password (huggingface_hub and httpx put the full
-    URL in theirs, and an HF_ENDPOINT may carry credentials) and cut to ``limit`` characters (a server's error text
-    is its own to make long)."""
+    """An error's message for ours, in one printable line: without any user:password (huggingface_hub and httpx put
+    the full URL in theirs, and an HF_ENDPOINT may carry credentials) and cut to ``limit`` characters (a server's
+    error text is its own to make long)."""
     text = " ".join(str(error).split()) or type(error).__name__
-    text = USERINFO.sub("", text)
+    # ESC and BEL from a server set a terminal's colours and title, and erased the line of our own message
+    text = USERINFO.sub("", "".join(c if c.isprintable() else "\ufffd" for c in text))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -970,3 +970,9 @@ def test_a_size_of_thousands_of_digits_is_no_crash_either(scripted_hub, folder):
 def test_error_text_removes_any_password_even_one_with_an_at_sign(userinfo):
     error = RuntimeError(f"Server error '500 X' for url 'http://{userinfo}127.0.0.1:9/api/whoami-v2'")
     assert convhub.hub.error_text(error) == "Server error '500 X' for url 'http://127.0.0.1:9/api/whoami-v2'"
+
+
+def test_error_text_shows_control_characters_as_what_they_are_not():
+    """ESC and BEL in a server's error set a terminal's colours and title, and erased the line of our message."""
+    shown = convhub.hub.error_text(RuntimeError("\x1b[31mRED\x1b[0m \x1b]0;title\x07 \x1b[2K\rerror: fake"))
+    assert shown.isprintable() and "\x1b" not in shown and shown.startswith("\ufffd[31mRED")

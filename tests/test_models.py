@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import convhub
@@ -393,6 +395,37 @@ def test_model_card_with_training_record(tmp_path):
     assert "untrained" not in card.text
     # and the weights still load
     assert type(convhub.load(folder)) is convhub.NetBatchNorm
+
+
+def test_a_records_text_and_class_names_show_as_text_in_the_card(tmp_path):
+    """The card's Markdown took a record's text and a config's class names as they were: a stranger's <img>, remote
+    ![image](url), [link](url), `|` (a broken table) or line break (a heading of their own) went into every card
+    regenerated from them (`publish` does). The front matter keeps the values as they are."""
+    from convhub.card import clean_record, training_record
+    from convhub.config import ConfigError
+
+    hostile = "x <img src=x onerror=alert(1)> ![t](http://127.0.0.1:9/t.png) [c](javascript:x) | a | b # H"
+    record = {**TRAINING, "dataset": hostile, "recipe_description": hostile, "device": "</table><b>cpu",
+              "per_class_accuracy": {"air|plane [a](b)": 0.9, "bird": 0.85}}
+    model = seeded("net")
+    model.data_config = dataclasses.replace(model.data_config, class_names=("<img src=x>|x", "![t](u) `{{"))
+    model.save_pretrained(tmp_path / "m", model_card_kwargs={"training": record})
+    card = (tmp_path / "m" / "README.md").read_text()
+    body = card.split("\n---\n", 1)[1]  # its Markdown, less the code blocks (repr in Python code is safe there)
+    body = re.sub(r"```.*?```", "", body, flags=re.S).replace("[ConvHub](https://github.com/convhub/convhub)", "")
+    def raw(markup: str) -> bool:  # the markup, not shown as text (Markdown's backslash escape)
+        return re.search(r"(?<!\\)" + re.escape(markup), body) is not None
+
+    assert not any(raw(markup) for markup in ("<img", "<b>", "</table>", "](", "|x", "[c]"))
+    assert "http://" not in body and not re.search(r"^#+ H", body, re.M)
+    def cells(line: str) -> int:  # a table row's unescaped pipes: 3 for two cells
+        return len(re.findall(r"(?<!\\)\|", line))
+
+    assert [cells(line) for line in body.splitlines() if line.startswith("| classes")] == [3]
+    assert [cells(line) for line in body.splitlines() if line.startswith("| val accuracy, air")] == [3]
+    assert training_record(tmp_path / "m")["dataset"] == hostile  # the YAML copy is the value itself
+    with pytest.raises(ConfigError, match="'dataset' must be one line of text"):
+        clean_record({**TRAINING, "dataset": "a\x85b"}, "card")  # YAML read U+0085 back as a line break
 
 
 def test_model_card_names_the_repo_and_the_data_honestly(tmp_path):

@@ -499,6 +499,17 @@ def test_folder_names_reach_the_log_quoted_and_a_few_at_a_time(tmp_path, caplog)
     assert "\n" not in warning and len(warning) < 1000 and "and 291 more" in warning
 
 
+def test_a_data_folder_named_with_a_line_break_and_markup_is_one_line_of_text_in_the_card(tmp_path):
+    """The folder's own name goes into the record and the card: a line break in it made a heading of its own."""
+    data = make_image_folder(tmp_path / "cifar2\n# Pwned <img src=x>", 20)
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", data, "--epochs", 1, "--out", tmp_path / "o",
+                                   *FAST)
+    assert code == 0, stderr
+    assert artifacts.read_record(tmp_path / "o")["dataset"] == "image folder cifar2 # Pwned <img src=x>"
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "\n# Pwned" not in card and "- Data: image folder cifar2 # Pwned \\<img src=x\\>" in card
+
+
 def test_images_linked_from_outside_the_folder_are_said(tmp_path, caplog):
     """Links a user made are read, as they are meant to be; a downloaded folder's could name any photo on this
     machine, into a model that may be published: the log says how many and where they point."""

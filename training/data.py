@@ -577,6 +577,8 @@ def _named(kind: str, given: str, inside: str = "") -> str:
     """``kind`` and the folder's own name as the user gave it ("image folder train" for ../shared/data/cifar2/train):
     symlinks are not followed, and ".", "..", "/" and "~" name no folder (they would only say where the user was)."""
     name = Path(os.path.normpath(given)).name
+    # one printable line, as a card's record must be: a folder named with a line break or ESC in it is still named
+    name = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(name.split()))
     named = name not in ("", ".", "..") and not name.startswith("~")
     return f"{kind} {name}{inside}" if named else f"{kind}{' ' + inside.lstrip('/') if inside else ''}"
 
