@@ -447,5 +447,6 @@ def test_the_cli_logs_no_request_urls_and_so_no_endpoint_password(hub, model_dir
     monkeypatch.setattr(convhub.hub.constants, "ENDPOINT", hub.url.replace("http://", "http://alice:s3cretpw@"))
     with caplog.at_level("INFO"):
         code, stdout, stderr = run_cli("push", "--from", model_dir, "--repo", "alice/convhub-net", "--token", TOKEN)
-    assert hub.requests and "refused this token" in stderr  # it talked to the Hub (as basic auth: refused)
+    assert hub.requests  # it talked to the Hub, as basic auth (httpx sends a URL's user:password instead)
+    assert "HF_ENDPOINT carries a user:password, which is sent instead of your token" in stderr
     assert "s3cretpw" not in caplog.text + stdout + stderr

@@ -69,6 +69,11 @@ def whoami(token: str) -> str:
         return info["name"]
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
+        if status == 401 and shown_endpoint() != endpoint():
+            # httpx sends a URL's user:password as basic auth, in place of the token huggingface_hub gave it
+            raise PublishError(f"the Hub ({shown_endpoint()}) refused the request: HF_ENDPOINT carries a "
+                               "user:password, which is sent instead of your token; set HF_ENDPOINT without it") \
+                from None
         if status == 401:
             raise PublishError(f"the Hub ({shown_endpoint()}) refused this token: create a write token at "
                                "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN") from None
