@@ -12,6 +12,7 @@ import textwrap
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin
 
 from .config import ConfigError, Float, Int, IntList
+from .errors import one_line
 
 BOOK_VAL_ACCURACY = {  # Deep Learning with PyTorch, ch. 7-8 notebooks (validation = CIFAR-10 test images)
     "fc": 0.80, "net": 0.89, "net_width": 0.90, "net_dropout": 0.88, "net_batchnorm": 0.89,
@@ -114,8 +115,7 @@ def plain_markdown(text) -> str:
     says reaches model cards and the Space's page, where its ![image](url) would load, its <b> or [link](url) show,
     its `|` or line break split a table, and a bare URL become a link. Characters that print nothing (ESC, BEL...)
     show as U+FFFD."""
-    folded = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(str(text).split()))
-    return _MARKDOWN.sub(r"\\\1", folded).replace("://", ":\\/\\/").replace("@", "\\@")
+    return _MARKDOWN.sub(r"\\\1", one_line(text)).replace("://", ":\\/\\/").replace("@", "\\@")
 
 
 def _shown(training: dict) -> dict:

@@ -4,3 +4,9 @@ class ConvHubError(Exception):
 
 class HubUnavailableError(ConvHubError, ConnectionError):
     """The Hub cannot be reached (offline, HF_HUB_OFFLINE=1) and the HF cache does not hold what was asked for."""
+
+
+def one_line(text) -> str:
+    """``text`` on one printable line, as messages, logs and cards show what others wrote: each run of whitespace as
+    one space, and characters that print nothing (ESC, BEL, U+0085...) as U+FFFD."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in " ".join(str(text).split()))

@@ -30,7 +30,7 @@ from huggingface_hub.utils import _http, validate_repo_id
 
 from . import env
 from .config import parse_config
-from .errors import ConvHubError, HubUnavailableError
+from .errors import ConvHubError, HubUnavailableError, one_line
 
 MODEL_FILES = ["config.json", "model.safetensors", "README.md"]
 # What a convhub repo's files may weigh: the nets are at most 20M parameters (80 MB in fp32, 160 in fp64).
@@ -101,9 +101,8 @@ def error_text(error: BaseException, limit: int = 300) -> str:
     """An error's message for ours, in one printable line: without any user:password (huggingface_hub and httpx put
     the full URL in theirs, and an HF_ENDPOINT may carry credentials) and cut to ``limit`` characters (a server's
     error text is its own to make long)."""
-    text = " ".join(str(error).split()) or type(error).__name__
     # ESC and BEL from a server set a terminal's colours and title, and erased the line of our own message
-    text = USERINFO.sub("", "".join(c if c.isprintable() else "\ufffd" for c in text))
+    text = USERINFO.sub("", one_line(error) or type(error).__name__)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

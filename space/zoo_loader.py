@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import convhub
 from convhub.card import plain_markdown, training_record
 from convhub.config import ConfigError, parse_config
+from convhub.errors import one_line
 from convhub.hub import hub_reachable, offline_mode, resolve, shown_endpoint
 from convhub.zoo import NETS, WITHOUT_CONVOLUTIONS
 
@@ -128,9 +129,13 @@ def as_plain_text(text: str) -> str:
 def describe_failure(error: Exception) -> str:
     """What went wrong, shown on the page: convhub's message (anything else by its type), on one printable line, with
     server paths cut to their last part."""
-    text = str(error) if isinstance(error, convhub.ConvHubError) else f"{type(error).__name__}: {error}"
-    text = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(text.split()))  # one line: a list item
+    text = one_line(error if isinstance(error, convhub.ConvHubError) else f"{type(error).__name__}: {error}")
     return re.sub(r"(?:/[^/\s:'\"]+)+/([^/\s:'\"]+)", r"…/\1", text)[:300]
+
+
+def _unreachable() -> str:
+    """A net's note when the Hub did not answer the probe: ours, naming the operator's endpoint."""
+    return f"Hub unreachable ({shown_endpoint()})"
 
 
 def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace: str | None,
@@ -152,7 +157,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
             found.steps.append(f"Hub: {describe_failure(error)}")
     else:
         # No request at all: only a snapshot an earlier online start left in the HF cache.
-        offline = OFFLINE if offline_mode() else f"Hub unreachable ({shown_endpoint()})"
+        offline = OFFLINE if offline_mode() else _unreachable()
         try:
             folder = resolve(repo, revision=revision, local_files_only=True)
             found.steps.append(Candidate(folder, f"HF cache {repo}@{revision} — {offline}",
@@ -225,7 +230,7 @@ def sources_summary(nets: list[LoadedNet]) -> str:
         line += f". Unavailable: {missing}"
     notes = {note for n in nets for joined in n.source.split(" — ", 1)[1:] for note in joined.split("; ")}
     # Only our own words, exactly: a Hub server's, a card's or a config's text can hold "; Hub unreachable <img ...>"
-    reasons = sorted(notes & {OFFLINE, f"Hub unreachable ({shown_endpoint()})"})
+    reasons = sorted(notes & {OFFLINE, _unreachable()})
     if reasons:  # ours, and the operator's endpoint (a URL, checked at start)
         line += f" — {'; '.join(reasons)}"
     return line + ". Details on the Compare tab."

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from convhub import CIFAR2_CLASSES
-from convhub.errors import ConvHubError
+from convhub.errors import ConvHubError, one_line
 from convhub.preprocessing import open_image, to_uint8
 
 from .cifar_batches import read_batch
@@ -251,8 +251,7 @@ def _read_dataset(folder: Path, split: str, *, snapshot: bool) -> Split:
     class_names = _class_names(schemas[0], columns[1])
     if class_names and not all(c in class_names for c in CIFAR2_CLASSES):
         # Its own names say what 0 and 2 are: CIFAR-10's numbering would have trained its birds as airplanes.
-        shown = ", ".join(repr(n[:40]) for n in class_names[:10]) + (", ..." if len(class_names) > 10 else "")
-        raise DataError(f"its label column names its classes {shown}: none is called "
+        raise DataError(f"its label column names its classes {_some(class_names)}: none is called "
                         f"{' or '.join(c for c in CIFAR2_CLASSES if c not in class_names)}")
     to_cifar2 = ({class_names.index(c): i for i, c in enumerate(CIFAR2_CLASSES)} if class_names
                  else CIFAR10_TO_CIFAR2)
@@ -578,7 +577,7 @@ def _named(kind: str, given: str, inside: str = "") -> str:
     symlinks are not followed, and ".", "..", "/" and "~" name no folder (they would only say where the user was)."""
     name = Path(os.path.normpath(given)).name
     # one printable line, as a card's record must be: a folder named with a line break or ESC in it is still named
-    name = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(name.split()))
+    name = one_line(name)
     named = name not in ("", ".", "..") and not name.startswith("~")
     return f"{kind} {name}{inside}" if named else f"{kind}{' ' + inside.lstrip('/') if inside else ''}"
 
