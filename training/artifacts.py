@@ -225,26 +225,23 @@ _LEFTOVER = re.compile(r"\.(?P<net>[a-z0-9_]+)\.(tmp|old)-[A-Za-z0-9_]+|"
                        rf"\.(?P<file>{'|'.join(map(re.escape, ZOO_REPORT_FILES))})\.[A-Za-z0-9_.]+")
 
 
-def _zoo_entry(path: Path) -> bool:
-    """A zoo folder's own entries: its report files (regular files: a link would be written through) and nets, and
-    what our own saves left of theirs."""
+def _zoo_entry(path: Path, *, report_files_of_any_kind: bool = False) -> bool:
+    """A zoo folder's own entries: its report files (regular files: a link would be written through, unless
+    ``report_files_of_any_kind``, for `report`, which replaces whatever stands there) and nets, and what our own
+    saves left of theirs."""
     mode = path.lstat().st_mode
+    report_file = report_files_of_any_kind or stat.S_ISREG(mode)
     leftover = _LEFTOVER.fullmatch(path.name)
-    return ((path.name in ZOO_REPORT_FILES and stat.S_ISREG(mode))
+    return ((path.name in ZOO_REPORT_FILES and report_file)
             or (path.name in convhub.ZOO and stat.S_ISDIR(mode))
             or (leftover is not None and (leftover["net"] in convhub.ZOO and stat.S_ISDIR(mode)
-                                          or leftover["file"] in ZOO_REPORT_FILES and stat.S_ISREG(mode))))
+                                          or leftover["file"] in ZOO_REPORT_FILES and report_file)))
 
 
 def check_report_folder(out: Path) -> list[Path]:
     """A zoo folder's nets, for `report` to read: only a folder holding nothing but a zoo's own entries, since the
     report replaces its results files (a folder's own results.md was replaced without a word)."""
-    def ours(path: Path) -> bool:  # the report's own files are replaced whatever stands there, never written through
-        leftover = _LEFTOVER.fullmatch(path.name)
-        return _zoo_entry(path) or path.name in ZOO_REPORT_FILES or (leftover is not None
-                                                                    and leftover["file"] in ZOO_REPORT_FILES)
-
-    foreign = sorted(p.name for p in out.iterdir() if not ours(p))
+    foreign = sorted(p.name for p in out.iterdir() if not _zoo_entry(p, report_files_of_any_kind=True))
     if foreign:
         raise OutputError(f"{out} holds files that are not a zoo's ({', '.join(map(repr, foreign[:5]))}): `report` "
                           "writes results.json, results.md and the plot only in a folder `zoo` made (nothing was "
