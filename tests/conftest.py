@@ -36,6 +36,20 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+def peak_memory(setup: str, statement: str, *argv) -> tuple[str, int]:
+    """Python ``statement`` run in a process of its own after ``setup`` (its imports), from the checkout, with
+    ``argv`` as sys.argv[1:]: what it printed, and its peak memory over its memory after ``setup``, in KB. VmHWM, the
+    peak of the process image: ru_maxrss after an exec counts the parent's (pytest's) peak too."""
+    probe = (f"import sys\n{setup}\n"
+             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
+             f"before = kb('VmRSS:')\n{statement}\nprint(kb('VmHWM:') - before)")
+    done = subprocess.run([sys.executable, "-c", probe, *map(str, argv)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    *printed, peak_kb = done.stdout.splitlines()
+    return "\n".join(printed), int(peak_kb)
+
+
 def free_port() -> int:
     """A port nothing listens on (the OS picked it and we closed it again)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

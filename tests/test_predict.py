@@ -9,6 +9,7 @@ import convhub
 import numpy as np
 import pytest
 import torch
+from conftest import peak_memory
 from convhub.preprocessing import normalize_uint8, to_rgb
 from PIL import Image
 
@@ -456,21 +457,13 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(model, tmp_path
 def test_a_sparse_jpeg_of_gigabytes_is_not_read_into_memory(tmp_path):
     """A 32x32 JPEG with a 3 GB sparse tail (a few KB on disk, in a tar or a folder): counting its scans read it
     whole, 2x its size in memory. Measured in a process of its own, as its peak over its memory before."""
-    import subprocess
-    import sys
-
     path = tmp_path / "sparse.jpg"
     Image.new("RGB", (32, 32), (200, 30, 30)).save(path, "JPEG")
     with open(path, "r+b") as file:
         file.truncate(3 * 2**30)
-    # VmHWM, the peak of this process image (ru_maxrss after an exec counts the parent's peak too)
-    probe = ("import sys; from convhub.preprocessing import open_image\n"
-             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
-             "before = kb('VmRSS:'); image = open_image(sys.argv[1]); print(image.size, kb('VmHWM:') - before)")
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    size, peak_kb = done.stdout.rsplit(" ", 1)
-    assert size == "(32, 32)" and int(peak_kb) < 512 * 1024  # KB, for a 3 GB file: it was read whole
+    size, peak_kb = peak_memory("from convhub.preprocessing import open_image", "print(open_image(sys.argv[1]).size)",
+                                path)
+    assert size == "(32, 32)" and peak_kb < 512 * 1024  # KB, for a 3 GB file: it was read whole
 
 
 @pytest.mark.parametrize(("name", "content"), [

@@ -14,7 +14,7 @@ import convhub
 import numpy as np
 import pytest
 import torch
-from conftest import free_port
+from conftest import free_port, peak_memory
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "space"))
@@ -1114,13 +1114,8 @@ def test_a_thin_upload_is_cut_to_its_square_while_the_decode_is_bounded(tmp_path
     Image.new("RGBA", (255, 196_000), (200, 30, 30, 128)).save(thin)
     assert inference.open_upload(thin).size == (255, 255)
     assert torch.allclose(inference.load_input(thin), inference.TRANSFORMS(Image.open(thin)).unsqueeze(0), atol=0.02)
-    probe = ("import sys; sys.path.insert(0, 'space'); import inference\n"
-             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
-             "before = kb('VmRSS:'); inference.load_input(sys.argv[1]); print(kb('VmHWM:') - before)")
-    done = subprocess.run([sys.executable, "-c", probe, str(thin)], capture_output=True, text=True, timeout=300,
-                          cwd=Path(inference.__file__).parent.parent)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout) < 400 * 1024  # KB: ~200 MB is the decode itself; it was ~960 MB
+    _, peak_kb = peak_memory("sys.path.insert(0, 'space'); import inference", "inference.load_input(sys.argv[1])", thin)
+    assert peak_kb < 400 * 1024  # KB: ~200 MB is the decode itself; it was ~960 MB
 
 
 @pytest.mark.parametrize("mode", ["P", "1", "I;16"])

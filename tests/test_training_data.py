@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import peak_memory
 from PIL import Image
 from test_training_helpers import (
     CIFAR10_NAMES,
@@ -512,24 +513,13 @@ def test_parquet_images_stored_once_for_many_rows_load_row_by_row(tmp_path, layo
 
 def _load_in_a_process_of_its_own(table, folder: Path) -> tuple[str, int]:
     """``table`` written as ``folder``'s one parquet file (zstd, no arrow schema: the column types as parquet has
-    them), then loaded in a process of its own: the DataError's message (or ""), and the peak memory over the
-    process's own before, in KB (VmHWM: ru_maxrss after an exec counts the parent's peak too)."""
-    import subprocess
-    import sys
-
+    them), then loaded in a process of its own: the DataError's message (or ""), and the peak memory in KB."""
     import pyarrow.parquet as pq
 
     (folder / "data").mkdir(parents=True)
     pq.write_table(table, folder / "data" / "train-00000-of-00001.parquet", compression="zstd", store_schema=False)
-    probe = ("import sys; from training.data import DataError, load_cifar2\n"
-             "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
-             "before = kb('VmRSS:')\ntry: load_cifar2(sys.argv[1]); print()\n"
-             "except DataError as error: print(error)\nprint(kb('VmHWM:') - before)")
-    done = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 0, done.stderr[-2000:]
-    message, peak_kb = done.stdout.rsplit("\n", 2)[:2]
-    return message, int(peak_kb)
+    return peak_memory("from training.data import DataError, load_cifar2",
+                       "try: load_cifar2(sys.argv[1]); print()\nexcept DataError as error: print(error)", folder)
 
 
 def test_a_parquet_value_shared_by_many_rows_is_not_inflated_before_it_is_counted(tmp_path):
