@@ -56,6 +56,24 @@ try:
         UPLOAD_CACHE = uploads.size_in_bytes(os.environ.get("CONVHUB_UPLOAD_CACHE", "1gb"))
     except ValueError as error:
         raise ConvHubError(f"CONVHUB_UPLOAD_CACHE must be {error}") from None
+    # What one client may ask (limits.PerClient), so that one cannot take the Space from everyone: requests for work
+    # at once, then a second (a visitor clicking through every tab sent 8 in a second, 28 in 10 s); and bytes of
+    # uploads every two minutes (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no
+    # per-client limits (a proxy in front limits clients). On Spaces a client is the first X-Forwarded-For address.
+    CLIENT_BURST = env.number("CONVHUB_CLIENT_BURST", 30, minimum=0, maximum=10**6)
+    CLIENT_RATE = env.number("CONVHUB_CLIENT_RATE", 3.0, minimum=0.01, maximum=10**6, kind=float)
+    try:
+        CLIENT_UPLOADS = uploads.size_in_bytes(os.environ.get("CONVHUB_CLIENT_UPLOADS") or
+                                               f"{max(UPLOAD_CACHE // 8, MAX_BODY)}b")
+    except ValueError as error:
+        raise ConvHubError(f"CONVHUB_CLIENT_UPLOADS must be {error}") from None
+    if CLIENT_UPLOADS < MAX_BODY:  # the largest upload would never fit
+        raise ConvHubError(f"CONVHUB_CLIENT_UPLOADS must be at least twice CONVHUB_MAX_UPLOAD and 1 MB "
+                           f"({MAX_BODY // 2**20} MB), not {os.environ['CONVHUB_CLIENT_UPLOADS']!r}")
+    CLIENT_ADDRESS = os.environ.get("CONVHUB_CLIENT_ADDRESS") or ("x-forwarded-for" if os.environ.get("SPACE_ID")
+                                                                  else "connection")
+    if CLIENT_ADDRESS not in ("connection", "x-forwarded-for"):
+        raise ConvHubError(f"CONVHUB_CLIENT_ADDRESS must be connection or x-forwarded-for, not {CLIENT_ADDRESS[:40]!r}")
     # Requests waiting beyond this get "Queue is full".
     QUEUE_SIZE = env.number("CONVHUB_QUEUE_SIZE", 256, minimum=1, maximum=10**6)
     # Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of
@@ -781,6 +799,8 @@ def main() -> None:
         forget=forget)
     cache.sweep_in_background()
     limits.count_inline_files(cache)
+    clients = limits.PerClient(CLIENT_BURST, CLIENT_RATE, CLIENT_UPLOADS, cache.min_age_s,
+                               forwarded=CLIENT_ADDRESS == "x-forwarded-for") if CLIENT_BURST else None
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
         try:
@@ -788,7 +808,8 @@ def main() -> None:
                 server_name=host,
                 server_port=SERVER_PORT,
                 max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
-                app_kwargs={"middleware": [Middleware(limits.RequestLimits, cache=cache, max_file_bytes=MAX_BODY)]},
+                app_kwargs={"middleware": [Middleware(limits.RequestLimits, cache=cache, max_file_bytes=MAX_BODY,
+                                                        clients=clients)]},
                 prevent_thread_lock=True,
             )
         except OSError as error:  # the port is taken, or the address is not this machine's

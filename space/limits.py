@@ -1,4 +1,5 @@
-"""What one request may cost the Space: the bytes of its body, and the disk its uploads fill.
+"""What one request, and one client, may cost the Space: the bytes of a body, the disk uploads fill, and how often
+one address may ask for work.
 
 FastAPI's ``max_body_size`` is one figure for every route, and it must let an image through (twice the upload limit).
 A JSON request that size waited in the queue as ~75 MB of memory, kept after it ran: 60 of them took the Space from
@@ -10,16 +11,19 @@ has room.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import math
 import sys
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 
 import uploads
 
@@ -170,13 +174,121 @@ class StaleUploadProgress:
         self._seen = [self._seen[1], set(trackers) | set(events)]
 
 
-class _Refused(Exception):
-    """An upload refused, before or while its body arrives; answered as plain text (an HTTPException became JSON,
-    and the page's toast showed its braces)."""
+class ClientBuckets:
+    """A token bucket per client: ``capacity`` at once, refilled at ``per_second``. A bucket may go into debt (bytes
+    counted as they arrive). The ``max_clients`` most recently charged are remembered: one forgotten starts full
+    again, as after a pause (addresses a client makes up cost memory, not the others' shares)."""
 
-    def __init__(self, status: int, message: str, headers: dict | None = None):
+    def __init__(self, capacity: float, per_second: float, max_clients: int = 100_000, clock=time.monotonic):
+        self.capacity, self.per_second, self.max_clients, self.clock = capacity, per_second, max_clients, clock
+        self._levels: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (level, as of)
+
+    def level(self, client: str) -> float:
+        level, at = self._levels.get(client, (self.capacity, float("-inf")))
+        return min(self.capacity, level + (self.clock() - at) * self.per_second)
+
+    def wait_s(self, client: str, amount: float) -> float:
+        """Seconds until ``client``'s bucket holds ``amount`` (at most its capacity); 0 if it does now."""
+        missing = min(amount, self.capacity) - self.level(client)
+        return max(0.0, missing / self.per_second)
+
+    def take(self, client: str, amount: float) -> float:
+        """Take ``amount``, into debt if need be; returns the level left."""
+        level = self.level(client) - amount
+        self._levels[client] = (level, self.clock())
+        self._levels.move_to_end(client)
+        while len(self._levels) > self.max_clients:
+            self._levels.popitem(last=False)
+        return level
+
+
+class PerClient:
+    """What one client may ask of the Space, so that one cannot take it from everyone: ``burst`` requests for work
+    (every POST: a queued event, an API or MCP call, an upload) at once, then ``per_second``; and ``upload_bytes`` of
+    request bodies every ``window_s`` (the age under which uploads are never swept), so that one cannot fill the
+    upload cache that all share. A client is its address: the connection's (uvicorn has applied X-Forwarded-For from
+    a proxy on this machine), or, ``forwarded`` (on Spaces, whose proxy connects from its own address), the first
+    address of X-Forwarded-For, as the client sent it. An IPv6 client is its /64 (one machine is given one)."""
+
+    def __init__(self, burst: int, per_second: float, upload_bytes: int, window_s: float, forwarded: bool = False,
+                 clock=time.monotonic):
+        self.requests = ClientBuckets(burst, per_second, clock=clock)
+        self.bytes = ClientBuckets(upload_bytes, upload_bytes / window_s, clock=clock)
+        self.forwarded, self.window_s, self.clock = forwarded, window_s, clock
+        self.refused, self._logged_at = 0, clock()
+
+    def address(self, scope) -> str:
+        if self.forwarded:
+            for name, value in scope.get("headers", ()):
+                if name == b"x-forwarded-for":
+                    client = _ip_address(value.decode("latin-1").split(",")[0])
+                    if client is not None:
+                        return client
+                    break
+        peer = (scope.get("client") or ("",))[0]
+        return _ip_address(str(peer)) or str(peer)[:100]
+
+    def admit(self, client: str, body_bytes: int, upload: bool) -> _Refused | None:
+        """Charges one request, if there is one to take; a refusal if not, or if the client's upload share cannot
+        take ``body_bytes`` now."""
+        wait = self.requests.wait_s(client, 1)
+        if wait:
+            capacity, rate = self.requests.capacity, self.requests.per_second
+            return self.refusal(wait, upload, f"Too many requests from your address: the Space takes {capacity:g} "
+                                               f"at once from one address, then {rate:g} a second.")
+        wait = self.bytes.wait_s(client, max(body_bytes, 1))
+        if wait:
+            return self.refusal(wait, upload, self.share_message())
+        self.requests.take(client, 1)
+        return None
+
+    def share_message(self) -> str:
+        every = f"{self.window_s / 60:g} minutes" if self.window_s % 60 == 0 else f"{self.window_s:g} s"
+        return (f"Your uploads have filled your share of the Space's upload room ({_mb(self.bytes.capacity)} "
+                f"every {every}).")
+
+    def refusal(self, wait: float, upload: bool, message: str) -> _Refused:
+        seconds = math.ceil(wait)
+        self.refused += 1
+        now = self.clock()
+        if now - self._logged_at >= 60:  # one line a minute at most: a flood must not flood the log too
+            print(f"per-client limits: {self.refused} request(s) refused in the last {now - self._logged_at:.0f} s",
+                  file=sys.stderr, flush=True)
+            self.refused, self._logged_at = 0, now
+        return _Refused(429, f"{message} Try again in {seconds} s.", headers={"Retry-After": str(seconds)},
+                        json=not upload)
+
+
+def _ip_address(text: str) -> str | None:
+    """An address as a client key: IPv4 as it is, IPv6 as its /64; None if ``text`` is not one."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address), 64), strict=False))  # int: without a %zone
+    return str(address)
+
+
+def _mb(size: float) -> str:
+    return f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size / 1024:.0f} KB"
+
+
+class _Refused(Exception):
+    """A request refused, before or while its body arrives. An upload's refusal is plain text (an HTTPException
+    became JSON, and the page's toast showed its braces); any other is JSON with a "detail", which the page shows."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None, json: bool = False):
         super().__init__(message)
-        self.response = PlainTextResponse(message, status_code=status, headers=headers)
+        self.response = (JSONResponse({"detail": message, "error": message}, status_code=status, headers=headers)
+                         if json else PlainTextResponse(message, status_code=status, headers=headers))
 
 
 class _Marks:
@@ -193,7 +305,8 @@ class _Marks:
 
 
 class RequestLimits:
-    """ASGI middleware: request bodies bounded by ``max_json_bytes``, or by ``max_file_bytes`` on Gradio's upload.
+    """ASGI middleware: request bodies bounded by ``max_json_bytes``, or by ``max_file_bytes`` on Gradio's upload;
+    with ``clients``, each client's requests and bytes too (PerClient: a 429 saying when to come back).
 
     An upload's body is counted into ``cache`` as it arrives, each file in it as at least FILE_BYTES, and must arrive
     within ``body_s`` (a body dripping now and then kept its file young, so never swept, and uploads refused for as
@@ -205,8 +318,8 @@ class RequestLimits:
     """
 
     def __init__(self, app, *, cache: UploadCache, max_file_bytes: int, max_json_bytes: int = MAX_JSON_BYTES,
-                 body_s: float = 120.0):
-        self.cache, self.body_s = cache, body_s
+                 body_s: float = 120.0, clients: PerClient | None = None):
+        self.cache, self.body_s, self.clients = cache, body_s, clients
         self.upload_app = RequestBodyLimitMiddleware(app, max_file_bytes)
         self.json_app = RequestBodyLimitMiddleware(app, max_json_bytes)
 
@@ -214,11 +327,9 @@ class RequestLimits:
         if self.cache.loop is None:
             self.cache.loop = asyncio.get_running_loop()
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
-        if scope["type"] != "http" or path != UPLOAD_ROUTE:
-            await self.json_app(scope, receive, send)  # it passes anything but HTTP through
-            return
-        if scope["method"] != "POST":
-            await self.upload_app(scope, receive, send)
+        upload = path == UPLOAD_ROUTE
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await (self.upload_app if upload else self.json_app)(scope, receive, send)  # it passes non-HTTP through
             return
         started = False
 
@@ -228,6 +339,15 @@ class RequestLimits:
             await send(message)
 
         try:
+            client = None
+            if self.clients is not None:
+                client = self.clients.address(scope)
+                refusal = self.clients.admit(client, _content_length(scope), upload)
+                if refusal is not None:
+                    raise refusal
+            if not upload:
+                await self.json_app(scope, self._counted(receive, client, upload), noted_send)
+                return
             boundary = _multipart_boundary(scope)
             if boundary is None:  # Gradio's parser split a body with an empty boundary on any "--": parts uncounted
                 raise _Refused(400, "An upload is a multipart/form-data body with a boundary.")
@@ -240,7 +360,7 @@ class RequestLimits:
             # No charge is given back, even for a refused upload: Gradio's answer does not say what stays on disk
             # (a 400 for a bad file name came after three files were kept; parts not named "files" stay behind
             # "200 []"), and refunds let a reviewer put 191 MB on a 20 MB cache between two sweeps.
-            await self.upload_app(scope, self._counted(receive, delimiters), noted_send)
+            await self.upload_app(scope, self._counted(receive, client, upload, delimiters), noted_send)
         except _Refused as refusal:
             if started:
                 raise
@@ -249,18 +369,26 @@ class RequestLimits:
     def _full(self) -> _Refused:
         return _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})
 
-    def _counted(self, receive, delimiters: _Marks):
-        """``receive`` that counts the body into the cache, and stops it when the cache is full, it brings too many
-        files, or its time is up."""
+    def _counted(self, receive, client: str | None, upload: bool, delimiters: _Marks | None = None):
+        """``receive`` that counts the body into the client's share, and an upload's into the cache; it stops the
+        body when either is spent, when an upload brings too many files, or when its time is up."""
         deadline = asyncio.get_running_loop().time() + self.body_s
 
         async def counted_receive():
-            try:
-                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
-            except TimeoutError:
-                raise _Refused(408, f"An upload must arrive within {self.body_s:.0f} s.") from None
-            if message["type"] == "http.request":
-                body = message.get("body", b"")
+            if not upload:  # a JSON body is small, and some answers stream (MCP): receive() then waits for good
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+                except TimeoutError:
+                    raise _Refused(408, f"An upload must arrive within {self.body_s:.0f} s.") from None
+            if message["type"] != "http.request":
+                return message
+            body = message.get("body", b"")
+            if client is not None and self.clients.bytes.take(client, len(body)) < 0:
+                raise self.clients.refusal(self.clients.bytes.wait_s(client, len(body)), upload,
+                                            self.clients.share_message())
+            if delimiters is not None:
                 before = delimiters.count
                 if delimiters.feed(body) > MAX_FILES_PER_UPLOAD + 1:
                     raise _Refused(413, f"An upload request may carry at most {MAX_FILES_PER_UPLOAD} files.")
@@ -270,6 +398,11 @@ class RequestLimits:
             return message
 
         return counted_receive
+
+
+def _content_length(scope) -> int:
+    value = Headers(scope=scope).get("content-length", "")
+    return int(value) if value.isdigit() and len(value) <= 15 else 0
 
 
 def _multipart_boundary(scope) -> bytes | None:

@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.slow,
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     process = SpaceProcess(ROOT / "space" / "app.py", tmp_path_factory.mktemp("log") / "app.log",
-                           env={"HF_HUB_CACHE": str(tmp_path_factory.mktemp("hf-cache"))})
+                           env={"HF_HUB_CACHE": str(tmp_path_factory.mktemp("hf-cache")),
+                                # a visitor's limits, as the Space has them by default (empty: the default)
+                                "CONVHUB_CLIENT_BURST": "", "CONVHUB_CLIENT_UPLOADS": ""})
     yield process.url
     process.stop()
 
@@ -221,3 +223,23 @@ def test_compare_table_shows_ours_and_the_books_accuracy_without_scrolling(page)
         assert box["x"] - 1 <= cell["x"] and cell["x"] + cell["width"] <= visible_right + 1, (header, cell, box)
     row = table.locator("tr", has_text="net_dropout")  # the book's figure, in the column in view
     assert row.locator("td").nth(2).inner_text().strip() == f"{convhub.card.BOOK_VAL_ACCURACY['net_dropout']:.2f}"
+
+
+def test_a_visitor_over_the_request_limit_is_told_when_to_come_back(browser, tmp_path):
+    """The page shows the Space's 429 as it words it (Gradio's toast reads its "detail"), not "Connection errored
+    out"."""
+    space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log",
+                         env={"CONVHUB_CLIENT_BURST": "3", "CONVHUB_CLIENT_RATE": "0.05"})
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    try:
+        page.goto(space.url, timeout=60_000)
+        page.wait_for_selector("#examples img", timeout=60_000)
+        for button in page.locator("#examples button").all()[:8]:
+            button.click()
+            page.wait_for_timeout(300)  # a click while the last one is computing is dropped by the page itself
+        toast = page.locator(".toast-body", has_text="Too many requests from your address").first
+        expect(page)(toast).to_contain_text("the Space takes 3 at once from one address, then 0.05 a second. "
+                                            "Try again in", timeout=30_000)
+    finally:
+        page.close()
+        space.stop()

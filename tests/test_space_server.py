@@ -444,6 +444,64 @@ def test_uploads_that_would_fill_the_disk_are_refused_until_the_cache_has_room(t
         space.stop()
 
 
+def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
+    """One address that floods the queue or fills the upload cache got everyone refused ("queue is full", "the Space
+    has taken in all the uploads it can hold"). Now each address has its share of requests and of upload bytes, and
+    is told when to come back (429, Retry-After); the others are served meanwhile. Clients are told apart here by
+    X-Forwarded-For, as uvicorn reads it from a proxy on this machine."""
+    import io
+    import urllib.error
+    import uuid
+
+    space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+        "CONVHUB_CLIENT_BURST": "8", "CONVHUB_CLIENT_RATE": "0.05", "CONVHUB_MAX_UPLOAD": "1mb",
+        "CONVHUB_CLIENT_UPLOADS": "3mb"})
+
+    def send(client: str, path: str, body: bytes, content_type: str) -> tuple[int, str, str | None, str]:
+        request = urllib.request.Request(f"{space.url}{path}", data=body, headers={
+            "Content-Type": content_type, "X-Forwarded-For": client})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.read().decode(), None, answer.headers["Content-Type"]
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(), error.headers["Retry-After"], error.headers["Content-Type"]
+
+    def upload_as(client: str, data: bytes):
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"noise.png\"\r\n\r\n"
+                .encode() + data + f"\r\n--{boundary}--\r\n".encode())
+        return send(client, "gradio_api/upload", body, f"multipart/form-data; boundary={boundary}")
+
+    def classify_as(client: str, path: str):
+        data = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}).encode()
+        return send(client, "gradio_api/call/classify", data, "application/json")
+
+    try:
+        flooder, other = "198.51.100.1", "198.51.100.2"
+        answers = [upload_as(flooder, os.urandom(900_000)) for _ in range(4)]
+        assert [a[0] for a in answers] == [200, 200, 200, 429]
+        status, text, retry_after, content_type = answers[3]
+        assert text.startswith("Your uploads have filled your share of the Space's upload room (3 MB every "
+                               "2 minutes). Try again in ") and content_type.startswith("text/plain")  # as the toast shows it
+        assert 1 <= int(retry_after) <= 120 and text.endswith(f"Try again in {retry_after} s.")
+        picture = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (500, 500, 3), dtype=np.uint8)).save(picture, "PNG")
+        status, text, _, _ = upload_as(other, picture.getvalue())  # 750 KB
+        assert status == 200  # its own share
+        other_upload = json.loads(text)[0]
+        # 3 uploads counted among the flooder's 8 requests: 5 more, then refused as JSON the page shows
+        answers = [classify_as(flooder, other_upload) for _ in range(7)]
+        assert [a[0] for a in answers] == [200] * 5 + [429, 429], answers
+        status, text, retry_after, _ = answers[-1]
+        assert json.loads(text)["detail"] == (f"Too many requests from your address: the Space takes 8 at once from "
+                                              f"one address, then 0.05 a second. Try again in {retry_after} s.")
+        kind, payload = call_raw(space.url, "classify", [{"path": other_upload, "meta": {"_type": "gradio.FileData"}}])
+        assert kind == "complete" and set(payload[0]["nets"]) >= set(NETS)  # the others are served
+    finally:
+        space.stop()
+
+
 def test_images_sent_inline_to_mcp_are_counted_into_the_upload_cache(tmp_path, models_dir):
     """Gradio's MCP server writes each data: URI of a tool call into the upload cache, past the upload route's count:
     2,500 calls of 47 KB took a 200 MB cache to 243 MB, and every visitor's uploads were refused meanwhile."""

@@ -745,6 +745,13 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_MAX_UPLOAD", "999999999999gb", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),  # a 500 on every page
     ("CONVHUB_MAX_UPLOAD", "10mb\t", "CONVHUB_MAX_UPLOAD must be a size such as 10mb"),  # Gradio's launch refused it
     ("CONVHUB_UPLOAD_CACHE", "lots", "CONVHUB_UPLOAD_CACHE must be a size such as 10mb"),
+    ("CONVHUB_CLIENT_BURST", "-1", "CONVHUB_CLIENT_BURST must be a whole number from 0 to 1,000,000, not '-1'"),
+    ("CONVHUB_CLIENT_RATE", "0", "CONVHUB_CLIENT_RATE must be a number from 0.01 to 1,000,000, not '0'"),
+    ("CONVHUB_CLIENT_UPLOADS", "much", "CONVHUB_CLIENT_UPLOADS must be a size such as 10mb"),
+    # the largest upload (a body of up to twice the 10 MB limit) would never fit in a client's share
+    ("CONVHUB_CLIENT_UPLOADS", "5mb", "CONVHUB_CLIENT_UPLOADS must be at least twice CONVHUB_MAX_UPLOAD and 1 MB "
+                                      "(21 MB), not '5mb'"),
+    ("CONVHUB_CLIENT_ADDRESS", "cookie", "CONVHUB_CLIENT_ADDRESS must be connection or x-forwarded-for, not 'cookie'"),
     ("GRADIO_SERVER_PORT", "http", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not 'http'"),
     ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not '70000'"),
     # huggingface_hub parses it at import: a traceback from Gradio's import of it
@@ -812,7 +819,12 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     # request bodies are bounded by the middleware that also keeps uploads within that cache
     [middleware] = launched["app_kwargs"]["middleware"]
     assert middleware.cls is app.limits.RequestLimits
+    clients = middleware.kwargs.pop("clients")
     assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY}
+    # and each client's requests and share of that cache (an eighth of it), by the connection's address off Spaces
+    assert (clients.requests.capacity, clients.requests.per_second) == (app.CLIENT_BURST, app.CLIENT_RATE) == (30, 3)
+    assert clients.bytes.capacity == app.CLIENT_UPLOADS == 2**30 // 8 and clients.window_s == cache.min_age_s
+    assert not clients.forwarded
     assert cache.max_bytes == app.UPLOAD_CACHE == 2**30
     # what a sweep deletes leaves Gradio's set of uploads too (it only drops the files it deletes itself)
     upload = str(cache.folder / ("0" * 64) / "bird.png")
@@ -960,6 +972,84 @@ def test_an_upload_is_charged_for_every_part_it_brings(upload_route):
     four, more = b"--b\r\n\r\n\r\n" * 4, (b"--b\r\n\r\n\r\n" * 2).ljust(1000 - 36)
     assert post(four, more, pause_s=0.3) == (413, b"An upload request may carry at most 4 files.")
     assert cache.bytes == 1000 + 4 * limits.FILE_BYTES + len(four) + 4 * limits.FILE_BYTES
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_clients_bucket_refills_at_its_rate_and_a_debt_is_paid_before_more():
+    import limits
+
+    clock = Clock()
+    buckets = limits.ClientBuckets(capacity=10, per_second=2, clock=clock)
+    assert buckets.level("a") == 10 and buckets.wait_s("a", 1) == 0
+    assert buckets.take("a", 10) == 0 and buckets.wait_s("a", 1) == 0.5
+    assert buckets.level("b") == 10  # another client's own
+    clock.now += 1
+    assert buckets.level("a") == 2 and buckets.take("a", 7) == -5  # bytes as they arrive: into debt
+    assert buckets.wait_s("a", 1) == 3.0  # the debt, then the byte asked for
+    assert buckets.wait_s("a", 50) == 7.5  # never more than a full bucket is waited for
+    clock.now += 100
+    assert buckets.level("a") == 10  # full, not more
+
+
+def test_made_up_addresses_cost_memory_only_up_to_a_bound():
+    """A client that sends a new X-Forwarded-For (or IPv6 address) with every request gets a full bucket each time,
+    as a new client would; the buckets remembered stay bounded, the least recently charged forgotten first."""
+    import limits
+
+    buckets = limits.ClientBuckets(capacity=1, per_second=0.001, max_clients=3, clock=Clock())
+    for client in "abcd":
+        buckets.take(client, 1)
+    assert buckets.level("a") == 1 and all(buckets.wait_s(c, 1) for c in "bcd")
+    assert len(buckets._levels) == 3
+
+
+@pytest.mark.parametrize("forwarded, peer, header, client", [
+    (False, "203.0.113.9", None, "203.0.113.9"),
+    (False, "203.0.113.9", "198.51.100.1", "203.0.113.9"),  # a client's own header is not its address
+    (True, "10.16.3.80", "198.51.100.1, 10.0.0.1", "198.51.100.1"),  # Spaces' proxy connects from its own address
+    (True, "10.16.3.80", " 198.51.100.1:5000", "198.51.100.1"),
+    (True, "10.16.3.80", "[2001:db8:1:2:3::9]:443", "2001:db8:1:2::/64"),  # a machine is given a /64
+    (True, "10.16.3.80", "::ffff:198.51.100.1", "198.51.100.1"),
+    (True, "10.16.3.80", "fe80::1%eth0", "fe80::/64"),
+    (True, "10.16.3.80", "unknown, 198.51.100.1", "10.16.3.80"),  # not an address: the connection's
+    (True, "10.16.3.80", None, "10.16.3.80"),
+    (False, "2001:db8:1:2:ffff::1", None, "2001:db8:1:2::/64"),
+    (False, None, None, ""),
+])
+def test_a_client_is_its_address(forwarded, peer, header, client):
+    import limits
+
+    per_client = limits.PerClient(30, 3, 2**20, 120, forwarded=forwarded)
+    scope = {"client": (peer, 5000) if peer else None,
+             "headers": [(b"x-forwarded-for", header.encode())] if header else []}
+    assert per_client.address(scope) == client
+
+
+def test_a_client_over_its_requests_or_its_upload_share_is_told_when_to_come_back():
+    import limits
+
+    clock = Clock()
+    clients = limits.PerClient(burst=2, per_second=0.5, upload_bytes=1000, window_s=100, clock=clock)
+    assert clients.admit("a", 10, upload=False) is None and clients.admit("a", 10, upload=False) is None
+    refused = clients.admit("a", 10, upload=False)
+    assert refused.response.status_code == 429 and refused.response.headers["Retry-After"] == "2"
+    assert json.loads(refused.response.body) == {"detail": str(refused), "error": str(refused)}  # the page shows it
+    assert str(refused) == ("Too many requests from your address: the Space takes 2 at once from one address, then "
+                            "0.5 a second. Try again in 2 s.")
+    assert clients.admit("b", 10, upload=True) is None  # another client
+    clients.bytes.take("b", 990)
+    refused = clients.admit("b", 500, upload=True)  # 10 bytes a second come back
+    assert refused.response.media_type.startswith("text/plain") and refused.response.headers["Retry-After"] == "49"
+    assert str(refused) == ("Your uploads have filled your share of the Space's upload room (1 KB every 100 s). Try "
+                            "again in 49 s.")
+    assert clients.requests.level("b") == 1  # a refused request is not charged
 
 
 def test_upload_progress_nobody_follows_is_dropped():
