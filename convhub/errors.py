@@ -10,3 +10,10 @@ def one_line(text) -> str:
     """``text`` on one printable line, as messages, logs and cards show what others wrote: each run of whitespace as
     one space, and characters that print nothing (ESC, BEL, U+0085...) as U+FFFD."""
     return "".join(c if c.isprintable() else "\ufffd" for c in " ".join(str(text).split()))
+
+
+def shown(value, limit: int = 60) -> str:
+    """A caller's value as a message quotes it: its repr, on one line, cut at ``limit`` characters (a name of 60 KB
+    or a float of 300 digits came back whole in the error)."""
+    text = one_line(repr(value))
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+from convhub.errors import shown
 from torch import fx
 
 INPUT_SIDE = 32
@@ -195,7 +196,7 @@ def map_stages(model: torch.nn.Module) -> list[Stage]:
 def stage(model: torch.nn.Module, name: str) -> Stage:
     found = [s for s in stages(model) if s.name == name]
     if not found:
-        raise KeyError(f"{name!r} is not a stage of this net; its stages: {', '.join(s.name for s in stages(model))}")
+        raise KeyError(f"{shown(name)} is not a stage of this net; its stages: {', '.join(s.name for s in stages(model))}")
     return found[0]
 
 

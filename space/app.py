@@ -17,6 +17,7 @@ import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -30,7 +31,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # the convhub package sits next to
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
 
 from convhub import env  # noqa: E402
-from convhub.errors import ConvHubError  # noqa: E402
+from convhub.errors import ConvHubError, shown  # noqa: E402
 
 import uploads  # noqa: E402
 
@@ -176,6 +177,25 @@ def api_errors(fn):
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
             raise input_error(message) from None
     return wrapper
+
+
+def api_name(value, what: str, example: str) -> str:
+    """A name an API caller sends (a net, a stage): text, or an error saying so (a dict was "unhashable type")."""
+    if not isinstance(value, str):
+        raise ConvHubError(f"{what} must be text, such as {example!r}, not {shown(value)}")
+    return value
+
+
+def api_whole_number(value, what: str) -> int:
+    """A whole number an API caller sends: an int, or a float or text holding one. True and 1.5 were taken as 1, and
+    "x" or null answered in Python's words."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,9}\s*", value):
+        return int(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e9:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**9:
+        return value
+    raise ConvHubError(f"{what} must be a whole number such as 3 (at most 9 digits), not {shown(value)}")
 
 
 def upload_path(file: FileData | dict | str | None) -> str | None:
@@ -517,7 +537,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             the stage's shape, the unit's receptive field as a box and a size, and a 32x32 mask (1 = visible)
         """
         model = _conv_model(net)
-        return inference.receptive_field(model, stage, int(y), int(x))
+        return inference.receptive_field(model, api_name(stage, "stage", "pool2"), api_whole_number(y, "y"),
+                                         api_whole_number(x, "x"))
 
     def compare() -> dict:
         """Every net's size and accuracy: parameters, validation accuracy (ours and the book's) and where its
@@ -536,12 +557,13 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 + "\n".join(f"- `{n.name}`: {as_plain_text(n.source)}" for n in zoo.nets))
 
     def _conv_model(net: str):
+        net = api_name(net, "net", "net")
         zoo = ready()
         if net in zoo.by_name and net not in zoo.conv_names:
             raise inference.BadImageError(f"{net!r} has no convolutions, hence no kernels or feature maps: it is the "
                                           f"fully connected net; choose one of: {', '.join(zoo.conv_names)}")
         if net not in zoo.conv_names:
-            raise inference.BadImageError(f"unknown or unavailable net {net!r}; choose one of: "
+            raise inference.BadImageError(f"unknown or unavailable net {shown(net)}; choose one of: "
                                           f"{', '.join(zoo.conv_names)}")
         return zoo.by_name[net].model
 

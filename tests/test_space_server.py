@@ -185,6 +185,29 @@ def test_bad_arguments_get_a_clear_error(client, images):
         client.predict("net", "pool2", 8, 0, api_name="/receptive_field")
 
 
+@pytest.mark.parametrize("arguments, message", [
+    # taken as 1 before; Python's own words for the others; a 300-digit number and a 60 KB name came back whole
+    (("net", "pool2", 1.5, 0), "y must be a whole number such as 3 (at most 9 digits), not 1.5"),
+    (("net", "pool2", 0, True), "x must be a whole number such as 3 (at most 9 digits), not True"),
+    (("net", "pool2", "x", 0), "y must be a whole number such as 3 (at most 9 digits), not 'x'"),
+    (("net", "pool2", None, 0), "y must be a whole number such as 3 (at most 9 digits), not None"),
+    (("net", "pool2", 1e300, 0), "y must be a whole number such as 3 (at most 9 digits), not 1e+300"),
+    (("net", None, 0, 0), "stage must be text, such as 'pool2', not None"),
+    (("net", "p" * 60_000, 0, 0), f"'{'p' * 59}... is not a stage of this net"),
+    (({"a": 1}, "pool2", 0, 0), "net must be text, such as 'net', not {'a': 1}"),  # "unhashable type: 'dict'"
+])
+def test_an_api_argument_of_the_wrong_kind_is_named_in_the_error(server, arguments, message):
+    kind, payload = call_raw(server, "receptive_field", list(arguments))
+    assert (kind, payload["error"].split("; its stages")[0]) == ("error", message)
+
+
+def test_whole_numbers_sent_as_floats_or_text_are_taken(server):
+    """JSON clients send 3.0, and a hand-written curl "3": both mean the unit 3."""
+    for y in (3, 3.0, "3"):
+        kind, payload = call_raw(server, "receptive_field", ["net", "pool2", y, 2])
+        assert kind == "complete" and payload[0]["unit"] == [3, 2]
+
+
 def test_filters_and_feature_maps(client, images):
     from gradio_client import handle_file
 
