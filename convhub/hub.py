@@ -402,7 +402,7 @@ def download(repo_id: str, files: dict[str, int], *, repo_type: str = "model", r
     info = HfApi(endpoint=endpoint()).repo_info(repo_id, repo_type=repo_type, revision=revision or "main", token=token,
                                                 timeout=HUB_TIMEOUT_S)
     present = {sibling.rfilename for sibling in info.siblings or []}
-    folder, at = None, revision
+    folder, at, first = None, revision, None
     for filename, limit in files.items():
         if filename not in present:
             continue
@@ -415,8 +415,11 @@ def download(repo_id: str, files: dict[str, int], *, repo_type: str = "model", r
             continue
         finally:
             del _operation.max_bytes, _operation.what
-        folder = _checked_snapshot(repo_id, repo_type, cache_dir, Path(path), filename)
-        at = folder.name
+        snapshot = _checked_snapshot(repo_id, repo_type, cache_dir, Path(path), filename)
+        if folder is not None and snapshot.name != folder.name:  # asked at the first one's commit, answered another
+            raise ConvHubError(f"the Hub's answers about {repo_id!r} came from two commits: {first} from "
+                               f"{folder.name[:12]}, {filename} from {snapshot.name[:12]}; try again later")
+        folder, at, first = snapshot, snapshot.name, first or filename
     if folder is None:
         raise ConvHubError(f"repo {repo_id!r} has none of {', '.join(files)}")
     return folder

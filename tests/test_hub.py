@@ -678,6 +678,22 @@ def test_the_listings_commit_id_is_never_a_path(scripted_hub, folder, tmp_path):
     assert victim.read_text() == '{"mine": true}' and files_under(victim.parent) == [victim]
 
 
+def test_files_answered_from_two_commits_are_refused_as_such(scripted_hub, folder, hub_env):
+    """The weights are fetched at the commit config.json came from; a Hub that answers them from another one (a
+    mirror mid-sync, a hostile server) gave "has no config.json: it is not a convhub model"."""
+    def tweak(method, path, reply):
+        status, headers, body, drip = reply
+        if path.endswith("/model.safetensors") and "X-Repo-Commit" in headers:
+            headers = {**headers, "X-Repo-Commit": "d" * 40}
+        return status, headers, body, drip
+
+    scripted_hub(honest_hub(folder, tweak=tweak))
+    with pytest.raises(convhub.ConvHubError, match=(
+            "the Hub's answers about 'someone/net' came from two commits: config.json from cccccccccccc, "
+            "model.safetensors from dddddddddddd; try again later")):
+        convhub.load("someone/net")
+
+
 @pytest.mark.parametrize("what", ["file", "listing"])
 def test_a_body_longer_than_its_kind_can_be_is_cut_off(scripted_hub, folder, hub_env, what):
     """A HEAD's size is only a claim: the GET went on past it (a GB and more into the cache, or into memory)."""
