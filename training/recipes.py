@@ -89,6 +89,10 @@ DEFAULT_PER_MODEL = {
     # Its 16 filters whiten 16 directions: with tanh after them, a direction's negative adds nothing (tanh(-x) is
     # -tanh(x)). 0.89 at epochs 5, 3, 13 (pairs: 7, 5, 12; none: 7, 9, 13), final 0.929 / 0.923 / 0.894 (none: 0.919
     # / 0.915 / 0.900).
+    # Larger batches move more images a second (batch 256: 1.2-1.35x, two threads, bf16), but on seeds 1 / 2 they end
+    # lower, and reach 0.89 later on seed 1: batch 256 at lr 0.1 / 0.15 / 0.2: 0.89 at epochs 5 / 5 / 4 and 9 / 15 /
+    # 14, final 0.912 / 0.918 / 0.919 and 0.898 (each); 30 epochs at 0.1: 0.915 / 0.896; batch 384 at 0.15: 0.913 /
+    # 0.894; 512 at 0.2: 0.918 / 0.891 (this recipe: epochs 3 / 13, 0.923 / 0.894). Not adopted.
     "net": replace(DEFAULT, warmup_fraction=0.05, whiten_first_conv="directions"),
     "net_width": DEFAULT,
     # Dropout regularizes: it keeps improving for longer. All 27 directions: 0.89 at epochs 23, 12, 20 (none: 24, 14,
