@@ -57,20 +57,22 @@ try:
         UPLOAD_CACHE = uploads.size_in_bytes(os.environ.get("CONVHUB_UPLOAD_CACHE", "1gb"))
     except ValueError as error:
         raise ConvHubError(f"CONVHUB_UPLOAD_CACHE must be {error}") from None
-    # What one client may ask (limits.PerClient), so that one cannot take the Space from everyone: requests for work
-    # at once, then a second (a visitor clicking through every tab sent 8 in a second, 28 in 10 s); and bytes of
-    # uploads every two minutes (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no
-    # per-client limits (a proxy in front limits clients). On Spaces a client is the first X-Forwarded-For address.
-    CLIENT_BURST = env.number("CONVHUB_CLIENT_BURST", 30, minimum=0, maximum=10**6)
-    CLIENT_RATE = env.number("CONVHUB_CLIENT_RATE", 3.0, minimum=0.01, maximum=10**6, kind=float)
+    # What one client address may ask (limits.PerClient), so that one cannot take the Space from everyone: requests
+    # for work at once, then a second (a visitor clicking through every tab sent 8 in a second, 28 in 10 s; one
+    # clicking every 150 ms, 59 in 10 s), at most so many waiting or running, and bytes of uploads every two minutes
+    # (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no per-client limits (a proxy in
+    # front limits clients). On Spaces a client is the first X-Forwarded-For address.
+    CLIENT_BURST = env.number("CONVHUB_CLIENT_BURST", 60, minimum=0, maximum=10**6)
+    CLIENT_RATE = env.number("CONVHUB_CLIENT_RATE", 5.0, minimum=0.01, maximum=10**6, kind=float)
+    CLIENT_AT_ONCE = env.number("CONVHUB_CLIENT_AT_ONCE", 8, minimum=1, maximum=10**6)
     try:
         CLIENT_UPLOADS = uploads.size_in_bytes(os.environ.get("CONVHUB_CLIENT_UPLOADS") or
-                                               f"{max(UPLOAD_CACHE // 8, MAX_BODY)}b")
+                                               f"{max(UPLOAD_CACHE // 8, 2 * MAX_BODY)}b")
     except ValueError as error:
         raise ConvHubError(f"CONVHUB_CLIENT_UPLOADS must be {error}") from None
-    if CLIENT_UPLOADS < MAX_BODY:  # the largest upload would never fit
-        raise ConvHubError(f"CONVHUB_CLIENT_UPLOADS must be at least twice CONVHUB_MAX_UPLOAD and 1 MB "
-                           f"({MAX_BODY // 2**20} MB), not {os.environ['CONVHUB_CLIENT_UPLOADS']!r}")
+    if CLIENT_UPLOADS < 2 * MAX_BODY:  # half of it at once must take the largest upload
+        raise ConvHubError(f"CONVHUB_CLIENT_UPLOADS must be at least four times CONVHUB_MAX_UPLOAD and 2 MB "
+                           f"({2 * MAX_BODY // 2**20} MB), not {os.environ['CONVHUB_CLIENT_UPLOADS']!r}")
     CLIENT_ADDRESS = os.environ.get("CONVHUB_CLIENT_ADDRESS") or ("x-forwarded-for" if os.environ.get("SPACE_ID")
                                                                   else "connection")
     if CLIENT_ADDRESS not in ("connection", "x-forwarded-for"):
@@ -821,8 +823,10 @@ def main() -> None:
         forget=forget)
     cache.sweep_in_background()
     limits.count_inline_files(cache)
-    clients = limits.PerClient(CLIENT_BURST, CLIENT_RATE, CLIENT_UPLOADS, cache.min_age_s,
+    clients = limits.PerClient(CLIENT_BURST, CLIENT_RATE, CLIENT_UPLOADS, cache.min_age_s, at_once=CLIENT_AT_ONCE,
                                forwarded=CLIENT_ADDRESS == "x-forwarded-for") if CLIENT_BURST else None
+    if clients is not None:
+        limits.count_queued(demo, clients)
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
         try:

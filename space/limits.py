@@ -203,18 +203,30 @@ class ClientBuckets:
 
 
 class PerClient:
-    """What one client may ask of the Space, so that one cannot take it from everyone: ``burst`` requests for work
-    (every POST: a queued event, an API or MCP call, an upload) at once, then ``per_second``; and ``upload_bytes`` of
-    request bodies every ``window_s`` (the age under which uploads are never swept), so that one cannot fill the
-    upload cache that all share. A client is its address: the connection's (uvicorn has applied X-Forwarded-For from
-    a proxy on this machine), or, ``forwarded`` (on Spaces, whose proxy connects from its own address), the first
-    address of X-Forwarded-For, as the client sent it. An IPv6 client is its /64 (one machine is given one)."""
+    """What one client may ask of the Space, so that one cannot take it from everyone:
 
-    def __init__(self, burst: int, per_second: float, upload_bytes: int, window_s: float, forwarded: bool = False,
-                 clock=time.monotonic):
+    - ``burst`` requests for work (every POST: a queued event, an API or MCP call, an upload) at once, then
+      ``per_second``;
+    - at most ``at_once`` of them waiting or running (events in Gradio's queue, counted by ``queued(client)``, and
+      requests still being answered): a request's cost varies (a 160 KB PNG of 49 MP takes 1.5 s to decode), so a
+      rate alone let one address queue work faster than the Space does it;
+    - ``upload_bytes`` of request bodies in any ``window_s`` (the age under which uploads are never swept): a bucket of
+      half of it, refilled by the other half over the window. An upload's Content-Length is taken when it starts, so
+      that uploads started side by side cannot all pass one check.
+
+    A client is its address: the connection's (uvicorn has applied X-Forwarded-For from a proxy on this machine), or,
+    ``forwarded`` (on Spaces, whose proxy connects from its own address), the first address of X-Forwarded-For, as
+    the client sent it. An IPv6 client is its /64 (one machine is given one). This machine itself (the operator,
+    Gradio's MCP server calling its own API) is not limited.
+    """
+
+    def __init__(self, burst: int, per_second: float, upload_bytes: int, window_s: float, *, at_once: int = 8,
+                 forwarded: bool = False, queued=lambda client: 0, clock=time.monotonic):
         self.requests = ClientBuckets(burst, per_second, clock=clock)
-        self.bytes = ClientBuckets(upload_bytes, upload_bytes / window_s, clock=clock)
-        self.forwarded, self.window_s, self.clock = forwarded, window_s, clock
+        self.bytes = ClientBuckets(upload_bytes / 2, upload_bytes / 2 / window_s, clock=clock)
+        self.upload_bytes, self.window_s, self.at_once, self.forwarded = upload_bytes, window_s, at_once, forwarded
+        self.queued, self.clock = queued, clock
+        self.answering: dict[str, int] = {}  # client -> requests being answered
         self.refused, self._logged_at = 0, clock()
 
     def address(self, scope) -> str:
@@ -229,26 +241,37 @@ class PerClient:
         return _ip_address(str(peer)) or str(peer)[:100]
 
     def admit(self, client: str, body_bytes: int, upload: bool) -> _Refused | None:
-        """Charges one request, if there is one to take; a refusal if not, or if the client's upload share cannot
-        take ``body_bytes`` now."""
+        """Charges one request and reserves ``body_bytes`` of the client's upload share, if both are there and the
+        client has fewer than ``at_once`` requests waiting or running; a refusal saying when to come back if not.
+        An admitted request must be ``done(client)``."""
         wait = self.requests.wait_s(client, 1)
         if wait:
             capacity, rate = self.requests.capacity, self.requests.per_second
             return self.refusal(wait, upload, f"Too many requests from your address: the Space takes {capacity:g} "
                                                f"at once from one address, then {rate:g} a second.")
-        wait = self.bytes.wait_s(client, max(body_bytes, 1))
+        if self.answering.get(client, 0) + self.queued(client) >= self.at_once:
+            return self.refusal(2, upload, f"Your address has {self.at_once} requests waiting or running, as many as "
+                                           "the Space takes from one address; wait for them.")
+        wait = self.bytes.wait_s(client, body_bytes)
         if wait:
             return self.refusal(wait, upload, self.share_message())
         self.requests.take(client, 1)
+        self.bytes.take(client, body_bytes)
+        self.answering[client] = self.answering.get(client, 0) + 1
         return None
+
+    def done(self, client: str) -> None:
+        left = self.answering.pop(client, 1) - 1
+        if left > 0:
+            self.answering[client] = left
 
     def share_message(self) -> str:
         every = f"{self.window_s / 60:g} minutes" if self.window_s % 60 == 0 else f"{self.window_s:g} s"
-        return (f"Your uploads have filled your share of the Space's upload room ({_mb(self.bytes.capacity)} "
+        return (f"Your uploads have filled your share of the Space's upload room ({_mb(self.upload_bytes)} "
                 f"every {every}).")
 
     def refusal(self, wait: float, upload: bool, message: str) -> _Refused:
-        seconds = math.ceil(wait)
+        seconds = max(1, math.ceil(wait))
         self.refused += 1
         now = self.clock()
         if now - self._logged_at >= 60:  # one line a minute at most: a flood must not flood the log too
@@ -259,8 +282,27 @@ class PerClient:
                         json=not upload)
 
 
+def count_queued(blocks, clients: PerClient) -> None:
+    """Sets ``clients.queued`` to count a client's events in Gradio's queue, waiting or running, from the queue's own
+    records (Gradio keeps no count per client). 0 for a Gradio whose queue has another shape."""
+    def queued(client: str) -> int:
+        queue = getattr(blocks, "_queue", None)
+        try:
+            events = [event for waiting in queue.event_queue_per_concurrency_id.values() for event in waiting.queue]
+            events += [event for job in queue.active_jobs if job for event in job]
+        except (AttributeError, TypeError):
+            return 0
+        return sum(1 for event in events
+                   if getattr(event, "request", None) is not None and clients.address(event.request.scope) == client)
+
+    clients.queued = queued
+
+
+LOCAL = frozenset({"127.0.0.1", "::1"})  # client keys of this machine
+
+
 def _ip_address(text: str) -> str | None:
-    """An address as a client key: IPv4 as it is, IPv6 as its /64; None if ``text`` is not one."""
+    """An address as a client key: IPv4 as it is, IPv6 as its /64 (::1 as it is); None if ``text`` is not one."""
     text = text.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port
         text = text[1:text.index("]")]
@@ -273,6 +315,8 @@ def _ip_address(text: str) -> str | None:
     if address.version == 6:
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
+        if address.is_loopback:
+            return "::1"
         return str(ipaddress.IPv6Network((int(address), 64), strict=False))  # int: without a %zone
     return str(address)
 
@@ -338,15 +382,16 @@ class RequestLimits:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        client, reserved = None, _content_length(scope)
         try:
-            client = None
-            if self.clients is not None:
+            if self.clients is not None and self.clients.address(scope) not in LOCAL:
                 client = self.clients.address(scope)
-                refusal = self.clients.admit(client, _content_length(scope), upload)
+                refusal = self.clients.admit(client, reserved, upload)
                 if refusal is not None:
+                    client = None
                     raise refusal
             if not upload:
-                await self.json_app(scope, self._counted(receive, client, upload), noted_send)
+                await self.json_app(scope, self._counted(receive, client, reserved, upload), noted_send)
                 return
             boundary = _multipart_boundary(scope)
             if boundary is None:  # Gradio's parser split a body with an empty boundary on any "--": parts uncounted
@@ -360,19 +405,25 @@ class RequestLimits:
             # No charge is given back, even for a refused upload: Gradio's answer does not say what stays on disk
             # (a 400 for a bad file name came after three files were kept; parts not named "files" stay behind
             # "200 []"), and refunds let a reviewer put 191 MB on a 20 MB cache between two sweeps.
-            await self.upload_app(scope, self._counted(receive, client, upload, delimiters), noted_send)
+            await self.upload_app(scope, self._counted(receive, client, reserved, upload, delimiters), noted_send)
         except _Refused as refusal:
             if started:
                 raise
             await refusal.response(scope, receive, send)
+        finally:
+            if client is not None:
+                self.clients.done(client)
 
     def _full(self) -> _Refused:
         return _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})
 
-    def _counted(self, receive, client: str | None, upload: bool, delimiters: _Marks | None = None):
-        """``receive`` that counts the body into the client's share, and an upload's into the cache; it stops the
-        body when either is spent, when an upload brings too many files, or when its time is up."""
+    def _counted(self, receive, client: str | None, reserved: int, upload: bool, delimiters: _Marks | None = None):
+        """``receive`` that counts the body into the client's share (beyond the ``reserved`` bytes its Content-Length
+        took), and an upload's into the cache; it stops an upload when either is spent, when it brings too many
+        files, or when its time is up. A JSON body is only counted: a refusal while the app reads it became a 400 or
+        a 500 with a traceback (and it is at most MAX_JSON_BYTES)."""
         deadline = asyncio.get_running_loop().time() + self.body_s
+        received = 0
 
         async def counted_receive():
             if not upload:  # a JSON body is small, and some answers stream (MCP): receive() then waits for good
@@ -384,10 +435,12 @@ class RequestLimits:
                     raise _Refused(408, f"An upload must arrive within {self.body_s:.0f} s.") from None
             if message["type"] != "http.request":
                 return message
+            nonlocal received
             body = message.get("body", b"")
-            if client is not None and self.clients.bytes.take(client, len(body)) < 0:
-                raise self.clients.refusal(self.clients.bytes.wait_s(client, len(body)), upload,
-                                            self.clients.share_message())
+            beyond = min(len(body), received + len(body) - reserved)  # what the Content-Length did not announce
+            received += len(body)
+            if client is not None and beyond > 0 and self.clients.bytes.take(client, beyond) < 0 and upload:
+                raise self.clients.refusal(self.clients.bytes.wait_s(client, 1), upload, self.clients.share_message())
             if delimiters is not None:
                 before = delimiters.count
                 if delimiters.feed(body) > MAX_FILES_PER_UPLOAD + 1:

@@ -267,10 +267,7 @@ class SpaceProcess:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log
         full_env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "HF_HUB_OFFLINE": "1",
-                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
-                    # tests send far more requests than a visitor, all from 127.0.0.1: per-client limits only where
-                    # a test asks for them (the browser's tests keep the defaults, as a visitor meets them)
-                    "CONVHUB_CLIENT_BURST": "1000000", "CONVHUB_CLIENT_UPLOADS": "1024gb", **(env or {})}
+                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
         self._log = open(log, "w+")
         import signal
 

@@ -479,7 +479,7 @@ def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
     space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
         "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
         "CONVHUB_CLIENT_BURST": "8", "CONVHUB_CLIENT_RATE": "0.05", "CONVHUB_MAX_UPLOAD": "1mb",
-        "CONVHUB_CLIENT_UPLOADS": "3mb"})
+        "CONVHUB_CLIENT_UPLOADS": "6mb", "CONVHUB_CLIENT_AT_ONCE": "100"})
 
     def send(client: str, path: str, body: bytes, content_type: str) -> tuple[int, str, str | None, str]:
         request = urllib.request.Request(f"{space.url}{path}", data=body, headers={
@@ -505,7 +505,7 @@ def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
         answers = [upload_as(flooder, os.urandom(900_000)) for _ in range(4)]
         assert [a[0] for a in answers] == [200, 200, 200, 429]
         status, text, retry_after, content_type = answers[3]
-        assert text.startswith("Your uploads have filled your share of the Space's upload room (3 MB every "
+        assert text.startswith("Your uploads have filled your share of the Space's upload room (6 MB every "
                                "2 minutes). Try again in ") and content_type.startswith("text/plain")  # as the toast shows it
         assert 1 <= int(retry_after) <= 120 and text.endswith(f"Try again in {retry_after} s.")
         picture = io.BytesIO()
@@ -521,6 +521,42 @@ def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
                                               f"one address, then 0.05 a second. Try again in {retry_after} s.")
         kind, payload = call_raw(space.url, "classify", [{"path": other_upload, "meta": {"_type": "gradio.FileData"}}])
         assert kind == "complete" and set(payload[0]["nets"]) >= set(NETS)  # the others are served
+    finally:
+        space.stop()
+
+
+def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
+    """A 160 KB PNG of 49 MP takes ~1.5 s to decode: within its request rate, one address queued such requests faster
+    than the Space did them (the page's decodes are two at a time), and everyone waited behind them, until the queue
+    was full. Now an address may have so many waiting or running; the others are served meanwhile."""
+    import urllib.error
+
+    space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+        "CONVHUB_CLIENT_AT_ONCE": "3"})
+    heavy = tmp_path / "heavy.png"
+    Image.new("RGB", (7000, 7000), (90, 120, 200)).save(heavy, compress_level=9)  # ~150 KB
+    light = tmp_path / "light.png"
+    Image.new("RGB", (32, 32), (90, 120, 200)).save(light)
+
+    def classify_as(client: str, path: str) -> int:
+        data = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}).encode()
+        request = urllib.request.Request(f"{space.url}gradio_api/call/classify", data=data, headers={
+            "Content-Type": "application/json", "X-Forwarded-For": client})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status
+        except urllib.error.HTTPError as error:
+            assert json.loads(error.read())["detail"].startswith("Your address has 3 requests waiting or running")
+            return error.code
+
+    try:
+        heavy_upload, light_upload = upload(space.url, heavy), upload(space.url, light)  # from this machine
+        flood = [classify_as("198.51.100.1", heavy_upload) for _ in range(8)]
+        assert flood[:3] == [200] * 3 and 429 in flood[3:], flood  # the first three are still being decoded
+        assert classify_as("198.51.100.2", light_upload) == 200  # another address is taken meanwhile
+        kind, payload = call_raw(space.url, "classify", [{"path": light_upload, "meta": {"_type": "gradio.FileData"}}])
+        assert kind == "complete" and payload[0]["nets"]
     finally:
         space.stop()
 

@@ -749,8 +749,9 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_CLIENT_RATE", "0", "CONVHUB_CLIENT_RATE must be a number from 0.01 to 1,000,000, not '0'"),
     ("CONVHUB_CLIENT_UPLOADS", "much", "CONVHUB_CLIENT_UPLOADS must be a size such as 10mb"),
     # the largest upload (a body of up to twice the 10 MB limit) would never fit in a client's share
-    ("CONVHUB_CLIENT_UPLOADS", "5mb", "CONVHUB_CLIENT_UPLOADS must be at least twice CONVHUB_MAX_UPLOAD and 1 MB "
-                                      "(21 MB), not '5mb'"),
+    ("CONVHUB_CLIENT_UPLOADS", "40mb", "CONVHUB_CLIENT_UPLOADS must be at least four times CONVHUB_MAX_UPLOAD and "
+                                       "2 MB (42 MB), not '40mb'"),
+    ("CONVHUB_CLIENT_AT_ONCE", "0", "CONVHUB_CLIENT_AT_ONCE must be a whole number from 1 to 1,000,000, not '0'"),
     ("CONVHUB_CLIENT_ADDRESS", "cookie", "CONVHUB_CLIENT_ADDRESS must be connection or x-forwarded-for, not 'cookie'"),
     ("GRADIO_SERVER_PORT", "http", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not 'http'"),
     ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not '70000'"),
@@ -822,9 +823,11 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     clients = middleware.kwargs.pop("clients")
     assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY}
     # and each client's requests and share of that cache (an eighth of it), by the connection's address off Spaces
-    assert (clients.requests.capacity, clients.requests.per_second) == (app.CLIENT_BURST, app.CLIENT_RATE) == (30, 3)
-    assert clients.bytes.capacity == app.CLIENT_UPLOADS == 2**30 // 8 and clients.window_s == cache.min_age_s
-    assert not clients.forwarded
+    assert (clients.requests.capacity, clients.requests.per_second) == (app.CLIENT_BURST, app.CLIENT_RATE) == (60, 5)
+    assert clients.at_once == app.CLIENT_AT_ONCE == 8 and not clients.forwarded
+    assert clients.upload_bytes == app.CLIENT_UPLOADS == 2**30 // 8 and clients.window_s == cache.min_age_s
+    assert clients.bytes.capacity + clients.bytes.per_second * clients.window_s == clients.upload_bytes  # per window
+    assert clients.queued("198.51.100.1") == 0  # read from Gradio's queue (tested with a real one in the server's)
     assert cache.max_bytes == app.UPLOAD_CACHE == 2**30
     # what a sweep deletes leaves Gradio's set of uploads too (it only drops the files it deletes itself)
     upload = str(cache.folder / ("0" * 64) / "bird.png")
@@ -1022,6 +1025,7 @@ def test_made_up_addresses_cost_memory_only_up_to_a_bound():
     (True, "10.16.3.80", None, "10.16.3.80"),
     (False, "2001:db8:1:2:ffff::1", None, "2001:db8:1:2::/64"),
     (False, None, None, ""),
+    (False, "::1", None, "::1"),  # this machine: not limited (limits.LOCAL)
 ])
 def test_a_client_is_its_address(forwarded, peer, header, client):
     import limits
@@ -1036,20 +1040,38 @@ def test_a_client_over_its_requests_or_its_upload_share_is_told_when_to_come_bac
     import limits
 
     clock = Clock()
-    clients = limits.PerClient(burst=2, per_second=0.5, upload_bytes=1000, window_s=100, clock=clock)
+    clients = limits.PerClient(burst=2, per_second=0.5, upload_bytes=2000, window_s=100, clock=clock)
     assert clients.admit("a", 10, upload=False) is None and clients.admit("a", 10, upload=False) is None
     refused = clients.admit("a", 10, upload=False)
     assert refused.response.status_code == 429 and refused.response.headers["Retry-After"] == "2"
     assert json.loads(refused.response.body) == {"detail": str(refused), "error": str(refused)}  # the page shows it
     assert str(refused) == ("Too many requests from your address: the Space takes 2 at once from one address, then "
                             "0.5 a second. Try again in 2 s.")
-    assert clients.admit("b", 10, upload=True) is None  # another client
-    clients.bytes.take("b", 990)
-    refused = clients.admit("b", 500, upload=True)  # 10 bytes a second come back
-    assert refused.response.media_type.startswith("text/plain") and refused.response.headers["Retry-After"] == "49"
-    assert str(refused) == ("Your uploads have filled your share of the Space's upload room (1 KB every 100 s). Try "
-                            "again in 49 s.")
+    # an upload's Content-Length is taken as it starts: two started side by side cannot both pass one check
+    assert clients.admit("b", 600, upload=True) is None
+    refused = clients.admit("b", 600, upload=True)  # 400 of the 1000 at once left; 10 bytes a second come back
+    assert refused.response.media_type.startswith("text/plain") and refused.response.headers["Retry-After"] == "20"
+    assert str(refused) == ("Your uploads have filled your share of the Space's upload room (2 KB every 100 s). Try "
+                            "again in 20 s.")
     assert clients.requests.level("b") == 1  # a refused request is not charged
+
+
+def test_a_client_may_have_only_so_many_requests_waiting_or_running():
+    """Requests cost what they ask for (a 160 KB PNG of 49 MP takes 1.5 s to decode): within its rate, one address
+    queued work faster than the Space did it, and every other visitor waited behind it."""
+    import limits
+
+    queued = {"a": 0}
+    clients = limits.PerClient(burst=100, per_second=100, upload_bytes=10**6, window_s=100, at_once=3,
+                               queued=lambda client: queued.get(client, 0), clock=Clock())
+    assert clients.admit("a", 0, upload=False) is None  # an MCP call, answered while its tool runs
+    queued["a"] = 2  # two events in Gradio's queue
+    refused = clients.admit("a", 0, upload=False)
+    assert str(refused) == ("Your address has 3 requests waiting or running, as many as the Space takes from one "
+                            "address; wait for them. Try again in 2 s.")
+    assert clients.admit("b", 0, upload=False) is None  # others are served
+    clients.done("a")
+    assert clients.admit("a", 0, upload=False) is None and clients.answering == {"a": 1, "b": 1}
 
 
 def test_upload_progress_nobody_follows_is_dropped():
