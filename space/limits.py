@@ -234,7 +234,7 @@ class PerClient:
             for name, value in scope.get("headers", ()):
                 if name == b"x-forwarded-for":
                     client = _ip_address(value.decode("latin-1").split(",")[0])
-                    if client is not None:
+                    if client is not None and client not in LOCAL:  # only a connection is from this machine
                         return client
                     break
         peer = (scope.get("client") or ("",))[0]

@@ -1023,6 +1023,7 @@ def test_made_up_addresses_cost_memory_only_up_to_a_bound():
     (True, "10.16.3.80", "fe80::1%eth0", "fe80::/64"),
     (True, "10.16.3.80", "unknown, 198.51.100.1", "10.16.3.80"),  # not an address: the connection's
     (True, "10.16.3.80", None, "10.16.3.80"),
+    (True, "10.16.3.80", "127.0.0.1", "10.16.3.80"),  # a header cannot make a client this machine, never limited
     (False, "2001:db8:1:2:ffff::1", None, "2001:db8:1:2::/64"),
     (False, None, None, ""),
     (False, "::1", None, "::1"),  # this machine: not limited (limits.LOCAL)
