@@ -34,6 +34,8 @@ import uploads
 MAX_JSON_BYTES = 64 * 1024
 
 UPLOAD_ROUTE = "/gradio_api/upload"
+MCP_ROUTE = "/gradio_api/mcp"
+SMALL_BODY = 4096  # the page's and the API's JSON bodies are under 1 KB; MCP's inline images are up to 64 KB
 
 # What the smallest file an upload brings costs the disk: a block (or an inode) for it and one for its folder
 # (Gradio puts each upload in a folder named by its content). 1000 empty files per request cost 8 MB each.
@@ -229,35 +231,39 @@ class PerClient:
         self.answering: dict[str, int] = {}  # client -> requests being answered
         self.refused, self._logged_at = 0, clock()
 
-    def address(self, scope) -> str:
-        if self.forwarded:
-            for name, value in scope.get("headers", ()):
-                if name == b"x-forwarded-for":
-                    client = _ip_address(value.decode("latin-1").split(",")[0])
-                    if client is not None and client not in LOCAL:  # only a connection is from this machine
-                        return client
-                    break
+    def address(self, scope) -> str | None:
+        """The client's key; None for this machine: a connection from it that no proxy speaks for (an
+        X-Forwarded-For naming 127.0.0.1 is anyone's to send, also where uvicorn trusts every proxy)."""
+        forwarded = [value for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
+        if self.forwarded and forwarded:
+            client = _ip_address(forwarded[0].decode("latin-1").split(",")[0])
+            if client is not None and client not in LOCAL:
+                return client
         peer = (scope.get("client") or ("",))[0]
-        return _ip_address(str(peer)) or str(peer)[:100]
+        client = _ip_address(str(peer)) or str(peer)[:100]
+        return None if client in LOCAL and not forwarded else client
 
-    def admit(self, client: str, body_bytes: int, upload: bool) -> _Refused | None:
-        """Charges one request and reserves ``body_bytes`` of the client's upload share, if both are there and the
-        client has fewer than ``at_once`` requests waiting or running; a refusal saying when to come back if not.
-        An admitted request must be ``done(client)``."""
+    def admit(self, client: str, body_bytes: int, upload: bool, *, hold: bool = True,
+              cap: bool = True) -> _Refused | None:
+        """Charges one request and reserves ``body_bytes`` of the client's upload share, if both are there and (with
+        ``cap``) the client has fewer than ``at_once`` requests waiting or running; a refusal saying when to come
+        back if not. With ``hold``, the request counts as running until ``done(client)``."""
         wait = self.requests.wait_s(client, 1)
         if wait:
             capacity, rate = self.requests.capacity, self.requests.per_second
             return self.refusal(wait, upload, f"Too many requests from your address: the Space takes {capacity:g} "
                                                f"at once from one address, then {rate:g} a second.")
-        if self.answering.get(client, 0) + self.queued(client) >= self.at_once:
+        if cap and self.answering.get(client, 0) + self.queued(client) >= self.at_once:
             return self.refusal(2, upload, f"Your address has {self.at_once} requests waiting or running, as many as "
                                            "the Space takes from one address; wait for them.")
-        wait = self.bytes.wait_s(client, body_bytes)
+        need = body_bytes or (1 if upload else 0)  # an upload of no announced size: the share must not be spent
+        wait = self.bytes.wait_s(client, need) if need else 0
         if wait:
             return self.refusal(wait, upload, self.share_message())
         self.requests.take(client, 1)
         self.bytes.take(client, body_bytes)
-        self.answering[client] = self.answering.get(client, 0) + 1
+        if hold:
+            self.answering[client] = self.answering.get(client, 0) + 1
         return None
 
     def done(self, client: str) -> None:
@@ -364,6 +370,7 @@ class RequestLimits:
     def __init__(self, app, *, cache: UploadCache, max_file_bytes: int, max_json_bytes: int = MAX_JSON_BYTES,
                  body_s: float = 120.0, clients: PerClient | None = None):
         self.cache, self.body_s, self.clients = cache, body_s, clients
+        self.max_file_bytes, self.max_json_bytes = max_file_bytes, max_json_bytes
         self.upload_app = RequestBodyLimitMiddleware(app, max_file_bytes)
         self.json_app = RequestBodyLimitMiddleware(app, max_json_bytes)
 
@@ -382,16 +389,30 @@ class RequestLimits:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        client, reserved = None, _content_length(scope)
+        client, held, length = None, False, _content_length(scope)
+        # The upload share counts what may land on disk: uploads, and JSON bodies over SMALL_BODY (MCP's inline
+        # images); a click's or an API call's body is not its business. A Content-Length over the route's limit gets
+        # the body limit's 413 without a byte read: nothing is taken (one such header locked an address out).
+        limit = self.max_file_bytes if upload else self.max_json_bytes
+        reserved = length if (upload or length > SMALL_BODY) and length <= limit else 0
         try:
-            if self.clients is not None and self.clients.address(scope) not in LOCAL:
-                client = self.clients.address(scope)
-                refusal = self.clients.admit(client, reserved, upload)
+            client = self.clients.address(scope) if self.clients is not None else None
+            if client is not None:
+                mcp = path.startswith(MCP_ROUTE)
+                # An MCP call runs as an event of the Space's own API, which Gradio's MCP server queues over HTTP
+                # from this machine, forwarding the call's headers: the event is the client's (counted in the
+                # queue, also once the caller hangs up), and the call itself is not held twice. A Stop is taken
+                # even when all of the client's requests are running.
+                held = not mcp
+                refusal = self.clients.admit(client, reserved, upload, hold=held, cap=not path.endswith("/cancel"))
                 if refusal is not None:
-                    client = None
+                    held = False
                     raise refusal
+                if mcp and not self.clients.forwarded:
+                    scope = _speaking_for(scope, (scope.get("client") or ("",))[0])
             if not upload:
-                await self.json_app(scope, self._counted(receive, client, reserved, upload), noted_send)
+                await self.json_app(scope, self._counted(receive, client if length <= 0 or reserved else None,
+                                                         reserved, upload), noted_send)
                 return
             boundary = _multipart_boundary(scope)
             if boundary is None:  # Gradio's parser split a body with an empty boundary on any "--": parts uncounted
@@ -411,7 +432,7 @@ class RequestLimits:
                 raise
             await refusal.response(scope, receive, send)
         finally:
-            if client is not None:
+            if held:
                 self.clients.done(client)
 
     def _full(self) -> _Refused:
@@ -423,19 +444,21 @@ class RequestLimits:
         files, or when its time is up. A JSON body is only counted: a refusal while the app reads it became a 400 or
         a 500 with a traceback (and it is at most MAX_JSON_BYTES)."""
         deadline = asyncio.get_running_loop().time() + self.body_s
-        received = 0
+        received, complete = 0, False
 
         async def counted_receive():
-            if not upload:  # a JSON body is small, and some answers stream (MCP): receive() then waits for good
-                message = await receive()
-            else:
-                try:
-                    message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
-                except TimeoutError:
-                    raise _Refused(408, f"An upload must arrive within {self.body_s:.0f} s.") from None
+            nonlocal received, complete
+            if complete:  # the body is in; the app now waits for a disconnect (a streamed answer: MCP)
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                if not upload:  # a stalled JSON body held one of the client's requests for as long as it liked
+                    return {"type": "http.disconnect"}
+                raise _Refused(408, f"An upload must arrive within {self.body_s:.0f} s.") from None
             if message["type"] != "http.request":
                 return message
-            nonlocal received
+            complete = not message.get("more_body", False)
             body = message.get("body", b"")
             beyond = min(len(body), received + len(body) - reserved)  # what the Content-Length did not announce
             received += len(body)
@@ -451,6 +474,12 @@ class RequestLimits:
             return message
 
         return counted_receive
+
+
+def _speaking_for(scope, address: str) -> dict:
+    """``scope`` with X-Forwarded-For naming ``address`` only (uvicorn has read the client's own from it)."""
+    headers = [(name, value) for name, value in scope.get("headers", ()) if name != b"x-forwarded-for"]
+    return {**scope, "headers": [*headers, (b"x-forwarded-for", address.encode("latin-1"))]}
 
 
 def _content_length(scope) -> int:

@@ -501,6 +501,19 @@ def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
         return send(client, "gradio_api/call/classify", data, "application/json")
 
     try:
+        # a body announced over the upload limit gets its 413 and takes nothing from the share (one such header
+        # locked an address out, for 172 years with a Content-Length of 15 digits)
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", space.port, timeout=60)
+        connection.putrequest("POST", "/gradio_api/upload")
+        for name, value in {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": "9" * 15,
+                            "X-Forwarded-For": "198.51.100.3"}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        assert connection.getresponse().status == 413
+        connection.close()
+        assert upload_as("198.51.100.3", os.urandom(900_000))[0] == 200
         flooder, other = "198.51.100.1", "198.51.100.2"
         answers = [upload_as(flooder, os.urandom(900_000)) for _ in range(4)]
         assert [a[0] for a in answers] == [200, 200, 200, 429]
@@ -557,8 +570,56 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
         assert classify_as("198.51.100.2", light_upload) == 200  # another address is taken meanwhile
         kind, payload = call_raw(space.url, "classify", [{"path": light_upload, "meta": {"_type": "gradio.FileData"}}])
         assert kind == "complete" and payload[0]["nets"]
+
+        # MCP tool calls from a client connecting directly (here from 127.0.0.2, which no proxy speaks for), given up
+        # after 0.3 s: their tools run on as events Gradio's MCP server queues from 127.0.0.1. They counted as this
+        # machine's (never limited), or, with the caller's X-Forwarded-For forwarded, as the address it named.
+        for _ in range(5):
+            mcp_call_given_up(space.port, "127.0.0.2", "198.51.100.9", heavy_upload)
+        statuses = []
+        for _ in range(60):  # until the tools' events are queued: a small upload is then refused
+            statuses.append(upload_from(space.port, "127.0.0.2", light))
+            if statuses[-1] == 429:
+                break
+            time.sleep(0.5)
+        assert statuses[-1] == 429, statuses
+        assert classify_as("198.51.100.9", light_upload) == 200  # the address it named is not charged
     finally:
         space.stop()
+
+
+def mcp_call_given_up(port: int, source: str, forwarded: str, path: str) -> None:
+    """An MCP call of classify on an upload of the Space (by its URL), from ``source``, given up after 0.3 s."""
+    import http.client
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "classify", "arguments": {
+        "image": f"http://127.0.0.1:{port}/gradio_api/file={path}"}}}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=0.3, source_address=(source, 0))
+    try:
+        connection.request("POST", "/gradio_api/mcp/", body, {
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+            "X-Forwarded-For": forwarded})
+        connection.getresponse().read()
+    except OSError:  # timed out: given up
+        pass
+    finally:
+        connection.close()
+
+
+def upload_from(port: int, source: str, path: Path) -> int:
+    """POST ``path`` to the upload route from ``source``; the answer's status."""
+    import http.client
+
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.png\"\r\n\r\n" + path.read_bytes()
+            + b"\r\n--b--\r\n")
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(source, 0))
+    try:
+        connection.request("POST", "/gradio_api/upload", body, {"Content-Type": "multipart/form-data; boundary=b"})
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        connection.close()
 
 
 def test_images_sent_inline_to_mcp_are_counted_into_the_upload_cache(tmp_path, models_dir):

@@ -1026,7 +1026,8 @@ def test_made_up_addresses_cost_memory_only_up_to_a_bound():
     (True, "10.16.3.80", "127.0.0.1", "10.16.3.80"),  # a header cannot make a client this machine, never limited
     (False, "2001:db8:1:2:ffff::1", None, "2001:db8:1:2::/64"),
     (False, None, None, ""),
-    (False, "::1", None, "::1"),  # this machine: not limited (limits.LOCAL)
+    (False, "::1", None, None),  # this machine: not limited
+    (False, "127.0.0.1", "127.0.0.1", "127.0.0.1"),  # where uvicorn trusts every proxy, the header is anyone's
 ])
 def test_a_client_is_its_address(forwarded, peer, header, client):
     import limits
@@ -1071,8 +1072,60 @@ def test_a_client_may_have_only_so_many_requests_waiting_or_running():
     assert str(refused) == ("Your address has 3 requests waiting or running, as many as the Space takes from one "
                             "address; wait for them. Try again in 2 s.")
     assert clients.admit("b", 0, upload=False) is None  # others are served
+    assert clients.admit("a", 0, upload=False, cap=False, hold=False) is None  # a Stop (/cancel) is taken
     clients.done("a")
     assert clients.admit("a", 0, upload=False) is None and clients.answering == {"a": 1, "b": 1}
+
+
+def test_a_stalled_request_body_gives_its_place_back_at_its_deadline(tmp_path):
+    """A JSON body that stops arriving held one of its address's requests for as long as the connection lasted (8
+    idle sockets, and the address was refused everything). At the body deadline the app sees a disconnect."""
+    import http.client
+    import socket
+    import threading
+
+    import limits
+    import uvicorn
+    from conftest import free_port
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def join(request):
+        return JSONResponse({"size": len(await request.body())})
+
+    clients = limits.PerClient(100, 100, 10**6, 120, at_once=1)
+    app = Starlette(routes=[Route("/gradio_api/queue/join", join, methods=["POST"])], middleware=[
+        Middleware(limits.RequestLimits, cache=limits.UploadCache(tmp_path, 2**30), max_file_bytes=2**20, body_s=1.0,
+                   clients=clients)])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def post() -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/gradio_api/queue/join", b"{}", {"X-Forwarded-For": "198.51.100.1"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+        stalled.sendall(b"POST /gradio_api/queue/join HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                        b"X-Forwarded-For: 198.51.100.1\r\n\r\n{")  # then nothing more
+        statuses = [post()]
+        while statuses[-1] == 429 and len(statuses) < 50:  # refused while the stalled body holds its place
+            time.sleep(0.2)
+            statuses.append(post())
+        assert statuses[0] == 429 and statuses[-1] == 200, statuses
+        stalled.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_upload_progress_nobody_follows_is_dropped():
