@@ -218,8 +218,9 @@ class PerClient:
 
     A client is its address: the connection's (uvicorn has applied X-Forwarded-For from a proxy on this machine), or,
     ``forwarded`` (on Spaces, whose proxy connects from its own address), the first address of X-Forwarded-For, as
-    the client sent it. An IPv6 client is its /64 (one machine is given one). This machine itself (the operator,
-    Gradio's MCP server calling its own API) is not limited.
+    the client sent it. An IPv6 client is its /64 (one machine is given one). This machine itself (a connection from
+    127.0.0.1 or ::1 that no proxy speaks for: the operator) is not limited; Gradio's MCP server calling the Space's
+    own API speaks for its caller (RequestLimits sets its X-Forwarded-For).
     """
 
     def __init__(self, burst: int, per_second: float, upload_bytes: int, window_s: float, *, at_once: int = 8,
