@@ -330,15 +330,20 @@ def test_a_file_marked_as_upload_outside_the_cache_is_refused_by_gradio(server):
     assert kind == "error"
 
 
-def upload(server: str, path: Path) -> str:
-    """POST a file to the Space's upload endpoint, as gradio_client and MCP clients do; its server path."""
+def multipart(data: bytes, filename: str) -> tuple[bytes, str]:
+    """An upload's body holding one file, and its Content-Type, as gradio_client and MCP clients send them."""
     import uuid
 
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{path.name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{server}gradio_api/upload", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def upload(server: str, path: Path) -> str:
+    """POST a file to the Space's upload endpoint, as gradio_client and MCP clients do; its server path."""
+    body, content_type = multipart(path.read_bytes(), path.name)
+    request = urllib.request.Request(f"{server}gradio_api/upload", data=body, headers={"Content-Type": content_type})
     [uploaded] = json.loads(urllib.request.urlopen(request, timeout=60).read())
     return uploaded
 
@@ -352,13 +357,9 @@ def test_an_uploaded_image_reaches_the_nets_through_raw_http(server, served_nets
 
 def test_uploads_over_the_size_limit_get_a_clear_message(server):
     import urllib.error
-    import uuid
 
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + b"\0" * (11 * 2**20) + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{server}gradio_api/upload", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body, content_type = multipart(b"\0" * (11 * 2**20), "big.png")
+    request = urllib.request.Request(f"{server}gradio_api/upload", data=body, headers={"Content-Type": content_type})
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=60)
     assert info.value.code == 413
@@ -473,32 +474,14 @@ def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
     is told when to come back (429, Retry-After); the others are served meanwhile. Clients are told apart here by
     X-Forwarded-For, as uvicorn reads it from a proxy on this machine."""
     import io
-    import urllib.error
-    import uuid
 
     space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
         "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
         "CONVHUB_CLIENT_BURST": "8", "CONVHUB_CLIENT_RATE": "0.05", "CONVHUB_MAX_UPLOAD": "1mb",
         "CONVHUB_CLIENT_UPLOADS": "6mb", "CONVHUB_CLIENT_AT_ONCE": "100"})
 
-    def send(client: str, path: str, body: bytes, content_type: str) -> tuple[int, str, str | None, str]:
-        request = urllib.request.Request(f"{space.url}{path}", data=body, headers={
-            "Content-Type": content_type, "X-Forwarded-For": client})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                return answer.status, answer.read().decode(), None, answer.headers["Content-Type"]
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode(), error.headers["Retry-After"], error.headers["Content-Type"]
-
     def upload_as(client: str, data: bytes):
-        boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"noise.png\"\r\n\r\n"
-                .encode() + data + f"\r\n--{boundary}--\r\n".encode())
-        return send(client, "gradio_api/upload", body, f"multipart/form-data; boundary={boundary}")
-
-    def classify_as(client: str, path: str):
-        data = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}).encode()
-        return send(client, "gradio_api/call/classify", data, "application/json")
+        return post(space.port, "/gradio_api/upload", *multipart(data, "noise.png"), forwarded=client)
 
     try:
         # a body announced over the upload limit gets its 413 and takes nothing from the share (one such header
@@ -527,7 +510,7 @@ def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
         assert status == 200  # its own share
         other_upload = json.loads(text)[0]
         # 3 uploads counted among the flooder's 8 requests: 5 more, then refused as JSON the page shows
-        answers = [classify_as(flooder, other_upload) for _ in range(7)]
+        answers = [classify_as(space.port, other_upload, forwarded=flooder) for _ in range(7)]
         assert [a[0] for a in answers] == [200] * 5 + [429, 429], answers
         status, text, retry_after, _ = answers[-1]
         assert json.loads(text)["detail"] == (f"Too many requests from your address: the Space takes 8 at once from "
@@ -552,22 +535,17 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
     light = tmp_path / "light.png"
     Image.new("RGB", (32, 32), (90, 120, 200)).save(light)
 
-    def classify_as(client: str, path: str) -> int:
-        data = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}).encode()
-        request = urllib.request.Request(f"{space.url}gradio_api/call/classify", data=data, headers={
-            "Content-Type": "application/json", "X-Forwarded-For": client})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                return answer.status
-        except urllib.error.HTTPError as error:
-            assert json.loads(error.read())["detail"].startswith("Your address has 3 requests waiting or running")
-            return error.code
+    def classify_from(client: str, path: str) -> int:
+        status, text, _, _ = classify_as(space.port, path, forwarded=client)
+        if status == 429:
+            assert json.loads(text)["detail"].startswith("Your address has 3 requests waiting or running")
+        return status
 
     try:
         heavy_upload, light_upload = upload(space.url, heavy), upload(space.url, light)  # from this machine
-        flood = [classify_as("198.51.100.1", heavy_upload) for _ in range(8)]
+        flood = [classify_from("198.51.100.1", heavy_upload) for _ in range(8)]
         assert flood[:3] == [200] * 3 and 429 in flood[3:], flood  # the first three are still being decoded
-        assert classify_as("198.51.100.2", light_upload) == 200  # another address is taken meanwhile
+        assert classify_from("198.51.100.2", light_upload) == 200  # another address is taken meanwhile
         kind, payload = call_raw(space.url, "classify", [{"path": light_upload, "meta": {"_type": "gradio.FileData"}}])
         assert kind == "complete" and payload[0]["nets"]
 
@@ -578,12 +556,13 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
             mcp_call_given_up(space.port, "127.0.0.2", "198.51.100.9", heavy_upload)
         statuses = []
         for _ in range(60):  # until the tools' events are queued: a small upload is then refused
-            statuses.append(upload_from(space.port, "127.0.0.2", light))
+            statuses.append(post(space.port, "/gradio_api/upload", *multipart(light.read_bytes(), "x.png"),
+                                 source="127.0.0.2")[0])
             if statuses[-1] == 429:
                 break
             time.sleep(0.5)
         assert statuses[-1] == 429, statuses
-        assert classify_as("198.51.100.9", light_upload) == 200  # the address it named is not charged
+        assert classify_from("198.51.100.9", light_upload) == 200  # the address it named is not charged
     finally:
         space.stop()
 
@@ -606,20 +585,26 @@ def mcp_call_given_up(port: int, source: str, forwarded: str, path: str) -> None
         connection.close()
 
 
-def upload_from(port: int, source: str, path: Path) -> int:
-    """POST ``path`` to the upload route from ``source``; the answer's status."""
+def post(port: int, path: str, body: bytes, content_type: str, *, source: str = "127.0.0.1",
+         forwarded: str | None = None) -> tuple[int, str, str | None, str]:
+    """POST to the Space from ``source`` (another loopback address is a client no proxy speaks for), naming the
+    client ``forwarded`` as a proxy on this machine would; (status, text, Retry-After, Content-Type)."""
     import http.client
 
-    body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.png\"\r\n\r\n" + path.read_bytes()
-            + b"\r\n--b--\r\n")
+    headers = {"Content-Type": content_type, **({"X-Forwarded-For": forwarded} if forwarded else {})}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(source, 0))
     try:
-        connection.request("POST", "/gradio_api/upload", body, {"Content-Type": "multipart/form-data; boundary=b"})
+        connection.request("POST", path, body, headers)
         answer = connection.getresponse()
-        answer.read()
-        return answer.status
+        return answer.status, answer.read().decode(), answer.headers["Retry-After"], answer.headers["Content-Type"]
     finally:
         connection.close()
+
+
+def classify_as(port: int, upload_path: str, *, forwarded: str) -> tuple[int, str, str | None, str]:
+    """Queue a classify of an upload of the Space's (POST /gradio_api/call/classify) for the client ``forwarded``."""
+    data = json.dumps({"data": [{"path": upload_path, "meta": {"_type": "gradio.FileData"}}]}).encode()
+    return post(port, "/gradio_api/call/classify", data, "application/json", forwarded=forwarded)
 
 
 def test_images_sent_inline_to_mcp_are_counted_into_the_upload_cache(tmp_path, models_dir):
