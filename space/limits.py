@@ -240,8 +240,8 @@ class PerClient:
             client = _ip_address(forwarded[0].decode("latin-1").split(",")[0])
             if client is not None and client not in LOCAL:
                 return client
-        peer = (scope.get("client") or ("",))[0]
-        client = _ip_address(str(peer)) or str(peer)[:100]
+        peer = _peer(scope)
+        client = _ip_address(peer) or peer[:100]
         return None if client in LOCAL and not forwarded else client
 
     def admit(self, client: str, body_bytes: int, upload: bool, *, hold: bool = True,
@@ -410,7 +410,7 @@ class RequestLimits:
                     held = False
                     raise refusal
                 if mcp and not self.clients.forwarded:
-                    scope = _speaking_for(scope, (scope.get("client") or ("",))[0])
+                    scope = _speaking_for(scope, _peer(scope))
             if not upload:
                 await self.json_app(scope, self._counted(receive, client if length <= 0 or reserved else None,
                                                          reserved, upload), noted_send)
@@ -475,6 +475,11 @@ class RequestLimits:
             return message
 
         return counted_receive
+
+
+def _peer(scope) -> str:
+    """The connection's address, as uvicorn has it (after X-Forwarded-For from a proxy it trusts)."""
+    return str((scope.get("client") or ("",))[0])
 
 
 def _speaking_for(scope, address: str) -> dict:
