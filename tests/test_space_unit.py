@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -902,6 +903,27 @@ def test_a_full_upload_cache_sweeps_at_once_and_refuses_only_while_its_files_are
     assert cache.bytes == 2 * size and forgotten == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
 
 
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served by uvicorn on a free port of 127.0.0.1, in a thread; yields the port."""
+    import threading
+
+    import uvicorn
+    from conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture
 def upload_route(tmp_path):
     """The middleware over real HTTP, around a stand-in for Gradio's upload route that reads the body and answers
@@ -909,12 +931,8 @@ def upload_route(tmp_path):
     post(*pieces, pause_s=) sends a 1000-byte multipart body in pieces and returns (status, body)."""
     import http.client
     import socket
-    import threading
-    import time
 
     import limits
-    import uvicorn
-    from conftest import free_port
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.responses import JSONResponse, PlainTextResponse
@@ -928,10 +946,6 @@ def upload_route(tmp_path):
     # placed as app.py places it: a user middleware, inside Starlette's handler of server errors
     app = Starlette(routes=[Route("/gradio_api/upload", upload, methods=["POST"])], middleware=[
         Middleware(limits.RequestLimits, cache=cache, max_file_bytes=2**20, body_s=1.0)])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
 
     def post(*pieces: bytes, pause_s: float = 0.0) -> tuple[int, bytes]:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
@@ -944,13 +958,8 @@ def upload_route(tmp_path):
             answer.begin()
             return answer.status, answer.read()
 
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving(app) as port:
         yield post, cache
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_an_upload_body_that_drips_is_cut_at_its_deadline(upload_route):
@@ -1082,11 +1091,8 @@ def test_a_stalled_request_body_gives_its_place_back_at_its_deadline(tmp_path):
     idle sockets, and the address was refused everything). At the body deadline the app sees a disconnect."""
     import http.client
     import socket
-    import threading
 
     import limits
-    import uvicorn
-    from conftest import free_port
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.responses import JSONResponse
@@ -1099,33 +1105,24 @@ def test_a_stalled_request_body_gives_its_place_back_at_its_deadline(tmp_path):
     app = Starlette(routes=[Route("/gradio_api/queue/join", join, methods=["POST"])], middleware=[
         Middleware(limits.RequestLimits, cache=limits.UploadCache(tmp_path, 2**30), max_file_bytes=2**20, body_s=1.0,
                    clients=clients)])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
 
-    def post() -> int:
+    def post(port: int) -> int:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("POST", "/gradio_api/queue/join", b"{}", {"X-Forwarded-For": "198.51.100.1"})
         status = connection.getresponse().status
         connection.close()
         return status
 
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving(app) as port:
         stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
         stalled.sendall(b"POST /gradio_api/queue/join HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
                         b"X-Forwarded-For: 198.51.100.1\r\n\r\n{")  # then nothing more
-        statuses = [post()]
+        statuses = [post(port)]
         while statuses[-1] == 429 and len(statuses) < 50:  # refused while the stalled body holds its place
             time.sleep(0.2)
-            statuses.append(post())
+            statuses.append(post(port))
         assert statuses[0] == 429 and statuses[-1] == 200, statuses
         stalled.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_upload_progress_nobody_follows_is_dropped():
