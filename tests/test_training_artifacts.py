@@ -22,7 +22,7 @@ from test_training_helpers import (  # noqa: F401 - one_torch_thread is an autou
     one_torch_thread,
     run_cli,
 )
-from training import artifacts
+from training import artifacts, parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--batch-size", "16", "--quiet", "--epochs", "1"]
@@ -249,12 +249,17 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
+CTRL_C_IGNORED = {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)}  # a script's background job
+CTRL_C_DEFAULT = {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
+
+
+@pytest.mark.parametrize("stop, started", [(signal.SIGINT, CTRL_C_DEFAULT), (signal.SIGTERM, CTRL_C_DEFAULT),
+                                           (signal.SIGTERM, CTRL_C_IGNORED)], ids=["ctrl-c", "term", "term-bg"])
+def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop, started):
+    """Ctrl-C is how the zoo stops its nets, also when whatever started the zoo ignores it (nets inherit that)."""
     out = tmp_path / "out"
     # both deep nets are built and training; `net` waits for a free core
-    process = _zoo_training_two_nets(tmp_path, "net,net_res_deep,net_res_deep100",
-                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = _zoo_training_two_nets(tmp_path, "net,net_res_deep,net_res_deep100", **started)
     try:
         process.send_signal(stop)  # to the zoo alone (its nets run in sessions of their own): it passes it on
         stdout, stderr = process.communicate(timeout=120)
@@ -263,7 +268,7 @@ def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
         for proc in _processes_naming(out):  # whatever this test left running
             os.kill(int(proc.name), signal.SIGKILL)
     assert process.returncode == 130
-    assert "Traceback" not in stderr + stdout
+    assert "Traceback" not in stderr + stdout and "ended by" not in stderr  # none was killed
     assert stderr.strip().endswith("interrupted: zoo stopped; models saved before this point are kept, the nets in "
                                    "progress were not saved")
     for name in ("net_res_deep", "net_res_deep100"):
@@ -273,11 +278,12 @@ def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop):
     assert not _processes_naming(out)  # no net goes on training on its own
 
 
-def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path):
+@pytest.mark.parametrize("started", [{}, CTRL_C_IGNORED], ids=["fg", "bg"])
+def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path, started):
     """SIGKILL (the OOM killer, `kill -9`) gives the zoo no chance to stop its nets, each in a session of its own:
     the kernel stops them (PR_SET_PDEATHSIG), so that none trains on alone."""
     out = tmp_path / "out"
-    process = _zoo_training_two_nets(tmp_path, "net_res_deep,net_res_deep100")
+    process = _zoo_training_two_nets(tmp_path, "net_res_deep,net_res_deep100", **started)
     try:
         nets = [proc for proc in _processes_naming(out) if int(proc.name) != process.pid]
         assert len(nets) == 2
@@ -316,6 +322,54 @@ def test_a_net_that_crashes_in_a_zoo_says_where_and_how_it_ended(tmp_path):
     assert "[net_res_deep] ended by SIGSEGV\n" in stderr
     assert "[net_res_deep100] interrupted: train stopped" in stderr and "ended by" not in stderr.split("SIGSEGV", 1)[1]
     assert not (out / "net_res_deep").exists() or not (out / "net_res_deep" / "model.safetensors").exists()
+
+
+def test_a_zoo_stopped_while_its_nets_start_stops_them_without_a_traceback(tmp_path):
+    """Ctrl-C reaches a net that is still loading torch: it stops with a line (it printed a KeyboardInterrupt
+    traceback, and the zoo added "ended by SIGINT")."""
+    out = tmp_path / "out"
+    data = make_image_folder(tmp_path / "data", 100)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training", "zoo", "--models", "net_res_deep,net_res_deep100", "--data", str(data),
+         "--epochs", "500", "--out", str(out), "--jobs", "2", "--quiet"],
+        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, **CTRL_C_DEFAULT)
+    try:
+        for _ in range(600):
+            if len([proc for proc in _processes_naming(out) if "--model=" in _cmdline(proc)]) == 2:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # well inside `import torch`, which takes seconds
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        for proc in _processes_naming(out):
+            os.kill(int(proc.name), signal.SIGKILL)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr + stdout and "ended by" not in stderr, stderr
+    assert stderr.strip().endswith("interrupted: zoo stopped; models saved before this point are kept, the nets in "
+                                   "progress were not saved")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_net_that_loses_the_zoos_ctrl_c_gets_it_again_before_it_is_killed():
+    """A KeyboardInterrupt raised while an extension module initialises can be swallowed (seen with triton's, which
+    torch imports when a net builds its optimizer): the zoo says Ctrl-C again rather than wait 30 s and kill."""
+    loses_the_first = ("import signal, sys, time\n"
+                       "def second(*_): sys.exit(130)\n"
+                       "signal.signal(signal.SIGINT, lambda *_: signal.signal(signal.SIGINT, second))\n"
+                       "print('ready', flush=True)\n"
+                       "time.sleep(120)\n")
+    process = subprocess.Popen([sys.executable, "-c", loses_the_first], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert process.stdout.readline() == "ready\n"
+        parallel._stop(process)
+    finally:
+        process.kill()
+        process.communicate()
+    assert process.returncode == 130  # it stopped itself; a kill would be -9
 
 
 def _zoo_training_two_nets(tmp_path: Path, models: str, **popen) -> subprocess.Popen:

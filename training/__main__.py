@@ -1,3 +1,4 @@
+import signal
 import sys
 
 from convhub import env
@@ -9,6 +10,11 @@ except ConvHubError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
 
-from .cli import main  # noqa: E402
+try:
+    from .cli import main  # noqa: E402
+except KeyboardInterrupt:  # Ctrl-C while torch loads (a zoo stopping its nets as they start): a line, no traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("\ninterrupted while starting: nothing was done", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -342,18 +343,21 @@ def main(argv: list[str] | None = None) -> int:
     for client in ("httpx", "httpx2"):  # a line per HTTP request, the whole URL in it (HF_ENDPOINT's password too)
         logging.getLogger(client).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    parallel.stop_with_zoo()
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
     command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "report": cmd_report,
                "translation": cmd_translation, "publish": cmd_publish, "push": cmd_push}[args.command]
+    net_of_a_zoo = False
     try:
+        net_of_a_zoo = parallel.stop_with_zoo()
+        if getattr(args, "threads", None):
+            torch.set_num_threads(args.threads)
         return command(args)
     except (ConvHubError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, the shell's exit code for SIGINT; saves are atomic, so
         # a model is either saved whole or not at all
+        if net_of_a_zoo:  # the zoo repeats its Ctrl-C until we have ended
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         in_progress = "the nets in progress were" if args.command == "zoo" else "the one in progress was"
         print(f"\ninterrupted: {args.command} stopped; models saved before this point are kept, {in_progress} not "
               "saved", file=sys.stderr)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
     """
     running: dict[str, subprocess.Popen] = {}
     lock, output = threading.Lock(), threading.Lock()
-    stop = threading.Event()
+    stop, interrupted = threading.Event(), threading.Event()
     failed: dict[str, str] = {}
 
     # -X faulthandler: a net that crashes (a segfault in a native library) leaves where it was, not silence
@@ -101,7 +102,11 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
                 _stop(process)
             with lock:
                 running.pop(name, None)
-        if code < 0:  # ended by a signal (a crash, or killed when Ctrl-C did not stop it): it could not say so
+        # Ended by a signal (a crash, or killed when Ctrl-C did not stop it): it could not say so. Not a net we
+        # stopped that ended by our Ctrl-C: Python can end so even after saying it stopped, and one still starting
+        # ends so silently.
+        stopped_as_asked = interrupted.is_set() and code == -signal.SIGINT
+        if code < 0 and not stopped_as_asked:
             relay(name, [f"ended by {signal.Signals(-code).name}"], sys.stderr)
         if code != 0:
             failed[name] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
@@ -121,6 +126,7 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
     except BaseException:
         with lock:
             stop.set()
+            interrupted.set()
             stopping = list(running.values())
         for process in stopping:
             _stop(process)
@@ -134,34 +140,47 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
 
 
 STOP_GRACE_S = 30.0
+STOP_REPEAT_S = 1.0
 
 
-def stop_with_zoo() -> None:
+def stop_with_zoo() -> bool:
     """In a net started by train_side_by_side: Ctrl-C when the zoo's process dies, even by SIGKILL (which the zoo
     cannot pass on), so that no net trains on alone. The kernel sends it when the thread that started the net ends;
-    that thread waits for the net. Linux only (prctl); elsewhere nothing changes."""
+    that thread waits for the net (Linux only: prctl). Returns whether a zoo started us."""
     zoo = os.environ.pop(ZOO_PID, None)
-    if zoo is None or not sys.platform.startswith("linux"):
-        return
+    if zoo is None:
+        return False
+    # Ctrl-C is how the zoo stops us: a zoo started with it ignored (a background job of a script) still
+    # stops its nets.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not sys.platform.startswith("linux"):
+        return True
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGINT))
     if os.getppid() != int(zoo):  # the zoo died before prctl: nothing to do but stop
         sys.exit("the zoo that started this net is gone")
+    return True
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """Ctrl-C to the net's process group, then a kill if it is still there after STOP_GRACE_S."""
-    for number in (signal.SIGINT, signal.SIGKILL):
+    """Ctrl-C to the net's process group, again each STOP_REPEAT_S, then a kill if it is still there after
+    STOP_GRACE_S. Once is not enough: a net still starting can lose it (a KeyboardInterrupt raised while an extension
+    module initialises is swallowed: seen with triton's, which torch imports when the optimizer is built)."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    while True:
+        left = deadline - time.monotonic()
+        number = signal.SIGINT if left > 0 else signal.SIGKILL
         try:
             os.killpg(process.pid, number)
         except (ProcessLookupError, PermissionError):
             return
         try:
-            process.wait(timeout=STOP_GRACE_S)
+            process.wait(timeout=min(STOP_REPEAT_S, left) if number == signal.SIGINT else STOP_GRACE_S)
             return
         except subprocess.TimeoutExpired:
-            continue
+            if number == signal.SIGKILL:
+                return
 
 
 def _interrupt_on_termination() -> dict:
