@@ -328,12 +328,7 @@ def test_a_zoo_stopped_while_its_nets_start_stops_them_without_a_traceback(tmp_p
     """Ctrl-C reaches a net that is still loading torch: it stops with a line (it printed a KeyboardInterrupt
     traceback, and the zoo added "ended by SIGINT")."""
     out = tmp_path / "out"
-    data = make_image_folder(tmp_path / "data", 100)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "training", "zoo", "--models", "net_res_deep,net_res_deep100", "--data", str(data),
-         "--epochs", "500", "--out", str(out), "--jobs", "2", "--quiet"],
-        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, **CTRL_C_DEFAULT)
+    process = _zoo(tmp_path, "net_res_deep,net_res_deep100", **CTRL_C_DEFAULT)
     try:
         for _ in range(600):
             if len([proc for proc in _processes_naming(out) if "--model=" in _cmdline(proc)]) == 2:
@@ -372,14 +367,19 @@ def test_a_net_that_loses_the_zoos_ctrl_c_gets_it_again_before_it_is_killed():
     assert process.returncode == 130  # it stopped itself; a kill would be -9
 
 
-def _zoo_training_two_nets(tmp_path: Path, models: str, **popen) -> subprocess.Popen:
-    """`zoo --jobs 2` on small data into tmp_path/out, once two of its nets have been built and are training."""
+def _zoo(tmp_path: Path, models: str, **popen) -> subprocess.Popen:
+    """`zoo --jobs 2 --epochs 500` on small data into tmp_path/out, just started."""
     data = make_image_folder(tmp_path / "data", 100)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "training", "zoo", "--models", models, "--data", str(data), "--epochs", "500",
          "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _zoo_training_two_nets(tmp_path: Path, models: str, **popen) -> subprocess.Popen:
+    """_zoo, once two of its nets have been built and are training."""
+    process = _zoo(tmp_path, models, **popen)
     started = set()
     try:
         for line in process.stdout:
