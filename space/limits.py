@@ -35,6 +35,9 @@ MAX_JSON_BYTES = 64 * 1024
 
 UPLOAD_ROUTE = "/gradio_api/upload"
 MCP_ROUTE = "/gradio_api/mcp"
+# An MCP client's session: a GET answered by an event stream for as long as the client stays, ~300 KB of the Space's
+# memory each (1000 sessions opened from one address took 320 MB); held as one of the client's requests.
+MCP_SESSIONS = MCP_ROUTE + "/sse"
 SMALL_BODY = 4096  # the page's and the API's JSON bodies are under 1 KB; MCP's inline images are up to 64 KB
 
 # What the smallest file an upload brings costs the disk: a block (or an inode) for it and one for its folder
@@ -357,7 +360,8 @@ class _Marks:
 
 class RequestLimits:
     """ASGI middleware: request bodies bounded by ``max_json_bytes``, or by ``max_file_bytes`` on Gradio's upload;
-    with ``clients``, each client's requests and bytes too (PerClient: a 429 saying when to come back).
+    with ``clients``, each client's requests and bytes too (PerClient: a 429 saying when to come back), and its
+    MCP sessions, held as requests while they are open.
 
     An upload's body is counted into ``cache`` as it arrives, each file in it as at least FILE_BYTES, and must arrive
     within ``body_s`` (a body dripping now and then kept its file young, so never swept, and uploads refused for as
@@ -380,7 +384,8 @@ class RequestLimits:
             self.cache.loop = asyncio.get_running_loop()
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
         upload = path == UPLOAD_ROUTE
-        if scope["type"] != "http" or scope["method"] != "POST":
+        session = scope["type"] == "http" and scope["method"] == "GET" and path.startswith(MCP_SESSIONS)
+        if scope["type"] != "http" or (scope["method"] != "POST" and not session):
             await (self.upload_app if upload else self.json_app)(scope, receive, send)  # it passes non-HTTP through
             return
         started = False
@@ -404,7 +409,7 @@ class RequestLimits:
                 # from this machine, forwarding the call's headers: the event is the client's (counted in the
                 # queue, also once the caller hangs up), and the call itself is not held twice. A Stop is taken
                 # even when all of the client's requests are running.
-                held = not mcp
+                held = session or not mcp
                 refusal = self.clients.admit(client, reserved, upload, hold=held, cap=not path.endswith("/cancel"))
                 if refusal is not None:
                     held = False

@@ -567,6 +567,46 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
         space.stop()
 
 
+def test_one_client_cannot_hold_open_more_mcp_sessions_than_its_share(server):
+    """An MCP session is an event stream its client holds open as long as it likes, ~300 KB of the Space's memory:
+    1000 opened from one address took 320 MB. They count among the address's requests waiting, running or open."""
+    import http.client
+    from urllib.parse import urlparse
+
+    port = urlparse(server).port
+
+    def open_session(client: str) -> tuple[int, http.client.HTTPConnection, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/gradio_api/mcp/sse", headers={"X-Forwarded-For": client})
+        answer = connection.getresponse()
+        first = answer.read() if answer.status != 200 else answer.readline()
+        return answer.status, connection, first.decode()
+
+    sessions = []
+    try:
+        for _ in range(8):
+            status, connection, first = open_session("198.51.100.40")
+            sessions.append(connection)
+            assert status == 200 and first.startswith("event: endpoint"), (status, first)
+        status, refused, text = open_session("198.51.100.40")
+        refused.close()
+        assert status == 429 and json.loads(text)["detail"].startswith("Your address has 8 requests waiting or running")
+        status, other, _ = open_session("198.51.100.41")  # another address is taken meanwhile
+        other.close()
+        assert status == 200
+        sessions.pop().close()  # a session its client closes gives its place back
+        for _ in range(60):
+            status, again, _ = open_session("198.51.100.40")
+            again.close()
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200
+    finally:
+        for connection in sessions:
+            connection.close()
+
+
 def mcp_call_given_up(port: int, source: str, forwarded: str, path: str) -> None:
     """An MCP call of classify on an upload of the Space (by its URL), from ``source``, given up after 0.3 s."""
     import http.client
