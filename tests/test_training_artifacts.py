@@ -264,9 +264,7 @@ def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop, sta
         process.send_signal(stop)  # to the zoo alone (its nets run in sessions of their own): it passes it on
         stdout, stderr = process.communicate(timeout=120)
     finally:
-        process.kill()
-        for proc in _processes_naming(out):  # whatever this test left running
-            os.kill(int(proc.name), signal.SIGKILL)
+        _kill_what_is_left(process, out)
     assert process.returncode == 130
     assert "Traceback" not in stderr + stdout and "ended by" not in stderr  # none was killed
     assert stderr.strip().endswith("interrupted: zoo stopped; models saved before this point are kept, the nets in "
@@ -295,9 +293,7 @@ def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path, started):
             time.sleep(0.1)
         assert not _processes_naming(out)
     finally:
-        process.kill()
-        for proc in _processes_naming(out):
-            os.kill(int(proc.name), signal.SIGKILL)
+        _kill_what_is_left(process, out)
     assert not out.exists() or not any(out.iterdir())  # nothing saved
 
 
@@ -315,9 +311,7 @@ def test_a_net_that_crashes_in_a_zoo_says_where_and_how_it_ended(tmp_path):
         process.send_signal(signal.SIGINT)  # the other net would train on for its 500 epochs
         stdout, stderr = process.communicate(timeout=120)
     finally:
-        process.kill()
-        for proc in _processes_naming(out):
-            os.kill(int(proc.name), signal.SIGKILL)
+        _kill_what_is_left(process, out)
     assert "[net_res_deep] Fatal Python error: Segmentation fault" in stderr
     assert "[net_res_deep] ended by SIGSEGV\n" in stderr
     assert "[net_res_deep100] interrupted: train stopped" in stderr and "ended by" not in stderr.split("SIGSEGV", 1)[1]
@@ -338,9 +332,7 @@ def test_a_zoo_stopped_while_its_nets_start_stops_them_without_a_traceback(tmp_p
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:
-        process.kill()
-        for proc in _processes_naming(out):
-            os.kill(int(proc.name), signal.SIGKILL)
+        _kill_what_is_left(process, out)
     assert process.returncode == 130
     assert "Traceback" not in stderr + stdout and "ended by" not in stderr, stderr
     assert stderr.strip().endswith("interrupted: zoo stopped; models saved before this point are kept, the nets in "
@@ -391,6 +383,13 @@ def _zoo_training_two_nets(tmp_path: Path, models: str, **popen) -> subprocess.P
         process.kill()
         raise
     return process
+
+
+def _kill_what_is_left(zoo: subprocess.Popen, out: Path) -> None:
+    """The zoo and whatever of it a test left running."""
+    zoo.kill()
+    for proc in _processes_naming(out):
+        os.kill(int(proc.name), signal.SIGKILL)
 
 
 def _processes_naming(path: Path) -> list[Path]:
