@@ -59,9 +59,9 @@ try:
         raise ConvHubError(f"CONVHUB_UPLOAD_CACHE must be {error}") from None
     # What one client address may ask (limits.PerClient), so that one cannot take the Space from everyone: requests
     # for work at once, then a second (a visitor clicking through every tab sent 8 in a second, 28 in 10 s; one
-    # clicking every 150 ms, 59 in 10 s), at most so many waiting or running, and bytes of uploads every two minutes
-    # (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no per-client limits (a proxy in
-    # front limits clients). On Spaces a client is the first X-Forwarded-For address.
+    # clicking every 150 ms, 59 in 10 s), at most so many waiting, running or open (MCP sessions), and bytes of
+    # uploads every two minutes (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no
+    # per-client limits (a proxy in front limits clients). On Spaces a client is the first X-Forwarded-For address.
     CLIENT_BURST = env.number("CONVHUB_CLIENT_BURST", 60, minimum=0, maximum=10**6)
     CLIENT_RATE = env.number("CONVHUB_CLIENT_RATE", 5.0, minimum=0.01, maximum=10**6, kind=float)
     CLIENT_AT_ONCE = env.number("CONVHUB_CLIENT_AT_ONCE", 8, minimum=1, maximum=10**6)

@@ -250,7 +250,7 @@ class PerClient:
     def admit(self, client: str, body_bytes: int, upload: bool, *, hold: bool = True,
               cap: bool = True) -> _Refused | None:
         """Charges one request and reserves ``body_bytes`` of the client's upload share, if both are there and (with
-        ``cap``) the client has fewer than ``at_once`` requests waiting or running; a refusal saying when to come
+        ``cap``) the client has fewer than ``at_once`` requests waiting, running or open; a refusal saying when to come
         back if not. With ``hold``, the request counts as running until ``done(client)``."""
         wait = self.requests.wait_s(client, 1)
         if wait:
@@ -258,8 +258,9 @@ class PerClient:
             return self.refusal(wait, upload, f"Too many requests from your address: the Space takes {capacity:g} "
                                                f"at once from one address, then {rate:g} a second.")
         if cap and self.answering.get(client, 0) + self.queued(client) >= self.at_once:
-            return self.refusal(2, upload, f"Your address has {self.at_once} requests waiting or running, as many as "
-                                           "the Space takes from one address; wait for them.")
+            return self.refusal(2, upload, f"Your address has {self.at_once} requests waiting, running or open (an MCP "
+                                           "session is open until its client closes it), as many as the Space takes "
+                                           "from one address; wait for one to end.")
         need = body_bytes or (1 if upload else 0)  # an upload of no announced size: the share must not be spent
         wait = self.bytes.wait_s(client, need) if need else 0
         if wait:

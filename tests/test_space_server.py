@@ -538,7 +538,7 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
     def classify_from(client: str, path: str) -> int:
         status, text, _, _ = classify_as(space.port, path, forwarded=client)
         if status == 429:
-            assert json.loads(text)["detail"].startswith("Your address has 3 requests waiting or running")
+            assert json.loads(text)["detail"].startswith("Your address has 3 requests waiting, running or open")
         return status
 
     try:
@@ -590,7 +590,7 @@ def test_one_client_cannot_hold_open_more_mcp_sessions_than_its_share(server):
             assert status == 200 and first.startswith("event: endpoint"), (status, first)
         status, refused, text = open_session("198.51.100.40")
         refused.close()
-        assert status == 429 and json.loads(text)["detail"].startswith("Your address has 8 requests waiting or running")
+        assert status == 429 and json.loads(text)["detail"].startswith("Your address has 8 requests waiting, running or open")
         status, other, _ = open_session("198.51.100.41")  # another address is taken meanwhile
         other.close()
         assert status == 200

@@ -1078,8 +1078,9 @@ def test_a_client_may_have_only_so_many_requests_waiting_or_running():
     assert clients.admit("a", 0, upload=False) is None  # an MCP call, answered while its tool runs
     queued["a"] = 2  # two events in Gradio's queue
     refused = clients.admit("a", 0, upload=False)
-    assert str(refused) == ("Your address has 3 requests waiting or running, as many as the Space takes from one "
-                            "address; wait for them. Try again in 2 s.")
+    assert str(refused) == ("Your address has 3 requests waiting, running or open (an MCP session is open until its "
+                            "client closes it), as many as the Space takes from one address; wait for one to end. "
+                            "Try again in 2 s.")
     assert clients.admit("b", 0, upload=False) is None  # others are served
     assert clients.admit("a", 0, upload=False, cap=False, hold=False) is None  # a Stop (/cancel) is taken
     clients.done("a")
