@@ -59,12 +59,19 @@ try:
         raise ConvHubError(f"CONVHUB_UPLOAD_CACHE must be {error}") from None
     # What one client address may ask (limits.PerClient), so that one cannot take the Space from everyone: requests
     # for work at once, then a second (a visitor clicking through every tab sent 8 in a second, 28 in 10 s; one
-    # clicking every 150 ms, 59 in 10 s), at most so many waiting, running or open (MCP sessions), and bytes of
-    # uploads every two minutes (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no
+    # clicking every 150 ms, 59 in 10 s), at most so many waiting, running or open (answers not yet read, MCP
+    # sessions), and bytes of uploads every two minutes (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no
     # per-client limits (a proxy in front limits clients). On Spaces a client is the first X-Forwarded-For address.
     CLIENT_BURST = env.number("CONVHUB_CLIENT_BURST", 60, minimum=0, maximum=10**6)
     CLIENT_RATE = env.number("CONVHUB_CLIENT_RATE", 5.0, minimum=0.01, maximum=10**6, kind=float)
     CLIENT_AT_ONCE = env.number("CONVHUB_CLIENT_AT_ONCE", 8, minimum=1, maximum=10**6)
+    # Gradio keeps an answer until its client reads it: one left unread this long is forgotten.
+    UNREAD_S = env.number("CONVHUB_UNREAD_S", 60.0, minimum=1, maximum=86400, kind=float)
+    # Event streams (a page's heartbeat and queue stream, an API call's result) one address may hold open, and all
+    # addresses together: each holds a file descriptor, and 20,000 heartbeats took every one the Space had. None:
+    # half the process's file descriptors (main raises its soft limit to the hard one).
+    CLIENT_STREAMS = env.number("CONVHUB_CLIENT_STREAMS", 32, minimum=1, maximum=10**6)
+    MAX_STREAMS = env.number("CONVHUB_MAX_STREAMS", None, minimum=1, maximum=10**7)
     try:
         CLIENT_UPLOADS = uploads.size_in_bytes(os.environ.get("CONVHUB_CLIENT_UPLOADS") or
                                                f"{max(UPLOAD_CACHE // 8, 2 * MAX_BODY)}b")
@@ -824,6 +831,7 @@ def main() -> None:
     cache.sweep_in_background()
     limits.count_inline_files(cache)
     clients = limits.PerClient(CLIENT_BURST, CLIENT_RATE, CLIENT_UPLOADS, cache.min_age_s, at_once=CLIENT_AT_ONCE,
+                               streams=CLIENT_STREAMS, unread_s=UNREAD_S,
                                forwarded=CLIENT_ADDRESS == "x-forwarded-for") if CLIENT_BURST else None
     if clients is not None:
         limits.count_queued(demo, clients)
@@ -835,7 +843,8 @@ def main() -> None:
                 server_port=SERVER_PORT,
                 max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
                 app_kwargs={"middleware": [Middleware(limits.RequestLimits, cache=cache, max_file_bytes=MAX_BODY,
-                                                        clients=clients)]},
+                                                        clients=clients,
+                                                        max_streams=MAX_STREAMS or limits.stream_room())]},
                 prevent_thread_lock=True,
             )
         except OSError as error:  # the port is taken, or the address is not this machine's

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import math
 import sys
 import threading
@@ -38,6 +39,13 @@ MCP_ROUTE = "/gradio_api/mcp"
 # An MCP client's session: a GET answered by an event stream for as long as the client stays, ~300 KB of the Space's
 # memory each (1000 sessions opened from one address took 320 MB); held as one of the client's requests.
 MCP_SESSIONS = MCP_ROUTE + "/sse"
+# Other GETs answered by an event stream that stays open as long as its client likes: a page's heartbeat and its
+# queue's stream, an API call's result stream (~38 KB and a file descriptor each). 20,000 heartbeats from one address
+# took every file descriptor of the Space, and pages stopped loading. Held per client (PerClient.streams) and in all
+# (RequestLimits.max_streams).
+STREAM_ROUTES = ("/gradio_api/heartbeat/", "/gradio_api/queue/data", "/gradio_api/call/")
+# Where an event's id is answered: Gradio then keeps the event's answer until its client reads it (PerClient.joined).
+JOIN_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/")
 SMALL_BODY = 4096  # the page's and the API's JSON bodies are under 1 KB; MCP's inline images are up to 64 KB
 
 # What the smallest file an upload brings costs the disk: a block (or an inode) for it and one for its folder
@@ -212,9 +220,12 @@ class PerClient:
 
     - ``burst`` requests for work (every POST: a queued event, an API or MCP call, an upload) at once, then
       ``per_second``;
-    - at most ``at_once`` of them waiting or running (events in Gradio's queue, counted by ``queued(client)``, and
-      requests still being answered): a request's cost varies (a 160 KB PNG of 49 MP takes 1.5 s to decode), so a
-      rate alone let one address queue work faster than the Space does it;
+    - at most ``at_once`` of them waiting, running or open (events in Gradio's queue and answers not yet read,
+      counted by ``queued(client)``; requests still being answered; MCP sessions): a request's cost varies (a
+      160 KB PNG of 49 MP takes 1.5 s to decode), so a rate alone let one address queue work faster than the Space
+      does it. An answer left unread for ``unread_s`` is forgotten (count_queued);
+    - at most ``streams`` other event streams open (a page's heartbeat and queue stream, an API call's result), each
+      charged as a request;
     - ``upload_bytes`` of request bodies in any ``window_s`` (the age under which uploads are never swept): a bucket of
       half of it, refilled by the other half over the window. An upload's Content-Length is taken when it starts, so
       that uploads started side by side cannot all pass one check.
@@ -227,12 +238,17 @@ class PerClient:
     """
 
     def __init__(self, burst: int, per_second: float, upload_bytes: int, window_s: float, *, at_once: int = 8,
-                 forwarded: bool = False, queued=lambda client: 0, clock=time.monotonic):
+                 streams: int = 32, unread_s: float = 60.0, forwarded: bool = False, queued=lambda client: 0,
+                 clock=time.monotonic):
         self.requests = ClientBuckets(burst, per_second, clock=clock)
         self.bytes = ClientBuckets(upload_bytes / 2, upload_bytes / 2 / window_s, clock=clock)
         self.upload_bytes, self.window_s, self.at_once, self.forwarded = upload_bytes, window_s, at_once, forwarded
+        self.streams, self.unread_s = streams, unread_s
         self.queued, self.clock = queued, clock
         self.answering: dict[str, int] = {}  # client -> requests being answered
+        self.streaming: dict[str, int] = {}  # client -> event streams open (STREAM_ROUTES)
+        # event id -> [client, when it was first seen answered and unread]: count_queued counts and forgets them
+        self.events: dict[str, list] = {}
         self.refused, self._logged_at = 0, clock()
 
     def address(self, scope) -> str | None:
@@ -258,9 +274,9 @@ class PerClient:
             return self.refusal(wait, upload, f"Too many requests from your address: the Space takes {capacity:g} "
                                                f"at once from one address, then {rate:g} a second.")
         if cap and self.answering.get(client, 0) + self.queued(client) >= self.at_once:
-            return self.refusal(2, upload, f"Your address has {self.at_once} requests waiting, running or open (an MCP "
-                                           "session is open until its client closes it), as many as the Space takes "
-                                           "from one address; wait for one to end.")
+            return self.refusal(2, upload, f"Your address has {self.at_once} requests waiting, running or open (an "
+                                           "answer is open until it is read, an MCP session until its client closes "
+                                           "it), as many as the Space takes from one address; wait for one to end.")
         need = body_bytes or (1 if upload else 0)  # an upload of no announced size: the share must not be spent
         wait = self.bytes.wait_s(client, need) if need else 0
         if wait:
@@ -275,6 +291,27 @@ class PerClient:
         left = self.answering.pop(client, 1) - 1
         if left > 0:
             self.answering[client] = left
+
+    def joined(self, event_id: str, client: str) -> None:
+        """``client``'s event ``event_id`` is in Gradio's queue: once answered, its answer counts as the client's
+        until it is read (count_queued)."""
+        self.events[event_id] = [client, None]
+
+    def open_stream(self, client: str) -> _Refused | None:
+        """Charges one request and holds one of the client's ``streams`` until ``close_stream(client)``."""
+        refusal = self.admit(client, 0, upload=False, hold=False, cap=False)
+        if refusal is None and self.streaming.get(client, 0) >= self.streams:
+            refusal = self.refusal(5, False, f"Your address has {self.streams} event streams open (a page holds one "
+                                             "or two while it is open), as many as the Space keeps for one address; "
+                                             "close a page or wait for a stream to end.")
+        if refusal is None:
+            self.streaming[client] = self.streaming.get(client, 0) + 1
+        return refusal
+
+    def close_stream(self, client: str) -> None:
+        left = self.streaming.pop(client, 1) - 1
+        if left > 0:
+            self.streaming[client] = left
 
     def share_message(self) -> str:
         every = f"{self.window_s / 60:g} minutes" if self.window_s % 60 == 0 else f"{self.window_s:g} s"
@@ -294,19 +331,56 @@ class PerClient:
 
 
 def count_queued(blocks, clients: PerClient) -> None:
-    """Sets ``clients.queued`` to count a client's events in Gradio's queue, waiting or running, from the queue's own
-    records (Gradio keeps no count per client). 0 for a Gradio whose queue has another shape."""
+    """Sets ``clients.queued`` to count a client's events in Gradio's queue, waiting or running, and its answers not
+    yet read, from the queue's own records (Gradio keeps no count per client); 0 for a queue of another shape.
+
+    Gradio keeps an event's answer until a stream of its session reads it, however long that takes: /filters asked
+    again and again, never read, took 2 MB each (+530 MB in a minute from one address, within its rate). So an answer
+    counts among its client's requests until it is read, and a session whose answers have all waited ``unread_s``
+    unread is forgotten, answers and all."""
     def queued(client: str) -> int:
         queue = getattr(blocks, "_queue", None)
         try:
             events = [event for waiting in queue.event_queue_per_concurrency_id.values() for event in waiting.queue]
             events += [event for job in queue.active_jobs if job for event in job]
+            pending, answers = queue.pending_event_ids_session, queue.pending_messages_per_session
+            live = {event._id for event in events}
         except (AttributeError, TypeError):
             return 0
-        return sum(1 for event in events
-                   if getattr(event, "request", None) is not None and clients.address(event.request.scope) == client)
+        _forget_unread(clients, pending, answers, live)
+        return sum(1 for event in events if getattr(event, "request", None) is not None
+                   and clients.address(event.request.scope) == client) \
+            + sum(1 for ids in pending.values() for event_id in ids
+                  if event_id not in live and clients.events.get(event_id, (None,))[0] == client)
 
     clients.queued = queued
+
+
+def _forget_unread(clients: PerClient, pending: dict, answers, live: set) -> None:
+    """Notes when each client's answer was first seen unread, forgets sessions whose answers have all waited
+    ``clients.unread_s`` (their streams, if any, then end with "session not found"), and the ids read since. Gradio
+    keeps a session's empty set of ids for good once its answers are read (one per API call): those go too, or this
+    walk, once a request, would grow with every call the Space ever took."""
+    now, known = clients.clock(), set()
+    for session, ids in list(pending.items()):
+        if not ids:
+            pending.pop(session, None)
+            continue
+        known |= ids
+        stale = bool(ids)
+        for event_id in ids:
+            noted = clients.events.get(event_id)
+            if noted is None or event_id in live:
+                stale = False  # this machine's, or not answered yet
+                continue
+            noted[1] = now if noted[1] is None else noted[1]
+            stale = stale and now - noted[1] >= clients.unread_s
+        if stale:
+            pending.pop(session, None)
+            answers.pop(session, None)
+            known -= ids
+    for event_id in [event_id for event_id in clients.events if event_id not in known]:
+        del clients.events[event_id]
 
 
 LOCAL = frozenset({"127.0.0.1", "::1"})  # client keys of this machine
@@ -361,8 +435,9 @@ class _Marks:
 
 class RequestLimits:
     """ASGI middleware: request bodies bounded by ``max_json_bytes``, or by ``max_file_bytes`` on Gradio's upload;
-    with ``clients``, each client's requests and bytes too (PerClient: a 429 saying when to come back), and its
-    MCP sessions, held as requests while they are open.
+    with ``clients``, each client's requests and bytes too (PerClient: a 429 saying when to come back), its MCP
+    sessions, held as requests while they are open, and its other event streams (STREAM_ROUTES). At most
+    ``max_streams`` event streams are open in all (a 503 beyond): each holds a file descriptor.
 
     An upload's body is counted into ``cache`` as it arrives, each file in it as at least FILE_BYTES, and must arrive
     within ``body_s`` (a body dripping now and then kept its file young, so never swept, and uploads refused for as
@@ -374,9 +449,10 @@ class RequestLimits:
     """
 
     def __init__(self, app, *, cache: UploadCache, max_file_bytes: int, max_json_bytes: int = MAX_JSON_BYTES,
-                 body_s: float = 120.0, clients: PerClient | None = None):
+                 body_s: float = 120.0, clients: PerClient | None = None, max_streams: int = 4096):
         self.cache, self.body_s, self.clients = cache, body_s, clients
         self.max_file_bytes, self.max_json_bytes = max_file_bytes, max_json_bytes
+        self.max_streams, self.streams_open = max_streams, 0
         self.upload_app = RequestBodyLimitMiddleware(app, max_file_bytes)
         self.json_app = RequestBodyLimitMiddleware(app, max_json_bytes)
 
@@ -385,15 +461,52 @@ class RequestLimits:
             self.cache.loop = asyncio.get_running_loop()
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
         upload = path == UPLOAD_ROUTE
-        session = scope["type"] == "http" and scope["method"] == "GET" and path.startswith(MCP_SESSIONS)
-        if scope["type"] != "http" or (scope["method"] != "POST" and not session):
+        get = scope["type"] == "http" and scope["method"] == "GET"
+        session = get and path.startswith(MCP_ROUTE)  # /sse, or the standalone stream of streamable HTTP
+        if get and (session or path.startswith(STREAM_ROUTES)):
+            if self.streams_open >= self.max_streams:
+                await _Refused(503, "The Space has as many event streams open as it can keep; try again in a minute.",
+                               headers={"Retry-After": "60"}, json=True).response(scope, receive, send)
+                return
+            self.streams_open += 1
+            try:
+                await (self._admitted(scope, receive, send, path, upload, session) if session
+                       else self._stream(scope, receive, send))
+            finally:
+                self.streams_open -= 1
+            return
+        if scope["type"] != "http" or scope["method"] != "POST":
             await (self.upload_app if upload else self.json_app)(scope, receive, send)  # it passes non-HTTP through
             return
-        started = False
+        await self._admitted(scope, receive, send, path, upload, session)
+
+    async def _stream(self, scope, receive, send) -> None:
+        """A GET answered by an event stream, held as one of its client's streams while it lasts."""
+        client = self.clients.address(scope) if self.clients is not None else None
+        if client is not None:
+            refusal = self.clients.open_stream(client)
+            if refusal is not None:
+                await refusal.response(scope, receive, send)
+                return
+        try:
+            await self.json_app(scope, receive, send)
+        finally:
+            if client is not None:
+                self.clients.close_stream(client)
+
+    async def _admitted(self, scope, receive, send, path: str, upload: bool, session: bool) -> None:
+        """A POST, or an MCP session's GET, charged to its client and held as one of its requests while it lasts."""
+        started, status, answer = False, 0, b""
+        joined = path.startswith(JOIN_ROUTES) and self.clients is not None
 
         async def noted_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            nonlocal started, status, answer
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
+            elif joined and client is not None and status == 200 and message["type"] == "http.response.body":
+                answer = (answer + message.get("body", b""))[:1024]  # {"event_id": "..."}
+                if not message.get("more_body", False):
+                    _note_event(self.clients, answer, client)
             await send(message)
 
         client, held, length = None, False, _content_length(scope)
@@ -481,6 +594,32 @@ class RequestLimits:
             return message
 
         return counted_receive
+
+
+def stream_room() -> int:
+    """Event streams the process can hold: half its file descriptors, once their soft limit is raised to the hard
+    one (often 1024 against 1,048,576), the other half for everything else it opens."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 2**20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return max(16, min(soft, 2**20) // 2)
+
+
+def _note_event(clients: PerClient, answer: bytes, client: str) -> None:
+    """Notes the event a join's answer names as ``client``'s (PerClient.joined)."""
+    try:
+        event_id = json.loads(answer).get("event_id")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(event_id, str) and 0 < len(event_id) <= 100:
+        clients.joined(event_id, client)
 
 
 def _peer(scope) -> str:

@@ -607,6 +607,112 @@ def test_one_client_cannot_hold_open_more_mcp_sessions_than_its_share(server):
             connection.close()
 
 
+@pytest.fixture(scope="module")
+def tight_server(tmp_path_factory, models_dir):
+    """The Space with small per-client limits: 3 requests waiting, running or open, answers forgotten after 3 s
+    unread, 3 event streams an address and 5 in all."""
+    folder = tmp_path_factory.mktemp("tight")
+    space = SpaceProcess(ROOT / "space" / "app.py", folder / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(folder / "gradio"),
+        "CONVHUB_CLIENT_AT_ONCE": "3", "CONVHUB_UNREAD_S": "3", "CONVHUB_CLIENT_STREAMS": "3",
+        "CONVHUB_MAX_STREAMS": "5"})
+    yield space
+    space.stop()
+
+
+def open_stream(port: int, path: str, client: str | None):
+    """GET ``path`` as ``client`` (None: this machine itself); (status, connection, the answer, its text if refused)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", path, headers={"X-Forwarded-For": client} if client else {})
+    answer = connection.getresponse()
+    return answer.status, connection, answer, (answer.read() if answer.status != 200 else b"").decode()
+
+
+def test_one_client_cannot_hold_open_more_event_streams_than_its_share(tight_server):
+    """A page's heartbeat is an event stream held as long as its client likes, and any session name opens one:
+    20,000 from one address took every file descriptor of the Space, and pages stopped loading. An address holds at
+    most so many streams, and all addresses together at most so many (a 503 beyond, this machine's too)."""
+    port, held = tight_server.port, []
+    try:
+        for n in range(3):
+            status, connection, _, _ = open_stream(port, f"/gradio_api/heartbeat/page{n}", "198.51.100.80")
+            held.append(connection)
+            assert status == 200
+        status, refused, _, text = open_stream(port, "/gradio_api/heartbeat/page3", "198.51.100.80")
+        refused.close()
+        assert status == 429 and json.loads(text)["detail"].startswith("Your address has 3 event streams open")
+        for client in ("198.51.100.81", "198.51.100.82"):  # other addresses are served, up to 5 streams in all
+            status, connection, _, _ = open_stream(port, f"/gradio_api/heartbeat/{client}", client)
+            held.append(connection)
+            assert status == 200
+        for client in ("198.51.100.83", None):
+            status, refused, _, text = open_stream(port, "/gradio_api/heartbeat/late", client)
+            refused.close()
+            assert status == 503 and "as many event streams open as it can keep" in json.loads(text)["detail"]
+        held.pop(0).close()  # a stream its client closes gives its place back
+        for _ in range(60):
+            status, again, _, _ = open_stream(port, "/gradio_api/heartbeat/again", "198.51.100.83")
+            again.close()
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def test_answers_left_unread_count_against_their_client_and_are_forgotten(tight_server):
+    """Gradio keeps an event's answer until its client reads it: /filters of the 100-block net asked again and
+    again, never read, took 2 MB each (+530 MB in a minute from one address, within its rate). An unread answer
+    counts among its client's requests, and one left unread (here 3 s) is forgotten, so that the client can ask
+    again and the memory comes back."""
+    import http.client
+
+    port = tight_server.port
+
+    def ask(client: str) -> tuple[int, str]:
+        status, text, _, _ = post(port, "/gradio_api/call/filters", json.dumps({"data": ["net"]}).encode(),
+                                  "application/json", forwarded=client)
+        return status, text
+
+    def read(event_id: str, client: str) -> str:
+        """The first event (not a heartbeat) of the event's result stream: complete, or error."""
+        status, connection, answer, _ = open_stream(port, f"/gradio_api/call/filters/{event_id}", client)
+        try:
+            assert status == 200
+            for line in answer:
+                if line.startswith(b"event:") and line.strip() != b"event: heartbeat":
+                    return line.decode().removeprefix("event:").strip()
+            return ""
+        except http.client.IncompleteRead:  # Gradio ends the stream of a session it does not know with an error
+            return "ended early"
+        finally:
+            connection.close()
+
+    answered = [ask("198.51.100.90") for _ in range(3)]
+    assert [status for status, _ in answered] == [200] * 3, answered
+    ids = [json.loads(text)["event_id"] for _, text in answered]
+    # Another address is served meanwhile. Its answers, asked and read one after the other, come after the first
+    # address's three (the queue serves first come, first): those have been answered by then, and are unread.
+    for _ in range(2):
+        status, text = ask("198.51.100.91")
+        assert status == 200 and read(json.loads(text)["event_id"], "198.51.100.91") == "complete"
+    status, text = ask("198.51.100.90")
+    assert status == 429 and "an answer is open until it is read" in json.loads(text)["detail"], text
+    assert read(ids[0], "198.51.100.90") == "complete"  # an answer read gives its place back
+    assert ask("198.51.100.90")[0] == 200
+    for _ in range(60):  # the others, left unread for 3 s, are forgotten, and their places with them
+        status, _ = ask("198.51.100.90")
+        if status == 200:
+            break
+        time.sleep(0.5)
+    assert status == 200
+    assert read(ids[1], "198.51.100.90") == "error"  # forgotten: no answer to read
+
+
 def mcp_call_given_up(port: int, source: str, forwarded: str, path: str) -> None:
     """An MCP call of classify on an upload of the Space (by its URL), from ``source``, given up after 0.3 s."""
     import http.client

@@ -822,10 +822,15 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     [middleware] = launched["app_kwargs"]["middleware"]
     assert middleware.cls is app.limits.RequestLimits
     clients = middleware.kwargs.pop("clients")
-    assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY}
+    # event streams: half the file descriptors, raised to their hard limit (each stream holds one)
+    import resource
+
+    assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY,
+                                 "max_streams": max(16, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)}
     # and each client's requests and share of that cache (an eighth of it), by the connection's address off Spaces
     assert (clients.requests.capacity, clients.requests.per_second) == (app.CLIENT_BURST, app.CLIENT_RATE) == (60, 5)
     assert clients.at_once == app.CLIENT_AT_ONCE == 8 and not clients.forwarded
+    assert (clients.streams, clients.unread_s) == (app.CLIENT_STREAMS, app.UNREAD_S) == (32, 60)
     assert clients.upload_bytes == app.CLIENT_UPLOADS == 2**30 // 8 and clients.window_s == cache.min_age_s
     assert clients.bytes.capacity + clients.bytes.per_second * clients.window_s == clients.upload_bytes  # per window
     assert clients.queued("198.51.100.1") == 0  # read from Gradio's queue (tested with a real one in the server's)
@@ -1078,13 +1083,42 @@ def test_a_client_may_have_only_so_many_requests_waiting_or_running():
     assert clients.admit("a", 0, upload=False) is None  # an MCP call, answered while its tool runs
     queued["a"] = 2  # two events in Gradio's queue
     refused = clients.admit("a", 0, upload=False)
-    assert str(refused) == ("Your address has 3 requests waiting, running or open (an MCP session is open until its "
-                            "client closes it), as many as the Space takes from one address; wait for one to end. "
-                            "Try again in 2 s.")
+    assert str(refused) == ("Your address has 3 requests waiting, running or open (an answer is open until it is "
+                            "read, an MCP session until its client closes it), as many as the Space takes from one "
+                            "address; wait for one to end. Try again in 2 s.")
     assert clients.admit("b", 0, upload=False) is None  # others are served
     assert clients.admit("a", 0, upload=False, cap=False, hold=False) is None  # a Stop (/cancel) is taken
     clients.done("a")
     assert clients.admit("a", 0, upload=False) is None and clients.answering == {"a": 1, "b": 1}
+
+
+def test_unread_answers_are_counted_then_forgotten_and_read_sessions_are_not_kept():
+    """count_queued walks Gradio's records of answers not yet read. One left unread for unread_s is forgotten with its
+    session; this machine's are never counted or forgotten; and the empty record Gradio keeps for good of each
+    session read (one per API call) is dropped, or the walk, once a request, would grow with every call."""
+    from types import SimpleNamespace
+
+    import limits
+
+    clock, client = Clock(), "198.51.100.1"
+    clients = limits.PerClient(burst=100, per_second=100, upload_bytes=10**6, window_s=100, at_once=3, unread_s=60,
+                               clock=clock)
+    pending = {"read": set(), "unread": {"e1", "e2"}, "running": {"e3"}, "local": {"e4"}}
+    answers = {"unread": "two answers", "running": "", "local": "an answer"}
+    running = SimpleNamespace(_id="e3", request=SimpleNamespace(scope={"client": (client, 1)}))
+    queue = SimpleNamespace(event_queue_per_concurrency_id={}, active_jobs=[[running]],
+                            pending_event_ids_session=pending, pending_messages_per_session=answers)
+    limits.count_queued(SimpleNamespace(_queue=queue), clients)
+    for event_id in ("e1", "e2", "e3"):
+        clients.joined(event_id, client)
+    assert clients.queued(client) == 3 and "read" not in pending  # one running, two unread
+    clock.now += 30
+    pending["unread"].discard("e1")  # read
+    assert clients.queued(client) == 2
+    clock.now += 31  # e2 has waited 61 s unread: its session goes, answers and all
+    assert clients.queued(client) == 1 and "unread" not in pending and "unread" not in answers
+    assert pending.keys() == {"running", "local"} and answers.keys() == {"running", "local"}
+    assert set(clients.events) == {"e3"}  # what it knew of e1 and e2 is gone too
 
 
 def test_a_stalled_request_body_gives_its_place_back_at_its_deadline(tmp_path):
