@@ -99,6 +99,7 @@ except ConvHubError as error:
     sys.exit(f"error: {error}")
 
 import gradio as gr  # noqa: E402
+from convhub.preprocessing import INPUT_SIZE  # noqa: E402
 from convhub.zoo import pretrained_repo  # noqa: E402
 from gradio import FileData  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
@@ -625,10 +626,15 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 gr.Markdown(chapter.RECEPTIVE_FIELD)
                 with gr.Row():
                     rf_net = gr.Dropdown(conv_names, value="net" if "net" in conv_names else None, label="Net")
-                    rf_stage = gr.Dropdown([], label="Layer")
+                    # The layers and the sliders' ranges follow the net, set by updates Gradio keeps in the
+                    # visitor's session; the least recently active sessions beyond CONVHUB_SESSIONS are dropped, and a
+                    # page whose session went refused every move ("block 50 is not in the list of choices: []").
+                    # So Gradio checks nothing here that only the session knows: rf_ui checks the layer against the
+                    # net and clips the unit to its map, whose side is at most the image's.
+                    rf_stage = gr.Dropdown([], label="Layer", allow_custom_value=True)
                 with gr.Row():
-                    rf_y = gr.Slider(0, 15, value=8, step=1, label="Unit row (y)")
-                    rf_x = gr.Slider(0, 15, value=8, step=1, label="Unit column (x)")
+                    rf_y = gr.Slider(0, INPUT_SIZE[-2] - 1, value=8, step=1, label="Unit row (y)")
+                    rf_x = gr.Slider(0, INPUT_SIZE[-1] - 1, value=8, step=1, label="Unit column (x)")
                 rf_text = gr.Markdown(elem_id="rf-text")
                 with gr.Row():
                     rf_map = gr.Image(label="The layer's map (click a unit)", interactive=False, height=280,

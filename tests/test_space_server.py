@@ -609,15 +609,52 @@ def test_one_client_cannot_hold_open_more_mcp_sessions_than_its_share(server):
 
 @pytest.fixture(scope="module")
 def tight_server(tmp_path_factory, models_dir):
-    """The Space with small per-client limits: 3 requests waiting, running or open, answers forgotten after 3 s
-    unread, 3 event streams an address and 5 in all."""
+    """The Space with small limits: 3 requests waiting, running or open, answers forgotten after 3 s unread, 3 event
+    streams an address and 5 in all, the page state of 5 sessions."""
     folder = tmp_path_factory.mktemp("tight")
     space = SpaceProcess(ROOT / "space" / "app.py", folder / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
         "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(folder / "gradio"),
         "CONVHUB_CLIENT_AT_ONCE": "3", "CONVHUB_UNREAD_S": "3", "CONVHUB_CLIENT_STREAMS": "3",
-        "CONVHUB_MAX_STREAMS": "5"})
+        "CONVHUB_MAX_STREAMS": "5", "CONVHUB_SESSIONS": "5"})
     yield space
     space.stop()
+
+
+def page_event(space: SpaceProcess, listener: str, data: list, session: str) -> tuple[bool, object]:
+    """One of the page's events, as the page sends it: joined to the queue under the page's ``session``, its answer
+    read from the session's stream; (success, output)."""
+    config = json.loads(urllib.request.urlopen(f"{space.url}config", timeout=30).read())
+    [fn_index] = [i for i, dependency in enumerate(config["dependencies"]) if dependency.get("api_name") == listener]
+    request = urllib.request.Request(f"{space.url}gradio_api/queue/join", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"data": data, "fn_index": fn_index, "session_hash": session,
+                                                      "event_data": None, "trigger_id": None}).encode())
+    event_id = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+    with urllib.request.urlopen(f"{space.url}gradio_api/queue/data?session_hash={session}", timeout=60) as stream:
+        for line in stream:
+            message = json.loads(line[5:]) if line.startswith(b"data:") else {}
+            if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                return message["success"], message["output"]
+    raise AssertionError(f"no answer to {listener} on its stream")
+
+
+def test_a_page_whose_session_state_was_dropped_keeps_working(tight_server):
+    """Gradio keeps the page state (a layer list set for the net, a slider's range) of the CONVHUB_SESSIONS most
+    recently active sessions, and every API call is a session: 1,100 calls from one address, within its limits,
+    dropped a visitor's, and every move on its Receptive field tab then failed with "Value: block 50 is not in the
+    list of choices: []". The layer and the unit are now checked against the net itself."""
+    visitor = "receptive-field-visitor"
+    success, output = page_event(tight_server, "rf_controls", ["net"], visitor)  # the tab opens: layers for `net`
+    assert success, output
+    first = output["data"][0]["choices"][0][0]  # the first conv's map is the largest: 32x32
+    assert page_event(tight_server, "rf_sliders", ["net", first], visitor)[0]
+    assert page_event(tight_server, "rf_ui", ["net", first, 20, 25, None], visitor)[0]
+    for n in range(8):  # other sessions, more than the Space keeps
+        assert page_event(tight_server, "rf_controls", ["net"], f"another-page-{n}")[0]
+    success, output = page_event(tight_server, "rf_ui", ["net", first, 20, 25, None], visitor)
+    assert success, output
+    assert "unit (20, 25)" in output["data"][2]
+    success, output = page_event(tight_server, "rf_ui", ["net", "block 50", 3, 3, None], visitor)
+    assert success and output["data"][2].startswith("⚠️"), output  # a layer the net does not have: said so
 
 
 def open_stream(port: int, path: str, client: str | None):
