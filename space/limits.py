@@ -416,8 +416,16 @@ class _Refused(Exception):
 
     def __init__(self, status: int, message: str, headers: dict | None = None, json: bool = False):
         super().__init__(message)
+        self.status, self.headers = status, headers
         self.response = (JSONResponse({"detail": message, "error": message}, status_code=status, headers=headers)
                          if json else PlainTextResponse(message, status_code=status, headers=headers))
+
+    def json_rpc(self) -> _Refused:
+        """The same refusal as a JSON-RPC error, which an MCP client shows (it took a bare status for a broken
+        transport)."""
+        self.response = JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": str(self)}},
+                                     status_code=self.status, headers=self.headers)
+        return self
 
 
 class _Marks:
@@ -515,10 +523,10 @@ class RequestLimits:
         # the body limit's 413 without a byte read: nothing is taken (one such header locked an address out).
         limit = self.max_file_bytes if upload else self.max_json_bytes
         reserved = length if (upload or length > SMALL_BODY) and length <= limit else 0
+        mcp = path.startswith(MCP_ROUTE)
         try:
             client = self.clients.address(scope) if self.clients is not None else None
             if client is not None:
-                mcp = path.startswith(MCP_ROUTE)
                 # An MCP call runs as an event of the Space's own API, which Gradio's MCP server queues over HTTP
                 # from this machine, forwarding the call's headers: the event is the client's (counted in the
                 # queue, also once the caller hangs up), and the call itself is not held twice. A Stop is taken
@@ -530,6 +538,8 @@ class RequestLimits:
                     raise refusal
                 if mcp and not self.clients.forwarded:
                     scope = _speaking_for(scope, _peer(scope))
+            if length > limit:  # Starlette's body limit would answer a bare "Content Too Large"
+                raise _Refused(413, self._too_large(length, upload, mcp), json=not upload)
             if not upload:
                 await self.json_app(scope, self._counted(receive, client if length <= 0 or reserved else None,
                                                          reserved, upload), noted_send)
@@ -550,10 +560,20 @@ class RequestLimits:
         except _Refused as refusal:
             if started:
                 raise
-            await refusal.response(scope, receive, send)
+            await (refusal.json_rpc() if mcp and not session else refusal).response(scope, receive, send)
         finally:
             if held:
                 self.clients.done(client)
+
+    def _too_large(self, length: int, upload: bool, mcp: bool) -> str:
+        if upload:
+            return (f"An upload may be at most {_mb(self.max_file_bytes // 2)} (its request body "
+                    f"{_mb(self.max_file_bytes)}); this request's body is {_mb(length)}.")
+        if mcp:
+            return (f"A call to the MCP server may be at most {_mb(self.max_json_bytes)}: send a larger image by "
+                    "uploading it first (the upload_file_to_gradio tool) and passing its URL.")
+        return (f"A request body may be at most {_mb(self.max_json_bytes)} here; images are uploaded first "
+                f"({UPLOAD_ROUTE}) and named by their path.")
 
     def _full(self) -> _Refused:
         return _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})

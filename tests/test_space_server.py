@@ -494,7 +494,8 @@ def test_one_client_cannot_take_the_space_from_the_others(tmp_path, models_dir):
                             "X-Forwarded-For": "198.51.100.3"}.items():
             connection.putheader(name, value)
         connection.endheaders()
-        assert connection.getresponse().status == 413
+        answer = connection.getresponse()
+        assert answer.status == 413 and answer.read().decode().startswith("An upload may be at most")
         connection.close()
         assert upload_as("198.51.100.3", os.urandom(900_000))[0] == 200
         flooder, other = "198.51.100.1", "198.51.100.2"
@@ -739,6 +740,11 @@ def test_answers_left_unread_count_against_their_client_and_are_forgotten(tight_
         assert status == 200 and read(json.loads(text)["event_id"], "198.51.100.91") == "complete"
     status, text = ask("198.51.100.90")
     assert status == 429 and "an answer is open until it is read" in json.loads(text)["detail"], text
+    mcp_call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "filters",
+                                                                                         "arguments": {"net": "net"}}})
+    status, text, _, _ = post(port, "/gradio_api/mcp/", mcp_call.encode(), "application/json",
+                              forwarded="198.51.100.90")  # an MCP client is told the same, as a JSON-RPC error
+    assert status == 429 and json.loads(text)["error"]["message"].startswith("Your address has 3 requests"), text
     assert read(ids[0], "198.51.100.90") == "complete"  # an answer read gives its place back
     assert ask("198.51.100.90")[0] == 200
     for _ in range(60):  # the others, left unread for 3 s, are forgotten, and their places with them
@@ -864,7 +870,8 @@ def test_request_bodies_are_bounded(server):
     connection.putheader("Content-Length", str(200 * 2**20))
     connection.endheaders()
     connection.send(b'{"data": ["')  # a start, and no more
-    assert connection.getresponse().status == 413
+    answer = connection.getresponse()
+    assert answer.status == 413 and "may be at most 64 KB" in json.loads(answer.read())["detail"]
     connection.close()
 
 
@@ -895,7 +902,9 @@ def test_json_requests_are_bounded_far_below_uploads(server, images):
     assert len(small) < 10_000 and "'vote': " in urllib.request.urlopen(mcp_classify(small), timeout=120).read().decode()
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(mcp_classify(small + "A" * 100 * 1024), timeout=60)
-    assert refused.value.code == 413
+    assert refused.value.code == 413  # as a JSON-RPC error that says what to do (it was a bare "Content Too Large")
+    message = json.loads(refused.value.read())["error"]["message"]
+    assert "at most 64 KB" in message and "upload_file_to_gradio" in message
     assert (images / "huge.jpg").stat().st_size > 100 * 1024
     assert upload(server, images / "huge.jpg")  # a file route: a body far larger than any JSON one
 
