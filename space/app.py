@@ -60,8 +60,9 @@ try:
     # What one client address may ask (limits.PerClient), so that one cannot take the Space from everyone: requests
     # for work at once, then a second (a visitor clicking through every tab sent 8 in a second, 28 in 10 s; one
     # clicking every 150 ms, 59 in 10 s), at most so many waiting, running or open (answers not yet read, MCP
-    # sessions), and bytes of uploads every two minutes (the age under which the upload cache keeps them). CONVHUB_CLIENT_BURST=0: no
-    # per-client limits (a proxy in front limits clients). On Spaces a client is the first X-Forwarded-For address.
+    # sessions), and bytes of uploads every two minutes (the age under which the upload cache keeps them).
+    # CONVHUB_CLIENT_BURST=0: no per-client limits (a proxy in front limits clients). On Spaces a client is the first
+    # X-Forwarded-For address.
     CLIENT_BURST = env.number("CONVHUB_CLIENT_BURST", 60, minimum=0, maximum=10**6)
     CLIENT_RATE = env.number("CONVHUB_CLIENT_RATE", 5.0, minimum=0.01, maximum=10**6, kind=float)
     CLIENT_AT_ONCE = env.number("CONVHUB_CLIENT_AT_ONCE", 8, minimum=1, maximum=10**6)
@@ -69,7 +70,7 @@ try:
     UNREAD_S = env.number("CONVHUB_UNREAD_S", 60.0, minimum=1, maximum=86400, kind=float)
     # Event streams (a page's heartbeat and queue stream, an API call's result) one address may hold open, and all
     # addresses together: each holds a file descriptor, and 20,000 heartbeats took every one the Space had. None:
-    # half the process's file descriptors (main raises its soft limit to the hard one).
+    # half the process's file descriptors (main raises its soft limit to the hard one), at most 10,000 (~380 MB).
     CLIENT_STREAMS = env.number("CONVHUB_CLIENT_STREAMS", 32, minimum=1, maximum=10**6)
     MAX_STREAMS = env.number("CONVHUB_MAX_STREAMS", None, minimum=1, maximum=10**7)
     try:

@@ -40,10 +40,14 @@ MCP_ROUTE = "/gradio_api/mcp"
 # memory each (1000 sessions opened from one address took 320 MB); held as one of the client's requests.
 MCP_SESSIONS = MCP_ROUTE + "/sse"
 # Other GETs answered by an event stream that stays open as long as its client likes: a page's heartbeat and its
-# queue's stream, an API call's result stream (~38 KB and a file descriptor each). 20,000 heartbeats from one address
-# took every file descriptor of the Space, and pages stopped loading. Held per client (PerClient.streams) and in all
-# (RequestLimits.max_streams).
-STREAM_ROUTES = ("/gradio_api/heartbeat/", "/gradio_api/queue/data", "/gradio_api/call/")
+# queue's stream, an API call's result stream, an upload's progress (~38 KB and a file descriptor each). 20,000
+# heartbeats from one address took every file descriptor of the Space, and pages stopped loading. Held per client
+# (PerClient.streams) and in all (RequestLimits.max_streams), not charged as requests: a queue's stream follows the
+# request that asked (charged then), and refused it lost the answer and reloaded the page.
+STREAM_ROUTES = ("/gradio_api/heartbeat/", "/gradio_api/queue/data", "/gradio_api/call/", "/gradio_api/upload_progress")
+# Gradio's stream for its development mode (`gradio app.py`), which a Space never runs: it woke every 50 ms, held
+# open, uncounted (200 of them took 30% of a core).
+DEV_ROUTES = ("/gradio_api/dev/",)
 # Where an event's id is answered: Gradio then keeps the event's answer until its client reads it (PerClient.joined).
 JOIN_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/")
 SMALL_BODY = 4096  # the page's and the API's JSON bodies are under 1 KB; MCP's inline images are up to 64 KB
@@ -224,8 +228,7 @@ class PerClient:
       counted by ``queued(client)``; requests still being answered; MCP sessions): a request's cost varies (a
       160 KB PNG of 49 MP takes 1.5 s to decode), so a rate alone let one address queue work faster than the Space
       does it. An answer left unread for ``unread_s`` is forgotten (count_queued);
-    - at most ``streams`` other event streams open (a page's heartbeat and queue stream, an API call's result), each
-      charged as a request;
+    - at most ``streams`` other event streams open (a page's heartbeat and queue stream, an API call's result);
     - ``upload_bytes`` of request bodies in any ``window_s`` (the age under which uploads are never swept): a bucket of
       half of it, refilled by the other half over the window. An upload's Content-Length is taken when it starts, so
       that uploads started side by side cannot all pass one check.
@@ -298,15 +301,13 @@ class PerClient:
         self.events[event_id] = [client, None]
 
     def open_stream(self, client: str) -> _Refused | None:
-        """Charges one request and holds one of the client's ``streams`` until ``close_stream(client)``."""
-        refusal = self.admit(client, 0, upload=False, hold=False, cap=False)
-        if refusal is None and self.streaming.get(client, 0) >= self.streams:
-            refusal = self.refusal(5, False, f"Your address has {self.streams} event streams open (a page holds one "
-                                             "or two while it is open), as many as the Space keeps for one address; "
-                                             "close a page or wait for a stream to end.")
-        if refusal is None:
-            self.streaming[client] = self.streaming.get(client, 0) + 1
-        return refusal
+        """Holds one of the client's ``streams`` until ``close_stream(client)``, if it has one left."""
+        if self.streaming.get(client, 0) >= self.streams:
+            return self.refusal(5, False, f"Your address has {self.streams} event streams open (a page holds one or "
+                                          "two while it is open), as many as the Space keeps for one address; close "
+                                          "a page or wait for a stream to end.")
+        self.streaming[client] = self.streaming.get(client, 0) + 1
+        return None
 
     def close_stream(self, client: str) -> None:
         left = self.streaming.pop(client, 1) - 1
@@ -470,7 +471,11 @@ class RequestLimits:
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
         upload = path == UPLOAD_ROUTE
         get = scope["type"] == "http" and scope["method"] == "GET"
-        session = get and path.startswith(MCP_ROUTE)  # /sse, or the standalone stream of streamable HTTP
+        if get and path.startswith(DEV_ROUTES):
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
+        # /sse, or the standalone stream of streamable HTTP (not /schema and the like, answered at once)
+        session = get and (path.startswith(MCP_SESSIONS) or path.rstrip("/") == MCP_ROUTE)
         if get and (session or path.startswith(STREAM_ROUTES)):
             if self.streams_open >= self.max_streams:
                 await _Refused(503, "The Space has as many event streams open as it can keep; try again in a minute.",
@@ -571,7 +576,8 @@ class RequestLimits:
                     f"{_mb(self.max_file_bytes)}); this request's body is {_mb(length)}.")
         if mcp:
             return (f"A call to the MCP server may be at most {_mb(self.max_json_bytes)}: send a larger image by "
-                    "uploading it first (the upload_file_to_gradio tool) and passing its URL.")
+                    f"uploading it first ({UPLOAD_ROUTE}, or the upload_file_to_gradio tool of `gradio upload-mcp`) "
+                    "and passing its URL.")
         return (f"A request body may be at most {_mb(self.max_json_bytes)} here; images are uploaded first "
                 f"({UPLOAD_ROUTE}) and named by their path.")
 
@@ -616,9 +622,12 @@ class RequestLimits:
         return counted_receive
 
 
+STREAMS_AT_MOST = 10_000  # ~380 MB of the Space's memory at ~38 KB each
+
+
 def stream_room() -> int:
     """Event streams the process can hold: half its file descriptors, once their soft limit is raised to the hard
-    one (often 1024 against 1,048,576), the other half for everything else it opens."""
+    one (often 1024 against 1,048,576), the other half for everything else it opens; at most STREAMS_AT_MOST."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -629,7 +638,7 @@ def stream_room() -> int:
             soft = wanted
         except (ValueError, OSError):
             pass
-    return max(16, min(soft, 2**20) // 2)
+    return max(16, min(soft // 2, STREAMS_AT_MOST))
 
 
 def _note_event(clients: PerClient, answer: bytes, client: str) -> None:

@@ -822,11 +822,11 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     [middleware] = launched["app_kwargs"]["middleware"]
     assert middleware.cls is app.limits.RequestLimits
     clients = middleware.kwargs.pop("clients")
-    # event streams: half the file descriptors, raised to their hard limit (each stream holds one)
+    # event streams: half the file descriptors, raised to their hard limit (each stream holds one), at most 10,000
     import resource
 
-    assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY,
-                                 "max_streams": max(16, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)}
+    assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY, "max_streams": max(
+        16, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2, app.limits.STREAMS_AT_MOST))}
     # and each client's requests and share of that cache (an eighth of it), by the connection's address off Spaces
     assert (clients.requests.capacity, clients.requests.per_second) == (app.CLIENT_BURST, app.CLIENT_RATE) == (60, 5)
     assert clients.at_once == app.CLIENT_AT_ONCE == 8 and not clients.forwarded
