@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the convhub package sits next to app.py on Spaces, next to space/ here
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
 
-from convhub import env  # noqa: E402
+from convhub import DataConfig, env  # noqa: E402
 from convhub.errors import ConvHubError, shown  # noqa: E402
 
 import uploads  # noqa: E402
@@ -100,7 +100,6 @@ except ConvHubError as error:
     sys.exit(f"error: {error}")
 
 import gradio as gr  # noqa: E402
-from convhub.preprocessing import INPUT_SIZE  # noqa: E402
 from convhub.zoo import pretrained_repo  # noqa: E402
 from gradio import FileData  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
@@ -634,8 +633,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     # net and clips the unit to its map, whose side is at most the image's.
                     rf_stage = gr.Dropdown([], label="Layer", allow_custom_value=True)
                 with gr.Row():
-                    rf_y = gr.Slider(0, INPUT_SIZE[-2] - 1, value=8, step=1, label="Unit row (y)")
-                    rf_x = gr.Slider(0, INPUT_SIZE[-1] - 1, value=8, step=1, label="Unit column (x)")
+                    _, height, width = DataConfig().input_size
+                    rf_y = gr.Slider(0, height - 1, value=8, step=1, label="Unit row (y)")
+                    rf_x = gr.Slider(0, width - 1, value=8, step=1, label="Unit column (x)")
                 rf_text = gr.Markdown(elem_id="rf-text")
                 with gr.Row():
                     rf_map = gr.Image(label="The layer's map (click a unit)", interactive=False, height=280,
