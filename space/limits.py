@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -248,6 +249,7 @@ class PerClient:
         self.upload_bytes, self.window_s, self.at_once, self.forwarded = upload_bytes, window_s, at_once, forwarded
         self.streams, self.unread_s = streams, unread_s
         self.queued, self.clock = queued, clock
+        self.answerable = lambda path, query: True  # count_queued: whether Gradio knows a result stream's event
         self.answering: dict[str, int] = {}  # client -> requests being answered
         self.streaming: dict[str, int] = {}  # client -> event streams open (STREAM_ROUTES)
         # event id -> [client, when it was first seen answered and unread]: count_queued counts and forgets them
@@ -300,8 +302,13 @@ class PerClient:
         until it is read (count_queued)."""
         self.events[event_id] = [client, None]
 
-    def open_stream(self, client: str) -> _Refused | None:
-        """Holds one of the client's ``streams`` until ``close_stream(client)``, if it has one left."""
+    def open_stream(self, client: str, path: str = "", query: bytes = b"") -> _Refused | None:
+        """Holds one of the client's ``streams`` until ``close_stream(client)``, if it has one left. A stream for an
+        event Gradio does not know is charged as a request (each wrote a traceback to the log)."""
+        if not self.answerable(path, query):
+            refusal = self.admit(client, 0, upload=False, hold=False, cap=False)
+            if refusal is not None:
+                return refusal
         if self.streaming.get(client, 0) >= self.streams:
             return self.refusal(5, False, f"Your address has {self.streams} event streams open (a page holds one or "
                                           "two while it is open), as many as the Space keeps for one address; close "
@@ -354,7 +361,23 @@ def count_queued(blocks, clients: PerClient) -> None:
             + sum(1 for ids in pending.values() for event_id in ids
                   if event_id not in live and clients.events.get(event_id, (None,))[0] == client)
 
-    clients.queued = queued
+    def answerable(path: str, query: bytes) -> bool:
+        """Whether Gradio knows the session or event a result stream asks for (an unknown one is answered with an
+        error event and a ~30-line traceback in the log)."""
+        queue = getattr(blocks, "_queue", None)
+        try:
+            if path.startswith("/gradio_api/queue/data"):
+                session = parse_qs(query.decode("latin-1")).get("session_hash", [""])[0]
+                return session in queue.pending_messages_per_session
+            if path.startswith("/gradio_api/call/"):
+                event_id = path.rstrip("/").rsplit("/", 1)[-1]
+                return (event_id in queue.event_ids_to_events or event_id in queue.pending_messages_per_session
+                        or any(event_id in ids for ids in queue.pending_event_ids_session.values()))
+        except (AttributeError, TypeError):
+            pass
+        return True
+
+    clients.queued, clients.answerable = queued, answerable
 
 
 def _forget_unread(clients: PerClient, pending: dict, answers, live: set) -> None:
@@ -497,7 +520,8 @@ class RequestLimits:
         """A GET answered by an event stream, held as one of its client's streams while it lasts."""
         client = self.clients.address(scope) if self.clients is not None else None
         if client is not None:
-            refusal = self.clients.open_stream(client)
+            refusal = self.clients.open_stream(client, scope.get("path", "").removeprefix(scope.get("root_path", "")),
+                                               scope.get("query_string", b""))
             if refusal is not None:
                 await refusal.response(scope, receive, send)
                 return

@@ -703,6 +703,18 @@ def test_one_client_cannot_hold_open_more_event_streams_than_its_share(tight_ser
             connection.close()
 
 
+def test_result_streams_of_events_gradio_does_not_know_are_charged_as_requests(tight_server):
+    """Gradio answers a result stream of an event it does not know with an error event, then writes a ~30-line
+    traceback to the log: uncharged, an address could fill the log as fast as it could ask."""
+    statuses = []
+    for _ in range(100):
+        status, connection, _, _ = open_stream(tight_server.port, "/gradio_api/call/filters/no-such-event",
+                                               "198.51.100.84")
+        connection.close()
+        statuses.append(status)
+    assert statuses[0] == 200 and statuses[-1] == 429, statuses
+
+
 def test_a_client_reading_its_answers_gets_its_whole_request_rate(tight_server):
     """Reading an answer opens a stream: charged as a request too, it halved a client's rate, and the stream, refused
     after the request that asked was taken, lost the answer (gradio_client raised a bare CancelledError at its 39th
