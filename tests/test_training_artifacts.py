@@ -340,6 +340,43 @@ def test_a_zoo_stopped_while_its_nets_start_stops_them_without_a_traceback(tmp_p
     assert not out.exists() or not any(out.iterdir())
 
 
+# What a Ctrl-C did to `import torch` in a net of a zoo, seen in CI: numpy's extension module, interrupted while it
+# initialised, failed on its second load instead of passing the KeyboardInterrupt on.
+CTRL_C_THEN_IMPORT_ERROR = """import os, signal, time
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    pass
+raise ImportError("cannot load module more than once per process")
+"""
+CTRL_C_SWALLOWED = """import os, signal, time
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    pass
+main = lambda: 0
+"""
+
+
+@pytest.mark.parametrize("cli", [CTRL_C_THEN_IMPORT_ERROR, CTRL_C_SWALLOWED], ids=["import-error", "swallowed"])
+def test_a_ctrl_c_while_training_starts_stops_it_with_a_line_whatever_the_import_does(tmp_path, cli):
+    """`python -m training`'s own start (training/__main__.py, the real file) with a stand-in for the import of
+    its CLI, which gets a Ctrl-C and then fails another way or swallows it: a line and exit 130, not a traceback (a
+    zoo's net printed one in CI) nor a run the zoo asked to stop."""
+    package = tmp_path / "training"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").symlink_to(ROOT / "training" / "__main__.py")
+    (package / "cli.py").write_text(cli)
+    result = subprocess.run([sys.executable, "-m", "training"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+                            **CTRL_C_DEFAULT)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "interrupted while starting: nothing was done", result.stderr
+
+
 def test_a_net_that_loses_the_zoos_ctrl_c_gets_it_again_before_it_is_killed():
     """A KeyboardInterrupt raised while an extension module initialises can be swallowed (seen with triton's, which
     torch imports when a net builds its optimizer): the zoo says Ctrl-C again rather than wait 30 s and kill."""
