@@ -507,7 +507,7 @@ class RequestLimits:
             self.streams_open += 1
             try:
                 await (self._admitted(scope, receive, send, path, upload, session) if session
-                       else self._stream(scope, receive, send))
+                       else self._stream(scope, receive, send, path))
             finally:
                 self.streams_open -= 1
             return
@@ -516,12 +516,11 @@ class RequestLimits:
             return
         await self._admitted(scope, receive, send, path, upload, session)
 
-    async def _stream(self, scope, receive, send) -> None:
+    async def _stream(self, scope, receive, send, path: str) -> None:
         """A GET answered by an event stream, held as one of its client's streams while it lasts."""
         client = self.clients.address(scope) if self.clients is not None else None
         if client is not None:
-            refusal = self.clients.open_stream(client, scope.get("path", "").removeprefix(scope.get("root_path", "")),
-                                               scope.get("query_string", b""))
+            refusal = self.clients.open_stream(client, path, scope.get("query_string", b""))
             if refusal is not None:
                 await refusal.response(scope, receive, send)
                 return

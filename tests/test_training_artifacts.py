@@ -342,22 +342,15 @@ def test_a_zoo_stopped_while_its_nets_start_stops_them_without_a_traceback(tmp_p
 
 # What a Ctrl-C did to `import torch` in a net of a zoo, seen in CI: numpy's extension module, interrupted while it
 # initialised, failed on its second load instead of passing the KeyboardInterrupt on.
-CTRL_C_THEN_IMPORT_ERROR = """import os, signal, time
+CTRL_C_LOST = """import os, signal, time
 try:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(5)
 except KeyboardInterrupt:
     pass
-raise ImportError("cannot load module more than once per process")
 """
-CTRL_C_SWALLOWED = """import os, signal, time
-try:
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(5)
-except KeyboardInterrupt:
-    pass
-main = lambda: 0
-"""
+CTRL_C_THEN_IMPORT_ERROR = CTRL_C_LOST + 'raise ImportError("cannot load module more than once per process")\n'
+CTRL_C_SWALLOWED = CTRL_C_LOST + "main = lambda: 0\n"
 
 
 @pytest.mark.parametrize("cli", [CTRL_C_THEN_IMPORT_ERROR, CTRL_C_SWALLOWED], ids=["import-error", "swallowed"])
