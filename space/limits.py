@@ -21,11 +21,12 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from gradio.server_messages import UnexpectedErrorMessage
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 import uploads
 
@@ -45,7 +46,8 @@ MCP_SESSIONS = MCP_ROUTE + "/sse"
 # heartbeats from one address took every file descriptor of the Space, and pages stopped loading. Held per client
 # (PerClient.streams) and in all (RequestLimits.max_streams), not charged as requests: a queue's stream follows the
 # request that asked (charged then), and refused it lost the answer and reloaded the page.
-STREAM_ROUTES = ("/gradio_api/heartbeat/", "/gradio_api/queue/data", "/gradio_api/call/", "/gradio_api/upload_progress")
+QUEUE_STREAM, CALL_STREAMS = "/gradio_api/queue/data", "/gradio_api/call/"  # a page's answers; an API call's
+STREAM_ROUTES = ("/gradio_api/heartbeat/", QUEUE_STREAM, CALL_STREAMS, "/gradio_api/upload_progress")
 # Gradio's stream for its development mode (`gradio app.py`), which a Space never runs: it woke every 50 ms, held
 # open, uncounted (200 of them took 30% of a core).
 DEV_ROUTES = ("/gradio_api/dev/",)
@@ -302,10 +304,10 @@ class PerClient:
         until it is read (count_queued)."""
         self.events[event_id] = [client, None]
 
-    def open_stream(self, client: str, path: str = "", query: bytes = b"") -> _Refused | None:
+    def open_stream(self, client: str, known: bool = True) -> _Refused | None:
         """Holds one of the client's ``streams`` until ``close_stream(client)``, if it has one left. A stream for an
-        event Gradio does not know is charged as a request (each wrote a traceback to the log)."""
-        if not self.answerable(path, query):
+        event Gradio does not know (not ``known``) is charged as a request: its answer is cheap, but not free."""
+        if not known:
             refusal = self.admit(client, 0, upload=False, hold=False, cap=False)
             if refusal is not None:
                 return refusal
@@ -362,15 +364,19 @@ def count_queued(blocks, clients: PerClient) -> None:
                   if event_id not in live and clients.events.get(event_id, (None,))[0] == client)
 
     def answerable(path: str, query: bytes) -> bool:
-        """Whether Gradio knows the session or event a result stream asks for (an unknown one is answered with an
-        error event and a ~30-line traceback in the log)."""
+        """Whether Gradio knows the session or event a result stream asks for, as its route will look it up (False:
+        Gradio would answer "session not found", RequestLimits does instead). True where Gradio answers otherwise."""
         queue = getattr(blocks, "_queue", None)
         try:
-            if path.startswith("/gradio_api/queue/data"):
-                session = parse_qs(query.decode("latin-1")).get("session_hash", [""])[0]
-                return session in queue.pending_messages_per_session
-            if path.startswith("/gradio_api/call/"):
-                event_id = path.rstrip("/").rsplit("/", 1)[-1]
+            if path == QUEUE_STREAM:
+                # as Starlette reads a query: blank values kept, the last of a repeated name wins
+                sessions = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("session_hash")
+                return sessions is None or sessions[-1] in queue.pending_messages_per_session  # none: a 422
+            if path.startswith(CALL_STREAMS):
+                parts = path.removeprefix(CALL_STREAMS).split("/")
+                if len(parts) != 2 or not all(parts):
+                    return True  # not Gradio's route: its 404 or 405
+                event_id = parts[1]
                 return (event_id in queue.event_ids_to_events or event_id in queue.pending_messages_per_session
                         or any(event_id in ids for ids in queue.pending_event_ids_session.values()))
         except (AttributeError, TypeError):
@@ -519,13 +525,14 @@ class RequestLimits:
     async def _stream(self, scope, receive, send, path: str) -> None:
         """A GET answered by an event stream, held as one of its client's streams while it lasts."""
         client = self.clients.address(scope) if self.clients is not None else None
+        known = self.clients is None or self.clients.answerable(path, scope.get("query_string", b""))
         if client is not None:
-            refusal = self.clients.open_stream(client, path, scope.get("query_string", b""))
+            refusal = self.clients.open_stream(client, known)
             if refusal is not None:
                 await refusal.response(scope, receive, send)
                 return
         try:
-            await self.json_app(scope, receive, send)
+            await (self.json_app if known else _session_not_found(path))(scope, receive, send)
         finally:
             if client is not None:
                 self.clients.close_stream(client)
@@ -672,6 +679,16 @@ def _note_event(clients: PerClient, answer: bytes, client: str) -> None:
         return
     if isinstance(event_id, str) and 0 < len(event_id) <= 100:
         clients.joined(event_id, client)
+
+
+def _session_not_found(path: str) -> Response:
+    """What Gradio answers a result stream of a session or event it does not know, without its route: it sends this,
+    then raises, and two ~40-line tracebacks went to the log for every such stream (~7 KB)."""
+    if path.startswith(CALL_STREAMS):
+        return Response('event: error\ndata: "404: Not Found"\n\n', media_type="text/event-stream")
+    message = UnexpectedErrorMessage(message="404: Not Found", session_not_found=True)
+    return Response(f"data: {json.dumps(message.model_dump(), separators=(',', ':'))}\n\n",
+                    media_type="text/event-stream")
 
 
 def _peer(scope) -> str:

@@ -703,9 +703,28 @@ def test_one_client_cannot_hold_open_more_event_streams_than_its_share(tight_ser
             connection.close()
 
 
+def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_a_traceback(tight_server):
+    """Gradio's routes send "session not found" and then raise: two ~40-line tracebacks in the log (~7 KB) for every
+    such stream, from anyone who asks. The Space sends the same answer itself, and the log stays quiet."""
+    logged = len(tight_server.log())
+    for client in ("198.51.100.85", None):  # a visitor, and this machine (never charged)
+        _, connection, answer, _ = open_stream(tight_server.port, "/gradio_api/queue/data?session_hash=nobody", client)
+        message = json.loads(answer.read().decode().removeprefix("data: "))
+        connection.close()
+        assert message["msg"] == "unexpected_error" and message["session_not_found"] is True, message
+        _, connection, answer, _ = open_stream(tight_server.port, "/gradio_api/call/filters/no-such-event", client)
+        assert answer.read().decode().splitlines()[:2] == ["event: error", 'data: "404: Not Found"']
+        connection.close()
+    _, connection, _, text = open_stream(tight_server.port, "/gradio_api/queue/data", "198.51.100.85")
+    connection.close()
+    assert "Field required" in text  # no session named: Gradio's own answer, a 422
+    time.sleep(1)  # for a traceback to reach the log
+    assert "Traceback" not in tight_server.log()[logged:]
+
+
 def test_result_streams_of_events_gradio_does_not_know_are_charged_as_requests(tight_server):
-    """Gradio answers a result stream of an event it does not know with an error event, then writes a ~30-line
-    traceback to the log: uncharged, an address could fill the log as fast as it could ask."""
+    """Gradio's answer to a result stream of an event it does not know is cheap, but not free, and it may wait
+    behind the at-once cap: such streams are charged as requests, as the Space answers them."""
     statuses = []
     for _ in range(100):
         status, connection, _, _ = open_stream(tight_server.port, "/gradio_api/call/filters/no-such-event",
