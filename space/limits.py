@@ -48,9 +48,13 @@ MCP_SESSIONS = MCP_ROUTE + "/sse"
 # request that asked (charged then), and refused it lost the answer and reloaded the page.
 QUEUE_STREAM, CALL_STREAMS = "/gradio_api/queue/data", "/gradio_api/call/"  # a page's answers; an API call's
 STREAM_ROUTES = ("/gradio_api/heartbeat/", QUEUE_STREAM, CALL_STREAMS, "/gradio_api/upload_progress")
-# Gradio's stream for its development mode (`gradio app.py`), which a Space never runs: it woke every 50 ms, held
-# open, uncounted (200 of them took 30% of a core).
-DEV_ROUTES = ("/gradio_api/dev/",)
+# Routes of what the Space does not use, answered 404: Gradio's development mode (`gradio app.py`), whose stream woke
+# every 50 ms, held open, uncounted (200 of them took 30% of a core), and custom components' files (that route
+# printed every request's path to the log, 60 KB for a 60 KB path).
+UNUSED_ROUTES = ("/gradio_api/dev/", "/gradio_api/custom_component/")
+# `file=<http(s) URL>`: Gradio fetches any public URL for whoever asks and streams it back, an open proxy. The Space
+# fetches no URL: its files are on its disk.
+FILE_ROUTE, URLS = "/gradio_api/file=", ("http://", "https://")  # what Gradio takes for a URL, exactly
 # Where an event's id is answered: Gradio then keeps the event's answer until its client reads it (PerClient.joined).
 JOIN_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/")
 SMALL_BODY = 4096  # the page's and the API's JSON bodies are under 1 KB; MCP's inline images are up to 64 KB
@@ -373,10 +377,10 @@ def count_queued(blocks, clients: PerClient) -> None:
                 sessions = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("session_hash")
                 return sessions is None or sessions[-1] in queue.pending_messages_per_session  # none: a 422
             if path.startswith(CALL_STREAMS):
-                parts = path.removeprefix(CALL_STREAMS).split("/")
-                if len(parts) != 2 or not all(parts):
+                parts = path.removeprefix(CALL_STREAMS).split("/")  # api/event, or v2/api/event
+                if not all(parts) or not (len(parts) == 2 or len(parts) == 3 and parts[0] == "v2"):
                     return True  # not Gradio's route: its 404 or 405
-                event_id = parts[1]
+                event_id = parts[-1]
                 return (event_id in queue.event_ids_to_events or event_id in queue.pending_messages_per_session
                         or any(event_id in ids for ids in queue.pending_event_ids_session.values()))
         except (AttributeError, TypeError):
@@ -500,9 +504,14 @@ class RequestLimits:
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
         upload = path == UPLOAD_ROUTE
         get = scope["type"] == "http" and scope["method"] == "GET"
-        if get and path.startswith(DEV_ROUTES):
-            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            if path.startswith(UNUSED_ROUTES):
+                await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+                return
+            if path.startswith(FILE_ROUTE) and path.removeprefix(FILE_ROUTE).startswith(URLS):
+                await PlainTextResponse("The Space fetches no URLs: file= serves its own files only.",
+                                        status_code=403)(scope, receive, send)
+                return
         # /sse, or the standalone stream of streamable HTTP (not /schema and the like, answered at once)
         session = get and (path.startswith(MCP_SESSIONS) or path.rstrip("/") == MCP_ROUTE)
         if get and (session or path.startswith(STREAM_ROUTES)):

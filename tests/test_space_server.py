@@ -712,14 +712,37 @@ def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_
         message = json.loads(answer.read().decode().removeprefix("data: "))
         connection.close()
         assert message["msg"] == "unexpected_error" and message["session_not_found"] is True, message
-        _, connection, answer, _ = open_stream(tight_server.port, "/gradio_api/call/filters/no-such-event", client)
-        assert answer.read().decode().splitlines()[:2] == ["event: error", 'data: "404: Not Found"']
-        connection.close()
+        for route in ("/gradio_api/call/filters/", "/gradio_api/call/v2/filters/"):
+            _, connection, answer, _ = open_stream(tight_server.port, route + "no-such-event", client)
+            assert answer.read().decode().splitlines()[:2] == ["event: error", 'data: "404: Not Found"'], route
+            connection.close()
     _, connection, _, text = open_stream(tight_server.port, "/gradio_api/queue/data", "198.51.100.85")
     connection.close()
     assert "Field required" in text  # no session named: Gradio's own answer, a 422
     time.sleep(1)  # for a traceback to reach the log
     assert "Traceback" not in tight_server.log()[logged:]
+
+
+def test_the_space_fetches_no_url_and_answers_no_route_it_does_not_use(tight_server):
+    """GET file=<http(s) URL> had Gradio fetch any public URL for whoever asked and stream it back (an open proxy);
+    custom components' route printed each request's path to the log (60 KB for a 60 KB path)."""
+    import http.client
+
+    logged = len(tight_server.log())
+    for method in ("GET", "HEAD"):
+        connection = http.client.HTTPConnection("127.0.0.1", tight_server.port, timeout=30)
+        connection.request(method, "/gradio_api/file=https://example.invalid/bird.png",
+                           headers={"X-Forwarded-For": "198.51.100.97"})
+        answer = connection.getresponse()
+        assert answer.status == 403, method
+        assert method == "HEAD" or "The Space fetches no URLs" in answer.read().decode()
+        connection.close()
+    status, connection, _, _ = open_stream(tight_server.port, f"/gradio_api/custom_component/{'c' * 5000}/client/x/y.js",
+                                           "198.51.100.97")
+    connection.close()
+    assert status == 404
+    time.sleep(1)
+    assert "c" * 100 not in tight_server.log()[logged:]
 
 
 def test_result_streams_of_events_gradio_does_not_know_are_charged_as_requests(tight_server):
