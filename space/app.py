@@ -107,6 +107,7 @@ from starlette.middleware import Middleware  # noqa: E402
 import chapter  # noqa: E402
 import figures  # noqa: E402
 import limits  # noqa: E402
+import logs  # noqa: E402
 from zoo_loader import (FoundNet, LoadedNet, as_plain_text, find_zoo, load_found, published_settings,  # noqa: E402
                         sources_summary)
 
@@ -823,6 +824,8 @@ def main() -> None:
     # SIGTERM (how Spaces and process managers stop a server) ends the server like Ctrl-C, so that exit handlers
     # run and our image folder is removed.
     signal.signal(signal.SIGTERM, _stop)
+    failures = logs.FailureLog()
+    logs.install(failures)
     STORE.open()
     stale_progress = limits.StaleUploadProgress(gr.routes.file_upload_statuses)
 
@@ -849,9 +852,10 @@ def main() -> None:
                 server_name=host,
                 server_port=SERVER_PORT,
                 max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, state_session_capacity=SESSIONS,
-                app_kwargs={"middleware": [Middleware(limits.RequestLimits, cache=cache, max_file_bytes=MAX_BODY,
-                                                        clients=clients,
-                                                        max_streams=MAX_STREAMS or limits.stream_room())]},
+                app_kwargs={"middleware": [Middleware(logs.Failures, log=failures),
+                                           Middleware(limits.RequestLimits, cache=cache, max_file_bytes=MAX_BODY,
+                                                      clients=clients,
+                                                      max_streams=MAX_STREAMS or limits.stream_room())]},
                 prevent_thread_lock=True,
             )
         except OSError as error:  # the port is taken, or the address is not this machine's

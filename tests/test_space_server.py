@@ -664,12 +664,12 @@ def test_a_page_whose_session_state_was_dropped_keeps_working(tight_server):
     assert success and output["data"][2].startswith("⚠️"), output  # a layer the net does not have: said so
 
 
-def open_stream(port: int, path: str, client: str | None):
+def open_stream(port: int, path: str, client: str | None, headers: dict | None = None):
     """GET ``path`` as ``client`` (None: this machine itself); (status, connection, the answer, its text if refused)."""
     import http.client
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("GET", path, headers={"X-Forwarded-For": client} if client else {})
+    connection.request("GET", path, headers={**({"X-Forwarded-For": client} if client else {}), **(headers or {})})
     answer = connection.getresponse()
     return answer.status, connection, answer, (answer.read() if answer.status != 200 else b"").decode()
 
@@ -721,6 +721,51 @@ def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_
     assert "Field required" in text  # no session named: Gradio's own answer, a 422
     time.sleep(1)  # for a traceback to reach the log
     assert "Traceback" not in tight_server.log()[logged:]
+
+
+def test_a_request_gradio_fails_on_gets_a_clear_500_and_its_traceback_is_logged_once(tight_server):
+    """A bad X-Forwarded-Host header made every page a 500 and ~7 KB of traceback in the log, an unknown API name ~5
+    KB: from anyone, as fast as they could ask. The answer now names the failure, and a failure's traceback is logged
+    the first time it comes from its place, then one line each time."""
+    logged = len(tight_server.log())
+    for n in range(3):
+        status, connection, _, text = open_stream(tight_server.port, "/config", f"198.51.100.9{n}",
+                                                  {"X-Forwarded-Host": "[::1"})
+        connection.close()
+        assert status == 500 and "could not handle this request: InvalidURL" in json.loads(text)["detail"], text
+    status, text, _, _ = post(tight_server.port, "/gradio_api/run/no_such_api", b'{"data": []}', "application/json",
+                              forwarded="198.51.100.93")
+    assert status == 500 and "no_such_api" in json.loads(text)["detail"], text
+    time.sleep(1)  # for anything more to reach the log
+    log = tight_server.log()[logged:]
+    assert len(re.findall(r"^GET /config failed: InvalidURL: .+ \(\S+:\d+\)$", log, flags=re.M)) >= 2, log
+    assert log.count("written in full once") <= 2 and len(log) < 12_000, log
+
+
+def test_an_event_given_the_wrong_inputs_costs_the_log_no_more_than_a_line(tight_server):
+    """Gradio printed the traceback of an event whose inputs it could not take, its message echoing them: 30 KB sent
+    were 31.6 KB of log, each time."""
+    logged = len(tight_server.log())
+    for n in range(3):  # one input where the net and the image are wanted
+        success, output = page_event(tight_server, "feature_maps", ["x" * 30_000], f"echo-{n}")
+        assert not success, output
+    time.sleep(1)
+    log = tight_server.log()[logged:]
+    assert "x" * 2000 not in log and len(log) < 8_000, len(log)
+    assert len(re.findall(r"^an event failed: ValueError: .+ \(\S+:\d+\)$", log, flags=re.M)) >= 2, log
+
+
+def test_mcp_messages_the_sdk_refuses_cost_the_log_one_line(tight_server):
+    """The MCP SDK logged each message it could not validate in ~90 lines (~6 KB), and others whole."""
+    logged = len(tight_server.log())
+    for n in range(3):
+        status, text, _, _ = post(tight_server.port, "/gradio_api/mcp/", json.dumps(
+            {"jsonrpc": "2.0", "id": n, "method": "y" * 30_000}).encode(), "application/json",
+            forwarded=f"198.51.100.9{4 + n}", accept="application/json, text/event-stream")
+        assert status == 200 and '"code":-32602' in text, text
+    time.sleep(1)
+    log = tight_server.log()[logged:]
+    assert 0 < len(log) < 1_500 and len(log.splitlines()) <= 3, log
 
 
 def test_the_space_fetches_no_url_and_answers_no_route_it_does_not_use(tight_server):
@@ -842,12 +887,13 @@ def mcp_call_given_up(port: int, source: str, forwarded: str, path: str) -> None
 
 
 def post(port: int, path: str, body: bytes, content_type: str, *, source: str = "127.0.0.1",
-         forwarded: str | None = None) -> tuple[int, str, str | None, str]:
+         forwarded: str | None = None, accept: str | None = None) -> tuple[int, str, str | None, str]:
     """POST to the Space from ``source`` (another loopback address is a client no proxy speaks for), naming the
     client ``forwarded`` as a proxy on this machine would; (status, text, Retry-After, Content-Type)."""
     import http.client
 
-    headers = {"Content-Type": content_type, **({"X-Forwarded-For": forwarded} if forwarded else {})}
+    headers = {"Content-Type": content_type, **({"X-Forwarded-For": forwarded} if forwarded else {}),
+               **({"Accept": accept} if accept else {})}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60, source_address=(source, 0))
     try:
         connection.request("POST", path, body, headers)

@@ -808,8 +808,9 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
             launched.update(kwargs)
 
     monkeypatch.setattr(app.demo, "queue", lambda **kwargs: launched.update(queue=kwargs) or Queue())
-    caches = []
+    caches, installed = [], []
     monkeypatch.setattr(app.limits.UploadCache, "sweep_in_background", lambda cache: caches.append(cache))
+    monkeypatch.setattr(app.logs, "install", installed.append)  # it would patch this process's Gradio for good
     previous = signal.getsignal(signal.SIGTERM)
     try:
         app.main()
@@ -821,8 +822,10 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     [cache] = caches
     examples = sorted(p.name for p in (Path(app.__file__).parent / "examples").iterdir())
     assert sorted(Path(path).name for path in cache.keep()) == examples
+    # a request Gradio fails on is answered and logged by the outermost middleware, with the log main() installed
+    [failures, middleware] = launched["app_kwargs"]["middleware"]
+    assert failures.cls is app.logs.Failures and failures.kwargs == {"log": installed[0]}
     # request bodies are bounded by the middleware that also keeps uploads within that cache
-    [middleware] = launched["app_kwargs"]["middleware"]
     assert middleware.cls is app.limits.RequestLimits
     clients = middleware.kwargs.pop("clients")
     # event streams: half the file descriptors, raised to their hard limit (each stream holds one), at most 10,000
@@ -1365,3 +1368,40 @@ def test_served_copies_compute_what_the_books_nets_do():
             expected, served = net.model.eval()(x), net.served(x.contiguous(memory_format=torch.channels_last))
         torch.testing.assert_close(served, expected, rtol=1e-4, atol=1e-4, msg=net.name)
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.served.modules())  # folded into the convs
+
+
+def test_the_failure_log_writes_a_place_in_full_once_then_a_line_within_its_budget():
+    """Each failure's traceback the first time it comes from its place, each text in it cut; a repeat one line; at
+    most so many entries a minute, the rest counted and the count written."""
+    import io
+    import logging
+
+    import logs
+
+    now, out = [0.0], io.StringIO()
+    log = logs.FailureLog(per_minute=3, stream=out, clock=lambda: now[0])
+
+    def fail(message: str, kind=ValueError) -> None:
+        try:
+            raise kind(message)
+        except Exception as error:  # noqa: BLE001
+            log.failed("GET /config", error)
+
+    fail("x" * 30_000)
+    first = out.getvalue()
+    assert first.startswith("GET /config failed (written in full once") and "Traceback" in first
+    assert "x" * 1001 not in first and re.search(r"… \(29,\d{3} more characters\)", first)
+    fail("again")  # the same place: one line, its location named
+    fail("and again", kind=KeyError)  # another kind: a place of its own
+    lines = out.getvalue()[len(first):].splitlines()
+    assert re.fullmatch(r"GET /config failed: ValueError: again \(\S+test_space_unit\.py:\d+\)", lines[0]), lines
+    assert lines[1].startswith("GET /config failed (written in full once")
+    size = len(out.getvalue())
+    fail("over the budget")
+    assert len(out.getvalue()) == size  # three a minute: counted, not written
+    record = logging.LogRecord("mcp", logging.WARNING, __file__, 1, "Failed to validate: %s", ("y\n" * 5000,), None)
+    assert log.record(record) is False  # the budget is the same for log records
+    now[0] = 61.0
+    assert log.record(record) is True and record.getMessage().startswith("Failed to validate: y y y")
+    assert "\n" not in record.getMessage() and len(record.getMessage()) < 400
+    assert out.getvalue()[size:].strip() == "... and 2 more failure(s) or log line(s) like these in the last 61 s"

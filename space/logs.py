@@ -1,0 +1,131 @@
+"""What a visitor's request may put in the Space's log: each kind of failure's traceback once, then one line.
+
+Gradio, uvicorn and the MCP SDK log a request they cannot handle in full, from anyone, as fast as they can ask: a
+bad X-Forwarded-Host header on GET /config was a 500 and ~7 KB of traceback, an unknown API name ~5 KB, an event
+whose inputs were wrong echoed them whole (up to 64 KB), and an MCP message with an unknown method ~6 KB. So a
+failure's traceback is written the first time it comes from a place (its kind, file and line), each text in it cut
+to a line's length; a repeat is one line, and at most ``per_minute`` entries are written a minute (the rest
+counted, and the count written). The Space owner still sees every kind of failure, whole, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import traceback
+from types import SimpleNamespace
+
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
+
+LINE = 300  # characters of a repeated failure's line, or of a log record
+TEXT = 1000  # characters of each text in a first traceback (the message that echoed a 30 KB request)
+KINDS = 1000  # places remembered; beyond them every failure is a line
+
+
+def one_line(text: str, limit: int = LINE) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+class FailureLog:
+    def __init__(self, per_minute: int = 60, stream=None, clock=time.monotonic):
+        self.per_minute, self.clock = per_minute, clock
+        self.stream = stream
+        self.seen: set[tuple] = set()
+        self.written, self.skipped, self.minute = 0, 0, clock()
+        self.lock = threading.Lock()  # Gradio's queue fails events on worker threads, the server on its loop
+
+    def failed(self, what: str, error: BaseException) -> None:
+        """``what`` (a request, an event) failed with ``error``."""
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        place = (type(error).__name__, where)
+        with self.lock:
+            if place not in self.seen and len(self.seen) < KINDS:
+                self.seen.add(place)
+                parts = traceback.format_exception(type(error), error, error.__traceback__)
+                text = "".join(part if len(part) <= TEXT else one_line(part, TEXT) + "\n" for part in parts)
+                self._write(f"{one_line(what)} failed (written in full once; repeats are one line):\n{text.rstrip()}")
+            else:
+                self._write(f"{one_line(what)} failed: {one_line(f'{type(error).__name__}: {error}')} ({where})")
+
+    def record(self, record: logging.LogRecord) -> bool:
+        """A logging filter for the root's handlers: every record one line (a traceback's kind and message), within
+        the budget. Returns False where the budget is spent."""
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = one_line(message), None, None, None, None
+        with self.lock:
+            return self._spend()
+
+    def _write(self, text: str) -> None:
+        if self._spend():
+            print(text, file=self.stream or sys.stderr, flush=True)
+
+    def _spend(self) -> bool:
+        now = self.clock()
+        if now - self.minute >= 60:
+            if self.skipped:
+                print(f"... and {self.skipped} more failure(s) or log line(s) like these in the last "
+                      f"{now - self.minute:.0f} s", file=self.stream or sys.stderr, flush=True)
+            self.written, self.skipped, self.minute = 0, 0, now
+        if self.written >= self.per_minute:
+            self.skipped += 1
+            return False
+        self.written += 1
+        return True
+
+
+class Failures:
+    """ASGI middleware, outside every other: a request the app fails with an exception gets a JSON 500 naming it (an
+    answer already begun is ended), and the log gets FailureLog's entry instead of uvicorn's traceback."""
+
+    def __init__(self, app, log: FailureLog):
+        self.app, self.log = app, log
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = ended = False
+
+        async def watched_send(message):
+            nonlocal started, ended
+            started = started or message["type"] == "http.response.start"
+            ended = ended or (message["type"] == "http.response.body" and not message.get("more_body", False))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except ClientDisconnect:
+            return  # the client went away mid-body: nobody to answer
+        except Exception as error:  # noqa: BLE001 - whatever Gradio raises for a request it could not handle
+            self.log.failed(f"{scope.get('method')} {scope.get('path')}", error)
+            if not started:
+                message = f"The Space could not handle this request: {one_line(f'{type(error).__name__}: {error}')}"
+                await JSONResponse({"detail": message, "error": message}, status_code=500)(scope, receive, send)
+            elif not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def install(log: FailureLog) -> None:
+    """Gradio's queue and routes print an event's traceback where it fails (traceback.print_exc): now ``log``'s
+    entry. Records logged through ``logging`` (the MCP SDK's) are made one line each, within its budget."""
+    import gradio.queueing
+    import gradio.route_utils
+    import gradio.routes
+
+    def print_exc(*_, **__) -> None:
+        error = sys.exc_info()[1]
+        if error is not None:
+            log.failed("an event", error)
+
+    for module in (gradio.queueing, gradio.routes, gradio.route_utils):  # each uses traceback for print_exc alone
+        module.traceback = SimpleNamespace(print_exc=print_exc)
+    logging.basicConfig()  # the handler logging.warning would add on its first record, added now to filter it
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(log.record)
