@@ -860,6 +860,11 @@ def main() -> None:
             )
         except OSError as error:  # the port is taken, or the address is not this machine's
             sys.exit(f"error: cannot listen on {host}:{SERVER_PORT}: {error}")
+        # Around the whole server too, for what Gradio's outer middleware raises (uvicorn reads the app it was given
+        # from its config for every new connection)
+        server = getattr(demo, "server", None)
+        if server is not None:
+            server.config.loaded_app = logs.Failures(server.config.loaded_app, log=failures)
         loading = NETS.start()
         loading.add_done_callback(report_ready)
         demo.block_thread()  # until Ctrl-C, SIGTERM (_stop) or a failed load (report_ready)

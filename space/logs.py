@@ -3,9 +3,10 @@
 Gradio, uvicorn and the MCP SDK log a request they cannot handle in full, from anyone, as fast as they can ask: a
 bad X-Forwarded-Host header on GET /config was a 500 and ~7 KB of traceback, an unknown API name ~5 KB, an event
 whose inputs were wrong echoed them whole (up to 64 KB), and an MCP message with an unknown method ~6 KB. So a
-failure's traceback is written the first time it comes from a place (its kind, file and line), each text in it cut
-to a line's length; a repeat is one line, and at most ``per_minute`` entries are written a minute (the rest
-counted, and the count written). The Space owner still sees every kind of failure, whole, once.
+failure's traceback is written the first time it comes from a place (its kind and every frame's file and line: the
+code decides how many there are, not the request), each text in it cut to a line's length; a repeat is one line, at
+most ``per_minute`` of them a minute, and as many log records (the rest counted, and the count written). The Space
+owner sees every kind of failure, whole, once, however many repeats come before it.
 """
 
 from __future__ import annotations
@@ -30,59 +31,68 @@ def one_line(text: str, limit: int = LINE) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
+class _Budget:
+    """At most ``per_minute`` entries a minute; the rest counted, and the count written when the next minute starts."""
+
+    def __init__(self, what: str, per_minute: int, clock):
+        self.what, self.per_minute, self.clock = what, per_minute, clock
+        self.spent, self.skipped, self.minute = 0, 0, clock()
+
+    def spend(self, stream) -> bool:
+        now = self.clock()
+        if now - self.minute >= 60:
+            if self.skipped:
+                print(f"... and {self.skipped} more {self.what} in the last {now - self.minute:.0f} s",
+                      file=stream or sys.stderr, flush=True)
+            self.spent, self.skipped, self.minute = 0, 0, now
+        if self.spent >= self.per_minute:
+            self.skipped += 1
+            return False
+        self.spent += 1
+        return True
+
+
 class FailureLog:
     def __init__(self, per_minute: int = 60, stream=None, clock=time.monotonic):
-        self.per_minute, self.clock = per_minute, clock
         self.stream = stream
         self.seen: set[tuple] = set()
-        self.written, self.skipped, self.minute = 0, 0, clock()
+        self.repeats = _Budget("repeated failure(s)", per_minute, clock)
+        self.records = _Budget("log record(s)", per_minute, clock)  # a flood of failures must not hide warnings
         self.lock = threading.Lock()  # Gradio's queue fails events on worker threads, the server on its loop
 
     def failed(self, what: str, error: BaseException) -> None:
         """``what`` (a request, an event) failed with ``error``."""
         frames = traceback.extract_tb(error.__traceback__)
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-        place = (type(error).__name__, where)
+        place = (type(error).__name__, *((frame.filename, frame.lineno) for frame in frames))
         with self.lock:
             if place not in self.seen and len(self.seen) < KINDS:
-                self.seen.add(place)
+                self.seen.add(place)  # written whatever the budget: each place once, and the code has so many
                 parts = traceback.format_exception(type(error), error, error.__traceback__)
                 text = "".join(part if len(part) <= TEXT else one_line(part, TEXT) + "\n" for part in parts)
-                self._write(f"{one_line(what)} failed (written in full once; repeats are one line):\n{text.rstrip()}")
-            else:
-                self._write(f"{one_line(what)} failed: {one_line(f'{type(error).__name__}: {error}')} ({where})")
+                self._print(f"{one_line(what)} failed (written in full once; repeats are one line):\n{text.rstrip()}")
+            elif self.repeats.spend(self.stream):
+                self._print(f"{one_line(what)} failed: {one_line(f'{type(error).__name__}: {error}')} ({where})")
 
     def record(self, record: logging.LogRecord) -> bool:
         """A logging filter for the root's handlers: every record one line (a traceback's kind and message), within
-        the budget. Returns False where the budget is spent."""
+        its own budget. Returns False where the budget is spent."""
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
         record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = one_line(message), None, None, None, None
         with self.lock:
-            return self._spend()
+            return self.records.spend(self.stream)
 
-    def _write(self, text: str) -> None:
-        if self._spend():
-            print(text, file=self.stream or sys.stderr, flush=True)
-
-    def _spend(self) -> bool:
-        now = self.clock()
-        if now - self.minute >= 60:
-            if self.skipped:
-                print(f"... and {self.skipped} more failure(s) or log line(s) like these in the last "
-                      f"{now - self.minute:.0f} s", file=self.stream or sys.stderr, flush=True)
-            self.written, self.skipped, self.minute = 0, 0, now
-        if self.written >= self.per_minute:
-            self.skipped += 1
-            return False
-        self.written += 1
-        return True
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stderr, flush=True)
 
 
 class Failures:
-    """ASGI middleware, outside every other: a request the app fails with an exception gets a JSON 500 naming it (an
-    answer already begun is ended), and the log gets FailureLog's entry instead of uvicorn's traceback."""
+    """ASGI middleware: a request the app fails with an exception gets a JSON 500 naming it (an answer already begun
+    is ended), and the log gets FailureLog's entry instead of uvicorn's traceback. The Space puts one around Gradio's
+    routes (where the answer can still be ours) and one around the whole server (for what Gradio's own outer
+    middleware raises: its CORS read a Host header that HTTP/1.0 need not send)."""
 
     def __init__(self, app, log: FailureLog):
         self.app, self.log = app, log
@@ -95,9 +105,9 @@ class Failures:
 
         async def watched_send(message):
             nonlocal started, ended
+            await send(message)  # an outer middleware's send may raise: then nothing was sent
             started = started or message["type"] == "http.response.start"
             ended = ended or (message["type"] == "http.response.body" and not message.get("more_body", False))
-            await send(message)
 
         try:
             await self.app(scope, receive, watched_send)
@@ -105,7 +115,7 @@ class Failures:
             return  # the client went away mid-body: nobody to answer
         except Exception as error:  # noqa: BLE001 - whatever Gradio raises for a request it could not handle
             self.log.failed(f"{scope.get('method')} {scope.get('path')}", error)
-            if not started:
+            if not started:  # if this send fails too, its error goes on to the outer Failures
                 message = f"The Space could not handle this request: {one_line(f'{type(error).__name__}: {error}')}"
                 await JSONResponse({"detail": message, "error": message}, status_code=500)(scope, receive, send)
             elif not ended:

@@ -742,6 +742,27 @@ def test_a_request_gradio_fails_on_gets_a_clear_500_and_its_traceback_is_logged_
     assert log.count("written in full once") <= 2 and len(log) < 12_000, log
 
 
+def test_a_failure_in_gradios_outer_middleware_is_logged_once_too(tight_server):
+    """Gradio's CORS middleware, outside the Space's, reads the Host header, which HTTP/1.0 need not send: with an
+    Origin and no Host every request was a 500 and uvicorn's 2-7 KB traceback, unlimited (GETs are not charged)."""
+    import socket
+
+    def without_host(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", tight_server.port), timeout=30) as connection:
+            connection.sendall(request + b"Origin: http://a.example\r\nX-Forwarded-For: 198.51.100.98\r\n\r\n")
+            return b"".join(iter(lambda: connection.recv(65536), b""))
+
+    for request in (b"GET /config HTTP/1.0\r\n", b"OPTIONS /config HTTP/1.0\r\nAccess-Control-Request-Method: GET\r\n"):
+        without_host(request)  # the first of each may be written in full
+        time.sleep(1)
+        logged = len(tight_server.log())
+        for _ in range(3):
+            assert without_host(request).startswith(b"HTTP/1.1 500"), request
+        time.sleep(1)
+        log = tight_server.log()[logged:]
+        assert "Traceback" not in log and 0 < len(log) < 1_500, log
+
+
 def test_an_event_given_the_wrong_inputs_costs_the_log_no_more_than_a_line(tight_server):
     """Gradio printed the traceback of an event whose inputs it could not take, its message echoing them: 30 KB sent
     were 31.6 KB of log, each time."""

@@ -1371,15 +1371,15 @@ def test_served_copies_compute_what_the_books_nets_do():
 
 
 def test_the_failure_log_writes_a_place_in_full_once_then_a_line_within_its_budget():
-    """Each failure's traceback the first time it comes from its place, each text in it cut; a repeat one line; at
-    most so many entries a minute, the rest counted and the count written."""
+    """Each failure's traceback the first time it comes from its place, each text in it cut, whatever came before it;
+    a repeat one line; at most so many repeats and log records a minute, the rest counted and the count written."""
     import io
     import logging
 
     import logs
 
     now, out = [0.0], io.StringIO()
-    log = logs.FailureLog(per_minute=3, stream=out, clock=lambda: now[0])
+    log = logs.FailureLog(per_minute=2, stream=out, clock=lambda: now[0])
 
     def fail(message: str, kind=ValueError) -> None:
         try:
@@ -1391,17 +1391,20 @@ def test_the_failure_log_writes_a_place_in_full_once_then_a_line_within_its_budg
     first = out.getvalue()
     assert first.startswith("GET /config failed (written in full once") and "Traceback" in first
     assert "x" * 1001 not in first and re.search(r"… \(29,\d{3} more characters\)", first)
-    fail("again")  # the same place: one line, its location named
-    fail("and again", kind=KeyError)  # another kind: a place of its own
+    for n in range(5):
+        fail(f"again {n}")  # the same place: one line each, its location named; two a minute
     lines = out.getvalue()[len(first):].splitlines()
-    assert re.fullmatch(r"GET /config failed: ValueError: again \(\S+test_space_unit\.py:\d+\)", lines[0]), lines
-    assert lines[1].startswith("GET /config failed (written in full once")
+    assert len(lines) == 2 and re.fullmatch(r"GET /config failed: ValueError: again 0 \(\S+test_space_unit\.py:\d+\)",
+                                            lines[0]), lines
     size = len(out.getvalue())
-    fail("over the budget")
-    assert len(out.getvalue()) == size  # three a minute: counted, not written
-    record = logging.LogRecord("mcp", logging.WARNING, __file__, 1, "Failed to validate: %s", ("y\n" * 5000,), None)
-    assert log.record(record) is False  # the budget is the same for log records
+    fail("a bug of its own", kind=KeyError)  # another place: written in full although the repeats' budget is spent
+    assert out.getvalue()[size:].startswith("GET /config failed (written in full once") and "KeyError" in out.getvalue()
+    size = len(out.getvalue())
+    records = [logging.LogRecord("mcp", logging.WARNING, __file__, 1, "Failed to validate: %s", ("y\n" * 5000,), None)
+               for _ in range(3)]
+    assert [log.record(record) for record in records] == [True, True, False]  # a budget of their own
+    assert "\n" not in records[0].getMessage() and len(records[0].getMessage()) < 400
+    assert records[0].getMessage().startswith("Failed to validate: y y y")
     now[0] = 61.0
-    assert log.record(record) is True and record.getMessage().startswith("Failed to validate: y y y")
-    assert "\n" not in record.getMessage() and len(record.getMessage()) < 400
-    assert out.getvalue()[size:].strip() == "... and 2 more failure(s) or log line(s) like these in the last 61 s"
+    fail("later")
+    assert out.getvalue()[size:].splitlines()[0] == "... and 3 more repeated failure(s) in the last 61 s"
