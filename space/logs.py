@@ -4,7 +4,7 @@ Gradio, uvicorn and the MCP SDK log a request they cannot handle in full, from a
 bad X-Forwarded-Host header on GET /config was a 500 and ~7 KB of traceback, an unknown API name ~5 KB, an event
 whose inputs were wrong echoed them whole (up to 64 KB), and an MCP message with an unknown method ~6 KB. So a
 failure's traceback is written the first time it comes from a place (its kind and every frame's file and line: the
-code decides how many there are, not the request), each text in it cut to a line's length; a repeat is one line, at
+code decides how many there are, not the request), each text in it cut to TEXT characters; a repeat is one line, at
 most ``per_minute`` of them a minute, and as many log records (the rest counted, and the count written). The Space
 owner sees every kind of failure, whole, once, however many repeats come before it.
 """
