@@ -561,7 +561,7 @@ class RequestLimits:
                     _note_event(self.clients, answer, client)
             await send(message)
 
-        client, held, length = None, False, _content_length(scope)
+        client, held, length, reading = None, False, _content_length(scope), False
         # The upload share counts what may land on disk: uploads, and JSON bodies over SMALL_BODY (MCP's inline
         # images); a click's or an API call's body is not its business. A Content-Length over the route's limit gets
         # the body limit's 413 without a byte read: nothing is taken (one such header locked an address out).
@@ -600,10 +600,13 @@ class RequestLimits:
             # No charge is given back, even for a refused upload: Gradio's answer does not say what stays on disk
             # (a 400 for a bad file name came after three files were kept; parts not named "files" stay behind
             # "200 []"), and refunds let a reviewer put 191 MB on a 20 MB cache between two sweeps.
+            reading = True  # _counted drains what is left of a body it refuses
             await self.upload_app(scope, self._counted(receive, client, reserved, upload, delimiters), noted_send)
         except _Refused as refusal:
             if started:
                 raise
+            if upload and not reading and length <= limit:
+                await self._drain(receive)
             await (refusal.json_rpc() if mcp and not session else refusal).response(scope, receive, send)
         finally:
             if held:
@@ -622,6 +625,20 @@ class RequestLimits:
 
     def _full(self) -> _Refused:
         return _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})
+
+    async def _drain(self, receive, deadline: float | None = None) -> None:
+        """Reads and drops what is left of a refused upload's body, until its deadline, so that its client, still
+        sending, reads the refusal: answered sooner, the server stopped reading and then closed the connection under
+        it, and the client got a reset instead of the message (a browser's "connection reset")."""
+        loop = asyncio.get_running_loop()
+        deadline = deadline or loop.time() + self.body_s
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
     def _counted(self, receive, client: str | None, reserved: int, upload: bool, delimiters: _Marks | None = None):
         """``receive`` that counts the body into the client's share (beyond the ``reserved`` bytes its Content-Length
@@ -647,15 +664,21 @@ class RequestLimits:
             body = message.get("body", b"")
             beyond = min(len(body), received + len(body) - reserved)  # what the Content-Length did not announce
             received += len(body)
+            refusal = None
             if client is not None and beyond > 0 and self.clients.bytes.take(client, beyond) < 0 and upload:
-                raise self.clients.refusal(self.clients.bytes.wait_s(client, 1), upload, self.clients.share_message())
-            if delimiters is not None:
+                refusal = self.clients.refusal(self.clients.bytes.wait_s(client, 1), upload,
+                                               self.clients.share_message())
+            elif delimiters is not None:
                 before = delimiters.count
                 if delimiters.feed(body) > MAX_FILES_PER_UPLOAD + 1:
-                    raise _Refused(413, f"An upload request may carry at most {MAX_FILES_PER_UPLOAD} files.")
-                if not self.cache.received(len(body) + (delimiters.count - before) * FILE_BYTES) \
+                    refusal = _Refused(413, f"An upload request may carry at most {MAX_FILES_PER_UPLOAD} files.")
+                elif not self.cache.received(len(body) + (delimiters.count - before) * FILE_BYTES) \
                         and not await run_in_threadpool(self.cache.has_room):  # a sweep may make room
-                    raise self._full()
+                    refusal = self._full()
+            if refusal is not None:
+                if upload and not complete:
+                    await self._drain(receive, deadline)
+                raise refusal
             return message
 
         return counted_receive

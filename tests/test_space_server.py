@@ -462,6 +462,12 @@ def test_uploads_that_would_fill_the_disk_are_refused_until_the_cache_has_room(t
         assert "try again in a minute" in refusals[0][2]
         examples = sum(f.stat().st_size for f in (ROOT / "space" / "examples").iterdir())
         assert on_disk <= 2 * 2**20 + 2**16 + examples  # at most a chunk over, and the examples' copies
+        # a refused upload larger than the sockets' buffers: answered before its body was read, the client got a
+        # reset instead of the message (the server stopped reading, then closed the connection)
+        noise.write_bytes(os.urandom(9 * 2**20))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            upload(space.url, noise)
+        assert refused.value.code == 503 and "try again in a minute" in refused.value.read().decode()
         kind, payload = call_raw(space.url, "classify", [{"path": first, "meta": {"_type": "gradio.FileData"}}])
         assert kind == "complete" and payload[0]["nets"]  # what is already uploaded still serves
     finally:
