@@ -606,7 +606,7 @@ class RequestLimits:
             if started:
                 raise
             if upload and not reading and length <= limit:
-                await self._drain(receive)
+                await self._drain(receive, client)
             await (refusal.json_rpc() if mcp and not session else refusal).response(scope, receive, send)
         finally:
             if held:
@@ -626,19 +626,32 @@ class RequestLimits:
     def _full(self) -> _Refused:
         return _Refused(503, self.cache.full_message(), headers={"Retry-After": "60"})
 
-    async def _drain(self, receive, deadline: float | None = None) -> None:
+    async def _drain(self, receive, client: str | None, deadline: float | None = None) -> None:
         """Reads and drops what is left of a refused upload's body, until its deadline, so that its client, still
         sending, reads the refusal: answered sooner, the server stopped reading and then closed the connection under
-        it, and the client got a reset instead of the message (a browser's "connection reset")."""
+        it, and the client got a reset instead of the message (a browser's "connection reset"). The connection is
+        held meanwhile, as one of the client's event streams and the Space's: with no room, the refusal goes now."""
+        clients = self.clients
+        if self.streams_open >= self.max_streams or (
+                client is not None and clients.streaming.get(client, 0) >= clients.streams):
+            return
+        if client is not None:
+            clients.open_stream(client)
+        self.streams_open += 1
         loop = asyncio.get_running_loop()
         deadline = deadline or loop.time() + self.body_s
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), deadline - loop.time())
-            except TimeoutError:
-                return
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                return
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), deadline - loop.time())
+                except TimeoutError:
+                    return
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+        finally:
+            self.streams_open -= 1
+            if client is not None:
+                clients.close_stream(client)
 
     def _counted(self, receive, client: str | None, reserved: int, upload: bool, delimiters: _Marks | None = None):
         """``receive`` that counts the body into the client's share (beyond the ``reserved`` bytes its Content-Length
@@ -677,7 +690,7 @@ class RequestLimits:
                     refusal = self._full()
             if refusal is not None:
                 if upload and not complete:
-                    await self._drain(receive, deadline)
+                    await self._drain(receive, client, deadline)
                 raise refusal
             return message
 

@@ -709,6 +709,32 @@ def test_one_client_cannot_hold_open_more_event_streams_than_its_share(tight_ser
             connection.close()
 
 
+def test_a_refused_upload_still_sending_is_held_as_one_of_its_clients_streams(tight_server):
+    """A refused upload's body is read to its end before the refusal goes out (or its client got a reset instead),
+    so a client dripping one holds a connection: it counts as one of the client's event streams while it lasts."""
+    import socket
+
+    client, held = "198.51.100.99", []
+    upload = socket.create_connection(("127.0.0.1", tight_server.port), timeout=30)
+    try:  # no boundary: refused at once, its announced megabyte never sent
+        upload.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\n"
+                       b"Content-Length: 1000000\r\nX-Forwarded-For: " + client.encode() + b"\r\n\r\n--")
+        time.sleep(1)
+        statuses = []
+        for n in range(3):
+            status, connection, _, _ = open_stream(tight_server.port, f"/gradio_api/heartbeat/drip{n}", client)
+            held.append(connection)
+            statuses.append(status)
+        assert statuses == [200, 200, 429], statuses  # 3 streams an address: the upload holds one
+        upload.sendall(b"x" * (1_000_000 - 2))  # the rest of the body: read, dropped, then the refusal
+        assert b"400" in upload.recv(200).split(b"\r\n")[0]
+    finally:
+        upload.close()
+        for connection in held:
+            connection.close()
+    assert opens_again(lambda: open_stream(tight_server.port, "/gradio_api/heartbeat/drip-again", client))
+
+
 def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_a_traceback(tight_server):
     """Gradio's routes send "session not found" and then raise: two ~40-line tracebacks in the log (~7 KB) for every
     such stream, from anyone who asks. The Space sends the same answer itself, and the log stays quiet."""
