@@ -315,12 +315,15 @@ class PerClient:
             refusal = self.admit(client, 0, upload=False, hold=False, cap=False)
             if refusal is not None:
                 return refusal
-        if self.streaming.get(client, 0) >= self.streams:
+        if not self.stream_room(client):
             return self.refusal(5, False, f"Your address has {self.streams} event streams open (a page holds one or "
                                           "two while it is open), as many as the Space keeps for one address; close "
                                           "a page or wait for a stream to end.")
         self.streaming[client] = self.streaming.get(client, 0) + 1
         return None
+
+    def stream_room(self, client: str) -> bool:
+        return self.streaming.get(client, 0) < self.streams
 
     def close_stream(self, client: str) -> None:
         left = self.streaming.pop(client, 1) - 1
@@ -632,11 +635,10 @@ class RequestLimits:
         it, and the client got a reset instead of the message (a browser's "connection reset"). The connection is
         held meanwhile, as one of the client's event streams and the Space's: with no room, the refusal goes now."""
         clients = self.clients
-        if self.streams_open >= self.max_streams or (
-                client is not None and clients.streaming.get(client, 0) >= clients.streams):
+        if self.streams_open >= self.max_streams or (client is not None and not clients.stream_room(client)):
             return
         if client is not None:
-            clients.open_stream(client)
+            clients.open_stream(client)  # there is room: it holds one
         self.streams_open += 1
         loop = asyncio.get_running_loop()
         deadline = deadline or loop.time() + self.body_s
@@ -688,8 +690,8 @@ class RequestLimits:
                 elif not self.cache.received(len(body) + (delimiters.count - before) * FILE_BYTES) \
                         and not await run_in_threadpool(self.cache.has_room):  # a sweep may make room
                     refusal = self._full()
-            if refusal is not None:
-                if upload and not complete:
+            if refusal is not None:  # only uploads are refused here
+                if not complete:
                     await self._drain(receive, client, deadline)
                 raise refusal
             return message

@@ -80,7 +80,8 @@ class FailureLog:
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
-        record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = one_line(message), None, None, None, None
+        record.msg, record.args = one_line(message), None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
         with self.lock:
             return self.records.spend(self.stream)
 

@@ -835,7 +835,8 @@ def test_the_space_fetches_no_url_and_answers_no_route_it_does_not_use(tight_ser
         assert answer.status == 403, method
         assert method == "HEAD" or "The Space fetches no URLs" in answer.read().decode()
         connection.close()
-    status, connection, _, _ = open_stream(tight_server.port, f"/gradio_api/custom_component/{'c' * 5000}/client/x/y.js",
+    long_id = "c" * 5000
+    status, connection, _, _ = open_stream(tight_server.port, f"/gradio_api/custom_component/{long_id}/client/x/y.js",
                                            "198.51.100.97")
     connection.close()
     assert status == 404
