@@ -21,11 +21,14 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from gradio.route_utils import get_request_origin
 from gradio.server_messages import UnexpectedErrorMessage
+from httpx import InvalidURL
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 import uploads
@@ -507,6 +510,9 @@ class RequestLimits:
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
         upload = path == UPLOAD_ROUTE
         get = scope["type"] == "http" and scope["method"] == "GET"
+        if scope["type"] == "http" and (unreadable := _unreadable_origin(scope)):
+            await _Refused(400, unreadable, json=True).response(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             if path.startswith(UNUSED_ROUTES):
                 await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
@@ -736,6 +742,17 @@ def _session_not_found(path: str) -> Response:
     message = UnexpectedErrorMessage(message="404: Not Found", session_not_found=True)
     return Response(f"data: {json.dumps(message.model_dump(), separators=(',', ':'))}\n\n",
                     media_type="text/event-stream")
+
+
+def _unreadable_origin(scope) -> str | None:
+    """Why Gradio could not build its URLs from the request's X-Forwarded-Host or X-Gradio-Server header, if it
+    could not: every page and API answer was then a 500, and a queued event failed before it ran and was never
+    answered, its stream left open."""
+    try:
+        get_request_origin(Request(scope), "")
+    except (InvalidURL, ValueError) as error:
+        return f"Bad X-Forwarded-Host or X-Gradio-Server header: {type(error).__name__}: {str(error)[:200]}"
+    return None
 
 
 def _peer(scope) -> str:
