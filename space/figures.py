@@ -219,7 +219,7 @@ def feature_maps_figure(maps: list[tuple[Stage, torch.Tensor]], input_pixels: np
 def layers_markdown(stages: list[Stage], keep: int = 3) -> str:
     """The net layer by layer (anatomy.stages), as the book names them: output shape, parameters and what one unit
     sees. A long run of residual blocks shows its first and last ``keep`` blocks and one line for those between."""
-    lines = ["| layer | output (C×H×W) | parameters | each unit sees |", "|---|---:|---:|---:|",
+    lines = ["| layer | output (C×H×W) | params | each unit sees |", "|---|---:|---:|---:|",
              "| input | 3×32×32 | | 1×1 |"]
     blocks = [i for i, s in enumerate(stages) if s.name.startswith("block ")]
     hidden = set(blocks[keep:-keep]) if len(blocks) > 2 * keep + 1 else set()
@@ -456,7 +456,7 @@ def compare_markdown(rows: list[dict], repos: dict[str, str] | None = None) -> s
     accuracies come first, so that a phone, which shows only the first columns before scrolling, shows both."""
     from urllib.parse import quote
 
-    lines = ["| net | ours (val) | book (val) | parameters | epochs |", "|---|---:|---:|---:|---:|"]
+    lines = ["| net | ours (val) | book (val) | params | epochs |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         book = "—" if r["book_val_accuracy"] is None else f"{r['book_val_accuracy']:.2f}"
         if r["net"] == "net_res_deep":

@@ -160,16 +160,22 @@ def test_a_bad_upload_says_why_at_the_image_and_keeps_the_results(page, tmp_path
 
 
 def test_clicking_a_unit_shows_its_receptive_field(page):
+    """Even a corner unit: Gradio's label and buttons sat over the map's top row, and the buttons took its clicks."""
     page.get_by_role("tab", name="Receptive field", exact=True).click()
     text = page.locator("#rf-text")
     expect(page)(text).to_contain_text("sees", timeout=60_000)
     before = text.inner_text()
     map_image = page.locator("#rf-map img")
     map_image.wait_for()
-    box = map_image.bounding_box()
-    map_image.click(position={"x": box["width"] * 0.05, "y": box["height"] * 0.05})  # the top-left unit
+    # where the picture is drawn inside its element (centred, scaled down to fit), then its top-right unit
+    left, top, width, height = map_image.evaluate("""img => {
+        const box = img.getBoundingClientRect(), scale = Math.min(1, box.width / img.naturalWidth,
+                                                                  box.height / img.naturalHeight);
+        const width = img.naturalWidth * scale, height = img.naturalHeight * scale;
+        return [(box.width - width) / 2, (box.height - height) / 2, width, height]; }""")
+    map_image.click(position={"x": left + width * 0.97, "y": top + height * 0.03})
     expect(page)(text).not_to_have_text(before, timeout=60_000)
-    expect(page)(text).to_contain_text("unit (0, 0)")
+    expect(page)(text).to_contain_text("(8×16×16): unit (0, 15)")
 
 
 def test_a_grey_drawing_comes_with_a_word_why(page):
@@ -209,20 +215,27 @@ def test_compare_labels_are_inside_the_plot_and_never_overlap(page):
             assert overlap_x * overlap_y <= 0.25 * (mark[2] - mark[0]) * (mark[3] - mark[1]), (name, mark)
 
 
-def test_compare_table_shows_ours_and_the_books_accuracy_without_scrolling(page):
-    """The table scrolls sideways on a phone; the two accuracies it exists to compare are in view before it does."""
+def test_compare_table_fits_the_screen_with_every_column(page):
+    """On a phone the table scrolled sideways and its parameter counts were cut at the screen's edge; every column
+    is now in view, down to a 360 px screen."""
     import convhub.card
 
     page.get_by_role("tab", name="Compare", exact=True).click()
     table = page.locator("#compare-table table")
     table.wait_for(timeout=60_000)
-    box = table.bounding_box()
-    visible_right = box["x"] + table.evaluate("t => t.clientWidth")
-    for header in ("net", "ours (val)", "book (val)"):
-        cell = table.locator("th", has_text=header).first.bounding_box()
-        assert box["x"] - 1 <= cell["x"] and cell["x"] + cell["width"] <= visible_right + 1, (header, cell, box)
-    row = table.locator("tr", has_text="net_dropout")  # the book's figure, in the column in view
+    widths = [page.viewport_size["width"]] + ([360] if page.size_name == "phone" else [])
+    for width in widths:
+        page.set_viewport_size({"width": width, "height": page.viewport_size["height"]})
+        assert table.evaluate("t => t.scrollWidth <= t.clientWidth + 1"), (width, table.evaluate("t => [t.scrollWidth, t.clientWidth, [...t.querySelectorAll('th')].map(c => c.getBoundingClientRect().width)]"))
+        box = table.bounding_box()
+        right = box["x"] + box["width"] + 1
+        for header in ("net", "ours (val)", "book (val)", "params", "epochs"):
+            cell = table.locator("th", has_text=header).first.bounding_box()
+            assert box["x"] - 1 <= cell["x"] and cell["x"] + cell["width"] <= right, (header, width)
+        assert no_horizontal_overflow(page), width
+    row = table.locator("tr", has_text="net_dropout")
     assert row.locator("td").nth(2).inner_text().strip() == f"{convhub.card.BOOK_VAL_ACCURACY['net_dropout']:.2f}"
+    assert row.locator("td").nth(3).inner_text().strip() == "38,386"  # the book's count, whole
 
 
 def test_a_visitor_over_the_request_limit_is_told_when_to_come_back(browser, tmp_path):

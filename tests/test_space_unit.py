@@ -491,7 +491,7 @@ def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
     assert [b.label for b in compare.layout.updatemenus[0].buttons] == ["log scale", "linear scale"]
     table = figures.compare_markdown(rows)
     assert "3,737,474" in table and "18,090" in table
-    assert table.splitlines()[0] == "| net | ours (val) | book (val) | parameters | epochs |"
+    assert table.splitlines()[0] == "| net | ours (val) | book (val) | params | epochs |"
 
     def row(markdown: str, first_cell: str) -> list[str]:
         return next(line.split(" | ") for line in markdown.splitlines() if line.startswith(f"| {first_cell} |"))
