@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import json
 import math
+import re
 import sys
 import threading
 import time
@@ -58,6 +59,11 @@ UNUSED_ROUTES = ("/gradio_api/dev/", "/gradio_api/custom_component/")
 # `file=<http(s) URL>`: Gradio fetches any public URL for whoever asks and streams it back, an open proxy. The Space
 # fetches no URL: its files are on its disk.
 FILE_ROUTE, URLS = "/gradio_api/file=", ("http://", "https://")  # what Gradio takes for a URL, exactly
+# A Range Gradio's file= route can split (it answers `bytes=<start>-<end>` itself and leaves the rest to Starlette).
+SPLITTABLE_RANGE = re.compile(rb"bytes=[0-9]*-[0-9]*")
+# The headers Gradio builds its URLs from: a host name is at most 253 characters, and a 15 KB one took ~35 ms to
+# parse, on every route.
+ORIGIN_HEADERS, ORIGIN_HEADER_BYTES = (b"host", b"x-forwarded-host", b"x-gradio-server"), 1024
 # Where an event's id is answered: Gradio then keeps the event's answer until its client reads it (PerClient.joined).
 JOIN_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/")
 SMALL_BODY = 4096  # the page's and the API's JSON bodies are under 1 KB; MCP's inline images are up to 64 KB
@@ -511,7 +517,9 @@ class RequestLimits:
         upload = path == UPLOAD_ROUTE
         get = scope["type"] == "http" and scope["method"] == "GET"
         if scope["type"] == "http" and (unreadable := _unreadable_origin(scope)):
-            await _Refused(400, unreadable, json=True).response(scope, receive, send)
+            refusal = _Refused(400, unreadable, json=not upload)
+            await (refusal.json_rpc() if path.startswith(MCP_ROUTE) and not get else refusal).response(
+                scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             if path.startswith(UNUSED_ROUTES):
@@ -521,6 +529,8 @@ class RequestLimits:
                 await PlainTextResponse("The Space fetches no URLs: file= serves its own files only.",
                                         status_code=403)(scope, receive, send)
                 return
+            if path.startswith(FILE_ROUTE):
+                scope = _file_request(scope)
         # /sse, or the standalone stream of streamable HTTP (not /schema and the like, answered at once)
         session = get and (path.startswith(MCP_SESSIONS) or path.rstrip("/") == MCP_ROUTE)
         if get and (session or path.startswith(STREAM_ROUTES)):
@@ -745,14 +755,32 @@ def _session_not_found(path: str) -> Response:
 
 
 def _unreadable_origin(scope) -> str | None:
-    """Why Gradio could not build its URLs from the request's X-Forwarded-Host or X-Gradio-Server header, if it
-    could not: every page and API answer was then a 500, and a queued event failed before it ran and was never
+    """Why Gradio could not build its URLs from the request's Host, X-Forwarded-Host or X-Gradio-Server header, if
+    it could not: every page and API answer was then a 500, and a queued event failed before it ran and was never
     answered, its stream left open."""
+    bad = "Bad Host, X-Forwarded-Host or X-Gradio-Server header"
+    if any(name in ORIGIN_HEADERS and len(value) > ORIGIN_HEADER_BYTES for name, value in scope.get("headers", ())):
+        return f"{bad}: longer than {ORIGIN_HEADER_BYTES} bytes"
     try:
         get_request_origin(Request(scope), "")
     except (InvalidURL, ValueError) as error:
-        return f"Bad X-Forwarded-Host or X-Gradio-Server header: {type(error).__name__}: {str(error)[:200]}"
+        return f"{bad}: {type(error).__name__}: {str(error)[:200]}"
     return None
+
+
+def _file_request(scope) -> dict:
+    """A file= request as Gradio can answer it. Gradio splits a Range itself, and one it could not split
+    ("bytes=1-2-3", "bytes=0-1,3-4", superscript digits) was a 500 and a traceback: it is dropped, as HTTP lets a
+    server do, and the file goes whole. Answering a range, Gradio copies every request header into its answer:
+    cookies and credentials are not passed to it (the Space has no login)."""
+    headers = scope.get("headers", ())
+    ranges = [value.strip() for name, value in headers if name == b"range"]
+    if not ranges:
+        return scope
+    drop = {b"cookie", b"authorization"}
+    if len(ranges) > 1 or not SPLITTABLE_RANGE.fullmatch(ranges[0]):
+        drop.add(b"range")
+    return {**scope, "headers": [(name, value) for name, value in headers if name not in drop]}
 
 
 def _peer(scope) -> str:

@@ -779,7 +779,7 @@ def test_host_headers_gradio_cannot_read_get_a_clear_400_and_queue_no_event(tigh
         status, connection, _, text = open_stream(tight_server.port, "/config", "198.51.100.94", headers)
         connection.close()
         assert status == 400, (status, text)
-        assert json.loads(text)["detail"].startswith("Bad X-Forwarded-Host or X-Gradio-Server header: InvalidURL"), text
+        assert json.loads(text)["detail"].startswith("Bad Host, X-Forwarded-Host or X-Gradio-Server header: InvalidURL"), text
     config = json.loads(urllib.request.urlopen(f"{tight_server.url}config", timeout=30).read())
     [fn_index] = [i for i, event in enumerate(config["dependencies"]) if event.get("api_name") == "compare_ui"]
     join = json.dumps({"data": [], "fn_index": fn_index, "session_hash": "bad-host", "event_data": None,
@@ -791,6 +791,47 @@ def test_host_headers_gradio_cannot_read_get_a_clear_400_and_queue_no_event(tigh
                                               {"X-Forwarded-Host": "convhub.example:443, proxy.example"})
     connection.close()
     assert status == 200  # a host Gradio can read, as a proxy sends it
+    status, connection, _, text = open_stream(tight_server.port, "/", "198.51.100.94", {"X-Forwarded-Host": "a" * 2000})
+    connection.close()
+    assert status == 400 and "longer than 1024 bytes" in json.loads(text)["detail"], text  # parsed in ~35 ms per 15 KB
+    mcp = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    status, text, _, _ = post(tight_server.port, "/gradio_api/mcp/", mcp, "application/json", forwarded="198.51.100.94",
+                              accept="application/json, text/event-stream", headers={"X-Gradio-Server": "http://a:b"})
+    assert status == 400 and json.loads(text)["error"]["message"].startswith("Bad Host"), text  # as MCP clients read
+    status, text, _, content_type = post(tight_server.port, "/gradio_api/upload", b"--b--", "multipart/form-data; "
+                                         "boundary=b", forwarded="198.51.100.94", headers={"X-Forwarded-Host": "[::1"})
+    assert status == 400 and text.startswith("Bad Host") and content_type.startswith("text/plain"), text  # as the page
+
+
+def test_file_ranges_gradio_cannot_split_are_ignored_and_a_range_echoes_no_cookie(tight_server):
+    """Gradio splits a file='s Range itself: "bytes=1-2-3" and the like were a 500 and a traceback. Answering a range,
+    it copied every request header into its answer, cookies and credentials too."""
+    import http.client
+
+    config = json.loads(urllib.request.urlopen(f"{tight_server.url}config", timeout=30).read())
+    example = re.search(r'"path": "(/[^"]+\.jpg)"', json.dumps(config)).group(1)  # a file the Space serves
+    whole = urllib.request.urlopen(f"{tight_server.url}gradio_api/file={example}", timeout=30).read()
+
+    def fetch(byte_range: str) -> tuple[int, bytes, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", tight_server.port, timeout=30)
+        try:
+            connection.request("GET", f"/gradio_api/file={example}", headers={
+                "Range": byte_range, "Cookie": "session=secret", "Authorization": "Bearer secret",
+                "X-Forwarded-For": "198.51.100.95"})
+            answer = connection.getresponse()
+            return answer.status, answer.read(), {name.lower(): value for name, value in answer.getheaders()}
+        finally:
+            connection.close()
+
+    logged = len(tight_server.log())
+    for byte_range in ("bytes=1-2-3", "bytes=0-1,3-4", "bytes=\u00b2-\u00b3", "bytes=x-y"):
+        status, body, _ = fetch(byte_range)
+        assert (status, body) == (200, whole), byte_range
+    status, body, headers = fetch("bytes=0-9")
+    assert (status, body) == (206, whole[:10]) and headers["content-range"] == f"bytes 0-9/{len(whole)}"
+    assert "secret" not in json.dumps(headers), headers
+    time.sleep(1)
+    assert "failed" not in tight_server.log()[logged:]
 
 
 def test_a_failure_in_gradios_outer_middleware_is_logged_once_too(tight_server):
