@@ -35,9 +35,10 @@ GREY_NOTE = (
 INSIDE = (
     "**Kernels** are the weights a conv layer slides over its input: one 3×3 patch per input channel and output "
     "channel, the same at every position. Blue is negative, red positive, white zero, on one scale per layer "
-    "(logarithmic past the typical weight where a few large ones would wash the rest out). "
+    "(squeezed at the top, so that a few large weights do not wash out the rest). "
     "**Feature maps** are what the layers output for your image: each pooling halves the map, and deeper maps "
-    "respond to larger, more abstract patterns."
+    "respond to larger, more abstract patterns. Maps that can go negative (after tanh) are blue to red like the "
+    "kernels; maps after ReLU go from dark (zero) to yellow (strong)."
 )
 FC_INSIDE = (
     "The fully connected net has no kernels: each of its 1,024 first-layer units has its own weight for every one "
@@ -53,15 +54,16 @@ TRANSLATION = (
 )
 TRANSLATION_VALIDATION = (
     "On the 1,000 validation images, shifted the same way (computed when the nets were trained). All nets were trained "
-    "with random crops of ±4 pixels, so each copes with small shifts; beyond them, the fully connected net falls "
-    "fastest."
+    "with random crops of ±4 pixels, so each copes with small shifts. The fully connected net is the least accurate at "
+    "every shift. Beyond ±4 pixels every net loses accuracy: a convnet's kernels find a feature anywhere, but its last "
+    "layers are fully connected and still care where the features end up."
 )
 
 RECEPTIVE_FIELD = (
     "A unit of a conv layer sees only a patch of the image: its **receptive field**. Each 3×3 conv widens it by 2 "
     "units of the layer below, and each 2×2 pooling doubles what one unit spans, so depth and pooling let later "
     "layers see larger parts of the image with the same small kernels. Pick a layer, then click a unit on its map "
-    "(or use the sliders)."
+    "(or use the sliders). It uses the Classify tab's image (or the first example)."
 )
 
 SHARING = (
@@ -72,7 +74,10 @@ SHARING = (
 
 COMPARE = (
     "The chapter's figure: accuracy against size. Going from the fully connected net to the first convnet buys "
-    "accuracy with far fewer parameters; after that, width, regularization, depth and skips each add a little. "
+    "accuracy with far fewer parameters; after that, each change moves it by a few points at most, and not always up. "
+    "A skip connection costs no parameters (`net_depth` and `net_res` "
+    "both have 16,130): what skips buy is that a very deep stack trains at all. The 100-block net had far fewer "
+    "epochs than the 10-block one (the table's last column) and is still short of it. "
     "Hollow marks are the book's validation accuracies (the official CIFAR-10 test images, 100 epochs of plain SGD), "
     "joined to ours (a held-out 10% of the training images)."
 )

@@ -413,7 +413,7 @@ def compare_figure(rows: list[dict]):
                           f"{book:.2f}<extra></extra>"))
     accuracies = [v for r in rows for v in (r["val_accuracy"], r["book_val_accuracy"]) if v is not None]
     y_range = [min(accuracies) - 0.02, max(accuracies) + 0.02] if accuracies else [0.5, 1.0]
-    height, margin = 440, {"l": 60, "r": 16, "t": 44, "b": 50}
+    height, margin = 440, {"l": 60, "r": 16, "t": 20, "b": 84}
     labelled = [(r["net"], r["params"], r["val_accuracy"]) for r in rows if r["val_accuracy"] is not None]
     marks = [(r["params"], v) for r in rows for v in (r["val_accuracy"], r["book_val_accuracy"]) if v is not None]
     offsets = _label_offsets(labelled, marks, y_range, height - margin["t"] - margin["b"])
@@ -425,9 +425,8 @@ def compare_figure(rows: list[dict]):
             x=log_x(net["params"]), y=net["val_accuracy"], ax=log_x(fc["params"]), ay=fc["val_accuracy"],
             xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=3, arrowwidth=2,
             arrowcolor="#444", text="", standoff=8, startstandoff=8)
-        fig.add_annotation(
-            x=(log_x(net["params"]) + log_x(fc["params"])) / 2, y=y_range[0] + 0.012, xref="x", yref="y",
-            showarrow=False, font={"size": 12},
+        fig.add_annotation(  # centred on the plot, on either scale
+            x=0.5, y=y_range[0] + 0.012, xref="paper", yref="y", showarrow=False, font={"size": 12},
             text=f"fc → net: {fc['params'] / net['params']:,.0f}× fewer parameters, "
                  f"{(net['val_accuracy'] - fc['val_accuracy']) * 100:+.1f} points")
     for name, params, accuracy in labelled:
@@ -440,14 +439,18 @@ def compare_figure(rows: list[dict]):
     ticks = [10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000]
     labels = ["10k", "20k", "50k", "100k", "200k", "500k", "1M", "2M", "5M"]
     fig.update_xaxes(type="log", tickvals=ticks, ticktext=labels)
+    # The switch sits under the plot, at its left: above it, Plotly's toolbar covered it on a phone. On a linear axis
+    # the range starts at 0 (the labels' room had stretched it to -2,000,000 parameters).
     fig.update_layout(height=height, margin=margin, showlegend=False, updatemenus=[{
-        "type": "buttons", "direction": "left", "x": 0, "y": 1.01, "xanchor": "left", "yanchor": "bottom",
+        "type": "buttons", "direction": "left", "x": 0, "y": -0.2, "xanchor": "left", "yanchor": "top",
         "pad": {"t": 0, "b": 0}, "font": {"size": 11},
         "buttons": [{"label": "log scale", "method": "relayout",
-                     "args": [{"xaxis.type": "log", "xaxis.tickvals": ticks, "xaxis.ticktext": labels}]},
+                     "args": [{"xaxis.type": "log", "xaxis.tickvals": ticks, "xaxis.ticktext": labels,
+                               "xaxis.rangemode": "normal", "xaxis.autorange": True}]},
                     {"label": "linear scale", "method": "relayout",
                      "args": [{"xaxis.type": "linear", "xaxis.tickvals": None, "xaxis.ticktext": None,
-                               "xaxis.tickformat": ","}]}]}])
+                               "xaxis.tickformat": ",", "xaxis.rangemode": "nonnegative",
+                               "xaxis.autorange": True}]}]}])
     return fig
 
 
