@@ -215,6 +215,22 @@ def test_compare_labels_are_inside_the_plot_and_never_overlap(page):
             assert overlap_x * overlap_y <= 0.25 * (mark[2] - mark[0]) * (mark[3] - mark[1]), (name, mark)
 
 
+def test_compare_scale_switch_is_clear_of_plotlys_toolbar_and_a_linear_axis_starts_at_zero(page):
+    """The switch sat where Plotly's toolbar covered it on a phone, and a linear axis began at -2,000,000 parameters."""
+    page.get_by_role("tab", name="Compare", exact=True).click()
+    page.locator("#compare-plot .js-plotly-plot").wait_for(timeout=60_000)
+    page.locator("#compare-plot").hover()  # the toolbar shows while the pointer is over the plot
+    toolbar = page.locator("#compare-plot .modebar").bounding_box()
+    linear = page.locator("#compare-plot .updatemenu-button", has_text="linear scale")
+    for button in (linear, page.locator("#compare-plot .updatemenu-button", has_text="log scale")):
+        box = button.bounding_box()
+        assert box["y"] >= toolbar["y"] + toolbar["height"] or box["y"] + box["height"] <= toolbar["y"] \
+            or box["x"] >= toolbar["x"] + toolbar["width"] or box["x"] + box["width"] <= toolbar["x"], (box, toolbar)
+    linear.click()
+    first_tick = page.locator("#compare-plot g.xtick text").first
+    expect(page)(first_tick).to_have_text("0", timeout=10_000)
+
+
 def test_compare_table_fits_the_screen_with_every_column(page):
     """On a phone the table scrolled sideways and its parameter counts were cut at the screen's edge; every column
     is now in view, down to a 360 px screen."""
