@@ -604,9 +604,12 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                         status = gr.Markdown("", elem_id="status")
                     with gr.Column(scale=3, min_width=320):
                         scoreboard = gr.HTML(figures.empty_scoreboard_html(), elem_id="scoreboard")
+                # A caption above, not Gradio's label and buttons over the first and last pictures' tops
+                gr.Markdown("**Examples** with their true label: click one", elem_classes="caption")
                 gallery = gr.Gallery([(p, example_caption(p, label)) for p, label in examples],
-                                     label="Examples with their true label: click one", columns=len(examples),
-                                     allow_preview=False, object_fit="cover", elem_id="examples")
+                                     label="Examples with their true label", show_label=False, buttons=[],
+                                     columns=len(examples), allow_preview=False, object_fit="cover",
+                                     elem_id="examples")
             with gr.Tab("Inside a net", id="inside") as inside_tab:
                 with gr.Row(equal_height=False):
                     inside_net = gr.Dropdown(inside_names, value="net" if "net" in inside_names else None, label="Net",

@@ -98,6 +98,24 @@ def test_an_example_click_shows_every_net_with_the_vote_first(page, shots):
     page.screenshot(path=str(shots / f"{page.size_name}_classify.png"), full_page=True)
 
 
+def test_every_example_caption_shows_whole_and_nothing_covers_the_pictures(page):
+    """Captions were cut ("airplane (p…", "bird (dr…"), and the gallery's label and buttons sat over the pictures."""
+    captions = page.locator("#examples .caption-label")
+    assert captions.count() == page.locator("#examples img").count() > 0
+    for caption in captions.all():
+        assert caption.evaluate("c => c.scrollWidth <= c.clientWidth + 1 && c.scrollHeight <= c.clientHeight + 1"), \
+            caption.inner_text()
+    pictures = page.locator("#examples img").all()
+    for cover in page.locator("#examples [data-testid=block-label], #examples .icon-button-wrapper").all():
+        box = cover.bounding_box()
+        if box is None:
+            continue
+        for picture in pictures:
+            other = picture.bounding_box()
+            assert min(box["x"] + box["width"], other["x"] + other["width"]) - max(box["x"], other["x"]) <= 0 \
+                or min(box["y"] + box["height"], other["y"] + other["height"]) - max(box["y"], other["y"]) <= 0
+
+
 def test_the_vote_comes_before_the_examples_on_a_phone(page):
     click_example(page, "airplane")
     page.wait_for_selector("table.scoreboard")
