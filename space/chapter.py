@@ -7,8 +7,9 @@ BOOK = f"[*Deep Learning with PyTorch*]({BOOK_URL}), chapter 8"
 
 INTRO = (
     "Nine networks from {book}, trained on CIFAR-2: 10,000 airplane and bird photos of 32×32 pixels. The chapter "
-    "replaces a fully connected net, which sees pixels, with convolutions: small kernels that look at a neighbourhood "
-    "(**locality**), the same kernel everywhere (**weight sharing**), so a bird is found wherever it sits "
+    "replaces a fully connected net, which gives every pixel its own weights, with convolutions: small kernels that "
+    "look at a neighbourhood (**locality**), the same kernel everywhere (**weight sharing**), so a bird is found "
+    "wherever it sits "
     "(**translation invariance**); then it goes wider, regularized, deeper, and deeper still with **skip "
     "connections**. Drop in a picture or click an example; the other tabs open each idea up."
 )

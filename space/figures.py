@@ -79,14 +79,21 @@ def scoreboard_html(verdict: Verdict, rows: dict[str, dict], repos: dict[str, st
             f"<td class='num'>{info.get('params', 0):,}</td>"
             f"<td class='num'>{'—' if accuracy is None else f'{accuracy:.3f}'}</td>"
             f"<td class='bar-cell'><div class='bar' title='P(bird) = {p_bird:.3f}'>"
-            f"<div class='fill {prediction}' style='width:{p_bird * 100:.1f}%'></div><div class='mid'></div></div>"
+            f"<div class='fill {prediction}' style='{_from_the_middle(p_bird)}'></div><div class='mid'></div></div>"
             f"<span class='verdict {prediction}'>{prediction} {max(p_airplane, p_bird):.0%}</span></td></tr>")
     parts.append("</tbody></table>")
     parts.append(f"<p class='timing'>All {total} nets: {verdict.milliseconds:.0f} ms together. "
                  "Highlighted rows disagree with the "
-                 f"{'true label' if true_label in votes else 'majority'}. Accuracy: each net's validation accuracy "
-                 "from its model card.</p>")
+                 f"{'true label' if true_label in votes else 'majority'}. val acc: each net's accuracy on held-out "
+                 "images, from its model card.</p>")
     return "".join(parts)
+
+
+def _from_the_middle(p_bird: float) -> str:
+    """A bar from the middle (undecided) towards the side the net picks, as far as its P(bird): filled from the left
+    edge, an airplane at 95% was a bar 5% long."""
+    left, right = sorted((50.0, p_bird * 100))
+    return f"left:{left:.1f}%;width:{right - left:.1f}%"
 
 
 def empty_scoreboard_html() -> str:

@@ -453,7 +453,8 @@ def test_scoreboard_puts_the_vote_first_and_marks_disagreement():
     assert "<b class='vote-class'>bird</b>" in page and "a note &lt;b&gt;" in page
     assert page.count("class='disagrees'") == 1 and "class='disagrees' data-net='fc'" in page
     assert "href='https://huggingface.co/alice/convhub-net'" in page and "3,737,474" in page
-    assert "style='width:80.0%'" in page  # net's P(bird) bar
+    assert "class='fill bird' style='left:50.0%;width:30.0%'" in page  # net's P(bird) 0.8: from the middle to 80%
+    assert "class='fill airplane' style='left:10.0%;width:40.0%'" in page  # fc's 0.1: from 10% to the middle
     with_truth = figures.scoreboard_html(verdict, rows, {}, true_label="airplane")
     assert "True label: <b>airplane</b> (1 of 3 nets right)" in with_truth
     assert with_truth.count("class='disagrees'") == 2
