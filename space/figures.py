@@ -334,6 +334,13 @@ def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
                              mode="lines+markers", line={"color": FC_COLOUR, "width": 3},
                              hovertemplate="%{x}×%{x}: %{y:,} parameters<extra></extra>"))
     fig.add_vline(x=side, line={"color": "#444", "width": 1, "dash": "dash"})
+    conv, linear = sharing_counts(side, in_channels, out_channels, kernel)
+    side_of = "right" if side <= 64 else "left"  # clear of the plot's edge
+    for count, colour, position in ((conv, CONV_COLOUR, f"top {side_of}"), (linear, FC_COLOUR, f"bottom {side_of}")):
+        # each layer's count at the chosen side, on the plot: the conv line sits under the axis's lowest tick
+        fig.add_trace(go.Scatter(x=[side], y=[count], mode="markers+text", text=[f"{count:,}"], showlegend=False,
+                                 textposition=position, textfont={"color": colour, "size": 13}, hoverinfo="skip",
+                                 marker={"color": colour, "size": 10, "line": {"color": "white", "width": 1}}))
     _layout(fig, "Parameters as the image grows", "image side (pixels)", "parameters (log scale)", None)
     fig.update_xaxes(type="log", tickvals=sides, ticktext=[str(s) for s in sides])
     fig.update_yaxes(type="log", tickformat=",")

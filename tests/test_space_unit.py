@@ -503,6 +503,9 @@ def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
     assert "(https://huggingface.co/bad%29name/x)" in linked  # a repo id cannot end the link early
     sharing = figures.sharing_figure(3, 16, 3, 32)
     assert sharing.data[0].y[3] == 448  # the 32x32 point
+    labelled = {trace.text[0]: trace.x[0] for trace in sharing.data if trace.text}  # both counts, read on the plot
+    assert labelled == {"448": 32, "50,348,032": 32}
+    assert all(t.textposition.endswith("left") for t in figures.sharing_figure(3, 16, 3, 256).data if t.text)
 
 
 def test_compare_labels_never_sit_on_each_other():
