@@ -123,18 +123,23 @@ def kernel_colours(weights: torch.Tensor):
     return SymLogNorm(linthresh=median, linscale=0.5, vmin=-limit, vmax=limit), ticks
 
 
+KERNEL_ROWS = 8
+
+
 def kernels_figure(layers: list[KernelLayer]):
     """Each conv layer's kernels as a grid, every kernel on its layer's one zero-centred colour scale. The longer of
     (output channels, input channels) runs across, so no layer is a thin column of tiny kernels."""
-    shapes = [(l.weights.shape[1], l.weights.shape[0]) if l.weights.shape[0] > l.weights.shape[1]
-              else tuple(l.weights.shape[:2]) for l in layers]
+    full = [(l.weights.shape[1], l.weights.shape[0]) if l.weights.shape[0] > l.weights.shape[1]
+            else tuple(l.weights.shape[:2]) for l in layers]
+    # At most KERNEL_ROWS rows a layer: the 100-block net's 32x32 grids were a 3,800-pixel wall of kernels.
+    shapes = [(min(rows, KERNEL_ROWS), cols) for rows, cols in full]
     # Kernels as large as 8 inches across allow: up to 16 columns 0.42 in each, 32 columns 0.25 in.
     heights = [rows * min(0.42, 8.0 / cols) + 1.3 for rows, cols in shapes]
     fig = _figure(8, sum(heights) + 0.2)
     subfigs = np.atleast_1d(fig.subfigures(len(layers), 1, height_ratios=heights))
-    for subfig, layer, (rows, cols) in zip(subfigs, layers, shapes):
+    for subfig, layer, (rows, cols), (all_rows, _) in zip(subfigs, layers, shapes, full):
         w = layer.weights.float()
-        across_out = (rows, cols) != tuple(w.shape[:2])  # output channels run across
+        across_out = (all_rows, cols) != tuple(w.shape[:2])  # output channels run across
         k = w.shape[-1]
         grid = np.full((rows * (k + 1) - 1, cols * (k + 1) - 1), np.nan)  # NaN gaps between kernels
         for r in range(rows):
@@ -156,7 +161,9 @@ def kernels_figure(layers: list[KernelLayer]):
         bar = subfig.colorbar(image, ax=ax, shrink=0.9, label="weight", aspect=12)
         if ticks is not None:
             bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
-        subfig.suptitle(layer.caption, fontsize=9, x=0.01, ha="left")
+        shown = "" if rows == all_rows else \
+            f" (the first {rows} of {all_rows} {'input' if across_out else 'output'} channels shown)"
+        subfig.suptitle(layer.caption + shown, fontsize=9, x=0.01, ha="left")
     return fig
 
 

@@ -284,7 +284,7 @@ def classify(nets: list[LoadedNet], image, batches: SharedBatches | None = None)
 @dataclass
 class KernelLayer:
     name: str  # "conv1", "block 3"
-    weights: torch.Tensor  # (out, in, k, k): every kernel, never a crop
+    weights: torch.Tensor  # (out, in, k, k): every kernel (the figure shows at most KERNEL_ROWS rows of them)
     out_channels: int
     in_channels: int
     params: int

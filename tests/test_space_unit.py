@@ -469,6 +469,11 @@ def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
     grid = kernels.subfigs[0].axes[0].images[0]
     low, high = grid.get_clim()
     assert low == -high  # zero-centred
+    block = inference.KernelLayer("block 1", torch.randn(32, 32, 3, 3), 32, 32, 9280)  # a residual block's conv
+    wide = figures.kernels_figure([block])  # 8 of its 32 rows: 32 rows of 32 kernels were a wall of noise
+    assert wide.subfigs[0].axes[0].images[0].get_array().shape == (8 * 4 - 1, 32 * 4 - 1)
+    assert "the first 8 of 32 output channels shown" in wide.subfigs[0]._suptitle.get_text()
+    assert wide.get_size_inches()[1] < 4
     shipped = convhub.ConvHubModel.from_pretrained(Path(__file__).resolve().parents[1] / "space" / "models" / "net")
     for layer in inference.kernel_layers(shipped):  # its whitened conv1's few large weights must not wash out the rest
         norm, _ = figures.kernel_colours(layer.weights)
