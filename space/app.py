@@ -109,7 +109,7 @@ import figures  # noqa: E402
 import limits  # noqa: E402
 import logs  # noqa: E402
 from zoo_loader import (FoundNet, LoadedNet, as_plain_text, find_zoo, load_found, published_settings,  # noqa: E402
-                        sources_summary)
+                        source_details, sources_summary)
 
 if TYPE_CHECKING:
     import torch
@@ -573,8 +573,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         zoo = ready()
         rows = list(zoo.rows.values())
         return (figures.compare_figure(rows), figures.compare_markdown(rows, repos),
-                sources_summary(zoo.nets) + "\n\n"
-                + "\n".join(f"- `{n.name}`: {as_plain_text(n.source)}" for n in zoo.nets))
+                sources_summary(zoo.nets, pointer="") + "\n\n"
+                + "\n".join(f"- `{n.name}`: {as_plain_text(source_details(n))}" for n in zoo.nets))
 
     def _conv_model(net: str):
         net = api_name(net, "net", "net")

@@ -219,8 +219,9 @@ def source_kind(source: str) -> str:
     return source
 
 
-def sources_summary(nets: list[LoadedNet]) -> str:
-    """One Markdown line for the top of the page: how many nets came from where, and why the Hub was not used."""
+def sources_summary(nets: list[LoadedNet], pointer: str = " Details on the Compare tab.") -> str:
+    """One Markdown line for the log (and ``pointer`` to where the details are): how many nets came from where, and
+    why the Hub was not used."""
     counts = Counter(source_kind(net.source) for net in nets)
     parts = [f"{count} from {kind if kind != 'bundled' else 'the weights bundled with this Space'}"
              for kind, count in counts.items() if kind != "unavailable"]
@@ -233,4 +234,11 @@ def sources_summary(nets: list[LoadedNet]) -> str:
     reasons = sorted(notes & {OFFLINE, _unreachable()})
     if reasons:  # ours, and the operator's endpoint (a URL, checked at start)
         line += f" — {'; '.join(reasons)}"
-    return line + ". Details on the Compare tab."
+    return line + "." + pointer
+
+
+def source_details(net: LoadedNet) -> str:
+    """Where ``net`` came from, less why the Hub was not used, which sources_summary says once for all nets."""
+    where, *notes = net.source.split(" — ", 1)
+    kept = [note for joined in notes for note in joined.split("; ") if note not in {OFFLINE, _unreachable()}]
+    return " — ".join([where, "; ".join(kept)] if kept else [where])
