@@ -347,7 +347,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
 
     # --- UI handlers: never raise; a bad input leaves the results as they were and says why at the image ---
 
-    def classify_ui(path):
+    def classify_shown(path):
+        """The 32x32 picture, the scoreboard and a message for an image: the Classify tab's outputs."""
         if path is None:
             return figures.seen_html(None), figures.empty_scoreboard_html(), ""
         zoo = ready()
@@ -712,12 +713,18 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(examples):
                 return gr.skip(), gr.skip(), gr.skip(), "⚠️ no such example"
             path = examples[evt.index][0]
-            return (path, *classify_ui(path))
+            return (path, *classify_shown(path))
 
         # input (not change): user uploads, webcam shots, pastes and clears; an example click sets the image itself
         classifying = {"concurrency_limit": CLASSIFY_CONCURRENCY, "concurrency_id": "classify"}
-        image.input(classify_ui, image, [seen, scoreboard, status], show_progress="minimal", **classifying,
-                    **private).then(
+        def classify_ui(path):
+            """An upload, paste or clear: its results, and no example marked as the one shown (a failed upload
+            leaves both as they were)."""
+            seen_html, board, message = classify_shown(path)
+            return seen_html, board, message, gr.skip() if board == gr.skip() else gr.Gallery(selected_index=None)
+
+        image.input(classify_ui, image, [seen, scoreboard, status, gallery], show_progress="minimal",
+                    **classifying, **private).then(
             refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **shared)
         gallery.select(classify_example, None, [image, seen, scoreboard, status], show_progress="minimal",
                        **classifying, **private).then(

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import PIL.Image
 import pytest
 from conftest import SpaceProcess
 
@@ -162,7 +163,9 @@ def test_kernels_are_never_cropped_and_feature_maps_follow_the_net(page):
     expect(page)(page.locator("#layers")).to_contain_text("conv3 → relu + skip")
 
 
-def test_a_bad_upload_says_why_at_the_image_and_keeps_the_results(page, tmp_path, shots):
+def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page, tmp_path, shots):
+    """A bad upload says why at the image and leaves the example shown, and marked; a good one replaces both (the
+    example stayed marked as shown)."""
     click_example(page, "bird")
     page.wait_for_selector("table.scoreboard")
     vote = page.locator("[data-testid=vote]").inner_text()
@@ -175,6 +178,13 @@ def test_a_bad_upload_says_why_at_the_image_and_keeps_the_results(page, tmp_path
     assert page.locator("[data-testid=vote]").inner_text() == vote  # the previous results stay
     assert page.locator(".error").count() == 0  # no red error pills on the outputs
     page.screenshot(path=str(shots / f"{page.size_name}_bad_upload.png"))
+    assert page.locator("#examples .thumbnail-item.selected").count() == 1  # the example still shown
+    good = tmp_path / "good.png"
+    PIL.Image.new("RGB", (64, 48), (120, 160, 220)).save(good)
+    page.locator("#image-input input[type=file]").set_input_files(str(good))
+    expect(page)(page.locator("#status")).to_have_text("", timeout=60_000)
+    expect(page)(page.locator("[data-testid=vote]")).not_to_contain_text("True label", timeout=60_000)
+    expect(page)(page.locator("#examples .thumbnail-item.selected")).to_have_count(0)  # no example marked as shown
 
 
 def test_clicking_a_unit_shows_its_receptive_field(page):
