@@ -717,6 +717,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
 
         # input (not change): user uploads, webcam shots, pastes and clears; an example click sets the image itself
         classifying = {"concurrency_limit": CLASSIFY_CONCURRENCY, "concurrency_id": "classify"}
+
         def classify_ui(path):
             """An upload, paste or clear: its results, and no example marked as the one shown (a failed upload
             leaves both as they were)."""
