@@ -154,6 +154,10 @@ def test_kernels_are_never_cropped_and_feature_maps_follow_the_net(page):
         scroll_width, visible_width = page.locator("#kernels .matplotlib").evaluate(
             "e => [e.scrollWidth, e.clientWidth]")
         assert box["width"] >= 600 and scroll_width >= 600 > visible_width
+    for cell in (page.locator("#layers th", has_text="params"), page.locator("#layers td", has_text="1,160")):
+        lines = cell.evaluate("c => { const r = document.createRange(); r.selectNodeContents(c); "
+                              "return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }")
+        assert lines == 1, cell.inner_text()  # never broken mid-word ("param/s") or mid-number
     maps = page.locator("#feature-maps img")
     maps.wait_for(timeout=60_000)
     before = maps.get_attribute("src")
