@@ -85,6 +85,10 @@ try:
                                                                   else "connection")
     if CLIENT_ADDRESS not in ("connection", "x-forwarded-for"):
         raise ConvHubError(f"CONVHUB_CLIENT_ADDRESS must be connection or x-forwarded-for, not {CLIENT_ADDRESS[:40]!r}")
+    # How long a request may take to arrive (connections.RequestDeadlines): its headers (30 s: nginx gives 60 s
+    # between two reads), then its body (an upload's too: a 6 MB photo on a 0.45 Mbit/s uplink takes ~110 s).
+    HEADERS_S = env.number("CONVHUB_HEADERS_S", 30.0, minimum=1, maximum=3600, kind=float)
+    BODY_S = env.number("CONVHUB_BODY_S", 120.0, minimum=1, maximum=3600, kind=float)
     # Requests waiting beyond this get "Queue is full".
     QUEUE_SIZE = env.number("CONVHUB_QUEUE_SIZE", 256, minimum=1, maximum=10**6)
     # Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of
@@ -106,6 +110,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 import chapter  # noqa: E402
 import figures  # noqa: E402
+import connections  # noqa: E402
 import limits  # noqa: E402
 import logs  # noqa: E402
 from zoo_loader import (FoundNet, LoadedNet, as_plain_text, find_zoo, load_found, published_settings,  # noqa: E402
@@ -873,6 +878,7 @@ def main() -> None:
                                forwarded=CLIENT_ADDRESS == "x-forwarded-for") if CLIENT_BURST else None
     if clients is not None:
         limits.count_queued(demo, clients)
+    connections.install(HEADERS_S, BODY_S)
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
         try:
@@ -882,7 +888,7 @@ def main() -> None:
                 max_file_size=MAX_UPLOAD, mcp_server=True, css=CSS, head=HEAD, state_session_capacity=SESSIONS,
                 app_kwargs={"middleware": [Middleware(logs.Failures, log=failures),
                                            Middleware(limits.RequestLimits, cache=cache, max_file_bytes=MAX_BODY,
-                                                      clients=clients,
+                                                      clients=clients, body_s=BODY_S,
                                                       max_streams=MAX_STREAMS or limits.stream_room())]},
                 prevent_thread_lock=True,
             )

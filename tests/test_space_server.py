@@ -623,12 +623,13 @@ def opens_again(open_once) -> bool:
 @pytest.fixture(scope="module")
 def tight_server(tmp_path_factory, models_dir):
     """The Space with small limits: 3 requests waiting, running or open, answers forgotten after 3 s unread, 3 event
-    streams an address and 5 in all, the page state of 5 sessions."""
+    streams an address and 5 in all, the page state of 5 sessions, 4 s for a request's headers and 8 s for its
+    body."""
     folder = tmp_path_factory.mktemp("tight")
     space = SpaceProcess(ROOT / "space" / "app.py", folder / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
         "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(folder / "gradio"),
         "CONVHUB_CLIENT_AT_ONCE": "3", "CONVHUB_UNREAD_S": "3", "CONVHUB_CLIENT_STREAMS": "3",
-        "CONVHUB_MAX_STREAMS": "5", "CONVHUB_SESSIONS": "5"})
+        "CONVHUB_MAX_STREAMS": "5", "CONVHUB_SESSIONS": "5", "CONVHUB_HEADERS_S": "4", "CONVHUB_BODY_S": "8"})
     yield space
     space.stop()
 
@@ -733,6 +734,72 @@ def test_a_refused_upload_still_sending_is_held_as_one_of_its_clients_streams(ti
         for connection in held:
             connection.close()
     assert opens_again(lambda: open_stream(tight_server.port, "/gradio_api/heartbeat/drip-again", client))
+
+
+def dripped(port: int, opening: bytes, drip: bytes, give_up_s: float = 60.0) -> tuple[bytes, bool]:
+    """Sends ``opening``, then ``drip`` every half second, reading what comes back; (the answer, whether the server
+    closed the connection before ``give_up_s``)."""
+    import select
+    import socket
+
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(opening)
+        given_up = time.monotonic() + give_up_s
+        while time.monotonic() < given_up:
+            try:
+                connection.sendall(drip)
+                if select.select([connection], [], [], 0.5)[0]:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return answer, True
+                    answer += chunk
+            except ConnectionError:  # reset: closed too
+                return answer, True
+    return answer, False
+
+
+def still_open(connection) -> bool:
+    """Whether the server has kept ``connection`` (an http.client one) open."""
+    import socket
+
+    try:
+        return connection.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True  # nothing to read, and not closed
+    except ConnectionError:
+        return False
+
+
+def test_a_request_that_does_not_arrive_in_time_loses_its_connection(tight_server):
+    """uvicorn read a request for as long as bytes kept coming: a header line, or a byte of a body the Space had
+    already answered (a 413 for its announced size, the page for a GET), every few seconds held a connection and a
+    file descriptor for good, counted nowhere. A request's headers must now arrive within CONVHUB_HEADERS_S, its
+    body within CONVHUB_BODY_S of them; event streams, whose requests have arrived, stay open."""
+    import socket
+
+    port = tight_server.port
+    status, stream, _, _ = open_stream(port, "/gradio_api/heartbeat/patient", "198.51.100.120")
+    try:
+        assert status == 200
+        answer, closed = dripped(port, b"GET / HTTP/1.1\r\nHost: x\r\n", b"X-Drip: 1\r\n")
+        assert closed and answer == b""
+        answer, closed = dripped(port, b"POST /gradio_api/queue/join HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                       b"application/json\r\nContent-Length: 1000000\r\n\r\n{", b" ")
+        assert closed and answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        answer, closed = dripped(port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n", b" ")
+        assert closed and answer.startswith(b"HTTP/1.1 200 ") and b"</html>" in answer, answer[:200]
+        assert still_open(stream)  # the heartbeat, past both deadlines
+    finally:
+        stream.close()
+    # a request that arrives slowly, within its time, is served
+    body = json.dumps({"data": [], "fn_index": 0, "session_hash": "slow"}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        for part in (b"POST /gradio_api/queue/join HTTP/1.1\r\nHost: x\r\n", b"Content-Type: application/json\r\n",
+                     b"Content-Length: %d\r\n\r\n" % len(body), body[:10], body[10:]):
+            connection.sendall(part)
+            time.sleep(0.75)  # 3 s for the headers, 1.5 s for the body
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
 def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_a_traceback(tight_server):

@@ -769,6 +769,8 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_UNREAD_S", "0", "CONVHUB_UNREAD_S must be a number from 1 to 86,400, not '0'"),
     ("CONVHUB_CLIENT_STREAMS", "lots", "CONVHUB_CLIENT_STREAMS must be a whole number from 1 to 1,000,000, not 'lots'"),
     ("CONVHUB_MAX_STREAMS", "-1", "CONVHUB_MAX_STREAMS must be a whole number from 1 to 10,000,000, not '-1'"),
+    ("CONVHUB_HEADERS_S", "0", "CONVHUB_HEADERS_S must be a number from 1 to 3,600, not '0'"),
+    ("CONVHUB_BODY_S", "forever", "CONVHUB_BODY_S must be a number from 1 to 3,600, not 'forever'"),
     ("CONVHUB_CLIENT_ADDRESS", "cookie", "CONVHUB_CLIENT_ADDRESS must be connection or x-forwarded-for, not 'cookie'"),
     ("GRADIO_SERVER_PORT", "http", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not 'http'"),
     ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not '70000'"),

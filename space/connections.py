@@ -1,0 +1,70 @@
+"""How long a connection may take to send its request: its headers, then its body.
+
+uvicorn reads a request for as long as bytes keep coming. A client sending a header line, or a byte of a body the
+Space had already answered (a 413, a 429, a 404), every few seconds held its connection and a file descriptor for as
+long as it liked, counted nowhere (the Space's stream limits count the streams it answers). Here a request's headers
+must arrive within ``headers_s`` of its connection (or of the answer before it) and its body within ``body_s`` of its
+headers, or the connection is closed, as nginx does (``client_header_timeout``, ``client_body_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+import uvicorn.config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+class RequestDeadlines(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol (h11), with a deadline on the part of the request it is waiting for."""
+
+    headers_s, body_s = 30.0, 120.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.waiting_for, self.deadline = None, None
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()  # a kept-alive connection now waits for its next request's headers
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._wait_for(None)  # the connection is the WebSocket protocol's now
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._wait_for(None)
+        super().connection_lost(exc)
+
+    def _watch(self) -> None:
+        if self.transport.is_closing():
+            self._wait_for(None)
+        else:
+            self._wait_for({h11.IDLE: "headers", h11.SEND_BODY: "body"}.get(self.conn.their_state))
+
+    def _wait_for(self, part: str | None) -> None:
+        if part == self.waiting_for:
+            return  # the deadline runs from when this part was first awaited, however many bytes come
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.waiting_for, self.deadline = part, None
+        if part is not None:
+            self.deadline = self.loop.call_later(self.headers_s if part == "headers" else self.body_s, self._expired)
+
+    def _expired(self) -> None:
+        self.waiting_for, self.deadline = None, None
+        if not self.transport.is_closing():
+            self.transport.close()  # connection_lost tells the app, as a client hanging up does
+
+
+def install(headers_s: float, body_s: float) -> None:
+    """Makes the uvicorn servers this process starts use RequestDeadlines (Gradio builds its uvicorn.Config with the
+    default ``http="auto"``, and no way to pass another)."""
+    RequestDeadlines.headers_s, RequestDeadlines.body_s = headers_s, body_s
+    uvicorn.config.HTTP_PROTOCOLS["auto"] = f"{__name__}:{RequestDeadlines.__name__}"
