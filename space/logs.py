@@ -89,6 +89,11 @@ class FailureLog:
         print(text, file=self.stream or sys.stderr, flush=True)
 
 
+class UnknownEndpoint(LookupError):
+    """A call of an API endpoint, or an event, the Space does not have: the caller's mistake, a 404 (Gradio's lookup
+    raised, and it was a 500)."""
+
+
 class Failures:
     """ASGI middleware: a request the app fails with an exception gets a JSON 500 naming it (an answer already begun
     is ended), and the log gets FailureLog's entry instead of uvicorn's traceback. The Space puts one around Gradio's
@@ -114,6 +119,9 @@ class Failures:
             await self.app(scope, receive, watched_send)
         except ClientDisconnect:
             return  # the client went away mid-body: nobody to answer
+        except UnknownEndpoint as error:
+            if not started:
+                await JSONResponse({"detail": str(error), "error": str(error)}, status_code=404)(scope, receive, send)
         except Exception as error:  # noqa: BLE001 - whatever Gradio raises for a request it could not handle
             self.log.failed(f"{scope.get('method')} {scope.get('path')}", error)
             if not started:  # if this send fails too, its error goes on to the outer Failures
@@ -137,6 +145,25 @@ def install(log: FailureLog) -> None:
 
     for module in (gradio.queueing, gradio.routes, gradio.route_utils):  # each uses traceback for print_exc alone
         module.traceback = SimpleNamespace(print_exc=print_exc)
+    gradio.route_utils.get_fn = _known(gradio.route_utils.get_fn)  # the routes and the queue call it from there
     logging.basicConfig()  # the handler logging.warning would add on its first record, added now to filter it
     for handler in logging.getLogger().handlers:
         handler.addFilter(log.record)
+
+
+def _known(get_fn):
+    """Gradio's lookup of a request's function, raising UnknownEndpoint for a name or number it does not have."""
+    from gradio.route_utils import FnIndexInferError
+
+    def get_known_fn(blocks, api_name, body):
+        try:
+            return get_fn(blocks, api_name, body)
+        except FnIndexInferError:
+            raise UnknownEndpoint(f"This Space has no API endpoint {one_line(f'/{api_name}', 100)}: GET "
+                                  "/gradio_api/info lists its endpoints.") from None
+        except KeyError:  # fns[body.fn_index]
+            raise UnknownEndpoint(f"This Space has no event number {one_line(body.fn_index, 100)}: GET /config "
+                                  "lists its events.") from None
+
+    return get_known_fn
+

@@ -825,18 +825,40 @@ def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_
 def test_a_request_gradio_fails_on_gets_a_clear_500_and_its_traceback_is_logged_once(tight_server):
     """An unknown API name was a 500 and ~5 KB of traceback in the log, from anyone, as fast as they could ask. The
     answer now names the failure, and a failure's traceback is logged the first time it comes from its place, then
-    one line each time."""
+    one line each time (here a v2 call without its image)."""
     logged = len(tight_server.log())
     for n in range(3):
-        status, text, _, _ = post(tight_server.port, "/gradio_api/run/no_such_api", b'{"data": []}', "application/json",
+        status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/classify", b"{}", "application/json",
                                   forwarded=f"198.51.100.9{n}")
-        assert status == 500 and "could not handle this request: FnIndexInferError" in json.loads(text)["detail"]
-        assert "no_such_api" in json.loads(text)["detail"], text
+        assert status == 500 and "could not handle this request: TypeError" in json.loads(text)["detail"]
+        assert "required argument: image" in json.loads(text)["detail"], text
     time.sleep(1)  # for anything more to reach the log
     log = tight_server.log()[logged:]
-    repeats = r"^POST /gradio_api/run/no_such_api failed: FnIndexInferError: .+ \(\S+:\d+\)$"
+    repeats = r"^POST /gradio_api/call/v2/classify failed: TypeError: .+ \(\S+:\d+\)$"
     assert len(re.findall(repeats, log, flags=re.M)) >= 2, log
     assert log.count("written in full once") <= 1 and len(log) < 8_000, log
+
+
+def test_an_endpoint_or_event_the_space_does_not_have_is_a_404_that_says_where_to_look(tight_server):
+    """An unknown API name or event number is the caller's mistake; Gradio's lookup raised, and it was a 500 "could
+    not handle this request" and a line in the log for each."""
+    logged = len(tight_server.log())
+    for route in ("/gradio_api/call/no_such_api", "/gradio_api/run/no_such_api"):
+        status, text, _, _ = post(tight_server.port, route, b'{"data": []}', "application/json",
+                                  forwarded="198.51.100.95")
+        assert status == 404, (status, text)
+        assert json.loads(text)["detail"] == ("This Space has no API endpoint /no_such_api: GET /gradio_api/info lists "
+                                              "its endpoints.")
+    for session in ("page-999", None):  # a page's session, and none
+        join = {"data": [], "fn_index": 999, **({"session_hash": session} if session else {})}
+        status, text, _, _ = post(tight_server.port, "/gradio_api/queue/join" if session else "/gradio_api/run/predict",
+                                  json.dumps(join).encode(), "application/json", forwarded="198.51.100.95")
+        assert (status, json.loads(text)["detail"]) == (404, "This Space has no event number 999: GET /config lists its "
+                                                             "events."), text
+    with urllib.request.urlopen(f"{tight_server.url}gradio_api/info", timeout=30) as listing:
+        assert "/classify" in json.loads(listing.read())["named_endpoints"]  # where the answer sends the caller
+    time.sleep(1)
+    assert "no_such_api" not in tight_server.log()[logged:] and "999" not in tight_server.log()[logged:]
 
 
 def test_host_headers_gradio_cannot_read_get_a_clear_400_and_queue_no_event(tight_server):
