@@ -30,7 +30,7 @@ from huggingface_hub.utils import _http, validate_repo_id
 
 from . import env
 from .config import parse_config
-from .errors import ConvHubError, HubUnavailableError, one_line
+from .errors import ConvHubError, HubUnavailableError, one_line, shown
 
 MODEL_FILES = ["config.json", "model.safetensors", "README.md"]
 # What a convhub repo's files may weigh: the nets are at most 20M parameters (80 MB in fp32, 160 in fp64).
@@ -322,13 +322,16 @@ def resolve(
     name = repo_name(name_or_path)
     local = _expanded(name)
     if local.is_dir():
+        if revision is not None:  # ignored, a pinned revision would load whatever the folder holds
+            raise ConvHubError(f"{name!r} is a local folder: revision={shown(revision)} applies to Hub repos only")
         return local
+    if local.is_file():
+        raise ConvHubError(f"{name!r} is a file: pass the folder that holds config.json and model.safetensors")
     check_revision(revision)  # a path in the HF cache: refs/<revision>
     try:
         validate_repo_id(name)
-    except HFValidationError as error:
-        raise ConvHubError(
-            f"{name!r} is neither a local folder nor a valid Hub repo id ('namespace/name'): {error}") from None
+    except HFValidationError:
+        raise ConvHubError(f"no folder {shown(name, 200)}, nor is it a Hub repo id ('namespace/name')") from None
     if "/" not in name and not Path(name).exists():
         raise ConvHubError(f"no folder {name!r}, and convhub repos on the Hub are named 'namespace/name'")
 

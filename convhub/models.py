@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from . import __version__
 from .card import model_card
 from .config import CONFIG_FORMAT, ConfigError, DataConfig, Float, Int, IntList, architecture_of, check_format
-from .errors import ConvHubError
+from .errors import ConvHubError, one_line, shown
 from .hub import read_config, resolve
 from .preprocessing import DEFAULT_DATA_CONFIG, ImageInput, ImageTransform, as_image_tensor, open_image
 from .zoo import NETS
@@ -95,10 +95,11 @@ class ConvHubModel(
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, revision: str | None = None, map_location="cpu",
                         strict: bool = True, cache_dir=None, token=None, force_download: bool = False,
-                        local_files_only: bool = False, **ignored):
+                        local_files_only: bool = False):
         """Like the mixin's, but fails fast offline, checks every config value and weight, and never unpickles.
 
-        On the base class, config.json picks the net, as convhub.load does.
+        On the base class, config.json picks the net, as convhub.load does. Any other keyword is a TypeError: the
+        net's sizes come from its config.json (a typo such as ``revison=`` loaded main's weights without a word).
         """
         folder = resolve(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir, token=token,
                          force_download=force_download, local_files_only=local_files_only)
@@ -128,11 +129,11 @@ class ConvHubModel(
         weights = Path(model_id) / SAFETENSORS_SINGLE_FILE
         if not weights.is_file():
             raise ConvHubError(f"{model_id} has no {SAFETENSORS_SINGLE_FILE}: convhub loads safetensors weights only.")
+        device = _device(map_location)
         try:
             check_weights(model, weights)
             expected = model.state_dict()
-            state = {name: tensor.to(expected[name].dtype) for name, tensor in
-                     load_file(str(weights), device=str(map_location)).items()}
+            state = {name: tensor.to(expected[name].dtype) for name, tensor in load_file(str(weights)).items()}
             model.load_state_dict(state, strict=strict, assign=True)
         except (RuntimeError, OSError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
             raise ConvHubError(
@@ -146,7 +147,10 @@ class ConvHubModel(
             raise ConvHubError(f"weights in {weights} hold a negative batch-norm variance ({', '.join(negative[:3])})"
                                ": refusing them, a variance is never negative and its square root is NaN")
         model.eval()
-        return model
+        try:
+            return model.to(device)  # checked on the CPU, then moved: a device's failure is not the weights'
+        except (RuntimeError, AssertionError) as error:  # no GPU: torch raises either, by how it was built
+            raise ConvHubError(f"cannot put {cls.__name__} on {device}: {one_line(error)}") from None
 
     def transforms(self) -> ImageTransform:
         """The preprocessing these weights expect (from config.json), as torchvision's ``weights.transforms()``: it
@@ -155,8 +159,8 @@ class ConvHubModel(
 
     @torch.inference_mode()
     def predict(self, image: ImageInput) -> dict[str, float] | list[dict[str, float]]:
-        """Class probabilities for an image of any size and mode (path, PIL image or CHW tensor); a batch tensor
-        (NCHW) gives one dict per image."""
+        """Class probabilities for an image of any size and mode (a path, file object or its bytes, a PIL image, a
+        uint8 HWC array, a CHW tensor); a batch tensor (NCHW) gives one dict per image."""
         if isinstance(image, torch.Tensor):
             batched = as_image_tensor(image).dim() == 4
             tensor = self.transforms()(image if batched else image.unsqueeze(0))
@@ -174,6 +178,19 @@ class ConvHubModel(
                                "on it")
         rows = [{name: float(p) for name, p in zip(self.class_names, row)} for row in probs]
         return rows if batched else rows[0]
+
+
+def _device(map_location) -> torch.device:
+    """``map_location`` as a device, or a clear error (a string, a torch.device; 'meta' holds no weights)."""
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError):
+        raise ConvHubError(f"map_location must name a device ('cpu', 'cuda', 'cuda:1', 'mps'), not "
+                           f"{shown(map_location)}") from None
+    if device.type == "meta":
+        raise ConvHubError("map_location='meta' would load no weights: for a net without them, convhub.create(name) "
+                           "under `with torch.device('meta'):`")
+    return device
 
 
 @torch.inference_mode()

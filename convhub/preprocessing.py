@@ -8,6 +8,7 @@ Space more start-up time than torch itself.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import stat
@@ -37,7 +38,7 @@ FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG includes MPO (ph
 # tie up a core for minutes. Real progressive JPEGs have about 10.
 MAX_JPEG_SCANS = 64
 
-ImageInput = Image.Image | str | Path | torch.Tensor
+ImageInput = Image.Image | str | Path | BinaryIO | bytes | np.ndarray | torch.Tensor
 
 
 def _check_pixels(image: Image.Image, name: str) -> None:
@@ -90,16 +91,27 @@ def _check_jpeg_scans(file, name: str) -> None:
         raise ConvHubError(f"{name} is a JPEG of {counted} scans; convhub reads JPEGs of at most {MAX_JPEG_SCANS}")
 
 
-def open_image(image: Image.Image | str | Path | BinaryIO, draft: tuple[int, int] | None = None) -> Image.Image:
-    """A decoded PIL image from a path or an image, with a clear error for anything that is not one.
+def open_image(image: Image.Image | str | Path | BinaryIO | bytes | np.ndarray,
+               draft: tuple[int, int] | None = None) -> Image.Image:
+    """A decoded PIL image from a path, a file object, a file's bytes, a uint8 array (H, W) or (H, W, C) or an
+    image, with a clear error for anything else.
 
     Only FORMATS are opened; the pixel count (and a JPEG's number of scans) is checked before anything is decoded.
     ``draft`` lets JPEGs decode at a reduced scale no smaller than that size (libjpeg's DCT scaling): far faster for
     large photos that will be shrunk to 32x32 anyway. Other formats ignore it.
     """
+    if isinstance(image, np.ndarray):
+        image = _from_array(image)
     if isinstance(image, Image.Image):
         _check_pixels(image, "the image")
         return image
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        image = io.BytesIO(image)
+    if not isinstance(image, (str, os.PathLike)) and not hasattr(image, "read"):
+        raise ConvHubError(
+            f"an image is a path, a file object, its bytes, a PIL image, a uint8 array (H, W, C) or a tensor (C, H, "
+            f"W), not {type(image).__name__}: for several images, stack their tensors into (N, C, H, W), or predict "
+            "each")
     name = str(image) if isinstance(image, (str, Path)) else "the file"
     try:
         # a file object stays the caller's to close
@@ -124,6 +136,17 @@ def open_image(image: Image.Image | str | Path | BinaryIO, draft: tuple[int, int
     # Raised here, outside the except block: an error raised inside it keeps the decoder's error as its context, and
     # with it the decoder and its buffers (a 155-byte TIFF's 1 GiB tile) for as long as the error is kept.
     raise ConvHubError(f"cannot read {name} as an image: {reason}")
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    """A uint8 array as Pillow reads one (RGB, RGBA, greyscale), pixels checked before any copy."""
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))):
+        raise ConvHubError(f"an image array must be uint8 (H, W) or (H, W, C) with C 1, 3 or 4, not {array.dtype} "
+                           f"{array.shape}; for CHW or float data, pass a tensor")
+    if array.shape[0] * array.shape[1] > MAX_IMAGE_PIXELS:
+        raise ConvHubError(f"the array is {array.shape[1]}x{array.shape[0]} pixels; convhub reads images of at most "
+                           f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (convhub.preprocessing.MAX_IMAGE_PIXELS)")
+    return Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
 
 
 def upright(image: Image.Image) -> Image.Image:
@@ -178,6 +201,13 @@ def as_image_tensor(image: torch.Tensor) -> torch.Tensor:
         raise ConvHubError(f"an image tensor must be uint8 (0-255) or float (0-1), not {image.dtype}")
     if image.dim() not in (3, 4) or image.shape[-3] not in (1, 3) or 0 in image.shape:
         raise ConvHubError(f"an image tensor must be (C, H, W) or (N, C, H, W) with C 1 or 3, not {tuple(image.shape)}")
+    if image.is_floating_point():
+        low, high = image.aminmax()
+        if not (0 <= low <= high <= 1):  # NaN fails too
+            raise ConvHubError(
+                f"a float image tensor must hold values in [0, 1], not {float(low):.4g} to {float(high):.4g}: "
+                "divide 0-255 values by 255 (or pass them as uint8), and pass the image itself, not its normalized "
+                "transforms() output")
     if image.shape[-3] == 1:
         image = image.expand(*image.shape[:-3], 3, *image.shape[-2:])
     return image

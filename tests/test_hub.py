@@ -146,9 +146,25 @@ def test_weights_that_do_not_fit_the_config(folder):
 @pytest.mark.parametrize("name", ["not a repo!", "a/b/c", "ns/name?", "ns//name", "-ns/name", "x" * 200 + "/y"])
 def test_invalid_repo_id(name):
     start = time.monotonic()
-    with pytest.raises(convhub.ConvHubError, match="valid Hub repo id|local folder"):
+    with pytest.raises(convhub.ConvHubError, match=r"^no folder .+, nor is it a Hub repo id \('namespace/name'\)$"):
         convhub.load(name)
     assert time.monotonic() - start < 5
+
+
+def test_a_mistyped_path_says_there_is_no_such_folder(folder):
+    """A typo in a path was "neither a local folder nor a valid Hub repo id: Repo id must be in the form
+    'repo_name' or 'namespace/repo_name'...", huggingface_hub's words about repo ids."""
+    with pytest.raises(convhub.ConvHubError, match=r"^no folder '.+/nett', nor is it a Hub repo id"):
+        convhub.load(folder.parent / "nett")
+    with pytest.raises(convhub.ConvHubError, match="model.safetensors' is a file: pass the folder that holds "
+                                                   "config.json and model.safetensors"):
+        convhub.load(folder / "model.safetensors")
+
+
+def test_a_revision_with_a_local_folder_is_refused_not_ignored(folder):
+    """The folder was loaded whatever it held: a pinned revision that silently meant nothing."""
+    with pytest.raises(convhub.ConvHubError, match="is a local folder: revision='v1' applies to Hub repos only"):
+        convhub.load(folder, revision="v1")
 
 
 def test_bare_name_is_neither_a_folder_nor_a_repo_id(tmp_path, monkeypatch):
@@ -963,7 +979,7 @@ def test_a_hubs_long_error_text_is_cut_short(scripted_hub):
 
 
 def test_a_name_starting_with_an_unknown_users_home_is_a_convhub_error():
-    with pytest.raises(convhub.ConvHubError, match="neither a local folder nor a valid Hub repo id"):
+    with pytest.raises(convhub.ConvHubError, match="no folder '~nosuchuser-convhub/net', nor is it a Hub repo id"):
         convhub.load("~nosuchuser-convhub/net")
 
 

@@ -281,6 +281,33 @@ def test_mixin_from_pretrained(tmp_path):
     assert type(convhub.NetResDeep.from_pretrained(str(tmp_path))) is convhub.NetResDeep
 
 
+@pytest.mark.parametrize("keyword", [{"revison": "v1"}, {"n_chans1": 64}, {"device": "cpu"}, {"num_classes": 10}])
+def test_a_keyword_from_pretrained_does_not_take_is_a_type_error(saved, keyword):
+    """Each was ignored without a word: a typo of revision loaded main's weights, n_chans1=64 gave the saved 16."""
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{next(iter(keyword))}'"):
+        convhub.load(saved["net"], **keyword)
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        convhub.Net.from_pretrained(saved["net"], **keyword)
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", r"^map_location must name a device \('cpu', 'cuda', 'cuda:1', 'mps'\), not 'gpu'$"),
+    (3.5, "map_location must name a device .+, not 3.5$"),
+    ("meta", "map_location='meta' would load no weights"),
+])
+def test_a_device_that_cannot_be_used_is_named_as_such(saved, device, message):
+    """A device's failure read "weights in .../model.safetensors do not fit Net{}: ...", blaming the weights."""
+    with pytest.raises(convhub.ConvHubError, match=message):
+        convhub.load(saved["net"], map_location=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_this_machine_lacks_is_named_not_the_weights(saved):
+    with pytest.raises(convhub.ConvHubError, match="^cannot put Net on cuda: ") as raised:
+        convhub.load(saved["net"], map_location="cuda")
+    assert "do not fit" not in str(raised.value)
+
+
 def test_base_class_from_pretrained_picks_the_architecture(saved):
     loaded = convhub.ConvHubModel.from_pretrained(saved["net_depth"])
     assert type(loaded) is convhub.NetDepth

@@ -394,10 +394,39 @@ def test_greyscale_tensor_is_replicated(model):
     (torch.zeros(32, 32, 3, dtype=torch.uint8), "C 1 or 3"),
     (torch.zeros(3, 0, 32), "not .3, 0, 32."),
     (torch.zeros(3, 32, 32, dtype=torch.int64), "uint8 .0-255. or float .0-1., not torch.int64"),
+    # 0-255 as floats, and transforms()'s normalized output, were predicted from without a word (0-255: "airplane
+    # 1.0" whatever the image)
+    (torch.full((3, 32, 32), 200.0), r"values in \[0, 1\], not 200 to 200: divide 0-255 values by 255"),
+    (torch.full((3, 32, 32), -0.5), r"not -0.5 to -0.5: .+ not its normalized transforms\(\) output"),
+    (torch.full((2, 3, 32, 32), float("nan")), r"values in \[0, 1\], not nan to nan"),
 ])
 def test_bad_tensors_are_clear_errors(model, tensor, message):
     with pytest.raises(convhub.ConvHubError, match=message):
         model.predict(tensor)
+
+
+def test_arrays_and_bytes_are_images_too(model, tmp_path):
+    pixels = noise(40, 30)
+    expected = model.predict(Image.fromarray(pixels))
+    assert same(model.predict(pixels), expected)  # a uint8 (H, W, C) array, as numpy and Pillow hold images
+    Image.fromarray(pixels).save(tmp_path / "noise.png")
+    assert same(model.predict((tmp_path / "noise.png").read_bytes()), expected)
+    assert same(model.predict(pixels[..., :1]), model.predict(Image.fromarray(pixels[..., 0])))
+
+
+@pytest.mark.parametrize(("image", "message"), [
+    # a list was "cannot read the file as an image: expected str, bytes or os.PathLike object, not list"
+    ([Image.new("RGB", (8, 8))] * 2, r"^an image is a path, .+, not list: for several images, stack their tensors"),
+    (7, "not int: "),
+    (np.zeros((3, 32, 32), np.float32), r"must be uint8 \(H, W\) or \(H, W, C\) with C 1, 3 or 4, not float32 "
+                                        r"\(3, 32, 32\); for CHW or float data, pass a tensor"),
+    (np.zeros((8, 8, 2), np.uint8), r"not uint8 \(8, 8, 2\)"),
+    (np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (10_000, 10_000, 3), (0, 0, 0)),
+     "the array is 10000x10000 pixels; convhub reads images of at most 50 megapixels"),
+])
+def test_what_is_not_an_image_is_a_clear_error(model, image, message):
+    with pytest.raises(convhub.ConvHubError, match=message):
+        model.predict(image)
 
 
 # --- the preprocessing config.json asks for is the one used ------------------------------------------------------
