@@ -146,9 +146,40 @@ def test_http_errors_become_publish_errors(hub, model_dir, action, status):
     assert hub.commits == []
 
 
-def test_pushing_to_someone_elses_namespace_is_refused(hub, model_dir):
-    with pytest.raises(PublishError, match="403"):
+def test_pushing_to_someone_elses_namespace_is_refused_before_any_upload(hub, model_dir, folder, tmp_path):
+    """The Hub's 403 came after the token was checked, as "403 Forbidden: None." and "run the same command again";
+    whoami already says which namespaces the token's user may push to."""
+    refusal = "this token is alice's, who may push to alice, acme, not to bob: pass another namespace"
+    with pytest.raises(PublishError, match=refusal):
         publish.push(model_dir, "bob/convhub-net", token=TOKEN)
+    code, _, stderr = run_cli("publish", "--namespace", "bob", "--token", TOKEN)
+    assert_user_error(code, stderr, refusal)
+    code, _, stderr = run_cli("train", "--model", "net", "--data", folder, "--epochs", 1, "--out", tmp_path / "net",
+                              "--push", "bob/convhub-net", "--token", TOKEN, "--quiet")
+    assert_user_error(code, stderr, refusal)
+    assert writes(hub) == [] and not (tmp_path / "net").exists()  # refused before training
+    publish.push(model_dir, "acme/convhub-net", token=TOKEN)  # an organization of the user's
+
+
+def test_a_repo_without_a_namespace_is_refused_before_any_request(hub, model_dir):
+    """The Hub created `convhub-net` under the token's user, then the upload to `convhub-net` failed with a 404."""
+    with pytest.raises(PublishError, match="--repo 'convhub-net': name the repo with its namespace, e.g. "
+                                           "alice/convhub-net"):
+        publish.push(model_dir, "convhub-net", token=TOKEN)
+    code, _, stderr = run_cli("zoo", "--data", "nowhere", "--out", "nowhere", "--push", "alice/team", "--token", TOKEN)
+    assert_user_error(code, stderr, "'alice/team/convhub-fc' is not a valid repo id")
+    assert hub.requests == []
+
+
+def test_the_hubs_reason_for_a_refusal_is_shown_and_a_plain_rerun_not_advised(hub, model_dir):
+    """A 403 read "403 Forbidden: None." (the Hub's own words were dropped with the error's other lines), then "run
+    the same command again to finish", which the Hub would refuse again."""
+    hub.fail[("commit", "alice/convhub-net")] = 403
+    with pytest.raises(PublishError, match="alice/convhub-net failed: 403 .*simulated 403 on commit"):
+        publish.push(model_dir, "alice/convhub-net", token=TOKEN)
+    code, _, stderr = publish_cli()
+    assert_user_error(code, stderr, "pushing alice/convhub-net failed: 403", "simulated 403 on commit",
+                      "Once the token may write there, run the same command again to finish")
 
 
 def test_read_record_of_an_untrained_save_is_none(tmp_path):

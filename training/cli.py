@@ -183,7 +183,8 @@ def cmd_train(args) -> int:
     out = artifacts.check_model_out(args.out, overwrite=args.overwrite)
     device = engine.pick_device(args.device)
     if args.push:
-        publish.check_can_push(args.token)
+        publish.check_repo_id(args.push, "--push")
+        publish.check_can_push(args.token, (args.push.split("/")[0],))
     record = train_one(args.model, _load_data(args), args, out, device)
     if args.push:
         print(f"pushed: {publish.push(args.out, args.push, private=args.private or None, token=args.token)}")
@@ -203,7 +204,8 @@ def cmd_zoo(args) -> int:
     out = artifacts.check_zoo_out(args.out, names, overwrite=args.overwrite)
     device = engine.pick_device(args.device)
     if args.push:
-        publish.check_can_push(args.token)
+        publish.check_repo_id(convhub.pretrained_repo(names[0], args.push), "--push")
+        publish.check_can_push(args.token, (args.push,))
     data = _load_data(args)  # in this process too: bad data is one error before any net starts
     started = time.perf_counter()
     jobs = parallel.resolve_jobs(args.jobs, device, len(names))

@@ -18,7 +18,8 @@ from convhub.errors import ConvHubError, HubUnavailableError
 from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
                          shown_endpoint, within_deadline)
 from huggingface_hub import HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+from huggingface_hub.utils import validate_repo_id
 
 from . import artifacts, space_bundle
 
@@ -34,31 +35,50 @@ class PublishError(ConvHubError):
 
 
 def _hub_error(error: Exception) -> str:
-    """An HTTP or network error in one line, without credentials (convhub.hub.error_text)."""
+    """An HTTP or network error in one line, without credentials (convhub.hub.error_text), with the Hub's reason
+    where it gave one (a 403 read "403 Forbidden: None." without it)."""
     if isinstance(error, HfHubHTTPError):
-        return error_text(str(error).splitlines()[0] if str(error) else error)
+        first = str(error).splitlines()[0] if str(error) else str(type(error).__name__)
+        reason = error.server_message if isinstance(error.server_message, str) else ""
+        return error_text(f"{first} {reason}" if reason and reason not in first else first)
     if isinstance(error, (ValueError, ConvHubError)):
         return error_text(error)
     return f"{type(error).__name__}: {error_text(error)}" if str(error) else type(error).__name__
 
 
-def check_can_push(token: str | None = None) -> str:
-    """Fail before any training or upload when a push cannot work: no token, no Hub, or a token the Hub refuses.
-    Returns the token."""
+def check_can_push(token: str | None = None, namespaces: tuple[str, ...] = ()) -> str:
+    """Fail before any training or upload when a push cannot work: no token, no Hub, a token the Hub refuses, or
+    ``namespaces`` that are neither the token's user nor one of its organizations. Returns the token."""
     token = token or get_token()
     if not token:
         raise PublishError("no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass --token "
-                           "(models are still saved locally)")
+                           "(nothing was pushed)")
     if offline_mode() or not hub_reachable():
         raise PublishError(f"the Hub ({shown_endpoint()}) cannot be reached"
                            f"{' (HF_HUB_OFFLINE is set)' if offline_mode() else ''}: nothing can be pushed now; "
                            "save locally and run `python -m training push` later")
-    whoami(token)
+    user, orgs = whoami(token)
+    foreign = sorted({n for n in namespaces if n not in (user, *orgs)})
+    if foreign:  # the Hub would refuse the first upload with a bare 403
+        raise PublishError(f"this token is {user}'s, who may push to {', '.join([user, *orgs])}, not to "
+                           f"{', '.join(foreign)}: pass another namespace, or a token of a member of it")
     return token
 
 
-def whoami(token: str) -> str:
-    """The user name the Hub gives this token (a refused or unchecked token stops everything before any upload)."""
+def check_repo_id(repo_id: str, option: str) -> None:
+    """``namespace/name``, refused before any request otherwise (the Hub created a repo without a namespace under
+    the token's user, then the upload to the name as given failed)."""
+    if "/" not in repo_id:
+        raise PublishError(f"{option} {repo_id!r}: name the repo with its namespace, e.g. alice/{repo_id}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise PublishError(f"{repo_id!r} is not a valid repo id: {error}") from None
+
+
+def whoami(token: str) -> tuple[str, list[str]]:
+    """The user name the Hub gives this token and the user's organizations (a refused or unchecked token stops
+    everything before any upload)."""
     bound_hub_requests()
     try:
         info = within_deadline(30, "checking the token", HfApi(endpoint=endpoint()).whoami, token=token, cache=True)
@@ -66,7 +86,8 @@ def whoami(token: str) -> str:
         if role == "read":  # the Hub would refuse the first upload with a 403
             raise PublishError(f"this token of {info['name']} can only read: create a write token at "
                                "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN")
-        return info["name"]
+        orgs = [org["name"] for org in info.get("orgs") or () if isinstance(org, dict) and isinstance(org.get("name"), str)]
+        return str(info["name"]), orgs
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status == 401 and shown_endpoint() != endpoint():
@@ -115,6 +136,13 @@ def _upload_now(api: HfApi, folder: Path, repo_id: str, *, repo_type: str, revis
     return str(commit.commit_url)
 
 
+def _rerun(error: Exception) -> str:
+    """When running a failed publish again can finish it: a refusal of the token's rights will be refused again."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return ("Once the token may write there, run the same command again" if status in (401, 403)
+            else "Run the same command again")
+
+
 def check_branch(revision: str | None) -> None:
     """``revision`` is a branch name the Hub takes: refused before any repo is created, not by the Hub halfway
     through a publish."""
@@ -128,8 +156,9 @@ def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, pr
          token: str | None = None, commit_message: str | None = None) -> str:
     """Push one saved model folder (config, weights, a card naming the repo); returns the commit URL."""
     check_branch(revision)
+    check_repo_id(repo_id, "--repo")
     convhub.load(model_dir)  # a folder that is not a model is refused before the Hub is contacted
-    token = check_can_push(token)
+    token = check_can_push(token, (repo_id.split("/")[0],))
     api = HfApi(endpoint=endpoint(), token=token)
     with tempfile.TemporaryDirectory(prefix="convhub-push-") as tmp:
         staged = stage_model(model_dir, repo_id, Path(tmp) / "repo")
@@ -162,18 +191,12 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
          private: bool | None = None, space: str | None = None) -> Plan:
     """What publish will do, checked before anything is written or sent: the trained folders of ``source`` in the
     chapter's order (``only``: a comma-separated subset), each one loaded."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
     check_branch(revision)
     space_id = space or f"{namespace}/convhub"
     if "/" not in space_id:  # the Hub would put it under the token's user, not where publish says it is
         raise PublishError(f"--space {space_id!r}: name the Space with its namespace, e.g. {namespace}/{space_id}")
-    for repo_id in (f"{namespace}/convhub-net", space_id):
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError as error:
-            raise PublishError(f"{repo_id!r} is not a valid repo id: {error}") from None
+    check_repo_id(f"{namespace}/convhub-net", "--namespace")
+    check_repo_id(space_id, "--space")
     source = Path(source)
     if not source.is_dir():
         raise PublishError(f"no folder {source}: pass --from, a folder of trained nets (as `zoo` writes them)")
@@ -235,9 +258,9 @@ def publish(the_plan: Plan, *, token: str | None = None, log=print) -> dict[str,
     Stops at the first failure with a PublishError that lists which repos were pushed and which were not; running
     it again is safe (repos are created only if missing, unchanged files are not uploaded again).
     """
-    token = check_can_push(token)
-    api = HfApi(endpoint=endpoint(), token=token)
     targets = [(repo, "model") for repo in the_plan.repos.values()] + [(the_plan.space_id, "space")]
+    token = check_can_push(token, tuple(repo_id.split("/")[0] for repo_id, _ in targets))
+    api = HfApi(endpoint=endpoint(), token=token)
     pushed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="convhub-publish-") as tmp:
         stage(the_plan, Path(tmp))
@@ -256,7 +279,7 @@ def publish(the_plan: Plan, *, token: str | None = None, log=print) -> dict[str,
                     f"pushing {repo_id} failed: {_hub_error(error)}\n"
                     f"  pushed ({len(pushed)}): {', '.join(pushed) or 'none'}\n"
                     f"  not pushed ({len(rest)}): {', '.join(rest)}\n"
-                    "Run the same command again to finish: repos that exist are kept and unchanged files are "
-                    "not uploaded again.") from None
+                    f"{_rerun(error)} to finish: repos that exist are kept and unchanged files are not uploaded "
+                    "again.") from None
             log(f"pushed {repo_type} {repo_id}: {pushed[repo_id]}")
     return pushed
