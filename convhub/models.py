@@ -6,21 +6,23 @@ back after checking every value (convhub.config), so a hostile config cannot all
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import HfApi, PyTorchModelHubMixin
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from . import __version__
-from .card import model_card
+from .card import model_card, training_record
 from .config import CONFIG_FORMAT, ConfigError, DataConfig, Float, Int, IntList, architecture_of, check_format
 from .errors import ConvHubError, one_line, shown
-from .hub import read_config, resolve
+from .hub import bound_hub_requests, endpoint, read_config, resolve
 from .preprocessing import DEFAULT_DATA_CONFIG, ImageInput, ImageTransform, as_image_tensor, open_image
 from .zoo import NETS
 
@@ -49,6 +51,9 @@ class ConvHubModel(
     config_spec: dict = {}
     # The preprocessing and class names; from_pretrained sets the ones config.json asks for.
     data_config: DataConfig = DEFAULT_DATA_CONFIG
+    # The training record of the card these weights were loaded with, and the weights' fingerprint then: a card
+    # saved or pushed from them keeps its metrics while the weights are still those (from_pretrained sets it).
+    loaded_record: tuple[dict, str] | None = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -79,7 +84,23 @@ class ConvHubModel(
         return super().save_pretrained(save_directory, config={**self.hub_config(), **(config or {})}, **kwargs)
 
     def generate_model_card(self, *args, training: dict | None = None, repo_id: str | None = None, **kwargs):
+        if training is None and self.loaded_record is not None and self.loaded_record[1] == weights_fingerprint(self):
+            training = self.loaded_record[0]  # save_pretrained / push_to_hub of loaded, unchanged weights
         return model_card(self, training=training, repo_id=repo_id)
+
+    def push_to_hub(self, repo_id: str, *, config: dict | None = None, commit_message: str | None = None,
+                    private: bool | None = None, token: str | None = None, branch: str | None = None,
+                    create_pr: bool | None = None, model_card_kwargs: dict | None = None) -> str:
+        """As the mixin's, through convhub's Hub client (HF_ENDPOINT as it is now, bounded requests, every answer
+        checked), with a card whose snippets name ``repo_id`` (the mixin's said ``<namespace>/convhub-<name>``)."""
+        bound_hub_requests()
+        api = HfApi(endpoint=endpoint(), token=token)
+        repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory(prefix="convhub-push-") as tmp:
+            self.save_pretrained(tmp, config=config,
+                                 model_card_kwargs={"repo_id": repo_id, **(model_card_kwargs or {})})
+            return str(api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=branch, create_pr=create_pr,
+                                         commit_message=commit_message or f"Upload {self.model_name} with convhub"))
 
     @classmethod
     def init_args(cls, config: dict, source: str) -> dict:
@@ -117,6 +138,8 @@ class ConvHubModel(
                                            **net_class.init_args(config, source))
         model.data_config = data_config
         check_outputs(model, folder)
+        record = _card_record(folder)
+        model.loaded_record = None if record is None else (record, weights_fingerprint(model))
         return model
 
     @classmethod
@@ -178,6 +201,28 @@ class ConvHubModel(
                                "on it")
         rows = [{name: float(p) for name, p in zip(self.class_names, row)} for row in probs]
         return rows if batched else rows[0]
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of every tensor of the state dict (~5 ms for the 100-block net's 4 MB)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _card_record(folder: Path) -> dict | None:
+    """The training record of the card beside the weights, or None: a missing or broken card costs the metrics,
+    never the net. A card that is a link is read only where it points into the same HF cache repo (its blobs), never
+    elsewhere: another file's words would go into the cards saved from the net."""
+    card = folder / "README.md"
+    try:
+        if card.is_symlink() and not card.resolve().is_relative_to((folder.parent.parent / "blobs").resolve()):
+            return None
+        return training_record(folder)
+    except (ConvHubError, OSError, ValueError):
+        return None
 
 
 def _device(map_location) -> torch.device:

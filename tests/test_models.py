@@ -308,6 +308,29 @@ def test_a_gpu_this_machine_lacks_is_named_not_the_weights(saved):
     assert "do not fit" not in str(raised.value)
 
 
+def test_a_loaded_trained_net_saved_again_keeps_its_metrics_while_its_weights_are_the_same(tmp_path):
+    """save_pretrained of a loaded trained net wrote a card without its metrics; after training on, a card keeping
+    them would describe other weights."""
+    from convhub.card import training_record
+
+    trained = Path(__file__).resolve().parents[1] / "space" / "models" / "net"
+    model = convhub.load(trained)
+    model.save_pretrained(tmp_path / "again")
+    assert training_record(tmp_path / "again") == training_record(trained) is not None
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    model.save_pretrained(tmp_path / "tuned")
+    assert training_record(tmp_path / "tuned") is None
+    # a card that is a link elsewhere is not read into the cards saved from the net (the net still loads)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (linked / name).write_bytes((trained / name).read_bytes())
+    (linked / "README.md").symlink_to(trained / "README.md")
+    convhub.load(linked).save_pretrained(tmp_path / "from-linked")
+    assert training_record(tmp_path / "from-linked") is None
+
+
 def test_base_class_from_pretrained_picks_the_architecture(saved):
     loaded = convhub.ConvHubModel.from_pretrained(saved["net_depth"])
     assert type(loaded) is convhub.NetDepth

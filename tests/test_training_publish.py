@@ -18,6 +18,7 @@ from pathlib import Path
 
 import convhub
 import pytest
+import torch
 from huggingface_hub import ModelCard, SpaceCard
 from hub_server import HubServer
 from test_training_helpers import (  # noqa: F401 - fixtures: one_torch_thread (autouse), no_token
@@ -103,6 +104,22 @@ def test_push_uploads_weights_config_and_a_card_naming_the_repo(hub, model_dir):
                      "/api/models/alice/convhub-net/commit/v1"]
     assert hub.validated == [("model", True)] * 2  # the card's metadata passed the Hub's check
     assert hub.requests[:2] == [("HEAD", "/api/models"), ("GET", "/api/whoami-v2")]  # probe, then the token
+
+
+def test_the_mixins_push_to_hub_carries_the_metrics_and_names_the_repo(hub, model_dir):
+    """model.push_to_hub, as huggingface_hub users publish, gave a card without metrics or model-index, whose
+    snippets said <namespace>/convhub-net; `training push` gave the whole card."""
+    model = convhub.load(model_dir)
+    model.push_to_hub("acme/my-net", token=TOKEN)
+    card = ModelCard(hub.files("model", "acme/my-net")["README.md"].decode())
+    assert 'convhub.load("acme/my-net")' in card.text and "<namespace>" not in card.text
+    assert card.data.to_dict()["convhub"] == artifacts.read_record(model_dir)
+    assert card.data.eval_results[0].metric_value == round(artifacts.read_record(model_dir)["val_accuracy"], 4)
+    with torch.no_grad():  # fine-tuned weights are no longer the ones the metrics describe
+        next(model.parameters()).mul_(0.5)
+    model.push_to_hub("acme/my-net", token=TOKEN)
+    card = ModelCard(hub.files("model", "acme/my-net")["README.md"].decode())
+    assert "convhub" not in card.data.to_dict() and not card.data.eval_results
 
 
 def test_push_again_uploads_nothing_unchanged(hub, model_dir):
