@@ -145,9 +145,9 @@ def test_train_on_a_hub_dataset_through_the_hubs_api_whatever_its_card_names(ola
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE"):
         env.pop(name, None)
 
-    def train(out: str) -> subprocess.CompletedProcess:
+    def train(out: str, data: str = "hf:alice/cifar2") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "training", "train", "--model", "net", "--epochs", "1", *FAST,
-                               "--data", "hf:alice/cifar2", "--out", str(tmp_path / out)],
+                               "--data", data, "--out", str(tmp_path / out)],
                               cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
                               timeout=300)
 
@@ -173,6 +173,11 @@ def test_train_on_a_hub_dataset_through_the_hubs_api_whatever_its_card_names(ola
         result = train("offline")
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"data: alice/cifar2 (datasets): {n_train} train, {n_val} val" in result.stdout
+        # one the cache has no copy of: huggingface_hub's words said to "pass 'local_files_only=False' as input"
+        result = train("never", "hf:alice/never-downloaded")
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+            "error: dataset 'alice/never-downloaded' (split 'train'): not a local folder, and HF_HUB_OFFLINE is set "
+            "while the HF cache holds no copy of it: pass a local folder, or unset HF_HUB_OFFLINE to download it")
     finally:
         olah_server.start()
 

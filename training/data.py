@@ -185,7 +185,14 @@ def _download_parquet(name: str, revision: str | None) -> Path:
 
     check_revision(revision, "--data-revision")  # a path in the HF cache: refs/<revision>
     if offline_mode():
-        return cached_snapshot(name, ["*.parquet"], repo_type="dataset", revision=revision)
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return cached_snapshot(name, ["*.parquet"], repo_type="dataset", revision=revision)
+        except LocalEntryNotFoundError:  # its words: "pass 'local_files_only=False' as input"
+            raise DataError(f"not a local folder, and HF_HUB_OFFLINE is set while the HF cache holds no copy of it"
+                            f"{f' at revision {revision!r}' if revision else ''}: pass a local folder, or unset "
+                            "HF_HUB_OFFLINE to download it") from None
     if not hub_reachable():
         raise DataError("not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local "
                         "folder, or set HF_HUB_OFFLINE=1 to use the copy in the HF cache")
