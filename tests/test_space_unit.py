@@ -339,7 +339,7 @@ def test_a_net_whose_output_is_not_a_number_shows_undecided_and_predict_says_why
     assert inference.classify_batch([zoo_loader.LoadedNet("net", broken, "test")], x)[0].probabilities["net"] == \
         (0.5, 0.5)
     with pytest.raises(convhub.ConvHubError, match="net's output for this image is not a number"):
-        broken.predict(x[0])
+        broken.predict(x[0].sigmoid())  # an image: values in [0, 1]
 
 
 def test_a_click_on_the_receptive_field_map_stays_on_the_map(served):
@@ -826,11 +826,16 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     caches, installed = [], []
     monkeypatch.setattr(app.limits.UploadCache, "sweep_in_background", lambda cache: caches.append(cache))
     monkeypatch.setattr(app.logs, "install", installed.append)  # it would patch this process's Gradio for good
+    deadlines = []
+    monkeypatch.setattr(app.connections, "install", lambda *seconds: deadlines.append(seconds))  # uvicorn's too
     previous = signal.getsignal(signal.SIGTERM)
     try:
         app.main()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        app.NETS.start().exception(timeout=300)  # the nets main started loading: torch's threads, torn down mid-load
+        # at the interpreter's exit, aborted the run (134, "terminate called without an active exception")
+    assert deadlines == [(app.HEADERS_S, app.BODY_S)] == [(30.0, 120.0)]
     assert launched["state_session_capacity"] == app.SESSIONS == 1000
     assert launched["queue"]["max_size"] == app.QUEUE_SIZE and launched["max_file_size"] == app.MAX_UPLOAD
     # the upload cache's sweeper keeps the examples' copies there (the gallery broke when uploads filled it)
@@ -846,7 +851,7 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     # event streams: half the file descriptors, raised to their hard limit (each stream holds one), at most 10,000
     import resource
 
-    assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY, "max_streams": max(
+    assert middleware.kwargs == {"cache": cache, "max_file_bytes": app.MAX_BODY, "body_s": 120.0, "max_streams": max(
         16, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2, app.limits.STREAMS_AT_MOST))}
     # and each client's requests and share of that cache (an eighth of it), by the connection's address off Spaces
     assert (clients.requests.capacity, clients.requests.per_second) == (app.CLIENT_BURST, app.CLIENT_RATE) == (60, 5)
