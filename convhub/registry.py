@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import ConvHubError
 from .models import ZOO, ConvHubModel
-from .zoo import pretrained_repo
+from .zoo import pretrained_repo, zoo_name
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ def create(name: str, pretrained: bool = False, *, namespace: str | None = None,
     as fast and clearly offline as ``load``. ``overrides`` change a fresh net's constructor arguments."""
     if name.startswith("hf-hub:"):
         return load(name, revision=revision)
-    if name not in ZOO:
-        raise ConvHubError(f"unknown model {name!r}; choose one of: {', '.join(ZOO)}")
+    name = zoo_name(name)
     cls, kwargs = ZOO[name]
     if pretrained:
         if overrides:

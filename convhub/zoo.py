@@ -4,7 +4,10 @@ convhub.models maps the class names to the classes."""
 
 from __future__ import annotations
 
+import difflib
 import os
+
+from .errors import ConvHubError, shown
 
 NETS: dict[str, tuple[str, dict]] = {
     "fc": ("FullyConnected", {}),
@@ -27,3 +30,15 @@ def pretrained_repo(name: str, namespace: str | None = None) -> str:
     then CONVHUB_NAMESPACE, then ``convhub``)."""
     namespace = namespace or os.environ.get("CONVHUB_NAMESPACE") or DEFAULT_NAMESPACE
     return f"{namespace}/convhub-{name.replace('_', '-')}"
+
+
+def zoo_name(name: str) -> str:
+    """A zoo net's name, also as its Hub repo writes it (``net-res-deep``, ``convhub-net-res-deep``); an unknown one
+    is a ConvHubError naming the closest."""
+    canonical = name.strip().lower().removeprefix("convhub-").replace("-", "_")
+    if canonical in NETS:
+        return canonical
+    close = difflib.get_close_matches(canonical, NETS, n=1, cutoff=0.6)
+    raise ConvHubError(f"unknown model {shown(name)}{f' (did you mean {close[0]}?)' if close else ''}; the zoo "
+                       f"has: {', '.join(NETS)}")
+

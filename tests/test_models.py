@@ -151,6 +151,14 @@ def test_create_unknown_name_lists_the_zoo():
     assert all(name in str(info.value) for name in ZOO_NAMES)
 
 
+def test_create_takes_a_nets_name_as_its_hub_repo_writes_it_and_suggests_a_near_miss():
+    """The repos are convhub-net-res-deep...: create("net-res-deep") was "unknown model" with the list only."""
+    for name in ("net-res-deep", "convhub-net-res-deep", " NET_RES_DEEP "):
+        assert type(convhub.create(name)) is convhub.NetResDeep and convhub.create(name).model_name == "net_res_deep"
+    with pytest.raises(convhub.ConvHubError, match=r"^unknown model 'net_batchnrom' \(did you mean net_batchnorm\?\)"):
+        convhub.create("net_batchnrom")
+
+
 def test_resdeep_blocks_are_distinct_modules():
     model = convhub.create("net_res_deep")
     blocks = list(model.resblocks)

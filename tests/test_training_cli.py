@@ -357,7 +357,7 @@ def test_report_without_trained_models_is_a_user_error(tmp_path):
 
 def test_zoo_rejects_unknown_models_before_any_work(folder, tmp_path):
     code, stdout, stderr = run_cli("zoo", "--models", "net,resnet50", "--data", folder, "--out", tmp_path / "z")
-    assert_user_error(code, stderr, "unknown model(s) resnet50", "net_res_deep100")
+    assert_user_error(code, stderr, "unknown model 'resnet50'", "net_res_deep100")
     assert "data:" not in stdout and not (tmp_path / "z").exists()
 
 

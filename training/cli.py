@@ -17,6 +17,7 @@ import torch
 from convhub import CIFAR2_CLASSES
 from convhub.errors import ConvHubError
 from convhub.hub import shown_endpoint
+from convhub.zoo import zoo_name
 
 from . import artifacts, engine, parallel, publish, report
 from .data import load_cifar2, load_eval_split
@@ -27,7 +28,7 @@ log = logging.getLogger("training")
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird}, CIFAR-10 python root, "
-                        "or hf:NAMESPACE/DATASET (default Hub dataset: hf:uoft-cs/cifar10)")
+                        "or hf:NAMESPACE/DATASET (CIFAR-10 on the Hub: hf:uoft-cs/cifar10)")
     parser.add_argument("--data-revision", help="revision of a Hub dataset")
     parser.add_argument("--recipe", choices=RECIPES, default="default", help="'book' reproduces the chapter's recipe")
     parser.add_argument("--epochs", type=_epochs, help="override the recipe's epochs")
@@ -192,10 +193,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_zoo(args) -> int:
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in convhub.ZOO]
-    if unknown:
-        raise ConvHubError(f"unknown model(s) {', '.join(unknown)}; the zoo has: {', '.join(convhub.ZOO)}")
+    names = [zoo_name(n) for n in args.models.split(",") if n.strip()]
     if not names:  # it wrote an empty report over the zoo's, then failed drawing it
         raise ConvHubError(f"--models names no net; the zoo has: {', '.join(convhub.ZOO)}")
     repeated = sorted({n for n in names if names.count(n) > 1})
