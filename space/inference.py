@@ -323,8 +323,12 @@ def unit_templates(model: torch.nn.Module, n: int = 16) -> torch.Tensor:
 
 def feature_maps(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[anatomy.Stage, torch.Tensor]]:
     """Each feature-map stage's activations for one image (at most MAX_MAP_STAGES stages, MAPS_PER_STAGE
-    channels each)."""
-    stages = _evenly_spaced(anatomy.map_stages(model), MAX_MAP_STAGES)
+    channels each). A deep net's maps are of the blocks whose kernels are shown (they were of other blocks)."""
+    stages = anatomy.map_stages(model)
+    if len(stages) > MAX_MAP_STAGES:
+        kernels = {layer.name for layer in kernel_layers(model)}
+        stages = [s for s in stages if not s.name.startswith("block ") or s.name in kernels]
+    stages = _evenly_spaced(stages, MAX_MAP_STAGES)
     outputs = anatomy.activations(model, x, [s.name for s in stages])
     return [(s, outputs[s.name][0, :MAPS_PER_STAGE]) for s in stages]
 

@@ -294,9 +294,13 @@ def test_feature_maps_follow_the_books_stages(nets, bird_jpg):
     assert [(stage.name, tuple(m.shape)) for stage, m in maps] == [
         ("conv1 → relu", (8, 32, 32)), ("pool1", (8, 16, 16)), ("conv2 → relu", (8, 16, 16)), ("pool2", (8, 8, 8)),
         ("conv3 → relu + skip", (8, 8, 8)), ("pool3", (8, 4, 4))]
-    deep = inference.feature_maps(convhub.create("net_res_deep100").eval(), x)
-    assert len(deep) == inference.MAX_MAP_STAGES
-    assert deep[0][0].name == "conv1 → relu" and deep[-1][0].name == "pool2"
+    for name, blocks in (("net_res_deep100", ["block 33", "block 67", "block 100"]),
+                         ("net_res_deep", ["block 3", "block 7", "block 10"])):
+        model = convhub.create(name).eval()
+        deep = inference.feature_maps(model, x)
+        # the maps of the blocks whose kernels are shown (they were blocks 19, 40, 60 and 81 against 33, 67, 100)
+        assert [stage.name for stage, _ in deep] == ["conv1 → relu", "pool1", *blocks, "pool2"]
+        assert [layer.name for layer in inference.kernel_layers(model)] == ["conv1", *blocks]
 
 
 def test_translation_probabilities_shift_the_image(nets, bird_jpg):
