@@ -80,8 +80,13 @@ class ConvHubModel(
         }
 
     def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
-        """``config`` adds keys to ours: replacing it would drop the architecture that convhub.load needs."""
-        return super().save_pretrained(save_directory, config={**self.hub_config(), **(config or {})}, **kwargs)
+        """``config`` adds keys to ours: replacing it would drop the architecture that convhub.load needs. The
+        weights are made as readable as the files beside them (safetensors writes them owner-only, 0600)."""
+        result = super().save_pretrained(save_directory, config={**self.hub_config(), **(config or {})}, **kwargs)
+        weights, config_file = Path(save_directory) / SAFETENSORS_SINGLE_FILE, Path(save_directory) / "config.json"
+        if weights.is_file() and not weights.is_symlink() and config_file.is_file():
+            weights.chmod(config_file.stat().st_mode & 0o666)  # written with open(): the umask's choice
+        return result
 
     def generate_model_card(self, *args, training: dict | None = None, repo_id: str | None = None, **kwargs):
         if training is None and self.loaded_record is not None and self.loaded_record[1] == weights_fingerprint(self):

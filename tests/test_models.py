@@ -276,6 +276,14 @@ def test_batchnorm_running_statistics_survive_the_round_trip(name, tmp_path):
         assert torch.equal(loaded(x), model.eval()(x))
 
 
+def test_saved_weights_are_as_readable_as_the_files_beside_them(tmp_path):
+    """safetensors wrote model.safetensors owner-only (0600) beside a 0644 config.json and card: a folder shared
+    with a web server or another user served everything but the weights."""
+    convhub.create("net").save_pretrained(tmp_path / "net")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "net").iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] == modes["README.md"], modes
+
+
 def test_mixin_from_pretrained(tmp_path):
     torch.manual_seed(0)
     model = convhub.NetResDeep(n_chans1=8, n_blocks=3).eval()
