@@ -60,6 +60,10 @@ class ConvHubModel(
         return self.data_config.class_names
 
     @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
     def model_name(self) -> str:
         """Zoo name matching this architecture and config (e.g. ``net_res_deep100``)."""
         return zoo_name_for(self)
@@ -188,8 +192,12 @@ class ConvHubModel(
     @torch.inference_mode()
     def predict(self, image: ImageInput) -> dict[str, float] | list[dict[str, float]]:
         """Class probabilities for an image of any size and mode (a path, file object or its bytes, a PIL image, a
-        uint8 HWC array, a CHW tensor); a batch tensor (NCHW) gives one dict per image."""
-        if isinstance(image, torch.Tensor):
+        uint8 HWC array, a CHW tensor); a batch tensor (NCHW), or a list of images, gives one dict per image."""
+        if isinstance(image, list):  # as a pipeline takes them: one forward pass for all
+            if not image:
+                return []
+            batched, tensor = True, torch.stack([self._one_input(i) for i in image])
+        elif isinstance(image, torch.Tensor):
             batched = as_image_tensor(image).dim() == 4
             tensor = self.transforms()(image if batched else image.unsqueeze(0))
         else:
@@ -206,6 +214,12 @@ class ConvHubModel(
                                "on it")
         rows = [{name: float(p) for name, p in zip(self.class_names, row)} for row in probs]
         return rows if batched else rows[0]
+
+    def _one_input(self, image) -> torch.Tensor:
+        """One image of a list, preprocessed: (C, H, W)."""
+        if isinstance(image, torch.Tensor) and as_image_tensor(image).dim() != 3:
+            raise ConvHubError(f"a list's tensors must each be one image (C, H, W), not {tuple(image.shape)}")
+        return self.transforms()(image if isinstance(image, torch.Tensor) else open_image(image))
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

@@ -110,8 +110,7 @@ def open_image(image: Image.Image | str | Path | BinaryIO | bytes | np.ndarray,
     if not isinstance(image, (str, os.PathLike)) and not hasattr(image, "read"):
         raise ConvHubError(
             f"an image is a path, a file object, its bytes, a PIL image, a uint8 array (H, W, C) or a tensor (C, H, "
-            f"W), not {type(image).__name__}: for several images, stack their tensors into (N, C, H, W), or predict "
-            "each")
+            f"W), not {type(image).__name__}: for several images, pass a list of them")
     name = str(image) if isinstance(image, (str, Path)) else "the file"
     try:
         # a file object stays the caller's to close

@@ -3,6 +3,7 @@ saved one whose config.json picks the class, and ``list_models()``; ``pretrained
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,13 @@ def create(name: str, pretrained: bool = False, *, namespace: str | None = None,
     return cls(**cls.init_args({**kwargs, **overrides}, f"create({name!r})"))
 
 
-def list_models() -> list[ModelInfo]:
-    """Every zoo net with its class and parameter count, in the chapter's order."""
+def list_models(filter: str = "") -> list[ModelInfo]:  # noqa: A002 - timm's name for it
+    """Every zoo net with its class and parameter count, in the chapter's order; ``filter`` a shell-style pattern of
+    names, as timm's (``"net_res*"``)."""
     infos = []
     for name, (cls, kwargs) in ZOO.items():
+        if filter and not fnmatch.fnmatchcase(name, filter):
+            continue
         model = cls(**kwargs)
         infos.append(ModelInfo(name, cls.__name__, model.num_params, (cls.__doc__ or "").strip().split("\n")[0]))
     return infos

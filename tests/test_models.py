@@ -89,6 +89,12 @@ def test_resblock_parameter_count():
     assert sum(p.numel() for p in convhub.ResBlock(32).parameters()) == 9_280
 
 
+def test_list_models_filters_names_as_timms_does():
+    assert [info.name for info in convhub.list_models("net_res*")] == ["net_res", "net_res_deep", "net_res_deep100"]
+    assert convhub.list_models("resnet*") == [] and len(convhub.list_models("*")) == len(ZOO_NAMES)
+    assert convhub.create("net").num_classes == 2
+
+
 def test_list_models_agrees_with_create():
     infos = convhub.list_models()
     assert [info.name for info in infos] == ZOO_NAMES

@@ -414,9 +414,24 @@ def test_arrays_and_bytes_are_images_too(model, tmp_path):
     assert same(model.predict(pixels[..., :1]), model.predict(Image.fromarray(pixels[..., 0])))
 
 
+def test_a_list_of_images_gives_one_result_each_from_one_forward_pass(model, tmp_path):
+    """As a pipeline takes them; a list was "cannot read the file as an image: expected str, bytes or os.PathLike
+    object, not list"."""
+    pixels = [noise(40, 30, seed) for seed in range(3)]
+    Image.fromarray(pixels[0]).save(tmp_path / "first.png")
+    images = [tmp_path / "first.png", Image.fromarray(pixels[1]), torch.from_numpy(pixels[2]).permute(2, 0, 1)]
+    results = model.predict(images)
+    assert len(results) == 3 and all(same(r, model.predict(i)) for r, i in zip(results, images))
+    assert model.predict([]) == []
+    with pytest.raises(convhub.ConvHubError, match=r"a list's tensors must each be one image \(C, H, W\), not "
+                                                   r"\(2, 3, 8, 8\)"):
+        model.predict([torch.zeros(2, 3, 8, 8, dtype=torch.uint8)])
+    with pytest.raises(convhub.ConvHubError, match="not tuple"):  # a tuple is not a list of images
+        model.predict((images[1], images[1]))
+
+
 @pytest.mark.parametrize(("image", "message"), [
-    # a list was "cannot read the file as an image: expected str, bytes or os.PathLike object, not list"
-    ([Image.new("RGB", (8, 8))] * 2, r"^an image is a path, .+, not list: for several images, stack their tensors"),
+    ([[Image.new("RGB", (8, 8))]], r"^an image is a path, .+, not list: for several images, pass a list of them"),
     (7, "not int: "),
     (np.zeros((3, 32, 32), np.float32), r"must be uint8 \(H, W\) or \(H, W, C\) with C 1, 3 or 4, not float32 "
                                         r"\(3, 32, 32\); for CHW or float data, pass a tensor"),
