@@ -89,6 +89,8 @@ try:
     # between two reads), then its body (an upload's too: a 6 MB photo on a 0.45 Mbit/s uplink takes ~110 s).
     HEADERS_S = env.number("CONVHUB_HEADERS_S", 30.0, minimum=1, maximum=3600, kind=float)
     BODY_S = env.number("CONVHUB_BODY_S", 120.0, minimum=1, maximum=3600, kind=float)
+    # ... and how long an answer may wait for its client to read it, once its buffers are full (nginx: 60 s).
+    SEND_S = env.number("CONVHUB_SEND_S", 60.0, minimum=1, maximum=3600, kind=float)
     # Requests waiting beyond this get "Queue is full".
     QUEUE_SIZE = env.number("CONVHUB_QUEUE_SIZE", 256, minimum=1, maximum=10**6)
     # Gradio keeps a copy of the page's component configs per session (~120 KB here; every API call is a session of
@@ -878,7 +880,7 @@ def main() -> None:
                                forwarded=CLIENT_ADDRESS == "x-forwarded-for") if CLIENT_BURST else None
     if clients is not None:
         limits.count_queued(demo, clients)
-    connections.install(HEADERS_S, BODY_S)
+    connections.install(HEADERS_S, BODY_S, SEND_S)
     try:
         host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
         try:

@@ -624,12 +624,13 @@ def opens_again(open_once) -> bool:
 def tight_server(tmp_path_factory, models_dir):
     """The Space with small limits: 3 requests waiting, running or open, answers forgotten after 3 s unread, 3 event
     streams an address and 5 in all, the page state of 5 sessions, 4 s for a request's headers and 8 s for its
-    body."""
+    body, 4 s for a client to read some of an answer whose buffers are full."""
     folder = tmp_path_factory.mktemp("tight")
     space = SpaceProcess(ROOT / "space" / "app.py", folder / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
         "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(folder / "gradio"),
         "CONVHUB_CLIENT_AT_ONCE": "3", "CONVHUB_UNREAD_S": "3", "CONVHUB_CLIENT_STREAMS": "3",
-        "CONVHUB_MAX_STREAMS": "5", "CONVHUB_SESSIONS": "5", "CONVHUB_HEADERS_S": "4", "CONVHUB_BODY_S": "8"})
+        "CONVHUB_MAX_STREAMS": "5", "CONVHUB_SESSIONS": "5", "CONVHUB_HEADERS_S": "4", "CONVHUB_BODY_S": "8",
+        "CONVHUB_SEND_S": "4"})
     yield space
     space.stop()
 
@@ -792,6 +793,10 @@ def test_a_request_that_does_not_arrive_in_time_loses_its_connection(tight_serve
         assert still_open(stream)  # the heartbeat, past both deadlines
     finally:
         stream.close()
+    # an upload too slow gets the Space's 408 before its connection goes (the connection's deadline came first)
+    answer, closed = dripped(port, b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data;"
+                                   b" boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n", b"x" * 100)
+    assert closed and answer.startswith(b"HTTP/1.1 408 ") and b"must arrive within 8 s" in answer, answer[:300]
     # a request that arrives slowly, within its time, is served
     body = json.dumps({"data": [], "fn_index": 0, "session_hash": "slow"}).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
@@ -800,6 +805,32 @@ def test_a_request_that_does_not_arrive_in_time_loses_its_connection(tight_serve
             connection.sendall(part)
             time.sleep(0.75)  # 3 s for the headers, 1.5 s for the body
         assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_an_answer_its_client_stops_reading_loses_its_connection(tight_server):
+    """A client that asked for a large file and read none of it held a connection, a file descriptor and megabytes
+    of socket buffers for as long as it liked (20 of them held 57 MB). Once an answer's buffers are full, its client
+    must read some of it within CONVHUB_SEND_S, or the connection is dropped."""
+    import socket
+
+    path = "/static/ffmpeg/ffmpeg-core.wasm"  # one of Gradio's own files, ~30 MB
+    with urllib.request.urlopen(f"{tight_server.url}{path[1:]}", timeout=30) as answer:
+        size = int(answer.headers["Content-Length"])
+    assert size > 10 * 2**20
+    with socket.socket() as connection:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        connection.settimeout(30)
+        connection.connect(("127.0.0.1", tight_server.port))
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(12)  # reading nothing, past the 4 s
+        received = b""
+        try:
+            while chunk := connection.recv(2**20):
+                received += chunk
+        except ConnectionError:
+            pass  # dropped, its buffered answer with it
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert len(received.partition(b"\r\n\r\n")[2]) < size  # the connection ended before the whole file came
 
 
 def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_a_traceback(tight_server):

@@ -775,6 +775,7 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_MAX_STREAMS", "-1", "CONVHUB_MAX_STREAMS must be a whole number from 1 to 10,000,000, not '-1'"),
     ("CONVHUB_HEADERS_S", "0", "CONVHUB_HEADERS_S must be a number from 1 to 3,600, not '0'"),
     ("CONVHUB_BODY_S", "forever", "CONVHUB_BODY_S must be a number from 1 to 3,600, not 'forever'"),
+    ("CONVHUB_SEND_S", "-5", "CONVHUB_SEND_S must be a number from 1 to 3,600, not '-5'"),
     ("CONVHUB_CLIENT_ADDRESS", "cookie", "CONVHUB_CLIENT_ADDRESS must be connection or x-forwarded-for, not 'cookie'"),
     ("GRADIO_SERVER_PORT", "http", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not 'http'"),
     ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a whole number from 1 to 65,535, not '70000'"),
@@ -839,7 +840,7 @@ def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
         signal.signal(signal.SIGTERM, previous)
         app.NETS.start().exception(timeout=300)  # the nets main started loading: torch's threads, torn down mid-load
         # at the interpreter's exit, aborted the run (134, "terminate called without an active exception")
-    assert deadlines == [(app.HEADERS_S, app.BODY_S)] == [(30.0, 120.0)]
+    assert deadlines == [(app.HEADERS_S, app.BODY_S, app.SEND_S)] == [(30.0, 120.0, 60.0)]
     assert launched["state_session_capacity"] == app.SESSIONS == 1000
     assert launched["queue"]["max_size"] == app.QUEUE_SIZE and launched["max_file_size"] == app.MAX_UPLOAD
     # the upload cache's sweeper keeps the examples' copies there (the gallery broke when uploads filled it)
