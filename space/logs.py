@@ -151,6 +151,15 @@ def install(log: FailureLog) -> None:
         handler.addFilter(log.record)
 
 
+def install_server(log: FailureLog) -> None:
+    """uvicorn's loggers have handlers of their own (they do not reach the root's), made when Gradio's launch builds
+    the server: their records too, within the budget (an `Upgrade: foo` header or a broken request line was a
+    warning each, from anyone, as fast as they could ask)."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(log.record)
+
+
 def _known(get_fn):
     """Gradio's lookup of a request's function, raising UnknownEndpoint for a name or number it does not have."""
     from gradio.route_utils import FnIndexInferError

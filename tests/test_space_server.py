@@ -807,6 +807,22 @@ def test_a_request_that_does_not_arrive_in_time_loses_its_connection(tight_serve
         assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
+def test_uvicorns_warnings_keep_to_the_logs_budget(tight_server):
+    """uvicorn's loggers have handlers of their own: an `Upgrade: foo` header or a broken request line was a warning
+    each (two for an upgrade), from anyone, past the budget of 60 records a minute the Space's log keeps to."""
+    import socket
+
+    logged = len(tight_server.log().splitlines())
+    for n in range(150):
+        with socket.create_connection(("127.0.0.1", tight_server.port), timeout=30) as connection:
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n" if n % 2
+                               else b"GARBAGE\r\n\r\n")
+            connection.recv(100)
+    time.sleep(1)
+    added = tight_server.log().splitlines()[logged:]
+    assert len(added) <= 61, len(added)  # of 225 records (all written before): 60 a minute, then a line counting the rest
+
+
 def test_an_answer_its_client_stops_reading_loses_its_connection(tight_server):
     """A client that asked for a large file and read none of it held a connection, a file descriptor and megabytes
     of socket buffers for as long as it liked (20 of them held 57 MB). Once an answer's buffers are full, its client
