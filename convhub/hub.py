@@ -97,12 +97,16 @@ def shown_endpoint() -> str:
 USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # the user:password@ of any URL in a message (a password may hold "@")
 
 
+TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")  # a Hugging Face access token (hf_ and 34 letters and digits)
+
+
 def error_text(error: BaseException, limit: int = 300) -> str:
     """An error's message for ours, in one printable line: without any user:password (huggingface_hub and httpx put
     the full URL in theirs, and an HF_ENDPOINT may carry credentials) and cut to ``limit`` characters (a server's
     error text is its own to make long)."""
-    # ESC and BEL from a server set a terminal's colours and title, and erased the line of our own message
-    text = USERINFO.sub("", one_line(error) or type(error).__name__)
+    # ESC and BEL from a server set a terminal's colours and title, and erased the line of our own message; a
+    # server may echo the token it was sent
+    text = TOKEN.sub("hf_…", USERINFO.sub("", one_line(error) or type(error).__name__))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

@@ -1004,6 +1004,12 @@ def test_error_text_removes_any_password_even_one_with_an_at_sign(userinfo):
     assert convhub.hub.error_text(error) == "Server error '500 X' for url 'http://127.0.0.1:9/api/whoami-v2'"
 
 
+def test_error_text_hides_a_token_the_server_echoed():
+    token = "hf_" + "aB3" * 11 + "x"
+    shown = convhub.hub.error_text(RuntimeError(f"403 Forbidden: denied Bearer {token} for alice"))
+    assert token not in shown and shown == "403 Forbidden: denied Bearer hf_… for alice"
+
+
 def test_error_text_shows_control_characters_as_what_they_are_not():
     """ESC and BEL in a server's error set a terminal's colours and title, and erased the line of our message."""
     shown = convhub.hub.error_text(RuntimeError("\x1b[31mRED\x1b[0m \x1b]0;title\x07 \x1b[2K\rerror: fake"))

@@ -178,6 +178,28 @@ def test_pushing_to_someone_elses_namespace_is_refused_before_any_upload(hub, mo
     publish.push(model_dir, "acme/convhub-net", token=TOKEN)  # an organization of the user's
 
 
+def test_names_a_hub_gives_go_into_messages_only_as_hub_names(hub_env, monkeypatch, model_dir):
+    """A Hub's whoami names went into the namespace refusal as they came: escapes and line breaks retitled the
+    terminal and forged output, and 20,000 organizations made a 289,079-character message."""
+    hostile = HubServer(tokens={TOKEN: "alice", READ_TOKEN: "alice\x1b]0;PWNED\x07\nerror: fake"},
+                        orgs={"alice": ["acme", *(f"org{i}\x1b[31m" for i in range(100)), *(f"team{i}" for i in range(20))]}
+                        ).start()
+    monkeypatch.setenv("HF_ENDPOINT", hostile.url)
+    try:
+        with pytest.raises(PublishError) as refused:
+            publish.push(model_dir, "bob/convhub-net", token=TOKEN)
+        message = str(refused.value)
+        assert message.startswith("this token is alice's, who may push to alice, acme, team0, team1, ")
+        assert "and 12 more, not to bob" in message and "\x1b" not in message and len(message) < 400
+        with pytest.raises(PublishError, match=r"named this token's user 'alice\\x1b\]0;PWNED\\x07\\nerror: fake', "
+                                               "which is no Hub user name") as refused:
+            publish.push(model_dir, "alice/convhub-net", token=READ_TOKEN)
+        assert str(refused.value).isprintable()
+        assert hostile.commits == []
+    finally:
+        hostile.stop()
+
+
 def test_a_repo_without_a_namespace_is_refused_before_any_request(hub, model_dir):
     """The Hub created `convhub-net` under the token's user, then the upload to `convhub-net` failed with a 404."""
     with pytest.raises(PublishError, match="--repo 'convhub-net': name the repo with its namespace, e.g. "

@@ -8,13 +8,14 @@ repo), and uploads are commits of whole folders, so running a publish again uplo
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import convhub
 import httpx2
-from convhub.errors import ConvHubError, HubUnavailableError
+from convhub.errors import ConvHubError, HubUnavailableError, shown
 from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
                          shown_endpoint, within_deadline)
 from huggingface_hub import HfApi, get_token
@@ -60,9 +61,16 @@ def check_can_push(token: str | None = None, namespaces: tuple[str, ...] = ()) -
     user, orgs = whoami(token)
     foreign = sorted({n for n in namespaces if n not in (user, *orgs)})
     if foreign:  # the Hub would refuse the first upload with a bare 403
-        raise PublishError(f"this token is {user}'s, who may push to {', '.join([user, *orgs])}, not to "
-                           f"{', '.join(foreign)}: pass another namespace, or a token of a member of it")
+        mine = [user, *orgs]
+        listed = ", ".join(mine[:10]) + (f" and {len(mine) - 10} more" if len(mine) > 10 else "")
+        raise PublishError(f"this token is {user}'s, who may push to {listed}, not to {', '.join(foreign)}: pass "
+                           "another namespace, or a token of a member of it")
     return token
+
+
+def _namespace(name) -> bool:
+    """A user or organization name as the Hub allows it: letters, digits, -, _ and ., at most 96 characters."""
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", name) is not None
 
 
 def check_repo_id(repo_id: str, option: str) -> None:
@@ -82,12 +90,17 @@ def whoami(token: str) -> tuple[str, list[str]]:
     bound_hub_requests()
     try:
         info = within_deadline(30, "checking the token", HfApi(endpoint=endpoint()).whoami, token=token, cache=True)
+        # names as the Hub allows them: a server's go into messages (escapes and lines in one retitled the terminal
+        # and forged output)
+        if not _namespace(info["name"]):
+            raise PublishError(f"the Hub ({shown_endpoint()}) named this token's user {shown(info['name'])}, which "
+                               "is no Hub user name")
         role = ((info.get("auth") or {}).get("accessToken") or {}).get("role")
         if role == "read":  # the Hub would refuse the first upload with a 403
             raise PublishError(f"this token of {info['name']} can only read: create a write token at "
                                "https://huggingface.co/settings/tokens and pass it with --token or HF_TOKEN")
-        orgs = [org["name"] for org in info.get("orgs") or () if isinstance(org, dict) and isinstance(org.get("name"), str)]
-        return str(info["name"]), orgs
+        orgs = [org["name"] for org in info.get("orgs") or () if isinstance(org, dict) and _namespace(org.get("name"))]
+        return info["name"], orgs
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status == 401 and shown_endpoint() != endpoint():
