@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -83,18 +85,21 @@ class ConvHubModel(
             **self.data_config.to_config(),
         }
 
-    def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
+    def save_pretrained(self, save_directory, *, config: dict | None = None, model_card_kwargs: dict | None = None,
+                        **kwargs):
         """``config`` adds keys to ours: replacing it would drop the architecture that convhub.load needs. The
         weights are made as readable as the files beside them (safetensors writes them owner-only, 0600)."""
-        result = super().save_pretrained(save_directory, config={**self.hub_config(), **(config or {})}, **kwargs)
+        result = super().save_pretrained(save_directory, config={**self.hub_config(), **(config or {})},
+                                         model_card_kwargs={**(model_card_kwargs or {}), "config": config}, **kwargs)
         weights, config_file = Path(save_directory) / SAFETENSORS_SINGLE_FILE, Path(save_directory) / "config.json"
         if weights.is_file() and not weights.is_symlink() and config_file.is_file():
             weights.chmod(config_file.stat().st_mode & 0o666)  # written with open(): the umask's choice
         return result
 
-    def generate_model_card(self, *args, training: dict | None = None, repo_id: str | None = None, **kwargs):
-        if training is None and self.loaded_record is not None and self.loaded_record[1] == weights_fingerprint(self):
-            training = self.loaded_record[0]  # save_pretrained / push_to_hub of loaded, unchanged weights
+    def generate_model_card(self, *args, training: dict | None = None, repo_id: str | None = None,
+                            config: dict | None = None, **kwargs):
+        if training is None and self.loaded_record is not None and self.loaded_record[1] == fingerprint(self, config):
+            training = self.loaded_record[0]  # save_pretrained / push_to_hub of a loaded net, unchanged
         return model_card(self, training=training, repo_id=repo_id)
 
     def push_to_hub(self, repo_id: str, *, config: dict | None = None, commit_message: str | None = None,
@@ -148,7 +153,7 @@ class ConvHubModel(
         model.data_config = data_config
         check_outputs(model, folder)
         record = _card_record(folder)
-        model.loaded_record = None if record is None else (record, weights_fingerprint(model))
+        model.loaded_record = None if record is None else (record, fingerprint(model))
         return model
 
     @classmethod
@@ -198,7 +203,7 @@ class ConvHubModel(
                 return []
             batched, tensor = True, torch.stack([self._one_input(i) for i in image])
         elif isinstance(image, torch.Tensor):
-            batched = as_image_tensor(image).dim() == 4
+            batched = as_image_tensor(image, check_values=False).dim() == 4  # transforms() checks the values
             tensor = self.transforms()(image if batched else image.unsqueeze(0))
         else:
             batched, tensor = False, self.transforms()(open_image(image)).unsqueeze(0)
@@ -217,14 +222,15 @@ class ConvHubModel(
 
     def _one_input(self, image) -> torch.Tensor:
         """One image of a list, preprocessed: (C, H, W)."""
-        if isinstance(image, torch.Tensor) and as_image_tensor(image).dim() != 3:
+        if isinstance(image, torch.Tensor) and as_image_tensor(image, check_values=False).dim() != 3:
             raise ConvHubError(f"a list's tensors must each be one image (C, H, W), not {tuple(image.shape)}")
         return self.transforms()(image if isinstance(image, torch.Tensor) else open_image(image))
 
 
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """A hash of every tensor of the state dict (~5 ms for the 100-block net's 4 MB)."""
-    digest = hashlib.sha256()
+def fingerprint(model: ConvHubModel, config: dict | None = None) -> str:
+    """A hash of every tensor of the state dict (~5 ms for the 100-block net's 4 MB) and of the config.json it would
+    be saved with (class names and normalization describe the net as much as its weights do)."""
+    digest = hashlib.sha256(json.dumps({**model.hub_config(), **(config or {})}, sort_keys=True, default=repr).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -237,11 +243,23 @@ def _card_record(folder: Path) -> dict | None:
     elsewhere: another file's words would go into the cards saved from the net."""
     card = folder / "README.md"
     try:
-        if card.is_symlink() and not card.resolve().is_relative_to((folder.parent.parent / "blobs").resolve()):
+        if card.is_symlink() and not _a_cache_blob(card):
             return None
         return training_record(folder)
     except (ConvHubError, OSError, ValueError):
         return None
+
+
+def _a_cache_blob(card: Path) -> bool:
+    """Whether ``card`` is a link as the HF cache makes them: snapshots/<commit>/README.md -> ../../blobs/<hash>, in
+    a repo folder (models--*), none of them a link (a planted `blobs` link to / let a card read any file)."""
+    snapshot = card.parent
+    repo = snapshot.parent.parent
+    blob = repo / "blobs" / Path(os.readlink(card)).name
+    return (re.fullmatch(r"\.\./\.\./blobs/(?:[0-9a-f]{40}|[0-9a-f]{64})", os.readlink(card)) is not None
+            and snapshot.parent.name == "snapshots" and repo.name.startswith("models--")
+            and not any(p.is_symlink() for p in (snapshot, snapshot.parent, repo, repo / "blobs", blob))
+            and blob.is_file())
 
 
 def _device(map_location) -> torch.device:

@@ -106,7 +106,7 @@ def open_image(image: Image.Image | str | Path | BinaryIO | bytes | np.ndarray,
         _check_pixels(image, "the image")
         return image
     if isinstance(image, (bytes, bytearray, memoryview)):
-        image = io.BytesIO(image)
+        image = io.BytesIO(image.tobytes() if isinstance(image, memoryview) else image)  # any layout of view
     if not isinstance(image, (str, os.PathLike)) and not hasattr(image, "read"):
         raise ConvHubError(
             f"an image is a path, a file object, its bytes, a PIL image, a uint8 array (H, W, C) or a tensor (C, H, "
@@ -139,7 +139,8 @@ def open_image(image: Image.Image | str | Path | BinaryIO | bytes | np.ndarray,
 
 def _from_array(array: np.ndarray) -> Image.Image:
     """A uint8 array as Pillow reads one (RGB, RGBA, greyscale), pixels checked before any copy."""
-    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))):
+    if (array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)))
+            or 0 in array.shape[:2]):
         raise ConvHubError(f"an image array must be uint8 (H, W) or (H, W, C) with C 1, 3 or 4, not {array.dtype} "
                            f"{array.shape}; for CHW or float data, pass a tensor")
     if array.shape[0] * array.shape[1] > MAX_IMAGE_PIXELS:
@@ -194,13 +195,26 @@ class CenterSquare(torch.nn.Module):
         return image.crop((left, top, left + side, top + side))
 
 
-def as_image_tensor(image: torch.Tensor) -> torch.Tensor:
-    """A tensor image (C, H, W) or batch (N, C, H, W), uint8 or float in [0, 1], as RGB; greyscale is replicated."""
-    if image.dtype != torch.uint8 and not image.is_floating_point():
-        raise ConvHubError(f"an image tensor must be uint8 (0-255) or float (0-1), not {image.dtype}")
+IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def as_image_tensor(image: torch.Tensor, check_values: bool = True) -> torch.Tensor:
+    """A tensor image (C, H, W) or batch (N, C, H, W), uint8 or float in [0, 1], as RGB; greyscale is replicated.
+    Its size is checked before its values (an expanded 3x30000x30000 view took a minute to scan)."""
+    if image.dtype not in IMAGE_DTYPES:
+        kind = "uint8 (0-255) or float (0-1)" if image.dtype == torch.uint8 or not image.is_floating_point() else \
+            "float16, bfloat16, float32 or float64"
+        raise ConvHubError(f"an image tensor must be {kind}, not {image.dtype}")
+    if image.is_meta:
+        raise ConvHubError("an image tensor must hold its values: a meta tensor has none")
+    if image.layout != torch.strided:
+        raise ConvHubError(f"an image tensor must be dense, not {image.layout}: call .to_dense() first")
     if image.dim() not in (3, 4) or image.shape[-3] not in (1, 3) or 0 in image.shape:
         raise ConvHubError(f"an image tensor must be (C, H, W) or (N, C, H, W) with C 1 or 3, not {tuple(image.shape)}")
-    if image.is_floating_point():
+    if image.shape[-1] * image.shape[-2] > MAX_IMAGE_PIXELS:
+        raise ConvHubError(f"the tensor's images are {image.shape[-1]}x{image.shape[-2]} pixels; convhub reads images "
+                           f"of at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels (convhub.preprocessing.MAX_IMAGE_PIXELS)")
+    if check_values and image.is_floating_point():
         low, high = image.aminmax()
         if not (0 <= low <= high <= 1):  # NaN fails too
             raise ConvHubError(

@@ -343,6 +343,13 @@ def test_a_loaded_trained_net_saved_again_keeps_its_metrics_while_its_weights_ar
         next(model.parameters()).add_(0.01)
     model.save_pretrained(tmp_path / "tuned")
     assert training_record(tmp_path / "tuned") is None
+    # nor once what config.json says of the net changes: its class names, its normalization
+    relabelled = convhub.load(trained)
+    relabelled.data_config = dataclasses.replace(relabelled.data_config, class_names=("bird", "airplane"))
+    relabelled.save_pretrained(tmp_path / "relabelled")
+    assert training_record(tmp_path / "relabelled") is None
+    convhub.load(trained).save_pretrained(tmp_path / "renormalized", config={"mean": [0.5, 0.5, 0.5]})
+    assert training_record(tmp_path / "renormalized") is None
     # a card that is a link elsewhere is not read into the cards saved from the net (the net still loads)
     linked = tmp_path / "linked"
     linked.mkdir()
@@ -351,6 +358,28 @@ def test_a_loaded_trained_net_saved_again_keeps_its_metrics_while_its_weights_ar
     (linked / "README.md").symlink_to(trained / "README.md")
     convhub.load(linked).save_pretrained(tmp_path / "from-linked")
     assert training_record(tmp_path / "from-linked") is None
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_a_card_linked_as_the_hf_cache_links_it_is_read_and_a_planted_blobs_link_is_not(tmp_path, planted):
+    """In the HF cache a snapshot's README.md links to ../../blobs/<hash>; a folder whose `blobs` was a link to /
+    let its card read any file into the cards saved from the net."""
+    from convhub.card import training_record
+
+    trained = Path(__file__).resolve().parents[1] / "space" / "models" / "net"
+    repo = tmp_path / "models--alice--convhub-net"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (snapshot / name).write_bytes((trained / name).read_bytes())
+    blobs = tmp_path / "elsewhere" if planted else repo / "blobs"
+    blobs.mkdir()
+    (blobs / ("b" * 64)).write_bytes((trained / "README.md").read_bytes())
+    if planted:
+        (repo / "blobs").symlink_to(blobs)
+    (snapshot / "README.md").symlink_to(Path("..", "..", "blobs", "b" * 64))
+    convhub.load(snapshot).save_pretrained(tmp_path / "saved")
+    assert (training_record(tmp_path / "saved") is None) == planted
 
 
 def test_base_class_from_pretrained_picks_the_architecture(saved):

@@ -399,6 +399,11 @@ def test_greyscale_tensor_is_replicated(model):
     (torch.full((3, 32, 32), 200.0), r"values in \[0, 1\], not 200 to 200: divide 0-255 values by 255"),
     (torch.full((3, 32, 32), -0.5), r"not -0.5 to -0.5: .+ not its normalized transforms\(\) output"),
     (torch.full((2, 3, 32, 32), float("nan")), r"values in \[0, 1\], not nan to nan"),
+    # each a raw torch error; the expanded view's values took a minute to scan
+    (torch.zeros(1, 1, 1).expand(3, 30000, 30000), "30000x30000 pixels; convhub reads images of at most 50 megapixels"),
+    (torch.zeros(3, 8, 8, device="meta"), "a meta tensor has none"),
+    (torch.zeros(3, 8, 8).to_sparse(), "must be dense, not torch.sparse_coo"),
+    (torch.zeros(3, 8, 8).to(torch.float8_e4m3fn), "float16, bfloat16, float32 or float64, not torch.float8_e4m3fn"),
 ])
 def test_bad_tensors_are_clear_errors(model, tensor, message):
     with pytest.raises(convhub.ConvHubError, match=message):
@@ -412,6 +417,9 @@ def test_arrays_and_bytes_are_images_too(model, tmp_path):
     Image.fromarray(pixels).save(tmp_path / "noise.png")
     assert same(model.predict((tmp_path / "noise.png").read_bytes()), expected)
     assert same(model.predict(pixels[..., :1]), model.predict(Image.fromarray(pixels[..., 0])))
+    data = (tmp_path / "noise.png").read_bytes()
+    every_other = memoryview(bytes(b for byte in data for b in (byte, 0)))[::2]  # a view no buffer reads whole
+    assert same(model.predict(every_other), expected)  # was a BufferError
 
 
 def test_a_list_of_images_gives_one_result_each_from_one_forward_pass(model, tmp_path):
@@ -436,6 +444,7 @@ def test_a_list_of_images_gives_one_result_each_from_one_forward_pass(model, tmp
     (np.zeros((3, 32, 32), np.float32), r"must be uint8 \(H, W\) or \(H, W, C\) with C 1, 3 or 4, not float32 "
                                         r"\(3, 32, 32\); for CHW or float data, pass a tensor"),
     (np.zeros((8, 8, 2), np.uint8), r"not uint8 \(8, 8, 2\)"),
+    (np.zeros((0, 5, 3), np.uint8), r"not uint8 \(0, 5, 3\)"),  # became a 5x0 image
     (np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (10_000, 10_000, 3), (0, 0, 0)),
      "the array is 10000x10000 pixels; convhub reads images of at most 50 megapixels"),
 ])
