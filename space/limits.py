@@ -764,7 +764,11 @@ def _unreadable_origin(scope) -> str | None:
     try:
         get_request_origin(Request(scope), "")
     except (InvalidURL, ValueError) as error:
-        return f"{bad}: {type(error).__name__}: {str(error)[:200]}"
+        try:  # the URL includes the path: one with an ESC in it was blamed on the host headers
+            get_request_origin(Request({**scope, "path": "/", "raw_path": b"/", "query_string": b""}), "")
+        except (InvalidURL, ValueError):
+            return f"{bad}: {type(error).__name__}: {str(error)[:200]}"
+        return f"Bad request path or query: {type(error).__name__}: {str(error)[:200]}"
     return None
 
 

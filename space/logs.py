@@ -18,6 +18,7 @@ import time
 import traceback
 from types import SimpleNamespace
 
+from convhub.errors import one_line as convhub_one_line
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
@@ -27,7 +28,9 @@ KINDS = 1000  # places remembered; beyond them every failure is a line
 
 
 def one_line(text: str, limit: int = LINE) -> str:
-    text = " ".join(str(text).split())
+    """``text`` on one printable line (convhub.errors.one_line: ESC, BEL, bidi marks from a request's path or name
+    shown as U+FFFD), cut at ``limit`` characters."""
+    text = convhub_one_line(text)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
@@ -70,6 +73,7 @@ class FailureLog:
                 self.seen.add(place)  # written whatever the budget: each place once, and the code has so many
                 parts = traceback.format_exception(type(error), error, error.__traceback__)
                 text = "".join(part if len(part) <= TEXT else one_line(part, TEXT) + "\n" for part in parts)
+                text = "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in text)  # a request's ESC...
                 self._print(f"{one_line(what)} failed (written in full once; repeats are one line):\n{text.rstrip()}")
             elif self.repeats.spend(self.stream):
                 self._print(f"{one_line(what)} failed: {one_line(f'{type(error).__name__}: {error}')} ({where})")

@@ -902,6 +902,18 @@ def test_an_endpoint_or_event_the_space_does_not_have_is_a_404_that_says_where_t
                                   json.dumps(join).encode(), "application/json", forwarded="198.51.100.95")
         assert (status, json.loads(text)["detail"]) == (404, "This Space has no event number 999: GET /config lists its "
                                                              "events."), text
+    # a name's characters that print nothing (a right-to-left mark) come back as U+FFFD, and not in the log
+    status, text, _, _ = post(tight_server.port, "/gradio_api/call/a%E2%80%AEb", b'{"data": []}', "application/json",
+                              forwarded="198.51.100.95")
+    assert status == 404 and "/a\ufffdb:" in json.loads(text)["detail"], text
+    status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/a%E2%80%AEb%1Bc", b"{}", "application/json",
+                              forwarded="198.51.100.95")
+    assert status == 400 and json.loads(text)["detail"].startswith("Bad request path or query: InvalidURL"), text
+    status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/a%E2%80%AEb", b"{}", "application/json",
+                              forwarded="198.51.100.95")
+    assert status == 500, text  # a v2 call of an unknown name: Gradio's KeyError, logged
+    time.sleep(1)
+    assert "\u202e" not in tight_server.log()[logged:] and "\x1b" not in tight_server.log()[logged:]
     with urllib.request.urlopen(f"{tight_server.url}gradio_api/info", timeout=30) as listing:
         assert "/classify" in json.loads(listing.read())["named_endpoints"]  # where the answer sends the caller
     time.sleep(1)
