@@ -176,6 +176,7 @@ def test_pushing_to_someone_elses_namespace_is_refused_before_any_upload(hub, mo
     assert_user_error(code, stderr, refusal)
     assert writes(hub) == [] and not (tmp_path / "net").exists()  # refused before training
     publish.push(model_dir, "acme/convhub-net", token=TOKEN)  # an organization of the user's
+    publish.check_can_push(TOKEN, ("Alice", "ACME"))  # names the Hub reads without their case
 
 
 def test_names_a_hub_gives_go_into_messages_only_as_hub_names(hub_env, monkeypatch, model_dir):

@@ -59,10 +59,11 @@ def check_can_push(token: str | None = None, namespaces: tuple[str, ...] = ()) -
                            f"{' (HF_HUB_OFFLINE is set)' if offline_mode() else ''}: nothing can be pushed now; "
                            "save locally and run `python -m training push` later")
     user, orgs = whoami(token)
-    foreign = sorted({n for n in namespaces if n not in (user, *orgs)})
+    mine = {name.lower() for name in (user, *orgs)}  # the Hub's names are case-insensitive
+    foreign = sorted({n for n in namespaces if n.lower() not in mine})
     if foreign:  # the Hub would refuse the first upload with a bare 403
-        mine = [user, *orgs]
-        listed = ", ".join(mine[:10]) + (f" and {len(mine) - 10} more" if len(mine) > 10 else "")
+        names = [user, *orgs]
+        listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         raise PublishError(f"this token is {user}'s, who may push to {listed}, not to {', '.join(foreign)}: pass "
                            "another namespace, or a token of a member of it")
     return token
