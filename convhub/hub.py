@@ -97,7 +97,7 @@ def shown_endpoint() -> str:
 USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # the user:password@ of any URL in a message (a password may hold "@")
 
 
-TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")  # a Hugging Face access token (hf_ and 34 letters and digits)
+TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")  # a Hugging Face access token (hf_ and 34 letters and digits)
 
 
 def error_text(error: BaseException, limit: int = 300) -> str:

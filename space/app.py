@@ -111,8 +111,8 @@ from gradio import FileData  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 import chapter  # noqa: E402
-import figures  # noqa: E402
 import connections  # noqa: E402
+import figures  # noqa: E402
 import limits  # noqa: E402
 import logs  # noqa: E402
 from zoo_loader import (FoundNet, LoadedNet, as_plain_text, find_zoo, load_found, published_settings,  # noqa: E402

@@ -18,8 +18,7 @@ import h11
 import uvicorn.config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-
-ANSWER_S = 10.0
+ANSWER_S = 10.0  # beyond a body's deadline: for the app's own answer to it (a 408), before the connection goes
 
 
 class RequestDeadlines(H11Protocol):
