@@ -150,6 +150,10 @@ class DataConfig:
     interpolation: str = "bilinear"
     crop: str = "center_square"
 
+    def __post_init__(self) -> None:
+        # built by hand too: DataConfig(interpolation="bicubik") failed later, in torch, and mean=(5, 5, 5) passed
+        _checked(self.to_config(), f"{type(self).__name__}(...)")
+
     def to_config(self) -> dict:
         return {"num_classes": len(self.class_names), "class_names": list(self.class_names),
                 "input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std),
@@ -162,30 +166,35 @@ class DataConfig:
         The nets' classifiers fix the number of classes (2) and the input size (3x32x32): a config may rename the
         classes or change the normalization, never those.
         """
-        default = cls()
-        names = config.get("class_names", list(default.class_names))
-        if (not isinstance(names, list) or len(names) != len(default.class_names)
-                or not all(isinstance(n, str) and 0 < len(n) <= 64 and n.isprintable() for n in names)
-                or len(set(names)) != len(names)):
-            raise ConfigError(f"{source}: 'class_names' must be {len(default.class_names)} distinct names of 1 to 64 "
-                              f"printable characters, not {_show(names)}")
-        if "num_classes" in config and config["num_classes"] != len(names):
-            raise ConfigError(f"{source}: 'num_classes' is {_show(config['num_classes'])}; these nets have "
-                              f"{len(names)} classes")
-        size = config.get("input_size", list(default.input_size))
-        if size != list(default.input_size):
-            raise ConfigError(f"{source}: 'input_size' is {_show(size)}; these nets take "
-                              f"{list(default.input_size)} (their classifiers are sized for 32x32 inputs)")
-        mean = _triple(config, "mean", default.mean, Float(0.0, 1.0), source)
-        std = _triple(config, "std", default.std, Float(1e-3, 10.0), source)
-        choices = {"interpolation": INTERPOLATIONS, "crop": CROPS}
-        picked = {}
-        for key, allowed in choices.items():
-            value = config.get(key, getattr(default, key))
-            if value not in allowed:
-                raise ConfigError(f"{source}: {key!r} must be one of {', '.join(allowed)}, not {_show(value)}")
-            picked[key] = value
-        return cls(tuple(names), default.input_size, mean, std, **picked)
+        return cls(**_checked(config, source))
+
+
+def _checked(config: dict, source: str) -> dict:
+    """DataConfig's values from a config (a config.json's, or a DataConfig's own), each checked."""
+    default = DataConfig  # its fields' defaults, as class attributes
+    names = config.get("class_names", list(default.class_names))
+    if (not isinstance(names, list) or len(names) != len(default.class_names)
+            or not all(isinstance(n, str) and 0 < len(n) <= 64 and n.isprintable() for n in names)
+            or len(set(names)) != len(names)):
+        raise ConfigError(f"{source}: 'class_names' must be {len(default.class_names)} distinct names of 1 to 64 "
+                          f"printable characters, not {_show(names)}")
+    if "num_classes" in config and config["num_classes"] != len(names):
+        raise ConfigError(f"{source}: 'num_classes' is {_show(config['num_classes'])}; these nets have "
+                          f"{len(names)} classes")
+    size = config.get("input_size", list(default.input_size))
+    if size != list(default.input_size):
+        raise ConfigError(f"{source}: 'input_size' is {_show(size)}; these nets take "
+                          f"{list(default.input_size)} (their classifiers are sized for 32x32 inputs)")
+    mean = _triple(config, "mean", default.mean, Float(0.0, 1.0), source)
+    std = _triple(config, "std", default.std, Float(1e-3, 10.0), source)
+    choices = {"interpolation": INTERPOLATIONS, "crop": CROPS}
+    picked = {}
+    for key, allowed in choices.items():
+        value = config.get(key, getattr(default, key))
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key!r} must be one of {', '.join(allowed)}, not {_show(value)}")
+        picked[key] = value
+    return {"class_names": tuple(names), "input_size": default.input_size, "mean": mean, "std": std, **picked}
 
 
 def _triple(config: dict, key: str, default: tuple, item: Float, source: str) -> tuple[float, float, float]:

@@ -89,6 +89,18 @@ def test_resblock_parameter_count():
     assert sum(p.numel() for p in convhub.ResBlock(32).parameters()) == 9_280
 
 
+@pytest.mark.parametrize(("values", "message"), [
+    ({"interpolation": "bicubik"}, "'interpolation' must be one of bilinear, bicubic, nearest, not 'bicubik'"),
+    ({"mean": (5, 5, 5)}, r"'mean\[0\]' is 5; it must be from 0 to 1"),
+    ({"class_names": ("plane",)}, "'class_names' must be 2 distinct names"),
+])
+def test_a_data_config_built_by_hand_is_checked_as_a_config_jsons_is(values, message):
+    """DataConfig(interpolation="bicubik") failed later, inside torch's resize; mean=(5, 5, 5) was taken."""
+    with pytest.raises(convhub.ConvHubError, match=rf"^DataConfig\(\.\.\.\): {message}"):
+        convhub.DataConfig(**values)
+    assert convhub.DataConfig(interpolation="bicubic", mean=(0.5, 0.5, 0.5)).interpolation == "bicubic"
+
+
 def test_list_models_filters_names_as_timms_does():
     assert [info.name for info in convhub.list_models("net_res*")] == ["net_res", "net_res_deep", "net_res_deep100"]
     assert convhub.list_models("resnet*") == [] and len(convhub.list_models("*")) == len(ZOO_NAMES)
