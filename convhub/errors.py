@@ -6,10 +6,16 @@ class HubUnavailableError(ConvHubError, ConnectionError):
     """The Hub cannot be reached (offline, HF_HUB_OFFLINE=1) and the HF cache does not hold what was asked for."""
 
 
+def printable(text) -> str:
+    """``text`` with each character that prints nothing (ESC, BEL, U+0085, a right-to-left mark...) but a line break
+    as U+FFFD."""
+    return "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in str(text))
+
+
 def one_line(text) -> str:
     """``text`` on one printable line, as messages, logs and cards show what others wrote: each run of whitespace as
-    one space, and characters that print nothing (ESC, BEL, U+0085...) as U+FFFD."""
-    return "".join(c if c.isprintable() else "\ufffd" for c in " ".join(str(text).split()))
+    one space, and characters that print nothing as U+FFFD."""
+    return printable(" ".join(str(text).split()))
 
 
 def shown(value, limit: int = 60) -> str:

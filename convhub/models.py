@@ -253,10 +253,10 @@ def _card_record(folder: Path) -> dict | None:
 def _a_cache_blob(card: Path) -> bool:
     """Whether ``card`` is a link as the HF cache makes them: snapshots/<commit>/README.md -> ../../blobs/<hash>, in
     a repo folder (models--*), none of them a link (a planted `blobs` link to / let a card read any file)."""
-    snapshot = card.parent
+    snapshot, target = card.parent, os.readlink(card)
     repo = snapshot.parent.parent
-    blob = repo / "blobs" / Path(os.readlink(card)).name
-    return (re.fullmatch(r"\.\./\.\./blobs/(?:[0-9a-f]{40}|[0-9a-f]{64})", os.readlink(card)) is not None
+    blob = repo / "blobs" / Path(target).name
+    return (re.fullmatch(r"\.\./\.\./blobs/(?:[0-9a-f]{40}|[0-9a-f]{64})", target) is not None
             and snapshot.parent.name == "snapshots" and repo.name.startswith("models--")
             and not any(p.is_symlink() for p in (snapshot, snapshot.parent, repo, repo / "blobs", blob))
             and blob.is_file())

@@ -40,9 +40,7 @@ class RequestDeadlines(H11Protocol):
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self.sending is not None:
-            self.sending.cancel()
-            self.sending = None
+        self._stop_sending_clock()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -62,6 +60,9 @@ class RequestDeadlines(H11Protocol):
 
     def _stop_clocks(self) -> None:
         self._wait_for(None)
+        self._stop_sending_clock()
+
+    def _stop_sending_clock(self) -> None:
         if self.sending is not None:
             self.sending.cancel()
             self.sending = None

@@ -19,6 +19,7 @@ import traceback
 from types import SimpleNamespace
 
 from convhub.errors import one_line as convhub_one_line
+from convhub.errors import printable
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
@@ -73,7 +74,7 @@ class FailureLog:
                 self.seen.add(place)  # written whatever the budget: each place once, and the code has so many
                 parts = traceback.format_exception(type(error), error, error.__traceback__)
                 text = "".join(part if len(part) <= TEXT else one_line(part, TEXT) + "\n" for part in parts)
-                text = "".join(c if c.isprintable() or c == "\n" else "\ufffd" for c in text)  # a request's ESC...
+                text = printable(text)  # a request's ESC...
                 self._print(f"{one_line(what)} failed (written in full once; repeats are one line):\n{text.rstrip()}")
             elif self.repeats.spend(self.stream):
                 self._print(f"{one_line(what)} failed: {one_line(f'{type(error).__name__}: {error}')} ({where})")

@@ -74,11 +74,11 @@ def _namespace(name) -> bool:
     return isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", name) is not None
 
 
-def check_repo_id(repo_id: str, option: str) -> None:
+def check_repo_id(repo_id: str, option: str, *, kind: str = "repo", example: str = "alice") -> None:
     """``namespace/name``, refused before any request otherwise (the Hub created a repo without a namespace under
     the token's user, then the upload to the name as given failed)."""
     if "/" not in repo_id:
-        raise PublishError(f"{option} {repo_id!r}: name the repo with its namespace, e.g. alice/{repo_id}")
+        raise PublishError(f"{option} {repo_id!r}: name the {kind} with its namespace, e.g. {example}/{repo_id}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
@@ -207,10 +207,8 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     chapter's order (``only``: a comma-separated subset), each one loaded."""
     check_branch(revision)
     space_id = space or f"{namespace}/convhub"
-    if "/" not in space_id:  # the Hub would put it under the token's user, not where publish says it is
-        raise PublishError(f"--space {space_id!r}: name the Space with its namespace, e.g. {namespace}/{space_id}")
     check_repo_id(f"{namespace}/convhub-net", "--namespace")
-    check_repo_id(space_id, "--space")
+    check_repo_id(space_id, "--space", kind="Space", example=namespace)
     source = Path(source)
     if not source.is_dir():
         raise PublishError(f"no folder {source}: pass --from, a folder of trained nets (as `zoo` writes them)")
