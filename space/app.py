@@ -901,7 +901,6 @@ def main() -> None:
         server = getattr(demo, "server", None)
         if server is not None:
             server.config.loaded_app = logs.Failures(server.config.loaded_app, log=failures)
-        logs.install_server(failures)
         loading = NETS.start()
         loading.add_done_callback(report_ready)
         demo.block_thread()  # until Ctrl-C, SIGTERM (_stop) or a failed load (report_ready)

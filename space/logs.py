@@ -154,15 +154,11 @@ def install(log: FailureLog) -> None:
     logging.basicConfig()  # the handler logging.warning would add on its first record, added now to filter it
     for handler in logging.getLogger().handlers:
         handler.addFilter(log.record)
-
-
-def install_server(log: FailureLog) -> None:
-    """uvicorn's loggers have handlers of their own (they do not reach the root's), made when Gradio's launch builds
-    the server: their records too, within the budget (an `Upgrade: foo` header or a broken request line was a
-    warning each, from anyone, as fast as they could ask)."""
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(log.record)
+    # uvicorn's loggers have handlers of their own (they do not reach the root's): an `Upgrade: foo` header or a broken
+    # request line was a warning each, from anyone. Filtered where they are logged, before launch: its logging config
+    # replaces their handlers, not their filters, and the server answers before launch returns.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        logging.getLogger(name).addFilter(log.record)
 
 
 def _known(get_fn):
