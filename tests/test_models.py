@@ -643,6 +643,59 @@ def test_the_inference_copy_computes_what_the_net_does_without_touching_it(name)
         torch.testing.assert_close(served(x), answer, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("name", ["net_dropout", "net_res", "net_res_deep"])
+def test_the_inference_copy_calls_its_layers_as_functions_and_overwrites_only_its_own_values(name):
+    """The served copy runs convs and linears as functions, drops eval-mode dropout, and writes activations and
+    residual sums into values nobody reads again; the caller's input is never one of them."""
+    import operator
+
+    from convhub.graph import for_inference
+
+    torch.manual_seed(0)
+    model = convhub.create(name).eval()
+    served = for_inference(model)
+    nodes = list(served.graph.nodes)
+    assert not [node for node in nodes if node.op == "call_module"]  # no layer called as a module
+    assert any(node.target is torch.relu_ or node.target is torch.tanh_ for node in nodes)
+    if name.startswith("net_res"):
+        assert any(node.target == "add_" for node in nodes) and not any(node.target is operator.add for node in nodes)
+    x = torch.randn(3, 3, 32, 32)
+    kept = x.clone()
+    with torch.inference_mode():
+        torch.testing.assert_close(served(x), model(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x, kept, rtol=0, atol=0)
+
+
+def test_in_place_leaves_shared_values_views_and_broadcasts_alone():
+    """Overwriting is only for a value made by a layer, read once, and as large as the result: a view (flatten), a
+    value read twice, the input, and a sum broadcast past its left operand each keep making a new tensor."""
+    from convhub.graph import in_place
+
+    class Tricky(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.narrow = torch.nn.Linear(64, 1)
+
+        def forward(self, x):
+            a = self.conv(x)  # read twice
+            b = torch.relu(torch.flatten(a, 1))  # a view of a
+            c = self.narrow(b) + b  # (N, 1) + (N, 64): the left operand is smaller than the sum
+            return torch.relu(x).sum((1, 2, 3)) + c.sum(1) + a.mean((1, 2, 3))  # the input
+
+    torch.manual_seed(0)
+    model = Tricky().eval()
+    x = torch.randn(2, 3, 4, 4)
+    kept = x.clone()
+    with torch.inference_mode():
+        expected = model(x)
+        rewritten = in_place(torch.fx.symbolic_trace(model), x[:1])
+        torch.testing.assert_close(rewritten(x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(x, kept, rtol=0, atol=0)
+    in_place_nodes = [node for node in rewritten.graph.nodes if node.target in (torch.relu_, "add_")]
+    assert [node.target for node in in_place_nodes] == ["add_"]  # the last sum alone: its left operand is a new sum
+
+
 def test_a_net_fx_cannot_trace_is_its_own_inference_copy():
     from convhub.graph import for_inference
 
