@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 LINE = 300  # characters of a repeated failure's line, or of a log record
 TEXT = 1000  # characters of each text in a first traceback (the message that echoed a 30 KB request)
 KINDS = 1000  # places remembered; beyond them every failure is a line
+V2_CALL = "/gradio_api/call/v2/"
 
 
 def one_line(text: str, limit: int = LINE) -> str:
@@ -98,6 +99,36 @@ class UnknownEndpoint(LookupError):
     """A call of an API endpoint, or an event, the Space does not have: the caller's mistake, a 404 (Gradio's lookup
     raised, and it was a 500)."""
 
+    status = 404
+
+
+class UnfitArguments(TypeError):
+    """A v2 call whose arguments do not fit its endpoint (one missing, an unknown name): the caller's mistake, a 422."""
+
+    status = 422
+
+
+def _unknown_endpoint(api_name: str) -> UnknownEndpoint:
+    return UnknownEndpoint(f"This Space has no API endpoint {one_line(f'/{api_name}', 100)}: GET /gradio_api/info "
+                           "lists its endpoints.")
+
+
+def callers_mistake(path: str, error: BaseException) -> UnknownEndpoint | UnfitArguments | None:
+    """What Gradio's v2 call route raises for the caller's mistakes, before any lookup of ours runs: a KeyError of
+    the name from its endpoint table, and construct_args' TypeError or ValueError for the arguments. Both were 500s
+    and a line in the log; anything else it raises stays a failure."""
+    if not path.startswith(V2_CALL):
+        return None
+    name = path.removeprefix(V2_CALL).removesuffix("/")
+    if isinstance(error, KeyError) and error.args == (f"/{name}",):
+        return _unknown_endpoint(name)
+    frames = traceback.extract_tb(error.__traceback__)
+    if isinstance(error, (TypeError, ValueError)) and frames and frames[-1].name == "construct_args":
+        reason = one_line(str(error).split(" Please click")[0], 200).rstrip(".")  # its footer's "view API" link
+        return UnfitArguments(f"The arguments do not fit {one_line(f'/{name}', 100)}: {reason}. GET /gradio_api/info "
+                              "lists its parameters.")
+    return None
+
 
 class Failures:
     """ASGI middleware: a request the app fails with an exception gets a JSON 500 naming it (an answer already begun
@@ -124,10 +155,14 @@ class Failures:
             await self.app(scope, receive, watched_send)
         except ClientDisconnect:
             return  # the client went away mid-body: nobody to answer
-        except UnknownEndpoint as error:
-            if not started:
-                await JSONResponse({"detail": str(error), "error": str(error)}, status_code=404)(scope, receive, send)
         except Exception as error:  # noqa: BLE001 - whatever Gradio raises for a request it could not handle
+            path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
+            mistake = error if isinstance(error, UnknownEndpoint) else callers_mistake(path, error)
+            if mistake is not None:
+                if not started:
+                    await JSONResponse({"detail": str(mistake), "error": str(mistake)}, status_code=mistake.status)(
+                        scope, receive, send)
+                return
             self.log.failed(f"{scope.get('method')} {scope.get('path')}", error)
             if not started:  # if this send fails too, its error goes on to the outer Failures
                 message = f"The Space could not handle this request: {one_line(f'{type(error).__name__}: {error}')}"
@@ -169,8 +204,7 @@ def _known(get_fn):
         try:
             return get_fn(blocks, api_name, body)
         except FnIndexInferError:
-            raise UnknownEndpoint(f"This Space has no API endpoint {one_line(f'/{api_name}', 100)}: GET "
-                                  "/gradio_api/info lists its endpoints.") from None
+            raise _unknown_endpoint(api_name) from None
         except KeyError:  # fns[body.fn_index]
             raise UnknownEndpoint(f"This Space has no event number {one_line(body.fn_index, 100)}: GET /config "
                                   "lists its events.") from None

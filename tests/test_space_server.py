@@ -879,18 +879,46 @@ def test_result_streams_of_sessions_gradio_does_not_know_get_its_answer_without_
 def test_a_request_gradio_fails_on_gets_a_clear_500_and_its_traceback_is_logged_once(tight_server):
     """An unknown API name was a 500 and ~5 KB of traceback in the log, from anyone, as fast as they could ask. The
     answer now names the failure, and a failure's traceback is logged the first time it comes from its place, then
-    one line each time (here a v2 call without its image)."""
+    one line each time (here a component function asked of a component the page does not have: Gradio's KeyError)."""
     logged = len(tight_server.log())
+    ask = {"session_hash": "page-1", "component_id": 99999, "fn_name": "anything", "data": None}
     for n in range(3):
-        status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/classify", b"{}", "application/json",
-                                  forwarded=f"198.51.100.9{n}")
-        assert status == 500 and "could not handle this request: TypeError" in json.loads(text)["detail"]
-        assert "required argument: image" in json.loads(text)["detail"], text
+        status, text, _, _ = post(tight_server.port, "/gradio_api/component_server", json.dumps(ask).encode(),
+                                  "application/json", forwarded=f"198.51.100.9{n}")
+        assert status == 500 and "could not handle this request: KeyError: 99999" in json.loads(text)["detail"], text
     time.sleep(1)  # for anything more to reach the log
     log = tight_server.log()[logged:]
-    repeats = r"^POST /gradio_api/call/v2/classify failed: TypeError: .+ \(\S+:\d+\)$"
+    repeats = r"^POST /gradio_api/component_server failed: KeyError: 99999 \(\S+:\d+\)$"
     assert len(re.findall(repeats, log, flags=re.M)) >= 2, log
     assert log.count("written in full once") <= 1 and len(log) < 8_000, log
+
+
+def test_a_v2_call_whose_arguments_do_not_fit_is_a_422_naming_the_argument(tight_server):
+    """Gradio's v2 route fits a call's named arguments to its endpoint and raises where they do not fit: a 500 "could
+    not handle this request" and a line in the log, for the caller's mistake."""
+    logged = len(tight_server.log())
+    tail = ". GET /gradio_api/info lists its parameters."
+    for body, reason in ((b"{}", "No value provided for required argument: image"),
+                         (b'{"image": null, "colour": 1}', "Parameter `colour` is not a valid key-word argument"),
+                         (json.dumps({"x" * 5000: 1}).encode(), "Parameter `" + "x" * 187)):
+        status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/classify", body, "application/json",
+                                  forwarded="198.51.100.96")
+        assert status == 422, (status, text)
+        detail = json.loads(text)["detail"]
+        assert detail.startswith(f"The arguments do not fit /classify: {reason}") and detail.endswith(tail), detail
+        assert len(detail) < 400, detail
+    image = {"path": upload(tight_server.url, ROOT / "space" / "examples" / "cifar_bird_0001.jpg"),
+             "meta": {"_type": "gradio.FileData"}}
+    status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/classify", json.dumps({"image": image}).encode(),
+                              "application/json", forwarded="198.51.100.96")
+    assert status == 200, text  # a call that fits is queued, and answered
+    event = json.loads(text)["event_id"]
+    _, connection, answer, _ = open_stream(tight_server.port, f"/gradio_api/call/classify/{event}", "198.51.100.96")
+    result = answer.read().decode()
+    connection.close()
+    assert result.startswith("event: complete") and '"net_res_deep100"' in result, result[:300]
+    time.sleep(1)
+    assert "failed" not in tight_server.log()[logged:], tight_server.log()[logged:]
 
 
 def test_an_endpoint_or_event_the_space_does_not_have_is_a_404_that_says_where_to_look(tight_server):
@@ -916,11 +944,13 @@ def test_an_endpoint_or_event_the_space_does_not_have_is_a_404_that_says_where_t
     status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/a%E2%80%AEb%1Bc", b"{}", "application/json",
                               forwarded="198.51.100.95")
     assert status == 400 and json.loads(text)["detail"].startswith("Bad request path or query: InvalidURL"), text
-    status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/a%E2%80%AEb", b"{}", "application/json",
-                              forwarded="198.51.100.95")
-    assert status == 500, text  # a v2 call of an unknown name: Gradio's KeyError, logged
+    for route in ("/gradio_api/call/v2/a%E2%80%AEb", "/gradio_api/call/v2/a%E2%80%AEb/"):  # Gradio's KeyError
+        status, text, _, _ = post(tight_server.port, route, b"{}", "application/json", forwarded="198.51.100.95")
+        assert (status, json.loads(text)["detail"]) == (404, "This Space has no API endpoint /a\ufffdb: GET "
+                                                             "/gradio_api/info lists its endpoints."), text
     time.sleep(1)
     assert "\u202e" not in tight_server.log()[logged:] and "\x1b" not in tight_server.log()[logged:]
+    assert "failed" not in tight_server.log()[logged:]  # the caller's mistakes, not the Space's failures
     with urllib.request.urlopen(f"{tight_server.url}gradio_api/info", timeout=30) as listing:
         assert "/classify" in json.loads(listing.read())["named_endpoints"]  # where the answer sends the caller
     time.sleep(1)
