@@ -362,8 +362,9 @@ def test_publish_with_a_refused_token_uploads_nothing(hub):
 
 
 def test_publish_checks_its_input_before_contacting_the_hub(hub, tmp_path):
-    code, _, stderr = publish_cli("--only", "net,resnet50")
-    assert_user_error(code, stderr, "unknown resnet50")
+    code, _, stderr = publish_cli("--only", "net,resnet50,net-res-deep")
+    assert_user_error(code, stderr, "unknown 'resnet50' (the zoo: fc, net, net_width")
+    assert "net-res-deep" not in stderr  # a repo's name for net_res_deep is known
     (tmp_path / "trained" / "net").mkdir(parents=True)
     (tmp_path / "trained" / "net" / "config.json").write_text('{"architecture": "Net", "n_blocks": NaN}')
     code, _, stderr = publish_cli("--from", tmp_path / "trained")
@@ -448,7 +449,7 @@ def test_the_space_of_this_checkout_has_a_valid_readme():
 def test_the_cards_plain_pytorch_snippet_runs_without_convhub(hub, olah_server, tmp_path, monkeypatch):
     """The snippet of a published card, as written, in a fresh process where `import convhub` fails: it downloads
     the weights from a Hub (olah, serving what was just published) and prints what convhub.predict says."""
-    code, _, stderr = publish_cli("--only", "net_res_deep")
+    code, _, stderr = publish_cli("--only", "net-res-deep")  # as its repo names it; net_res_deep as the zoo does
     assert code == 0, stderr
     repo = "alice/convhub-net-res-deep"
     files = hub.files("model", repo)

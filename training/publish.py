@@ -215,11 +215,14 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     artifacts.refuse_linked_folders(source)
     found = {name: source / name for name in convhub.ZOO if (source / name / "config.json").is_file()}
     if only:
-        wanted = [n.strip() for n in only.split(",") if n.strip()]
-        unknown = [n for n in wanted if n not in convhub.ZOO]
+        # a net's zoo name, or the name its repo writes (`net-res-deep`, as publish names the repos)
+        typed = [n.strip() for n in only.split(",") if n.strip()]
+        wanted = [n.replace("-", "_") for n in typed]
+        unknown = [shown(n) for n, name in zip(typed, wanted) if name not in convhub.ZOO]
         missing = [n for n in wanted if n in convhub.ZOO and n not in found]
         if unknown or missing:
-            raise PublishError(f"--only: {'unknown ' + ', '.join(unknown) if unknown else ''}"
+            known = f" (the zoo: {', '.join(convhub.ZOO)})"
+            raise PublishError(f"--only: {'unknown ' + ', '.join(unknown) + known if unknown else ''}"
                                f"{'; ' if unknown and missing else ''}"
                                f"{'not trained in ' + str(source) + ': ' + ', '.join(missing) if missing else ''}")
         found = {n: found[n] for n in convhub.ZOO if n in wanted}  # the chapter's order, as the Space shows them
