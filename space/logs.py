@@ -27,6 +27,7 @@ LINE = 300  # characters of a repeated failure's line, or of a log record
 TEXT = 1000  # characters of each text in a first traceback (the message that echoed a 30 KB request)
 KINDS = 1000  # places remembered; beyond them every failure is a line
 V2_CALL = "/gradio_api/call/v2/"
+GRADIO_USAGE = " Please click on 'view API' in the footer of the Gradio app to see usage."  # construct_args' ending
 
 
 def one_line(text: str, limit: int = LINE) -> str:
@@ -124,7 +125,7 @@ def callers_mistake(path: str, error: BaseException) -> UnknownEndpoint | UnfitA
         return _unknown_endpoint(name)
     frames = traceback.extract_tb(error.__traceback__)
     if isinstance(error, (TypeError, ValueError)) and frames and frames[-1].name == "construct_args":
-        reason = one_line(str(error).split(" Please click")[0], 200).rstrip(".")  # its footer's "view API" link
+        reason = one_line(str(error).removesuffix(GRADIO_USAGE), 200).rstrip(".")  # a page link the API has not
         return UnfitArguments(f"The arguments do not fit {one_line(f'/{name}', 100)}: {reason}. GET /gradio_api/info "
                               "lists its parameters.")
     return None

@@ -900,7 +900,8 @@ def test_a_v2_call_whose_arguments_do_not_fit_is_a_422_naming_the_argument(tight
     tail = ". GET /gradio_api/info lists its parameters."
     for body, reason in ((b"{}", "No value provided for required argument: image"),
                          (b'{"image": null, "colour": 1}', "Parameter `colour` is not a valid key-word argument"),
-                         (json.dumps({"x" * 5000: 1}).encode(), "Parameter `" + "x" * 187)):
+                         (json.dumps({"x" * 5000: 1}).encode(), "Parameter `" + "x" * 187),
+                         (b'{"a Please click b": 1}', "Parameter `a Please click b` is not a valid key-word argument")):
         status, text, _, _ = post(tight_server.port, "/gradio_api/call/v2/classify", body, "application/json",
                                   forwarded="198.51.100.96")
         assert status == 422, (status, text)
