@@ -365,6 +365,12 @@ def test_publish_checks_its_input_before_contacting_the_hub(hub, tmp_path):
     code, _, stderr = publish_cli("--only", "net,resnet50,net-res-deep")
     assert_user_error(code, stderr, "unknown 'resnet50' (the zoo: fc, net, net_width")
     assert "net-res-deep" not in stderr  # a repo's name for net_res_deep is known
+    code, _, stderr = publish_cli("--only", ",".join(f"x{i}" for i in range(3000)))
+    assert_user_error(code, stderr, "unknown 'x0', 'x1', 'x2', 'x3', 'x4' and 2995 more (the zoo: fc,")
+    assert len(stderr) < 400, stderr
+    for nothing in ("", " , "):  # an empty $NAMES in a script published the whole zoo
+        code, _, stderr = publish_cli("--only", nothing)
+        assert_user_error(code, stderr, "--only names no net")
     (tmp_path / "trained" / "net").mkdir(parents=True)
     (tmp_path / "trained" / "net" / "config.json").write_text('{"architecture": "Net", "n_blocks": NaN}')
     code, _, stderr = publish_cli("--from", tmp_path / "trained")

@@ -214,15 +214,17 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
         raise PublishError(f"no folder {source}: pass --from, a folder of trained nets (as `zoo` writes them)")
     artifacts.refuse_linked_folders(source)
     found = {name: source / name for name in convhub.ZOO if (source / name / "config.json").is_file()}
-    if only:
+    if only is not None:
         # a net's zoo name, or the name its repo writes (`net-res-deep`, as publish names the repos)
         typed = [n.strip() for n in only.split(",") if n.strip()]
+        if not typed:  # an empty $NAMES in a script: not the whole zoo
+            raise PublishError(f"--only names no net: pass some of {', '.join(convhub.ZOO)}, or leave --only out")
         wanted = [n.replace("-", "_") for n in typed]
-        unknown = [shown(n) for n, name in zip(typed, wanted) if name not in convhub.ZOO]
-        missing = [n for n in wanted if n in convhub.ZOO and n not in found]
+        unknown = list(dict.fromkeys(shown(n) for n, name in zip(typed, wanted) if name not in convhub.ZOO))
+        missing = list(dict.fromkeys(n for n in wanted if n in convhub.ZOO and n not in found))
         if unknown or missing:
-            known = f" (the zoo: {', '.join(convhub.ZOO)})"
-            raise PublishError(f"--only: {'unknown ' + ', '.join(unknown) + known if unknown else ''}"
+            known = f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''} (the zoo: {', '.join(convhub.ZOO)})"
+            raise PublishError(f"--only: {'unknown ' + ', '.join(unknown[:5]) + known if unknown else ''}"
                                f"{'; ' if unknown and missing else ''}"
                                f"{'not trained in ' + str(source) + ': ' + ', '.join(missing) if missing else ''}")
         found = {n: found[n] for n in convhub.ZOO if n in wanted}  # the chapter's order, as the Space shows them
