@@ -163,5 +163,6 @@ def for_inference(model: torch.nn.Module) -> torch.nn.Module:
     data_config = getattr(model, "data_config", None)  # a convhub net: its input's shape
     if isinstance(served, fx.GraphModule) and data_config is not None:
         weight = next(iter(served.parameters()), torch.empty(0))
-        served = in_place(as_functions(served), torch.zeros(1, *data_config.input_size, dtype=weight.dtype, device=weight.device))
+        example = torch.zeros(1, *data_config.input_size, dtype=weight.dtype, device=weight.device)
+        served = in_place(as_functions(served), example)
     return served
