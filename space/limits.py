@@ -392,9 +392,11 @@ def count_queued(blocks, clients: PerClient) -> None:
                 parts = path.removeprefix(CALL_STREAMS).split("/")  # api/event, or v2/api/event
                 if not all(parts) or not (len(parts) == 2 or len(parts) == 3 and parts[0] == "v2"):
                     return True  # not Gradio's route: its 404 or 405
-                event_id = parts[-1]
-                return (event_id in queue.event_ids_to_events or event_id in queue.pending_messages_per_session
-                        or any(event_id in ids for ids in queue.pending_event_ids_session.values()))
+                # An event's id stays among its session's pending ones from its join until its answer is read. Not
+                # by its messages' queue, or the queue's table of events: Gradio keeps the one for good, the other a
+                # moment after the answer is read, and a second read waited for ever on heartbeats, holding one of
+                # its client's streams.
+                return any(parts[-1] in ids for ids in queue.pending_event_ids_session.values())
         except (AttributeError, TypeError):
             pass
         return True

@@ -918,6 +918,10 @@ def test_a_v2_call_whose_arguments_do_not_fit_is_a_422_naming_the_argument(tight
     result = answer.read().decode()
     connection.close()
     assert result.startswith("event: complete") and '"net_res_deep100"' in result, result[:300]
+    # read again: Gradio keeps the event's message queue, and the stream waited for ever on heartbeats (every 15 s)
+    _, connection, answer, _ = open_stream(tight_server.port, f"/gradio_api/call/classify/{event}", "198.51.100.96")
+    assert answer.readline() == b"event: error\n" and answer.readline() == b'data: "404: Not Found"\n'
+    connection.close()
     time.sleep(1)
     assert "failed" not in tight_server.log()[logged:], tight_server.log()[logged:]
 
