@@ -125,7 +125,7 @@ def callers_mistake(path: str, error: BaseException) -> UnknownEndpoint | UnfitA
         return _unknown_endpoint(name)
     frames = traceback.extract_tb(error.__traceback__)
     if isinstance(error, (TypeError, ValueError)) and frames and frames[-1].name == "construct_args":
-        reason = one_line(str(error).removesuffix(GRADIO_USAGE), 200).rstrip(".")  # a page link the API has not
+        reason = one_line(str(error).removesuffix(GRADIO_USAGE), 200).rstrip(".")  # it sends API callers to the page
         return UnfitArguments(f"The arguments do not fit {one_line(f'/{name}', 100)}: {reason}. GET /gradio_api/info "
                               "lists its parameters.")
     return None
