@@ -18,6 +18,7 @@ import httpx2
 from convhub.errors import ConvHubError, HubUnavailableError, shown
 from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
                          shown_endpoint, within_deadline)
+from convhub.zoo import zoo_name
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
@@ -215,18 +216,24 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     artifacts.refuse_linked_folders(source)
     found = {name: source / name for name in convhub.ZOO if (source / name / "config.json").is_file()}
     if only is not None:
-        # a net's zoo name, or the name its repo writes (`net-res-deep`, as publish names the repos)
         typed = [n.strip() for n in only.split(",") if n.strip()]
         if not typed:  # an empty $NAMES in a script: not the whole zoo
             raise PublishError(f"--only names no net: pass some of {', '.join(convhub.ZOO)}, or leave --only out")
-        wanted = [n.replace("-", "_") for n in typed]
-        unknown = list(dict.fromkeys(shown(n) for n, name in zip(typed, wanted) if name not in convhub.ZOO))
-        missing = list(dict.fromkeys(n for n in wanted if n in convhub.ZOO and n not in found))
-        if unknown or missing:
-            known = f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''} (the zoo: {', '.join(convhub.ZOO)})"
-            raise PublishError(f"--only: {'unknown ' + ', '.join(unknown[:5]) + known if unknown else ''}"
-                               f"{'; ' if unknown and missing else ''}"
-                               f"{'not trained in ' + str(source) + ': ' + ', '.join(missing) if missing else ''}")
+        wanted, unknown = [], {}
+        for name in typed:  # a net's zoo name, or the name its repo writes (`net-res-deep`, as publish names them)
+            try:
+                wanted.append(zoo_name(name))
+            except ConvHubError:
+                unknown[shown(name)] = None
+        missing = list(dict.fromkeys(n for n in wanted if n not in found))
+        problems = []
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            problems.append(f"unknown {', '.join(list(unknown)[:5])}{more} (the zoo: {', '.join(convhub.ZOO)})")
+        if missing:
+            problems.append(f"not trained in {source}: {', '.join(missing)}")
+        if problems:
+            raise PublishError(f"--only: {'; '.join(problems)}")
         found = {n: found[n] for n in convhub.ZOO if n in wanted}  # the chapter's order, as the Space shows them
     if not found:
         raise PublishError(f"{source} holds no trained nets (folders named after the zoo: {', '.join(convhub.ZOO)})")
