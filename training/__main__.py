@@ -1,3 +1,4 @@
+import os
 import signal
 import sys
 
@@ -10,35 +11,20 @@ except ConvHubError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
 
-# Ctrl-C while torch loads (a zoo stopping its nets as they start) ends with a line, no traceback. It may arrive
-# while an extension module initialises, which can swallow the KeyboardInterrupt, or fail on it another way (numpy:
-# "ImportError: cannot load module more than once per process"): so a Ctrl-C is noted, and then nothing else counts.
-interrupted = False
-
-
-def _interrupt(*_):
-    global interrupted
-    interrupted = True
-    raise KeyboardInterrupt
-
-
-def _stopped_while_starting():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    print("\ninterrupted while starting: nothing was done", file=sys.stderr)
-    sys.exit(130)
+# Ctrl-C while torch loads (a zoo stopping its nets as they start) ends with a line, no traceback. Nothing is done
+# before the CLI is loaded, so the process ends right in the handler: an exception raised there could land where
+# none can pass (seen: pybind11 aborting inside torch.distributed's start; numpy failing "cannot load module more
+# than once per process"; an extension swallowing it).
+def _stopped_while_starting(*_):
+    os.write(2, b"\ninterrupted while starting: nothing was done\n")
+    os._exit(130)
 
 
 watching = signal.getsignal(signal.SIGINT) is signal.default_int_handler
 if watching:
-    signal.signal(signal.SIGINT, _interrupt)
-try:
-    from .cli import main  # noqa: E402
-except BaseException:
-    if not interrupted:
-        raise
-    _stopped_while_starting()
-if interrupted:  # swallowed on the way
-    _stopped_while_starting()
+    signal.signal(signal.SIGINT, _stopped_while_starting)
+from .cli import main  # noqa: E402
+
 if watching:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
