@@ -367,13 +367,14 @@ main = lambda: 0
 @pytest.mark.parametrize("cli", [CTRL_C_THEN_IMPORT_ERROR, CTRL_C_SWALLOWED, CTRL_C_WHERE_NOTHING_CAN_BE_RAISED],
                          ids=["import-error", "swallowed", "unraisable"])
 def test_a_ctrl_c_while_training_starts_stops_it_with_a_line_whatever_the_import_does(tmp_path, cli):
-    """`python -m training`'s own start (training/__main__.py, the real file) with a stand-in for the import of
-    its CLI, which gets a Ctrl-C and then fails another way or swallows it: a line and exit 130, not a traceback (a
-    zoo's net printed one in CI) nor a run the zoo asked to stop."""
+    """`python -m training`'s own start (training/__main__.py and starting.py, the real files) with a stand-in for
+    the import of its CLI, which gets a Ctrl-C where it fails another way, is swallowed or cannot be raised: a line
+    and exit 130, not a traceback (a zoo's net printed one in CI) nor a run the zoo asked to stop."""
     package = tmp_path / "training"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "__main__.py").symlink_to(ROOT / "training" / "__main__.py")
+    for real in ("__main__.py", "starting.py"):
+        (package / real).symlink_to(ROOT / "training" / real)
     (package / "cli.py").write_text(cli)
     result = subprocess.run([sys.executable, "-m", "training"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=60, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},

@@ -19,7 +19,7 @@ from convhub.errors import ConvHubError
 from convhub.hub import shown_endpoint
 from convhub.zoo import zoo_name
 
-from . import artifacts, engine, parallel, publish, report
+from . import artifacts, engine, parallel, publish, report, starting
 from .data import load_cifar2, load_eval_split
 from .recipes import RECIPES, recipe_for
 
@@ -147,6 +147,13 @@ def _recipe(name: str, args, fp32_cpu: bool):
                       batch_size=args.batch_size)
 
 
+def _load_what_training_loads() -> None:
+    """A process's first torch.optim optimizer imports torch._dynamo and triton (1.6 s): loaded before any net, where
+    a Ctrl-C ends the process cleanly (see training.starting)."""
+    with starting.ended_by_ctrl_c():
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)])
+
+
 def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dict:
     recipe = _recipe(name, args, _fp32_cpu(args, device))
     if recipe.batch_size > len(data.train):  # every epoch is then one step on all of them: the card must say so
@@ -186,7 +193,9 @@ def cmd_train(args) -> int:
     if args.push:
         publish.check_repo_id(args.push, "--push")
         publish.check_can_push(args.token, (args.push.split("/")[0],))
-    record = train_one(args.model, _load_data(args), args, out, device)
+    data = _load_data(args)
+    _load_what_training_loads()
+    record = train_one(args.model, data, args, out, device)
     if args.push:
         print(f"pushed: {publish.push(args.out, args.push, private=args.private or None, token=args.token)}")
     return 0 if record else 1
@@ -208,6 +217,7 @@ def cmd_zoo(args) -> int:
     started = time.perf_counter()
     jobs = parallel.resolve_jobs(args.jobs, device, len(names))
     if jobs == 1:
+        _load_what_training_loads()
         records = [train_one(name, data, args, out / name, device) for name in names]
     else:
         del data
