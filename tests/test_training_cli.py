@@ -302,8 +302,18 @@ def test_jobs_auto_is_two_nets_at_a_time_on_a_cpu(monkeypatch):
     assert parallel.resolve_jobs("16", cpu, 9) == 9
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 1)
     assert parallel.resolve_jobs("auto", cpu, 9) == 1
+
+
+def test_the_zoo_starts_the_nets_that_take_longest_first():
+    from training import parallel
+
+    # `net`, counted by hand: conv1 16x32x32 outputs of 3x3x3, conv2 8x16x16 of 3x3x16, fc 512 -> 32 -> 2
+    assert parallel.training_work("net")["multiply_adds"] == 16 * 1024 * 27 + 8 * 256 * 144 + 512 * 32 + 32 * 2
     order = parallel.longest_first({name: recipe_for(name) for name in convhub.ZOO})
     assert order[:2] == ["net_res_deep100", "net_res_deep"] and order[-1] == "net"
+    # net_batchnorm (93 s in a zoo run) trains longer than net_width, net_depth and net_res (61-67 s): its batch norm
+    # writes as many values as its convs. Counted by multiply-adds alone it came after them.
+    assert all(order.index("net_batchnorm") < order.index(other) for other in ("net_width", "net_depth", "net_res"))
 
 
 @pytest.mark.parametrize("flag,value,message", [

@@ -36,29 +36,45 @@ def resolve_jobs(jobs: str, device: torch.device, n_nets: int) -> int:
     return max(1, min(wanted, n_nets))
 
 
-def multiply_adds(name: str) -> int:
-    """Multiply-adds of one forward pass of one image, from the layers' output shapes (on the meta device: nothing
-    is allocated or initialised)."""
-    total = 0
+# What a value a layer module writes, and a layer module, cost to train, in multiply-adds: each value is read and
+# written again by the backward pass, and each layer costs a few kernel calls whatever its size. Fitted to the nine
+# nets' seconds in a zoo run on a 2-core AVX2-only EPYC (fp32, one thread each): each estimate within 12% of them.
+PER_OUTPUT_VALUE = 43
+PER_LAYER = 300_000
+
+
+def training_work(name: str) -> dict[str, int]:
+    """One image's forward pass through ``name``: its multiply-adds, the values its layers write, and its layers,
+    from the layers' output shapes (on the meta device: nothing is allocated or initialised)."""
+    work = {"multiply_adds": 0, "outputs": 0, "layers": 0}
 
     def count(module, inputs, output):
-        nonlocal total
         if isinstance(module, torch.nn.Conv2d):
-            total += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            work["multiply_adds"] += output.numel() * per_output
         elif isinstance(module, torch.nn.Linear):
-            total += output.numel() * module.in_features
+            work["multiply_adds"] += output.numel() * module.in_features
+        work["outputs"] += output.numel()
+        work["layers"] += 1
 
     with torch.device("meta"):
         model = convhub.create(name).eval()
         for layer in model.modules():
-            layer.register_forward_hook(count)
+            if next(layer.children(), None) is None:  # a leaf: containers only pass their layers' outputs on
+                layer.register_forward_hook(count)
         model(torch.empty(1, 3, 32, 32))
-    return total
+    return work
 
 
 def longest_first(recipes: dict[str, Recipe]) -> list[str]:
-    """Nets by their training work (epochs x multiply-adds per image), most first."""
-    return sorted(recipes, key=lambda name: recipes[name].epochs * multiply_adds(name), reverse=True)
+    """Nets by their expected training time, longest first. Multiply-adds alone put `net_batchnorm` (93 s, its batch
+    norm outputs as many values as its convs) after three nets of ~65 s, and the zoo's last minute ran on one core."""
+    def cost(name: str) -> int:
+        work = training_work(name)
+        per_image = work["multiply_adds"] + PER_OUTPUT_VALUE * work["outputs"] + PER_LAYER * work["layers"]
+        return recipes[name].epochs * per_image
+
+    return sorted(recipes, key=cost, reverse=True)
 
 
 def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jobs: int,
