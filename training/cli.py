@@ -19,7 +19,7 @@ from convhub.errors import ConvHubError
 from convhub.hub import shown_endpoint
 from convhub.zoo import zoo_name
 
-from . import artifacts, engine, parallel, publish, report, starting
+from . import allocator, artifacts, engine, parallel, publish, report, starting
 from .data import load_cifar2, load_eval_split
 from .recipes import RECIPES, recipe_for
 
@@ -188,6 +188,7 @@ def _load_data(args):
 
 
 def cmd_train(args) -> int:
+    allocator.reuse_freed_memory()
     out = artifacts.check_model_out(args.out, overwrite=args.overwrite)
     device = engine.pick_device(args.device)
     if args.push:
@@ -208,6 +209,7 @@ def cmd_zoo(args) -> int:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:  # each copy trained, and the second save found the first in its place
         raise ConvHubError(f"--models names {', '.join(repeated)} more than once")
+    allocator.reuse_freed_memory()  # for nets trained here (--jobs 1); the nets side by side are `train`
     out = artifacts.check_zoo_out(args.out, names, overwrite=args.overwrite)
     device = engine.pick_device(args.device)
     if args.push:
