@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import convhub
@@ -261,6 +262,8 @@ def test_zoo_trains_each_net_and_writes_the_report(folder, tmp_path):
 def test_zoo_side_by_side_trains_exactly_what_one_by_one_does(folder, tmp_path, monkeypatch):
     (tmp_path / "-data").symlink_to(folder)  # a relative path that starts like an option
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str((tmp_path / "tmp").resolve()))
+    (tmp_path / "tmp").mkdir()
     common = ["--models", "net,net_depth,fc", "--data=-data", "--epochs", 1, "--threads", 1, "--seed", 3,
               "--val-fraction", 0.2, *FAST]
     code, stdout, stderr = run_cli("zoo", *common, "--out", tmp_path / "side", "--jobs", 2)
@@ -269,6 +272,10 @@ def test_zoo_side_by_side_trains_exactly_what_one_by_one_does(folder, tmp_path, 
     assert "training 3 nets 2 at a time, 1 torch thread(s) each, longest first: fc, net_depth, net" in stdout
     for name in ("net", "net_depth", "fc"):
         assert f"[{name}] {name}: val " in stdout  # every line of a net, prefixed with its name
+        # on the data the zoo decoded, not decoded again; the copy is gone with the zoo
+        assert f"[{name}] data: image folder -data: 80 train, 20 val (seeded class-balanced 20% of it (seed 3)), " \
+               "as the zoo decoded it" in stdout
+    assert not list((tmp_path / "tmp").glob("convhub-zoo-*"))
     code, stdout, stderr = run_cli("zoo", *common, "--out", tmp_path / "one", "--jobs", 1)
     assert code == 0, stderr
     assert "at a time" not in stdout and "[net]" not in stdout
@@ -279,6 +286,46 @@ def test_zoo_side_by_side_trains_exactly_what_one_by_one_does(folder, tmp_path, 
     for name in ("net", "net_depth", "fc"):  # same seed, same data, same threads: the same weights
         side_weights, one_weights = (load_file(tmp_path / run / name / "model.safetensors") for run in ("side", "one"))
         assert all(torch.equal(side_weights[k], one_weights[k]) for k in one_weights)
+
+
+def test_a_zoo_that_cannot_write_its_decoded_copy_says_so_and_each_net_decodes_the_data(folder, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such folder"))  # TMPDIR names a missing folder
+    code, stdout, stderr = run_cli("zoo", "--models", "net,fc", "--data", folder, "--epochs", 1, "--jobs", 2,
+                                   "--out", tmp_path / "z", *FAST)
+    assert code == 0, stderr
+    assert "each net decodes the data itself: its decoded copy could not be written" in stderr
+    assert "No such file or directory" in stderr and "Traceback" not in stderr
+    for name in ("net", "fc"):
+        assert f"[{name}] data: image folder {folder}: 90 train, 10 val (seeded class-balanced 10% of it (seed 0))\n" \
+            in stdout
+        assert artifacts.read_record(tmp_path / "z" / name)["n_train"] == 90
+
+
+def test_train_on_the_zoos_decoded_copy_trains_what_train_on_the_folder_does(folder, tmp_path):
+    from training.data import load_cifar2, save_decoded
+
+    decoded = save_decoded(load_cifar2(folder, val_fraction=0.2, seed=5), tmp_path / "decoded.safetensors")
+    runs = {"folder": ["--data", folder], "copy": ["--data", tmp_path / "nothing here", "--zoo-data", decoded]}
+    for run, data in runs.items():
+        code, stdout, stderr = run_cli("train", "--model", "net", *data, "--val-fraction", 0.2, "--seed", 5,
+                                       "--epochs", 1, "--out", tmp_path / run, *FAST)
+        assert code == 0, stderr
+        assert stdout.startswith(f"data: image folder {folder}: 80 train, 20 val")
+        assert ("as the zoo decoded it" in stdout) == (run == "copy")
+    weights = [load_file(tmp_path / run / "model.safetensors") for run in runs]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    records = [{k: v for k, v in artifacts.read_record(tmp_path / run).items() if k not in ("seconds", "history", "images_per_second")}
+               for run in runs]
+    assert records[0] == records[1] and records[0]["n_train"] == 80
+
+
+def test_train_on_a_decoded_copy_that_is_not_one_is_a_user_error(folder, tmp_path):
+    (tmp_path / "decoded.safetensors").write_bytes(b"\x00" * 100)
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--zoo-data",
+                                   tmp_path / "decoded.safetensors", "--out", tmp_path / "net", *FAST)
+    assert_user_error(code, stderr, "decoded.safetensors is not decoded data as the zoo writes it")
+    assert not (tmp_path / "net").exists() or not any((tmp_path / "net").iterdir())
 
 
 def test_a_net_failing_side_by_side_stops_the_zoo_and_names_it(folder, tmp_path):

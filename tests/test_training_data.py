@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from conftest import peak_memory
 from PIL import Image
+from safetensors.torch import save_file
 from test_training_helpers import (
     CIFAR10_NAMES,
     RunsOnLoad,
@@ -30,10 +31,12 @@ from training.data import (
     augment,
     crop_and_flip,
     load_cifar2,
+    load_decoded,
     load_eval_split,
     load_hub_dataset,
     load_image_folder,
     pad_for_augment,
+    save_decoded,
     stratified_split,
 )
 
@@ -897,6 +900,78 @@ def test_missing_source_is_a_data_error(tmp_path):
         load_cifar2(tmp_path / "nope")
     with pytest.raises(DataError, match="no such data folder"):
         load_eval_split(tmp_path / "nope")
+
+
+# --- the zoo's decoded copy ------------------------------------------------------------------------------------------
+
+
+def test_the_decoded_copy_reads_back_as_the_data_it_was_made_from(tmp_path):
+    make_image_folder(tmp_path / "my data", 12)
+    (tmp_path / "my data" / "bird" / "broken.png").write_bytes(b"not a png")
+    data = load_cifar2(tmp_path / "my data", val_fraction=0.25, seed=4)
+    again = load_decoded(save_decoded(data, tmp_path / "decoded.safetensors"))
+    for split in ("train", "val"):
+        original, copy = getattr(data, split), getattr(again, split)
+        assert torch.equal(copy.images, original.images) and torch.equal(copy.labels, original.labels)
+        assert copy.images.dtype == torch.uint8 and copy.labels.dtype == torch.int64
+        assert copy.skipped == original.skipped
+    assert again.train.skipped == 1
+    assert (again.source, again.val_source, again.public_source) == \
+        (data.source, data.val_source, data.public_source) == \
+        (f"image folder {tmp_path / 'my data'}", "seeded class-balanced 25% of it (seed 4)", "image folder my data")
+
+
+def _decoded(**changes) -> dict:
+    tensors = {"train_images": torch.zeros(6, 3, 32, 32, dtype=torch.uint8), "train_labels": torch.tensor([0, 1] * 3),
+               "val_images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "val_labels": torch.tensor([0, 1])}
+    metadata = {"source": "s", "val_source": "v", "public_source": "p", "train_skipped": "0", "val_skipped": "0"}
+    for name, value in changes.items():
+        target = metadata if isinstance(value, str) or name in metadata else tensors
+        if value is None:
+            target.pop(name)
+        else:
+            target[name] = value
+    return {"tensors": tensors, "metadata": metadata}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({}, None),
+    ({"val_images": torch.zeros(2, 3, 32, 32)}, "val_images is F32"),
+    ({"train_images": torch.zeros(6, 3, 16, 16, dtype=torch.uint8)}, "train images of shape [6, 3, 16, 16]"),
+    ({"train_images": torch.zeros(6, 3072, dtype=torch.uint8)}, "train_images is U8 of shape [6, 3072]"),
+    ({"train_labels": torch.tensor([0, 1, 0])}, "train images of shape [6, 3, 32, 32] with 3 labels"),
+    ({"val_labels": torch.tensor([0, 7])}, "val labels other than 2 classes'"),
+    ({"val_labels": torch.tensor([0, -1])}, "val labels other than 2 classes'"),
+    ({"train_labels": torch.zeros(6, dtype=torch.int64)}, "the training split has no bird images"),
+    ({"val_images": torch.zeros(0, 3, 32, 32, dtype=torch.uint8), "val_labels": torch.zeros(0, dtype=torch.int64)},
+     "val images of shape [0, 3, 32, 32] with 0 labels"),
+    ({"val_labels": None}, "tensors train_images, train_labels, val_images"),
+    ({"extra": torch.zeros(1)}, "tensors extra, train_images"),
+    ({"source": None}, "metadata public_source, train_skipped, val_skipped, val_source"),
+    ({"val_skipped": "-1"}, "skipped counts that are not whole numbers"),
+    ({"train_skipped": "9" * 5000}, "skipped counts that are not whole numbers"),  # int() would raise ValueError
+])
+def test_a_decoded_copy_that_is_not_what_the_zoo_writes_is_one_data_error(tmp_path, changes, message):
+    path = tmp_path / "decoded.safetensors"
+    parts = _decoded(**changes)
+    save_file(parts["tensors"], path, metadata=parts["metadata"])
+    if message is None:  # the well-formed file the others are changed from
+        assert load_decoded(path).val.labels.tolist() == [0, 1]
+        return
+    with pytest.raises(DataError) as error:
+        load_decoded(path)
+    assert message in str(error.value)
+    assert "is not decoded data as the zoo writes it" in str(error.value) or "every class needs" in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not safetensors at all", (2**40).to_bytes(8, "little") + b"{}",
+                                     (20).to_bytes(8, "little") + b'{"a": {"dtype": "U8"'])
+def test_a_file_that_is_not_safetensors_is_one_data_error_read_no_further(tmp_path, content):
+    (tmp_path / "decoded.safetensors").write_bytes(content)
+    with pytest.raises(DataError, match="is not decoded data as the zoo writes it"):
+        load_decoded(tmp_path / "decoded.safetensors")
+    with pytest.raises(DataError, match="is not decoded data as the zoo writes it: .*No such file"):
+        load_decoded(tmp_path / "missing.safetensors")
 
 
 # --- augmentation ---------------------------------------------------------------------------------------------------
