@@ -10,7 +10,7 @@ import sys
 import pytest
 
 # The bytes glibc holds in blocks mapped one by one, with a block of 2, 8 and 16 MB alive (a step's activations:
-# net_batchnorm's first conv writes 8.4 MB at batch 128), each freed before the next.
+# net_batchnorm's first conv writes 16 MB at batch 128), each freed before the next.
 MAPPED_BYTES = """
 import ctypes, sys
 import torch
