@@ -279,7 +279,7 @@ def test_stopping_a_zoo_side_by_side_stops_every_net_unsaved(tmp_path, stop, sta
 @pytest.mark.parametrize("started", [{}, CTRL_C_IGNORED], ids=["fg", "bg"])
 def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path, started):
     """SIGKILL (the OOM killer, `kill -9`) gives the zoo no chance to stop its nets, each in a session of its own:
-    the kernel stops them (PR_SET_PDEATHSIG), so that none trains on alone."""
+    the kernel stops them (PR_SET_PDEATHSIG), so that none trains on alone, nor to remove its temporary files."""
     out = tmp_path / "out"
     process = _zoo_training_two_nets(tmp_path, "net_res_deep,net_res_deep100", **started)
     try:
@@ -295,6 +295,7 @@ def test_a_zoo_killed_outright_takes_its_nets_with_it(tmp_path, started):
     finally:
         _kill_what_is_left(process, out)
     assert not out.exists() or not any(out.iterdir())  # nothing saved
+    assert not any((tmp_path / "tmp").iterdir())  # nor left behind: the data the nets read had no name
 
 
 def test_a_net_that_crashes_in_a_zoo_says_where_and_how_it_ended(tmp_path):
@@ -403,9 +404,10 @@ def test_a_net_that_loses_the_zoos_ctrl_c_gets_it_again_before_it_is_killed():
 
 
 def _zoo(tmp_path: Path, models: str, **popen) -> subprocess.Popen:
-    """`zoo --jobs 2 --epochs 500` on small data into tmp_path/out, just started."""
+    """`zoo --jobs 2 --epochs 500` on small data into tmp_path/out, with TMPDIR tmp_path/tmp, just started."""
     data = make_image_folder(tmp_path / "data", 100)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path / "tmp")}
     return subprocess.Popen(
         [sys.executable, "-m", "training", "zoo", "--models", models, "--data", str(data), "--epochs", "500",
          "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -909,7 +910,10 @@ def test_the_decoded_copy_reads_back_as_the_data_it_was_made_from(tmp_path):
     make_image_folder(tmp_path / "my data", 12)
     (tmp_path / "my data" / "bird" / "broken.png").write_bytes(b"not a png")
     data = load_cifar2(tmp_path / "my data", val_fraction=0.25, seed=4)
-    again = load_decoded(save_decoded(data, tmp_path / "decoded.safetensors"))
+    with tempfile.TemporaryFile(dir=tmp_path) as copy:  # as the zoo writes it: a file with no name
+        save_decoded(data, copy)
+        assert [p.name for p in tmp_path.iterdir()] == ["my data"]
+        again = load_decoded(f"/dev/fd/{copy.fileno()}")
     for split in ("train", "val"):
         original, copy = getattr(data, split), getattr(again, split)
         assert torch.equal(copy.images, original.images) and torch.equal(copy.labels, original.labels)

@@ -6,13 +6,13 @@ import argparse
 import json
 import logging
 import math
-import shutil
 import signal
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
 import convhub
 import torch
@@ -260,32 +260,37 @@ def _zoo_side_by_side(names: list[str], data, args, out: Path, device: torch.dev
                "--val-fraction": args.val_fraction, "--device": device, "--precision": args.precision}
     passed = [f"{flag}={value}" for flag, value in options.items() if value is not None]
     passed += ["--quiet"] * args.quiet + ["--overwrite"] * args.overwrite
-    folder, passed = _hand_over(data, passed)
+    copy, passed = _hand_over(data, passed)
     try:
-        failed = parallel.train_side_by_side(order, out, passed, jobs=jobs, threads=threads)
+        failed = parallel.train_side_by_side(order, out, passed, jobs=jobs, threads=threads,
+                                             pass_fds=(copy.fileno(),) if copy else ())
     finally:
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
+        if copy:
+            copy.close()
     if failed:
         raise ConvHubError(f"{', '.join(f'{n} ({failed[n]})' for n in names if n in failed)} failed (see the lines "
                            "above); nets still waiting were not started, and the nets that finished are saved")
     return [artifacts.read_record(out / name) for name in names]
 
 
-def _hand_over(data, passed: list[str]) -> tuple[str | None, list[str]]:
-    """Each net reads the data as decoded here (3.2 s less a net for CIFAR-2's JPEGs), from a new folder only we can
-    read; returns it (ours to remove) and the nets' options. Where it cannot be written (a full disk, a TMPDIR that is
-    not there) each net decodes --data itself, as it did before."""
-    folder = None
+def _hand_over(data, passed: list[str]) -> tuple[BinaryIO | None, list[str]]:
+    """Each net reads the data as decoded here (3.2 s less a net for CIFAR-2's JPEGs); returns the file the nets
+    inherit and their options. The file has no name: the system frees it when the last process holding it ends, even
+    a zoo killed outright (a named temp folder outlived a SIGKILL). Linux only: elsewhere /dev/fd/N is not the file
+    opened anew. Where it cannot be written (a full disk, a TMPDIR that is not there) each net decodes --data itself."""
+    if not sys.platform.startswith("linux"):
+        return None, passed
+    copy = None
     try:
-        folder = tempfile.mkdtemp(prefix="convhub-zoo-")
-        return folder, [*passed, f"--zoo-data={save_decoded(data, Path(folder) / 'data.safetensors')}"]
+        copy = tempfile.TemporaryFile()
+        save_decoded(data, copy)
     except (OSError, SafetensorError) as error:
         print(f"each net decodes the data itself: its decoded copy could not be written ({one_line(error)[:200]})",
               file=sys.stderr, flush=True)
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
+        if copy:
+            copy.close()
         return None, passed
+    return copy, [*passed, f"--zoo-data=/dev/fd/{copy.fileno()}"]
 
 
 def cmd_evaluate(args) -> int:

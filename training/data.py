@@ -14,6 +14,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from convhub import CIFAR2_CLASSES
 from convhub.errors import ConvHubError, one_line
 from convhub.preprocessing import open_image, to_uint8
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .cifar_batches import read_batch
 
@@ -626,21 +627,22 @@ def check_every_class(data: CIFAR2) -> None:
 
 
 # The zoo decodes its data once and hands each net's process this file: reading it took 0.05 s where decoding the
-# 10,000 JPEGs again took 3.2 s a net (2-core AVX2 EPYC). Written by the zoo into a folder of its own, still read as
+# 10,000 JPEGs again took 3.2 s a net (2-core AVX2 EPYC). The zoo writes it to a file with no name; still read as
 # any file: checked from the header before a tensor is loaded.
 DECODED_PARTS = {"images": ("U8", 4), "labels": ("I64", 1)}
 DECODED_METADATA = ("source", "val_source", "public_source", "train_skipped", "val_skipped")
 DECODED_HEADER_LIMIT = 1 << 20  # names, shapes and a few paths: a few KB
 
 
-def save_decoded(data: CIFAR2, path: Path) -> Path:
-    """``data`` as one safetensors file that load_decoded reads back as it was."""
+def save_decoded(data: CIFAR2, file: BinaryIO) -> None:
+    """``data`` written to ``file`` as safetensors, for load_decoded to read back as it was. A file object, not a
+    path: safetensors' save_file writes beside its path and renames, and the zoo's file has no name."""
     tensors = {f"{split}_{part}": getattr(getattr(data, split), part).contiguous()
                for split in ("train", "val") for part in DECODED_PARTS}
     metadata = {"source": data.source, "val_source": data.val_source, "public_source": data.public_source,
                 "train_skipped": str(data.train.skipped), "val_skipped": str(data.val.skipped)}
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    file.write(save(tensors, metadata=metadata))
+    file.flush()
 
 
 def load_decoded(path: str | Path) -> CIFAR2:

@@ -77,11 +77,11 @@ def longest_first(recipes: dict[str, Recipe]) -> list[str]:
     return sorted(recipes, key=cost, reverse=True)
 
 
-def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jobs: int,
-                       threads: int) -> dict[str, str]:
+def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jobs: int, threads: int,
+                       pass_fds: tuple[int, ...] = ()) -> dict[str, str]:
     """Run `python -m training train --model NAME --out OUT/NAME *train_args` for each net, ``jobs`` at a time, each
-    with ``threads`` torch threads; every output line is printed prefixed by its net, to our stdout or stderr as the
-    net wrote it. Returns the nets that failed, each with how it ended.
+    with ``threads`` torch threads and our open files ``pass_fds``; every output line is printed prefixed by its net,
+    to our stdout or stderr as the net wrote it. Returns the nets that failed, each with how it ended.
 
     After a failure no further net starts (the running ones finish and are saved). Ctrl-C, SIGTERM, SIGHUP or any
     error here is passed on to every running net as Ctrl-C, which stops it unsaved as `train` does (one that has not
@@ -106,7 +106,7 @@ def train_side_by_side(order: list[str], out: Path, train_args: list[str], *, jo
             process = running[name] = subprocess.Popen(
                 [*command, f"--model={name}", f"--out={out / name}"], stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=env,
-                start_new_session=True)
+                start_new_session=True, pass_fds=pass_fds)
         errors = threading.Thread(target=relay, args=(name, process.stderr, sys.stderr), daemon=True)
         errors.start()
         try:
