@@ -229,6 +229,19 @@ def test_metrics_confusion_matrix_rows_are_true_classes():
     assert model.training  # predict_labels switches to eval and back
 
 
+def test_the_last_validation_pass_is_the_cards_and_is_not_run_again(data):
+    model = convhub.create("net")
+    result = engine.train(model, data, recipe_for("net", epochs=2, batch_size=16), device="cpu", precision="fp32",
+                          progress=False)
+    assert torch.equal(result.val_predictions, engine.predict_labels(model, data.val.images))  # the final weights'
+    assert result.history[-1]["val_accuracy"] == \
+        engine.metrics(model, data.val, ("airplane", "bird"), result.val_predictions)["accuracy"]
+    # given predictions are taken as they are: a net that always says bird, with airplane for every image
+    split = Split(torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.tensor([0] * 7 + [1] * 3))
+    given = engine.metrics(_Constant(label=1), split, ("airplane", "bird"), torch.zeros(10, dtype=torch.int64))
+    assert given["confusion_matrix"] == [[7, 0], [3, 0]] and given["accuracy"] == pytest.approx(0.7)
+
+
 def test_a_diverging_run_raises_a_clear_error(data):
     model = _Constant(label=0, value=float("nan"))
     with pytest.raises(FloatingPointError, match="diverged at epoch 1.*lower --lr"):

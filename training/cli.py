@@ -175,9 +175,10 @@ def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dic
     result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
                           progress=not args.quiet)
     model.cpu()
+    train_metrics = engine.metrics(model, data.train, convhub.CIFAR2_CLASSES)
+    val_metrics = engine.metrics(model, data.val, convhub.CIFAR2_CLASSES, result.val_predictions)
     record = artifacts.training_record(
-        model, data, recipe, result, engine.metrics(model, data.train, convhub.CIFAR2_CLASSES),
-        engine.metrics(model, data.val, convhub.CIFAR2_CLASSES), seed=args.seed, device=device,
+        model, data, recipe, result, train_metrics, val_metrics, seed=args.seed, device=device,
         precision=engine.resolve_precision(device, args.precision or recipe.precision))
     artifacts.save(model, out_dir, record, overwrite=getattr(args, "overwrite", False))
     print(f"{name}: val {record['val_accuracy']:.4f}, train {record['train_accuracy']:.4f}, "
