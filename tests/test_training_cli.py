@@ -435,15 +435,13 @@ def test_zoo_refuses_no_nets_or_a_net_twice_and_keeps_the_report_in_place(folder
 
 
 def test_fp32_on_a_cpu_trains_the_deep_nets_on_their_shorter_schedule(folder, tmp_path):
-    from training.recipes import FP32_CPU_EPOCHS
-
     code, stdout, stderr = run_cli("train", "--model", "net_res_deep100", "--data", folder, "--out", tmp_path / "m",
                                    "--device", "cpu", "--precision", "fp32", "--quiet")
     assert code == 0, stderr
-    epochs = FP32_CPU_EPOCHS["net_res_deep100"]
-    assert f"{epochs} epochs instead of 8: this CPU trains in fp32" in stdout
+    assert "4 epochs and a whitened first conv instead of 8: this CPU trains in fp32" in stdout
     card = ModelCard.load(tmp_path / "m" / "README.md").data.to_dict()["convhub"]
-    assert card["recipe_config"]["epochs"] == epochs and card["precision"] == "fp32"
+    assert card["recipe_config"]["epochs"] == 4 and card["recipe_config"]["whiten_first_conv"] == "pairs"
+    assert card["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("command", ["train", "zoo"])

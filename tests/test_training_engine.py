@@ -279,12 +279,11 @@ def test_devices_that_exist_are_picked():
 
 
 def test_deep_nets_get_shorter_schedules_where_a_cpu_trains_in_fp32():
-    from training.recipes import FP32_CPU_EPOCHS
-
-    assert recipe_for("net_res_deep", fp32_cpu=True).epochs == FP32_CPU_EPOCHS["net_res_deep"] < \
-        recipe_for("net_res_deep").epochs
-    assert recipe_for("net_res_deep100", fp32_cpu=True).epochs == FP32_CPU_EPOCHS["net_res_deep100"] < \
-        recipe_for("net_res_deep100").epochs
+    deep, deep_fp32 = recipe_for("net_res_deep"), recipe_for("net_res_deep", fp32_cpu=True)
+    assert deep_fp32 == replace(deep, epochs=40)
+    deep100, deep100_fp32 = recipe_for("net_res_deep100"), recipe_for("net_res_deep100", fp32_cpu=True)
+    # fewer epochs, each of which gets further from a whitened start
+    assert deep100_fp32 == replace(deep100, epochs=4, whiten_first_conv="pairs") and deep100.whiten_first_conv is None
     assert recipe_for("net", fp32_cpu=True) == recipe_for("net")  # the small nets keep theirs
     assert recipe_for("net_res_deep", "book", fp32_cpu=True) == recipe_for("net_res_deep", "book")
     assert recipe_for("net_res_deep", fp32_cpu=True, epochs=3).epochs == 3  # --epochs still wins

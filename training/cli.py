@@ -168,10 +168,11 @@ def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dic
     torch.manual_seed(args.seed)  # the initial weights too: --seed alone must reproduce a run
     model = convhub.create(name)
     print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
-    usual_epochs = _recipe(name, args, fp32_cpu=False).epochs
-    if recipe.epochs != usual_epochs:
-        print(f"{name}: {recipe.epochs} epochs instead of {usual_epochs}: this CPU trains in fp32 "
-              "(no native bf16), about half as fast (--epochs overrides)", flush=True)
+    usual = _recipe(name, args, fp32_cpu=False)
+    if recipe.epochs != usual.epochs:
+        whitened = " and a whitened first conv" if recipe.whiten_first_conv != usual.whiten_first_conv else ""
+        print(f"{name}: {recipe.epochs} epochs{whitened} instead of {usual.epochs}: this CPU trains in fp32 "
+              "(no native bf16), about half as fast (--epochs overrides the epochs)", flush=True)
     result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
                           progress=not args.quiet)
     model.cpu()
