@@ -157,7 +157,9 @@ def recipe_for(model_name: str, recipe: str = "default", *, fp32_cpu: bool = Fal
     if recipe == "book":
         base = replace(BOOK, lr=3e-3) if model_name.startswith("net_res_deep") else BOOK
     elif recipe == "default":
-        base = (FP32_CPU_PER_MODEL if fp32_cpu else {}).get(model_name) or DEFAULT_PER_MODEL.get(model_name, DEFAULT)
+        base = DEFAULT_PER_MODEL.get(model_name, DEFAULT)
+        if fp32_cpu:
+            base = FP32_CPU_PER_MODEL.get(model_name, base)
     else:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
