@@ -444,6 +444,18 @@ def test_fp32_on_a_cpu_trains_the_deep_nets_on_their_shorter_schedule(folder, tm
     assert card["precision"] == "fp32"
 
 
+def test_with_epochs_given_fp32_still_says_why_the_first_conv_is_whitened(folder, tmp_path):
+    """--epochs sets the epochs, but net_res_deep100's fp32 schedule still whitens its first conv: train said so
+    only when the epochs differed, so with --epochs the whitening went unexplained."""
+    code, stdout, stderr = run_cli("train", "--model", "net_res_deep100", "--data", folder, "--out", tmp_path / "m",
+                                   "--device", "cpu", "--precision", "fp32", "--epochs", 1, "--quiet")
+    assert code == 0, stderr
+    assert "net_res_deep100: a whitened first conv, as its fp32 schedule has: this CPU trains in fp32" in stdout
+    assert "instead of" not in stdout
+    card = ModelCard.load(tmp_path / "m" / "README.md").data.to_dict()["convhub"]
+    assert card["recipe_config"]["epochs"] == 1 and card["recipe_config"]["whiten_first_conv"] == "pairs"
+
+
 @pytest.mark.parametrize("command", ["train", "zoo"])
 def test_a_device_that_is_not_there_is_refused_before_any_work(command, folder, tmp_path):
     device = "cuda:64" if torch.cuda.is_available() else "cuda"

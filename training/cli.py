@@ -152,6 +152,18 @@ def _recipe(name: str, args, fp32_cpu: bool):
                       batch_size=args.batch_size)
 
 
+def _fp32_schedule_note(recipe, usual) -> str | None:
+    """Why ``recipe`` is not the ``usual`` one, where this CPU's fp32 schedule changed it (also when --epochs set the
+    epochs: the whitened first conv then still differs)."""
+    epochs, whitened = recipe.epochs != usual.epochs, recipe.whiten_first_conv != usual.whiten_first_conv
+    if not (epochs or whitened):
+        return None
+    if not epochs:
+        return "a whitened first conv, as its fp32 schedule has: this CPU trains in fp32 (no native bf16)"
+    return (f"{recipe.epochs} epochs{' and a whitened first conv' if whitened else ''} instead of {usual.epochs}: "
+            "this CPU trains in fp32 (no native bf16), about half as fast (--epochs overrides the epochs)")
+
+
 def _load_what_training_loads() -> None:
     """A process's first torch.optim optimizer imports torch._dynamo and triton (1.6 s): loaded before any net, where
     a Ctrl-C ends the process cleanly (see training.starting)."""
@@ -168,11 +180,9 @@ def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dic
     torch.manual_seed(args.seed)  # the initial weights too: --seed alone must reproduce a run
     model = convhub.create(name)
     print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
-    usual = _recipe(name, args, fp32_cpu=False)
-    if recipe.epochs != usual.epochs:
-        whitened = " and a whitened first conv" if recipe.whiten_first_conv != usual.whiten_first_conv else ""
-        print(f"{name}: {recipe.epochs} epochs{whitened} instead of {usual.epochs}: this CPU trains in fp32 "
-              "(no native bf16), about half as fast (--epochs overrides the epochs)", flush=True)
+    note = _fp32_schedule_note(recipe, _recipe(name, args, fp32_cpu=False))
+    if note:
+        print(f"{name}: {note}", flush=True)
     result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
                           progress=not args.quiet)
     model.cpu()
