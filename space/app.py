@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING, Callable  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # the convhub package sits next to app.py on Spaces, next to space/ here
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures are drawn in worker threads, never shown in a window
+# Gradio's analytics ask api.gradio.app for its latest version at every start (offline too) and report the launch:
+# the Space calls nothing but the Hub unless its owner sets GRADIO_ANALYTICS_ENABLED=True.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from convhub import DataConfig, env  # noqa: E402
 from convhub.errors import ConvHubError, shown  # noqa: E402

@@ -259,7 +259,8 @@ def silent_hub(monkeypatch):
 
 
 class SpaceProcess:
-    """`python app.py` of a Space folder as a real server on a free port of 127.0.0.1, offline by default."""
+    """`python app.py` of a Space folder as a real server on a free port of 127.0.0.1, offline by default (``env``
+    adds to the environment; a value of None removes a variable)."""
 
     def __init__(self, app: Path, log: Path, *, env: dict | None = None, python: str = sys.executable,
                  startup_limit_s: float = 180.0, ignore_sigint: bool = False):
@@ -268,6 +269,7 @@ class SpaceProcess:
         self.log_path = log
         full_env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "HF_HUB_OFFLINE": "1",
                     "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {name: value for name, value in full_env.items() if value is not None}  # None: unset
         self._log = open(log, "w+")
         import signal
 

@@ -385,6 +385,67 @@ def test_nan_weights_are_refused_and_the_bundled_net_serves_instead(client):
     assert rows["net_width"]["source"].startswith("bundled") and "NaN or infinite" in rows["net_width"]["source"]
 
 
+class RecordingProxy:
+    """An HTTP(S) proxy on 127.0.0.1 that forwards nothing: it keeps the first line of every request it is sent
+    (`CONNECT api.gradio.app:443 ...`) and answers 502."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.requests: list[str] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.requests.append(conn.recv(4096).split(b"\r\n")[0].decode("latin-1"))
+                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_space_sends_nothing_off_the_machine(tmp_path, images, models_dir):
+    """Gradio's analytics were on: at start the Space asked api.gradio.app for Gradio's latest version (even with
+    HF_HUB_OFFLINE=1) and, online, reported its launch. Every proxy variable here names a proxy that records what it
+    is asked; only 127.0.0.1 is reached directly. The Hub (HF_ENDPOINT) is a closed port on this machine."""
+    from conftest import free_port
+
+    proxy = RecordingProxy()
+    space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
+        "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_ANALYTICS_ENABLED": None, "HF_HUB_OFFLINE": None,
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+        **{name: proxy.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                                        "all_proxy")},
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+    try:
+        assert call_raw(space.url, "classify", [{"path": upload(space.url, images / "cifar_like.png"),
+                                                 "meta": {"_type": "gradio.FileData"}}], timeout=120)[0] == "complete"
+        deadline = time.monotonic() + 60
+        while "Ready in" not in space.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # Gradio's checks ran in threads of their own, within a second or two of the start
+        config = json.load(urllib.request.urlopen(space.url + "config", timeout=10))
+    finally:
+        space.stop()
+        proxy.close()
+    assert "Ready in" in space.log()
+    assert proxy.requests == []
+    assert config["analytics_enabled"] is False
+
+
 def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
     """A full queue answers at once with Gradio's "Queue is full"; SIGTERM removes the Space's own image folder
     (what goes in it, and its bounds, are tested in test_space_unit.py)."""
