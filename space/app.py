@@ -184,7 +184,28 @@ def refuse_url_fetches() -> None:
     processing_utils.ssrf_protected_download = lambda url, cache_dir: local_upload(url)
 
 
+def refuse_server_paths_clearly() -> None:
+    """A file input marked as an upload (`meta`) that is not in the upload cache is refused by Gradio's own check
+    before our preprocessing runs, with an error Gradio does not show (`"error": null` to an API client). It gets
+    the message any other path that is not an upload gets."""
+    from gradio import processing_utils
+    from gradio.exceptions import InvalidPathError
+
+    gradio_check = processing_utils._check_allowed
+
+    def check_allowed(path, check_in_upload_folder: bool):
+        try:
+            return gradio_check(path, check_in_upload_folder)
+        except InvalidPathError:
+            if check_in_upload_folder:  # an input's path, before any handler (not a file the Space returns)
+                raise input_error(uploads.NOT_AN_UPLOAD) from None
+            raise
+
+    processing_utils._check_allowed = check_allowed
+
+
 refuse_url_fetches()
+refuse_server_paths_clearly()
 
 
 def api_errors(fn):
