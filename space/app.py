@@ -104,6 +104,18 @@ try:
     # Threads per request; None: inference.torch_threads divides the cores.
     TORCH_THREADS = env.number("CONVHUB_TORCH_THREADS", None, minimum=1, maximum=256)
     hub_deadline_s()  # read again at each download
+    # The operator's own nets, tried before the Hub: a folder that is not there, or holds none of them (its parent
+    # named by mistake), made every net come from the Hub or the bundle, with nothing in the log to say why.
+    MODELS_DIR = os.environ.get("CONVHUB_MODELS_DIR") or None
+    if MODELS_DIR is not None:
+        from convhub.zoo import NETS as ZOO_NETS
+
+        if not Path(MODELS_DIR).is_dir():
+            raise ConvHubError(f"CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained folders; "
+                               f"{MODELS_DIR[:200]!r} is not a folder")
+        if not any((Path(MODELS_DIR) / name / "config.json").is_file() for name in ZOO_NETS):
+            raise ConvHubError(f"CONVHUB_MODELS_DIR {MODELS_DIR[:200]!r} holds none of the nets: it must hold a "
+                               f"save_pretrained folder per net, named as the zoo names it ({', '.join(ZOO_NETS)})")
     SERVER_PORT = env.number("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535)  # Gradio's own variable
 except ConvHubError as error:
     sys.exit(f"error: {error}")

@@ -785,6 +785,12 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     # the Hub repos of the nets: each net was "unavailable" from the Hub, the bundled weights served
     ("CONVHUB_NAMESPACE", "alice/team", "CONVHUB_NAMESPACE 'alice/team' cannot name a Hub repo"),
     ("CONVHUB_REVISION", "v 1", "CONVHUB_REVISION 'v 1' is not a branch name git accepts"),
+    # the nets came from the Hub or the bundle, and only the Compare tab said "not in CONVHUB_MODELS_DIR"
+    ("CONVHUB_MODELS_DIR", "/nonexistent/models", "CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained "
+                                                  "folders; '/nonexistent/models' is not a folder"),
+    ("CONVHUB_MODELS_DIR", str(Path(__file__).resolve().parents[1] / "space"),  # not space/models: its parent
+     f"CONVHUB_MODELS_DIR {str(Path(__file__).resolve().parents[1] / 'space')!r} holds none of the nets: it must "
+     "hold a save_pretrained folder per net, named as the zoo names it (fc, net, net_width,"),
 ])
 def test_a_setting_the_space_cannot_use_stops_it_before_it_serves_with_one_line_naming_it(tmp_path, name, value,
                                                                                            message):
