@@ -444,6 +444,29 @@ def test_fp32_on_a_cpu_trains_the_deep_nets_on_their_shorter_schedule(folder, tm
     assert card["precision"] == "fp32"
 
 
+def test_precision_is_said_and_recorded_and_emulated_bf16_is_called_slower(folder, tmp_path):
+    """--precision bf16 on a CPU without native bf16 trained in emulated bf16, slower than fp32, and nothing said so:
+    the start line did not name the precision, and the card's recipe said "auto" beside a run in bf16."""
+    from training import engine
+
+    native = engine.bf16_supported(torch.device("cpu"))
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "bf16",
+                                   "--device", "cpu", "--precision", "bf16", "--epochs", 1, *FAST)
+    assert code == 0, stderr
+    assert "bf16 precision, on cpu" in stdout and "batch 16, 1 epoch, " in stdout  # not "1 epochs"
+    assert ("net: this cpu has no native bf16 (AVX512-BF16 or AMX on a CPU): bf16 is emulated, slower than fp32"
+            in stdout) is not native
+    card = ModelCard.load(tmp_path / "bf16" / "README.md").data.to_dict()["convhub"]
+    assert card["precision"] == "bf16" and card["recipe_config"]["precision"] == "bf16"
+
+    code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "auto",
+                                   "--device", "cpu", "--epochs", 1, *FAST)
+    assert code == 0, stderr
+    assert f", on cpu in {'bf16' if native else 'fp32'}\n" in stdout and "emulated" not in stdout
+    card = ModelCard.load(tmp_path / "auto" / "README.md").data.to_dict()["convhub"]
+    assert card["precision"] == ("bf16" if native else "fp32") and card["recipe_config"]["precision"] == "auto"
+
+
 def test_with_epochs_given_fp32_still_says_why_the_first_conv_is_whitened(folder, tmp_path):
     """--epochs sets the epochs, but net_res_deep100's fp32 schedule still whitens its first conv: train said so
     only when the epochs differed, so with --epochs the whitening went unexplained."""

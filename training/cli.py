@@ -149,7 +149,7 @@ def _fp32_cpu(args, device: torch.device) -> bool:
 
 def _recipe(name: str, args, fp32_cpu: bool):
     return recipe_for(name, args.recipe, fp32_cpu=fp32_cpu, epochs=args.epochs, lr=args.lr,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, precision=args.precision)
 
 
 def _fp32_schedule_note(recipe, usual) -> str | None:
@@ -179,18 +179,21 @@ def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dic
         recipe = replace(recipe, batch_size=len(data.train))
     torch.manual_seed(args.seed)  # the initial weights too: --seed alone must reproduce a run
     model = convhub.create(name)
-    print(f"{name}: {model.num_params:,} params, {recipe.describe()}, on {device}", flush=True)
+    precision = engine.resolve_precision(device, recipe.precision)
+    where = f"on {device}" + (f" in {precision}" if recipe.precision == "auto" else "")  # else describe() says it
+    print(f"{name}: {model.num_params:,} params, {recipe.describe()}, {where}", flush=True)
     note = _fp32_schedule_note(recipe, _recipe(name, args, fp32_cpu=False))
     if note:
         print(f"{name}: {note}", flush=True)
-    result = engine.train(model, data, recipe, device=device, precision=args.precision, seed=args.seed,
-                          progress=not args.quiet)
+    if precision == "bf16" and not engine.bf16_supported(device):
+        print(f"{name}: this {device.type} has no native bf16 (AVX512-BF16 or AMX on a CPU): bf16 is emulated, "
+              "slower than fp32 (--precision auto picks fp32 here)", flush=True)
+    result = engine.train(model, data, recipe, device=device, seed=args.seed, progress=not args.quiet)
     model.cpu()
     train_metrics = engine.metrics(model, data.train, convhub.CIFAR2_CLASSES)
     val_metrics = engine.metrics(model, data.val, convhub.CIFAR2_CLASSES, result.val_predictions)
     record = artifacts.training_record(
-        model, data, recipe, result, train_metrics, val_metrics, seed=args.seed, device=device,
-        precision=engine.resolve_precision(device, args.precision or recipe.precision))
+        model, data, recipe, result, train_metrics, val_metrics, seed=args.seed, device=device, precision=precision)
     artifacts.save(model, out_dir, record, overwrite=getattr(args, "overwrite", False))
     print(f"{name}: val {record['val_accuracy']:.4f}, train {record['train_accuracy']:.4f}, "
           f"{record['seconds']:.0f} s -> {out_dir}", flush=True)

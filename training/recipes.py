@@ -41,7 +41,7 @@ class Recipe:
             parts.append(f"{'Nesterov ' if self.nesterov else ''}momentum {self.momentum:g}")
         if self.weight_decay:
             parts.append(f"weight decay {self.weight_decay:g}")
-        parts.append(f"batch {self.batch_size}, {self.epochs} epochs")
+        parts.append(f"batch {self.batch_size}, {self.epochs} epoch{'s' if self.epochs != 1 else ''}")
         if self.schedule == "onecycle":
             default_warmup = Recipe.__dataclass_fields__["warmup_fraction"].default
             parts.append("one-cycle LR schedule" + (f" ({self.warmup_fraction:.0%} warm-up)"
