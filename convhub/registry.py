@@ -29,8 +29,14 @@ def create(name: str, pretrained: bool = False, *, namespace: str | None = None,
            **overrides) -> ConvHubModel:
     """A zoo net: fresh weights, or with ``pretrained=True`` the published ones (see pretrained_repo), which fail
     as fast and clearly offline as ``load``. ``overrides`` change a fresh net's constructor arguments."""
+    if not isinstance(pretrained, bool):  # a folder's path here was taken as True: the Hub's weights, not the folder's
+        raise TypeError(f"pretrained is True or False, not {type(pretrained).__name__}; "
+                        "convhub.load(folder_or_repo) loads a saved net")
     if name.startswith("hf-hub:"):
         return load(name, revision=revision)
+    if not pretrained and (namespace or revision):
+        raise ConvHubError("namespace and revision choose the published weights: pass pretrained=True with them "
+                           "(a fresh net has none)")
     name = zoo_name(name)
     cls, kwargs = ZOO[name]
     if pretrained:

@@ -467,6 +467,20 @@ def test_create_pretrained_defaults_to_the_convhub_namespace_and_fails_fast_offl
         convhub.create("net_res_deep", pretrained=True, n_blocks=3)
 
 
+def test_create_says_what_its_pretrained_namespace_and_revision_are_for(tmp_path):
+    """A folder given as pretrained was taken as True (the Hub's weights were fetched, the folder ignored), and
+    namespace or revision without pretrained=True were ignored, a fresh net built."""
+    convhub.create("net").save_pretrained(tmp_path / "net")
+    for pretrained in (str(tmp_path / "net"), tmp_path / "net", 1):
+        with pytest.raises(TypeError, match=r"pretrained is True or False, not \w+; convhub.load\(folder_or_repo\)"):
+            convhub.create("net", pretrained=pretrained)
+    for where in ({"namespace": "someone"}, {"revision": "v1"}):
+        with pytest.raises(convhub.ConvHubError, match="namespace and revision choose the published weights: pass "
+                                                       "pretrained=True"):
+            convhub.create("net", **where)
+    assert convhub.create("net", pretrained=False).training  # a fresh net, as before
+
+
 # --- a Hub that drips its answers, or offers files no convhub model has --------------------------------------------
 
 
