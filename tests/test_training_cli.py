@@ -730,5 +730,18 @@ def test_a_malformed_hf_endpoint_is_one_line_before_any_work(folder, tmp_path, v
 
 
 def test_unknown_model_name_is_an_argparse_error(folder, tmp_path):
-    code, _, stderr = run_cli("train", "--model", "resnet", "--data", folder, "--out", tmp_path / "o")
-    assert code == 2 and "invalid choice" in stderr and "Traceback" not in stderr
+    code, _, stderr = run_cli("train", "--model", "net_rez", "--data", folder, "--out", tmp_path / "o")
+    assert code == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].endswith("argument --model: unknown model 'net_rez' (did you mean "
+                                                    "net_res?); the zoo has: fc, net, net_width, net_dropout, "
+                                                    "net_batchnorm, net_depth, net_res, net_res_deep, net_res_deep100")
+
+
+def test_train_takes_a_nets_name_as_zoo_and_create_do(folder, tmp_path):
+    """`zoo --models net-res`, `publish --only net-res` and convhub.create("net-res") took the Hub repo's spelling;
+    `train --model` refused it."""
+    code, stdout, stderr = run_cli("train", "--model", "net-res", "--data", folder, "--out", tmp_path / "m",
+                                   "--epochs", 1, *FAST)
+    assert code == 0, stderr
+    assert "net_res: 16,130 params" in stdout
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_name"] == "net_res"

@@ -74,6 +74,14 @@ _learning_rate = _bounded(float, lambda value: 0 < value < math.inf, "a number a
 _seed = _bounded(int, lambda value: -2**63 <= value <= 2**63 - 1, "a whole number from -2**63 to 2**63-1")
 
 
+def _zoo_model(text: str) -> str:
+    """A zoo net's name as `zoo --models`, `publish --only` and convhub.create take it (`net-res` too)."""
+    try:
+        return zoo_name(text)
+    except ConvHubError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _jobs(text: str) -> str:
     return text if text == "auto" else str(_positive(text))
 
@@ -83,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one net and save it (save_pretrained layout)")
-    train.add_argument("--model", required=True, choices=list(convhub.ZOO))
+    train.add_argument("--model", required=True, type=_zoo_model, metavar="NAME",
+                       help=f"the zoo net to train: {', '.join(convhub.ZOO)}")
     train.add_argument("--out", required=True, help="folder to save the model in (new or empty)")
     train.add_argument("--overwrite", action="store_true", help="replace the model already saved in --out")
     train.add_argument("--push", metavar="REPO", help="also push to this Hub repo (namespace/name)")
