@@ -90,10 +90,11 @@ def metrics(model: torch.nn.Module, split: Split, class_names, predictions: torc
     n = len(class_names)
     confusion = torch.bincount(split.labels * n + preds, minlength=n * n).view(n, n)
     # None (JSON null), not NaN, for a class with no images: `evaluate --json` must stay valid JSON.
-    per_class = {name: (confusion[i, i] / confusion[i].sum()).item() if confusion[i].sum() else None
+    # Counts divided in Python: exact decimals (0.97), not float32's (0.9700000286102295) in `evaluate --json`.
+    per_class = {name: int(confusion[i, i]) / int(confusion[i].sum()) if confusion[i].sum() else None
                  for i, name in enumerate(class_names)}
     return {
-        "accuracy": (preds == split.labels).float().mean().item() if len(preds) else None,
+        "accuracy": int((preds == split.labels).sum()) / len(preds) if len(preds) else None,
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
         "n_images": len(split),
@@ -230,7 +231,7 @@ def train(model: torch.nn.Module, data: CIFAR2, recipe: Recipe, *, device: torch
         if not torch.isfinite(loss_sum):
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss is {loss_sum.item()}): lower --lr")
         result.val_predictions = predict_labels(model, data.val.images)
-        val_accuracy = (result.val_predictions == data.val.labels).float().mean().item()
+        val_accuracy = int((result.val_predictions == data.val.labels).sum()) / max(len(data.val), 1)
         row = {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_accuracy_running": correct.item() / seen,
                "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started}
         result.history.append(row)
