@@ -552,7 +552,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         return {"net": net, "layers": [
             {"name": layer.name, "out_channels": layer.out_channels, "in_channels": layer.in_channels,
              "params": layer.params, "shape": list(layer.weights.shape),
-             "weights": layer.weights.round(decimals=4).tolist()} for layer in inference.kernel_layers(model)]}
+             # rounded in float64: float32's 4 decimals read back as 0.20499999821186066 in the JSON
+             "weights": layer.weights.double().round(decimals=4).tolist()} for layer in inference.kernel_layers(model)]}
 
     @api_errors
     def feature_maps(net: str, image: FileData) -> dict:
@@ -568,7 +569,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         model = _conv_model(net)
         x = inference.load_input(upload_path(image))
         return {"net": net, "stages": [
-            {"name": stage.name, "shape": list(stage.shape), "maps": maps[:4].round(decimals=3).tolist()}
+            {"name": stage.name, "shape": list(stage.shape), "maps": maps[:4].double().round(decimals=3).tolist()}
             for stage, maps in inference.feature_maps(model, x)]}
 
     @api_errors

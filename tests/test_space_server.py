@@ -220,6 +220,10 @@ def test_filters_and_feature_maps(client, images):
     assert [(s["name"], s["shape"]) for s in maps["stages"]] == [
         ("conv1 → tanh", [16, 32, 32]), ("pool1", [16, 16, 16]), ("conv2 → tanh", [8, 16, 16]), ("pool2", [8, 8, 8])]
     assert len(maps["stages"][0]["maps"]) == 4 and len(maps["stages"][0]["maps"][0]) == 32
+    # the decimals promised, exactly (float32's rounding read back as -0.20499999821186066)
+    weights, values = np.array(layers[0]["weights"]).ravel(), np.array(maps["stages"][0]["maps"]).ravel()
+    assert np.any(weights != 0) and all(float(v) == round(float(v), 4) for v in weights)
+    assert np.any(values != 0) and all(float(v) == round(float(v), 3) for v in values)
 
 
 def test_translation_and_receptive_field(client, served_nets, images):
