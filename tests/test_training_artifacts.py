@@ -206,6 +206,8 @@ def test_translation_curves_sit_next_to_the_zoo_and_a_retrain_keeps_them(data, t
     code, stdout, stderr = run_cli("translation", "--models", zoo, "--data", data)
     assert code == 0, stderr
     assert secret.read_text() == "not ours" and not (zoo / "translation.json").is_symlink()
+    header, *rows = [line for line in stdout.splitlines() if not line.startswith("data:")][:3]
+    assert header.split()[:4] == ["model", "/", "shift", "-8"] and [row.split()[0] for row in rows] == ["fc", "net"]
     table = json.loads((zoo / "translation.json").read_text())
     assert table["shifts"] == list(range(-8, 9)) and set(table["accuracy"]) == {"fc", "net"}
     for name in ("fc", "net"):  # unshifted, the curve is the net's validation accuracy as its card says

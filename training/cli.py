@@ -383,7 +383,7 @@ def cmd_translation(args) -> int:
     path = translation.write(models, data.val, data.val_source, folder)
     curves = json.loads(path.read_text())["accuracy"]
     shifts = translation.SHIFTS
-    print(f"{'net':>16} " + " ".join(f"{s:>+5d}" for s in shifts))
+    print(f"{'model / shift':>16} " + " ".join(f"{s:>+5d}" for s in shifts))  # not 'net': a net is called that
     for name, curve in curves.items():
         print(f"{name:>16} " + " ".join(f"{a:5.3f}" for a in curve))
     print(f"-> {path}")
