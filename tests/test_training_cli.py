@@ -738,6 +738,14 @@ def test_unknown_model_name_is_an_argparse_error(folder, tmp_path):
                                                     "net_batchnorm, net_depth, net_res, net_res_deep, net_res_deep100")
 
 
+def test_a_mistyped_option_gets_its_commands_usage(folder, tmp_path):
+    """argparse answered `train --epochz 1` with the top-level usage, which lists only the commands."""
+    code, stdout, stderr = run_cli("train", "--model", "net", "--epochz", 1, "--data", folder, "--out", tmp_path / "o")
+    assert code == 2 and stdout == "" and not (tmp_path / "o").exists()
+    assert stderr.startswith("usage: python -m training train ") and "--val-fraction" in stderr
+    assert stderr.strip().splitlines()[-1] == "python -m training train: error: unrecognized arguments: --epochz 1"
+
+
 def test_train_takes_a_nets_name_as_zoo_and_create_do(folder, tmp_path):
     """`zoo --models net-res`, `publish --only net-res` and convhub.create("net-res") took the Hub repo's spelling;
     `train --model` refused it."""

@@ -31,14 +31,19 @@ log = logging.getLogger("training")
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird}, CIFAR-10 python root, "
-                        "or hf:NAMESPACE/DATASET (CIFAR-10 on the Hub: hf:uoft-cs/cifar10)")
+                        "hf:NAMESPACE/DATASET (CIFAR-10 on the Hub: hf:uoft-cs/cifar10), or a local folder of a "
+                        "dataset's parquet files or of datasets' save_to_disk")
     parser.add_argument("--data-revision", help="revision of a Hub dataset")
-    parser.add_argument("--recipe", choices=RECIPES, default="default", help="'book' reproduces the chapter's recipe")
-    parser.add_argument("--epochs", type=_epochs, help="override the recipe's epochs")
+    parser.add_argument("--recipe", choices=RECIPES, default="default",
+                        help="default: ours, tuned per net (docs/recipes.md); 'book' reproduces the chapter's")
+    parser.add_argument("--epochs", type=_epochs, help="override the recipe's epochs (default: the recipe's, per net)")
     parser.add_argument("--lr", type=_learning_rate, help="override the recipe's peak learning rate")
-    parser.add_argument("--batch-size", type=_positive, help="override the recipe's batch size")
-    parser.add_argument("--seed", type=_seed, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from the training data")
+    parser.add_argument("--batch-size", type=_positive, help="override the recipe's batch size (default: 128; the "
+                        "book's 64)")
+    parser.add_argument("--seed", type=_seed, default=0, help="seeds the validation split, the initial weights and "
+                        "the batches' order and augmentation (default: 0)")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from the training "
+                        "data, class by class (default: 0.1; a CIFAR-10 root validates on its test batch instead)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                         help="override the recipe's precision (auto: bf16 autocast where the hardware has it natively)")
@@ -148,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", help="branch to push to (created if missing)")
     push.add_argument("--private", action="store_true")
     push.add_argument("--token")
+    parser.commands = commands  # main(): a command's own usage for its typos
     return parser
 
 
@@ -413,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     for client in ("httpx", "httpx2"):  # a line per HTTP request, the whole URL in it (HF_ENDPOINT's password too)
         logging.getLogger(client).setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse answers a command's typo (--epochz) with the top-level usage, which lists only commands
+        parser.commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     command = {"train": cmd_train, "zoo": cmd_zoo, "evaluate": cmd_evaluate, "report": cmd_report,
                "translation": cmd_translation, "publish": cmd_publish, "push": cmd_push}[args.command]
     net_of_a_zoo = False
