@@ -170,6 +170,15 @@ def test_train_on_a_hub_dataset_through_the_hubs_api_whatever_its_card_names(ola
 
     olah_server.stop()  # offline: the copy in the HF cache
     try:
+        # the Hub unreachable, not offline: offline mode is suggested where the cache has a copy, and only there
+        result = train("unreachable")
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+            "not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local folder, or "
+            "set HF_HUB_OFFLINE=1 to use the copy in the HF cache")
+        result = train("never", "hf:alice/never-downloaded")
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+            "not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local folder "
+            "(the HF cache holds no copy of it either)")
         env.update(HF_HUB_OFFLINE="1")
         result = train("offline")
         assert result.returncode == 0, result.stderr[-2000:]

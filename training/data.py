@@ -198,8 +198,12 @@ def _download_parquet(name: str, revision: str | None) -> Path:
                             f"{f' at revision {revision!r}' if revision else ''}: pass a local folder, or unset "
                             "HF_HUB_OFFLINE to download it") from None
     if not hub_reachable():
-        raise DataError("not a local folder, and the Hub cannot be reached to download it as a dataset; pass a local "
-                        "folder, or set HF_HUB_OFFLINE=1 to use the copy in the HF cache")
+        try:  # offline mode is worth suggesting only where the cache has a copy to use
+            cached_snapshot(name, ["*.parquet"], repo_type="dataset", revision=revision)
+            advice = "pass a local folder, or set HF_HUB_OFFLINE=1 to use the copy in the HF cache"
+        except Exception:  # noqa: BLE001 - no copy there, or none that can be used
+            advice = "pass a local folder (the HF cache holds no copy of it either)"
+        raise DataError(f"not a local folder, and the Hub cannot be reached to download it as a dataset; {advice}")
     bound_hub_requests()
     sha, files = within_deadline(hub_deadline_s(), f"listing {name}", _list_parquet, name, revision or "main")
     # By its branch name (so that the cache knows the branch, for offline use), checked to be the commit listed.
