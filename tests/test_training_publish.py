@@ -242,6 +242,11 @@ def test_cli_push_of_a_folder_that_is_not_a_model(hub, tmp_path):
     code, _, stderr = run_cli("push", "--from", tmp_path / "empty", "--repo", "alice/x", "--token", TOKEN)
     assert_user_error(code, stderr, "config.json")
     assert hub.requests == []  # refused before the Hub was contacted
+    for source in (tmp_path / "missing", "alice/convhub-net"):  # a repo id is no folder to push from either
+        code, _, stderr = run_cli("push", "--from", source, "--repo", "alice/x", "--token", TOKEN)
+        assert_user_error(code, stderr, f"--from '{source}' is not a folder: pass a model folder written by train "
+                                        "or zoo")
+    assert hub.requests == []
 
 
 def test_train_then_push(hub, folder, tmp_path):

@@ -172,6 +172,9 @@ def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, pr
     """Push one saved model folder (config, weights, a card naming the repo); returns the commit URL."""
     check_branch(revision)
     check_repo_id(repo_id, "--repo")
+    if not Path(model_dir).expanduser().is_dir():  # convhub.load would take a repo id: "nor is it a Hub repo id"
+        raise PublishError(f"--from {shown(str(model_dir), 200)} is not a folder: pass a model folder written by "
+                           "train or zoo")
     convhub.load(model_dir)  # a folder that is not a model is refused before the Hub is contacted
     token = check_can_push(token, (repo_id.split("/")[0],))
     api = HfApi(endpoint=endpoint(), token=token)
