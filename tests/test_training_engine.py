@@ -280,13 +280,19 @@ def test_devices_that_exist_are_picked():
             engine.pick_device("cuda")
 
 
-def test_deep_nets_get_shorter_schedules_where_a_cpu_trains_in_fp32():
+def test_the_deep_nets_and_four_small_ones_get_shorter_schedules_where_a_cpu_trains_in_fp32():
     deep, deep_fp32 = recipe_for("net_res_deep"), recipe_for("net_res_deep", fp32_cpu=True)
     assert deep_fp32 == replace(deep, epochs=40)
     deep100, deep100_fp32 = recipe_for("net_res_deep100"), recipe_for("net_res_deep100", fp32_cpu=True)
     # fewer epochs, each of which gets further from a whitened start
     assert deep100_fp32 == replace(deep100, epochs=4, whiten_first_conv="pairs") and deep100.whiten_first_conv is None
-    assert recipe_for("net", fp32_cpu=True) == recipe_for("net")  # the small nets keep theirs
+    # a third fewer epochs for four of the small nets; net, net_width and net_dropout keep theirs
+    assert {name: recipe_for(name, fp32_cpu=True).epochs for name in ("fc", "net_batchnorm", "net_depth", "net_res")} \
+        == {"fc": 20, "net_batchnorm": 16, "net_depth": 16, "net_res": 16}
+    for name in ("fc", "net_batchnorm", "net_depth", "net_res"):  # only the epochs change
+        shorter = recipe_for(name, fp32_cpu=True)
+        assert shorter == replace(recipe_for(name), epochs=shorter.epochs)
+    assert all(recipe_for(name, fp32_cpu=True) == recipe_for(name) for name in ("net", "net_width", "net_dropout"))
     assert recipe_for("net_res_deep", "book", fp32_cpu=True) == recipe_for("net_res_deep", "book")
     assert recipe_for("net_res_deep", fp32_cpu=True, epochs=3).epochs == 3  # --epochs still wins
 

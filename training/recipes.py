@@ -141,7 +141,19 @@ DEFAULT_PER_MODEL = {
 # the book's 0.86). net_res_deep100's 4 epochs with the small convnets' whitened first conv (pairs), fp32 on a Zen 2
 # EPYC, one thread: 0.893 / 0.873 / 0.885 on seeds 1 / 2 / 3 (without it, seed 1: 0.863); 5 epochs of it took 1,026 s
 # of the zoo's 1,298 there.
+# Four of the small nets get a third fewer epochs there too: the zoo took 18:17-18:20 on a Zen 2 EPYC one day and
+# would have taken ~19:50 the day before (and ~20 min on a Zen 3 EPYC), too close to 20. Fp32, one thread, seeds
+# 1 / 2 / 3, usual -> shorter (mean; seconds of one core): fc 30 -> 20 epochs 0.877 / 0.870 / 0.870 -> 0.865 / 0.848 /
+# 0.861 (0.872 -> 0.858, book 0.80; 96 -> 64 s), net_batchnorm 24 -> 16 0.927 / 0.906 / 0.919 -> 0.925 / 0.904 /
+# 0.915 (0.917 -> 0.915; 86 -> 58 s), net_depth 0.928 / 0.917 / 0.924 -> 0.923 / 0.912 / 0.909 (0.923 -> 0.915;
+# 63 -> 42 s), net_res 0.930 / 0.920 / 0.922 -> 0.921 / 0.904 / 0.916 (0.924 -> 0.914; 63 -> 42 s), every one above
+# its book figure (0.89-0.90). Not net_width (24 -> 16: 0.903 -> 0.899 on seed 2, under the book's 0.90) nor
+# net_dropout (36 -> 24: 0.891 -> 0.879 on seed 2, under 0.88).
 FP32_CPU_PER_MODEL = {
+    "fc": replace(DEFAULT_PER_MODEL["fc"], epochs=20),
+    "net_batchnorm": replace(DEFAULT_PER_MODEL["net_batchnorm"], epochs=16),
+    "net_depth": replace(DEFAULT_PER_MODEL["net_depth"], epochs=16),
+    "net_res": replace(DEFAULT_PER_MODEL["net_res"], epochs=16),
     "net_res_deep": replace(DEFAULT_PER_MODEL["net_res_deep"], epochs=40),
     "net_res_deep100": replace(DEFAULT_PER_MODEL["net_res_deep100"], epochs=4, whiten_first_conv="pairs"),
 }
@@ -152,7 +164,7 @@ RECIPES = ("default", "book")
 def recipe_for(model_name: str, recipe: str = "default", *, fp32_cpu: bool = False, **overrides) -> Recipe:
     """The named recipe tuned for ``model_name``; ``overrides`` (epochs, lr, batch_size...) win when not None.
 
-    ``fp32_cpu``: training will run in fp32 on a CPU, where the deep nets get the shorter FP32_CPU_PER_MODEL.
+    ``fp32_cpu``: training will run in fp32 on a CPU, where some nets get the shorter FP32_CPU_PER_MODEL.
     """
     if recipe == "book":
         base = replace(BOOK, lr=3e-3) if model_name.startswith("net_res_deep") else BOOK
