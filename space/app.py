@@ -112,9 +112,9 @@ try:
 
         if not Path(MODELS_DIR).is_dir():
             raise ConvHubError(f"CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained folders; "
-                               f"{MODELS_DIR[:200]!r} is not a folder")
+                               f"{shown(MODELS_DIR, 200)} is not a folder")
         if not any((Path(MODELS_DIR) / name / "config.json").is_file() for name in ZOO_NETS):
-            raise ConvHubError(f"CONVHUB_MODELS_DIR {MODELS_DIR[:200]!r} holds none of the nets: it must hold a "
+            raise ConvHubError(f"CONVHUB_MODELS_DIR {shown(MODELS_DIR, 200)} holds none of the nets: it must hold a "
                                f"save_pretrained folder per net, named as the zoo names it ({', '.join(ZOO_NETS)})")
     SERVER_PORT = env.number("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535)  # Gradio's own variable
 except ConvHubError as error:
@@ -887,7 +887,7 @@ def report_ready(loading: Future) -> None:
           f"({zoo.threads} torch thread(s) per request).", flush=True)
 
 
-FOUND = find_zoo()
+FOUND = find_zoo(models_dir=MODELS_DIR)  # checked with the settings above
 NETS = Loader(FOUND)
 demo = build_demo(FOUND, NETS)
 
