@@ -4,7 +4,9 @@
 #
 #     bash benchmarks/cuda_run.sh DATA OUT [PYTHON]
 #
-# DATA: the CIFAR-2 image folder (ROOT/{airplane,bird}); OUT: a folder for logs and results; PYTHON: default python3.
+# DATA: the CIFAR-2 image folder (ROOT/{airplane,bird}); OUT: a folder for logs and results; PYTHON: default python3,
+# which needs requirements.txt's training packages: a GPU image's own python3 may carry an older huggingface_hub
+# without httpx2 (install ours with pip --target into a folder on PYTHONPATH). Nothing runs unless convhub imports.
 set -u
 data=$1 out=$2 python=${3:-python3}
 mkdir -p "$out"
@@ -18,11 +20,14 @@ step() {  # step NAME COMMAND...: run it, log it, note its exit status and secon
     local rc=$?
     echo "== $name: exit $rc in $((SECONDS - started)) s"
     tail -n 25 "$out/$name.log"
+    return $rc
 }
 
 step gpu nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 step torch "$python" -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(), \
 torch.cuda.is_bf16_supported())"
+step imports "$python" -c "import convhub, training.cli, huggingface_hub; print('huggingface_hub', \
+huggingface_hub.__version__)" || exit 1
 work=$(mktemp -d)
 step train_net "$python" -m training train --model net --data "$data" --device cuda --out "$work/net" --quiet
 step evaluate_net "$python" -m training evaluate --model "$work/net" --data "$data" --json
