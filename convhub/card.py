@@ -10,6 +10,7 @@ import re
 import textwrap
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .config import ConfigError, Float, Int, IntList
 from .errors import one_line
@@ -191,13 +192,25 @@ def rounded(record: dict) -> dict:
     return walk(json.loads(json.dumps(record, default=str)))
 
 
+CIFAR10_ON_THE_HUB = "uoft-cs/cifar10"  # CIFAR-10 from its authors' organisation
+CIFAR2_FROM_CIFAR10 = "CIFAR-10 airplane + bird (CIFAR-2)"
+
+
 def _eval_result(training: dict) -> EvalResult:
-    """The model-index entry, naming the data as it was: CIFAR-10's airplanes and birds, and which split."""
+    """The model-index entry, naming the data as it was: the Hub dataset the record names (its airplanes and birds),
+    else the local data as `transformers` names it ("imagefolder"), and which split."""
     carved = "of it" in str(training.get("validation", ""))
     split = f"train (held-out: {training['validation']})" if carved else "test"
+    dataset_id = training.get("dataset_id")
+    described = str(training.get("dataset") or "local data")
+    if dataset_id == CIFAR10_ON_THE_HUB:
+        name = CIFAR2_FROM_CIFAR10
+    else:
+        name = f"{dataset_id or described}: airplane + bird"
+    local = "imagefolder" if described.startswith("image folder") else "local"
     return EvalResult(
         task_type="image-classification", task_name="Image Classification",
-        dataset_type="uoft-cs/cifar10", dataset_name="CIFAR-10 airplane + bird (CIFAR-2)",
+        dataset_type=dataset_id or local, dataset_name=name[:200],
         dataset_split=split[:200], metric_type="accuracy", metric_name="Accuracy",
         metric_value=round(float(training["val_accuracy"]), RECORD_DIGITS),
     )
@@ -209,7 +222,8 @@ def model_card(model, training: dict | None = None, repo_id: str | None = None) 
     name = model.model_name
     info = model._hub_mixin_info
     data = ModelCardData(**info.model_card_data.to_dict())
-    data.datasets = ["uoft-cs/cifar10"]
+    if training and training.get("dataset_id"):  # the Hub's link to the data; none for a folder of unknown origin
+        data.datasets = [training["dataset_id"]]
     if training:
         data.model_name = f"convhub-{name.replace('_', '-')}"
         data.eval_results = [_eval_result(training)]
@@ -247,7 +261,7 @@ RECORD_FIELDS = {  # what a training record may hold, and how each value is chec
     "model_name": str, "params": Int(0, 10**9), "val_accuracy": Float(0, 1), "train_accuracy": Float(0, 1),
     "epochs": Int(0, 10**6), "seconds": Float(0, 10**9), "images_per_second": Float(0, 10**9),
     "n_train": Int(0, 10**9), "n_val": Int(0, 10**9), "seed": Int(-2**63, 2**63), "device": str, "precision": str,
-    "dataset": str, "validation": str, "recipe": str, "recipe_description": str, "convhub_version": str,
+    "dataset": str, "dataset_id": str, "validation": str, "recipe": str, "recipe_description": str, "convhub_version": str,
     "torch_version": str,
 }
 
@@ -267,6 +281,12 @@ def clean_record(record, source: str) -> dict:
         value = record.get(key)
         if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value)):
             raise ConfigError(f"{source}: {key!r} must be a name of at most 100 letters, digits, '_', '.' or '-'")
+    dataset_id = record.get("dataset_id")
+    if dataset_id is not None:  # goes into the card's `datasets` metadata and model-index, as a Hub id
+        try:
+            validate_repo_id(dataset_id)
+        except (HFValidationError, TypeError, ValueError):
+            raise ConfigError(f"{source}: 'dataset_id' must be a Hub dataset id such as uoft-cs/cifar10") from None
     clean = {}
     for key, kind in RECORD_FIELDS.items():
         if record.get(key) is None:

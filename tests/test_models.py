@@ -543,7 +543,7 @@ def test_a_records_text_and_class_names_show_as_text_in_the_card(tmp_path):
 
 def test_model_card_names_the_repo_and_the_data_honestly(tmp_path):
     model = seeded("net_res_deep100")
-    record = {**TRAINING, "validation": "seeded class-balanced 10% of it (seed 0)"}
+    record = {**TRAINING, "validation": "seeded class-balanced 10% of it (seed 0)", "dataset_id": "uoft-cs/cifar10"}
     card = model.generate_model_card(training=record, repo_id="alice/convhub-net-res-deep100")
     assert "<namespace>" not in card.text
     assert 'convhub.load("alice/convhub-net-res-deep100")' in card.text
@@ -553,7 +553,33 @@ def test_model_card_names_the_repo_and_the_data_honestly(tmp_path):
     (result,) = card.data.eval_results
     assert result.dataset_name == "CIFAR-10 airplane + bird (CIFAR-2)" and result.dataset_type == "uoft-cs/cifar10"
     assert result.dataset_split == "train (held-out: seeded class-balanced 10% of it (seed 0))"
+    assert card.data.datasets == ["uoft-cs/cifar10"]
     assert "cifar10 validation" not in card.content.lower()
+
+
+@pytest.mark.parametrize("dataset, dataset_id, datasets, kind, name", [
+    # a folder whose origin the run did not name: no dataset linked, named as transformers names local folders
+    ("image folder birds", None, None, "imagefolder", "image folder birds: airplane + bird"),
+    ("datasets folder ds", None, None, "local", "datasets folder ds: airplane + bird"),
+    ("alice/cifar2 (datasets)", "alice/cifar2", ["alice/cifar2"], "alice/cifar2", "alice/cifar2: airplane + bird"),
+])
+def test_model_card_links_only_the_dataset_the_images_came_from(dataset, dataset_id, datasets, kind, name):
+    record = {**TRAINING, "dataset": dataset, **({"dataset_id": dataset_id} if dataset_id else {})}
+    card = seeded("net").generate_model_card(training=record)
+    (result,) = card.data.eval_results
+    assert card.data.datasets == datasets and "uoft-cs" not in card.content
+    assert (result.dataset_type, result.dataset_name) == (kind, name)
+    assert seeded("net").generate_model_card().data.datasets is None  # untrained weights came from no data
+
+
+@pytest.mark.parametrize("hostile", ["a b", "x\ny", "../../etc", "a--b/c", "-a/b", "x" * 200, 7, ["a/b"]])
+def test_a_records_dataset_id_must_be_a_hub_id(hostile):
+    from convhub.card import clean_record
+    from convhub.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'dataset_id' must be a Hub dataset id such as uoft-cs/cifar10"):
+        clean_record({**TRAINING, "dataset_id": hostile}, "card")
+    assert clean_record({**TRAINING, "dataset_id": "uoft-cs/cifar10"}, "card")["dataset_id"] == "uoft-cs/cifar10"
 
 
 def test_model_card_plain_pytorch_snippet_defines_the_net_without_convhub(tmp_path):

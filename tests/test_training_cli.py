@@ -66,6 +66,11 @@ def test_train_saves_weights_config_and_a_card_with_the_training_record(trained,
     card = (out / "README.md").read_text()
     assert record["dataset"] == f"image folder {folder.name}" and str(folder.parent) not in card  # a card does not
     assert f"{record['val_accuracy']:.4f}" in card and "Recipe `default`" in card
+    # where the folder's images came from, the run did not say: the card links no dataset (it said uoft-cs/cifar10)
+    metadata = ModelCard.load(out / "README.md").data
+    assert "dataset_id" not in record and metadata.datasets is None and "uoft-cs" not in card
+    assert (metadata.eval_results[0].dataset_type, metadata.eval_results[0].dataset_name) == \
+        ("imagefolder", f"image folder {folder.name}: airplane + bird")
     from training import engine, hardware
 
     precision = engine.resolve_precision(engine.pick_device("auto"), "auto")  # bf16 only where it is native
@@ -121,7 +126,12 @@ def test_train_on_cifar10_batches_and_a_datasets_folder(tmp_path):
                                        "--out", tmp_path / "out", "--overwrite", *FAST)
         assert code == 0, stderr
         assert f"{val} (the source's test split)" in stdout
-        assert artifacts.read_record(tmp_path / "out")["validation"] == "the source's test split"
+        record = artifacts.read_record(tmp_path / "out")
+        assert record["validation"] == "the source's test split"
+        # CIFAR-10's batches are CIFAR-10, which the card links; a local folder's parquet files could be anything
+        linked = ["uoft-cs/cifar10"] if val == "4 val" else None
+        assert record.get("dataset_id") == (linked and linked[0])
+        assert ModelCard.load(tmp_path / "out" / "README.md").data.datasets == linked
 
 
 def test_train_on_a_hub_dataset_through_the_hubs_api_whatever_its_card_names(olah_server, tmp_path):
@@ -157,6 +167,7 @@ def test_train_on_a_hub_dataset_through_the_hubs_api_whatever_its_card_names(ola
     n_train, n_val = len(expected["train"][1]), len(expected["test"][1])  # the airplanes and birds of each split
     assert f"data: alice/cifar2 (datasets): {n_train} train, {n_val} val (the source's test split)" in result.stdout
     assert artifacts.read_record(tmp_path / "net")["dataset"] == "alice/cifar2 (datasets)"  # the id: no local path
+    assert ModelCard.load(tmp_path / "net" / "README.md").data.datasets == ["alice/cifar2"]  # and the card links it
 
     elsewhere = tmp_path / "elsewhere"
     make_parquet_dataset(elsewhere, n_train=60, with_test=False)
@@ -274,7 +285,7 @@ def test_zoo_side_by_side_trains_exactly_what_one_by_one_does(folder, tmp_path, 
     monkeypatch.setattr(tempfile, "tempdir", str((tmp_path / "tmp").resolve()))
     (tmp_path / "tmp").mkdir()
     common = ["--models", "net,net_depth,fc", "--data=-data", "--epochs", 1, "--threads", 1, "--seed", 3,
-              "--val-fraction", 0.2, *FAST]
+              "--val-fraction", 0.2, "--dataset-id", "alice/cifar2", *FAST]
     code, stdout, stderr = run_cli("zoo", *common, "--out", tmp_path / "side", "--jobs", 2)
     assert code == 0, stderr
     # the most work first (fc: most multiply-adds per image at equal epochs), each net in its own process
@@ -293,6 +304,8 @@ def test_zoo_side_by_side_trains_exactly_what_one_by_one_does(folder, tmp_path, 
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in side] == \
         [{k: v for k, v in r.items() if k != "seconds"} for r in one]
     for name in ("net", "net_depth", "fc"):  # same seed, same data, same threads: the same weights
+        for run in ("side", "one"):  # --dataset-id reached every net, in its own process or not
+            assert ModelCard.load(tmp_path / run / name / "README.md").data.datasets == ["alice/cifar2"]
         side_weights, one_weights = (load_file(tmp_path / run / name / "model.safetensors") for run in ("side", "one"))
         assert all(torch.equal(side_weights[k], one_weights[k]) for k in one_weights)
 
@@ -753,6 +766,15 @@ def test_a_mistyped_option_gets_its_commands_usage(folder, tmp_path):
     assert code == 2 and stdout == "" and not (tmp_path / "o").exists()
     assert stderr.startswith("usage: python -m training train ") and "--val-fraction" in stderr
     assert stderr.strip().splitlines()[-1] == "python -m training train: error: unrecognized arguments: --epochz 1"
+
+
+@pytest.mark.parametrize("command", ["train", "zoo"])
+def test_a_dataset_id_that_is_no_hub_id_is_an_argparse_error(folder, tmp_path, command):
+    name = ["--model", "net"] if command == "train" else ["--models", "net"]
+    code, stdout, stderr = run_cli(command, *name, "--data", folder, "--dataset-id", "my birds", "--out", tmp_path / "o")
+    assert code == 2 and stdout == "" and not (tmp_path / "o").exists()
+    assert stderr.strip().splitlines()[-1] == (f"python -m training {command}: error: argument --dataset-id: 'my birds' "
+                                               "is not a Hub dataset id (such as uoft-cs/cifar10)")
 
 
 def test_train_takes_a_nets_name_as_zoo_and_create_do(folder, tmp_path):

@@ -43,8 +43,9 @@ def describe_device(device) -> str:
 
 
 def training_record(model, data, recipe, result, train_metrics: dict, val_metrics: dict, *, seed: int, device,
-                    precision: str = "fp32") -> dict:
-    """Everything the model card reports about a run (also stored as the card's `convhub` metadata)."""
+                    precision: str = "fp32", dataset_id: str | None = None) -> dict:
+    """Everything the model card reports about a run (also stored as the card's `convhub` metadata).
+    ``dataset_id``: the Hub dataset the images came from, where known (the card links it)."""
     return {
         "model_name": model.model_name,
         "params": model.num_params,
@@ -58,6 +59,7 @@ def training_record(model, data, recipe, result, train_metrics: dict, val_metric
         "device": describe_device(device),
         "precision": precision,
         "dataset": data.public_source,  # no local paths: the card may be published
+        **({"dataset_id": dataset_id} if dataset_id else {}),
         "n_train": len(data.train),
         "n_val": len(data.val),
         "validation": data.val_source,

@@ -20,10 +20,11 @@ from convhub import CIFAR2_CLASSES
 from convhub.errors import ConvHubError, one_line
 from convhub.hub import shown_endpoint
 from convhub.zoo import zoo_name
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError
 
 from . import allocator, artifacts, engine, parallel, publish, report, starting
-from .data import load_cifar2, load_decoded, load_eval_split, save_decoded
+from .data import hub_dataset, load_cifar2, load_decoded, load_eval_split, save_decoded
 from .recipes import RECIPES, recipe_for
 
 log = logging.getLogger("training")
@@ -34,6 +35,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         "hf:NAMESPACE/DATASET (CIFAR-10 on the Hub: hf:uoft-cs/cifar10), or a local folder of a "
                         "dataset's parquet files or of datasets' save_to_disk")
     parser.add_argument("--data-revision", help="revision of a Hub dataset")
+    parser.add_argument("--dataset-id", type=_dataset_id, help="the Hub dataset the images came from, which the "
+                        "model card names and links (default: ID for hf:ID, uoft-cs/cifar10 for a CIFAR-10 root; "
+                        "none for a local folder)")
     parser.add_argument("--recipe", choices=RECIPES, default="default",
                         help="default: ours, tuned per net (docs/recipes.md); 'book' reproduces the chapter's")
     parser.add_argument("--epochs", type=_epochs, help="override the recipe's epochs (default: the recipe's, per net)")
@@ -85,6 +89,15 @@ def _zoo_model(text: str) -> str:
         return zoo_name(text)
     except ConvHubError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _dataset_id(text: str) -> str:
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise argparse.ArgumentTypeError(f"{one_line(text)[:100]!r} is not a Hub dataset id (such as "
+                                         "uoft-cs/cifar10)") from None
+    return text
 
 
 def _jobs(text: str) -> str:
@@ -209,7 +222,8 @@ def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dic
     train_metrics = engine.metrics(model, data.train, convhub.CIFAR2_CLASSES)
     val_metrics = engine.metrics(model, data.val, convhub.CIFAR2_CLASSES, result.val_predictions)
     record = artifacts.training_record(
-        model, data, recipe, result, train_metrics, val_metrics, seed=args.seed, device=device, precision=precision)
+        model, data, recipe, result, train_metrics, val_metrics, seed=args.seed, device=device, precision=precision,
+        dataset_id=args.dataset_id or hub_dataset(args.data))
     artifacts.save(model, out_dir, record, overwrite=getattr(args, "overwrite", False))
     print(f"{name}: val {record['val_accuracy']:.4f}, train {record['train_accuracy']:.4f}, "
           f"{record['seconds']:.0f} s -> {out_dir}", flush=True)
@@ -286,7 +300,8 @@ def _zoo_side_by_side(names: list[str], data, args, out: Path, device: torch.dev
     print(f"training {len(names)} nets {jobs} at a time, {threads} torch thread(s) each, longest first: "
           f"{', '.join(order)}", flush=True)
     # --option=value: a value starting with "-" (a --data path) is still read as the option's value
-    options = {"--data": args.data, "--data-revision": args.data_revision, "--recipe": args.recipe,
+    options = {"--data": args.data, "--data-revision": args.data_revision, "--dataset-id": args.dataset_id,
+               "--recipe": args.recipe,
                "--epochs": args.epochs, "--lr": args.lr, "--batch-size": args.batch_size, "--seed": args.seed,
                "--val-fraction": args.val_fraction, "--device": device, "--precision": args.precision}
     passed = [f"{flag}={value}" for flag, value in options.items() if value is not None]

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from convhub import CIFAR2_CLASSES
+from convhub.card import CIFAR10_ON_THE_HUB
 from convhub.errors import ConvHubError, one_line
 from convhub.preprocessing import open_image, to_uint8
 from safetensors import SafetensorError, safe_open
@@ -553,12 +554,29 @@ def _os_errors_as_data_errors(load):
 
 
 @_os_errors_as_data_errors
+def _datasets_name(source: str) -> str | None:
+    """The name ``datasets`` is given for --data ``source`` (hf:ID, a bare Hub id, hf:FOLDER), or None."""
+    path = Path(source).expanduser()
+    if source.startswith("hf:") or (not path.exists() and "/" in source and not source.startswith((".", "/"))):
+        return source.removeprefix("hf:")
+    return None
+
+
+def hub_dataset(source: str | Path) -> str | None:
+    """The Hub dataset --data ``source`` comes from, for a model card's metadata: the id of hf:ID, CIFAR-10's for a
+    CIFAR-10 python root; None for a local folder of images or files, whose origin nothing here can tell."""
+    source = str(source)
+    name = _datasets_name(source)
+    if name is not None:
+        return None if Path(name).exists() else name
+    return CIFAR10_ON_THE_HUB if cifar10_root(Path(source).expanduser()) else None
+
+
 def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0, revision: str | None = None) -> CIFAR2:
     """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
     source = str(source)
     path = Path(source).expanduser()
-    if source.startswith("hf:") or (not path.exists() and "/" in source and not source.startswith((".", "/"))):
-        name = source.removeprefix("hf:")
+    if (name := _datasets_name(source)) is not None:
         public = _named("datasets folder", name) if Path(name).exists() else f"{name} (datasets)"
         return _from_datasets(name, public, val_fraction, seed, revision)
     if not path.exists():
