@@ -249,6 +249,31 @@ def test_cli_push_of_a_folder_that_is_not_a_model(hub, tmp_path):
     assert hub.requests == []
 
 
+def test_push_names_the_dataset_a_run_did_not_record(hub, model_dir, tmp_path):
+    """A run on a folder (or from before --dataset-id) records no Hub dataset: push names the one its images came
+    from, in the pushed card only."""
+    before = snapshot(model_dir)
+    assert "dataset_id" not in artifacts.read_record(model_dir)
+    code, _, stderr = run_cli("push", "--from", model_dir, "--repo", "alice/convhub-net", "--token", TOKEN,
+                              "--dataset-id", "uoft-cs/cifar10")
+    assert code == 0, stderr
+    card = ModelCard(hub.files("model", "alice/convhub-net")["README.md"].decode())
+    assert card.data.datasets == ["uoft-cs/cifar10"] and card.data.eval_results[0].dataset_type == "uoft-cs/cifar10"
+    assert card.data.to_dict()["convhub"] == {**artifacts.read_record(model_dir), "dataset_id": "uoft-cs/cifar10"}
+    assert snapshot(model_dir) == before  # the local save keeps what the run recorded
+
+    hub.requests.clear()
+    untrained = tmp_path / "untrained"
+    convhub.create("net").save_pretrained(untrained)  # weights no run trained: no data to name
+    code, _, stderr = run_cli("push", "--from", untrained, "--repo", "alice/x", "--token", TOKEN,
+                              "--dataset-id", "uoft-cs/cifar10")
+    assert_user_error(code, stderr, "holds untrained weights: --dataset-id names the data a run trained on")
+    assert hub.requests == []  # refused before the Hub was contacted
+    with pytest.raises(publish.PublishError, match="'my birds' is not a Hub dataset id"):
+        publish.push(model_dir, "alice/x", token=TOKEN, dataset_id="my birds")
+    assert hub.requests == []
+
+
 def test_train_then_push(hub, folder, tmp_path):
     code, _, stderr = run_cli("train", "--model", "net", "--data", folder, "--epochs", 1, "--out", tmp_path / "o",
                               "--push", "alice/convhub-net", "--token", TOKEN, "--quiet")
@@ -416,6 +441,8 @@ def test_dry_run_writes_exactly_what_publish_uploads_and_contacts_nothing(hub, t
     assert code == 0, stderr
     for repo in json.loads((tmp_path / "out" / publish.MANIFEST).read_text())["models"].values():
         assert snapshot(tmp_path / "out" / "models" / repo) == hub.files("model", repo)
+        # the bundled zoo trained on CIFAR-10's airplanes and birds, as its records say: its cards link the dataset
+        assert ModelCard.load(tmp_path / "out" / "models" / repo / "README.md").data.datasets == ["uoft-cs/cifar10"]
     assert snapshot(tmp_path / "out" / "spaces" / "alice" / "convhub") == hub.files("space", "alice/convhub")
 
     code, _, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "out")
@@ -427,6 +454,26 @@ def test_dry_run_writes_exactly_what_publish_uploads_and_contacts_nothing(hub, t
     code, _, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "mine", "--overwrite")
     assert_user_error(code, stderr, "not empty")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_publish_names_the_dataset_in_every_card_and_the_spaces_copy(saved, tmp_path):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(saved, zoo / "net")  # a zoo run on a folder: no dataset recorded
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--from", zoo, "--dry-run", tmp_path / "plain")
+    assert code == 0, stderr
+    assert ModelCard.load(tmp_path / "plain" / "models" / "alice" / "convhub-net" / "README.md").data.datasets is None
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--from", zoo, "--dry-run", tmp_path / "out",
+                              "--dataset-id", "alice/birds")
+    assert code == 0, stderr
+    cards = [tmp_path / "out" / "models" / "alice" / "convhub-net" / "README.md"]
+    cards += list((tmp_path / "out" / "spaces").rglob("net/README.md"))  # the Space's own copy of the net
+    assert len(cards) == 2
+    for card in cards:
+        assert ModelCard.load(card).data.datasets == ["alice/birds"]
+    assert "dataset_id" not in artifacts.read_record(zoo / "net")  # the trained folder is left as it was
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--from", zoo, "--dry-run", tmp_path / "bad",
+                              "--dataset-id", "no such id")
+    assert code == 2 and "argument --dataset-id: 'no such id' is not a Hub dataset id" in stderr
 
 
 def test_the_space_readme_is_checked_as_the_hub_would(tmp_path):

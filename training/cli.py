@@ -30,6 +30,10 @@ from .recipes import RECIPES, recipe_for
 log = logging.getLogger("training")
 
 
+DATASET_ID_AT_PUSH = ("the Hub dataset the images came from, for the card to name and link (default: what the run "
+                      "recorded; `train --dataset-id`)")
+
+
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird}, CIFAR-10 python root, "
                         "hf:NAMESPACE/DATASET (CIFAR-10 on the Hub: hf:uoft-cs/cifar10), or a local folder of a "
@@ -156,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish_.add_argument("--private", action="store_true", help="create new repos as private")
     publish_.add_argument("--token", help="Hugging Face write token (default: HF_TOKEN or `hf auth login`)")
     publish_.add_argument("--space", help="the Space repo (default: NAMESPACE/convhub)")
+    publish_.add_argument("--dataset-id", type=_dataset_id, help=DATASET_ID_AT_PUSH)
     publish_.add_argument("--dry-run", metavar="OUT", help="write exactly what would be uploaded into OUT; "
                           "contacts nothing")
     publish_.add_argument("--overwrite", action="store_true", help="with --dry-run: replace an earlier dry run")
@@ -166,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", help="branch to push to (created if missing)")
     push.add_argument("--private", action="store_true")
     push.add_argument("--token")
+    push.add_argument("--dataset-id", type=_dataset_id, help=DATASET_ID_AT_PUSH)
     parser.commands = commands  # main(): a command's own usage for its typos
     return parser
 
@@ -414,7 +420,7 @@ def cmd_translation(args) -> int:
 
 def cmd_publish(args) -> int:
     plan = publish.plan(args.namespace, source=args.source, only=args.only, revision=args.revision,
-                        private=args.private or None, space=args.space)
+                        private=args.private or None, space=args.space, dataset_id=args.dataset_id)
     if args.dry_run is not None:
         out = publish.dry_run(plan, args.dry_run, overwrite=args.overwrite)
         print(f"dry run: wrote {len(plan.repos)} model repo(s) and the Space {plan.space_id} into {out} "
@@ -426,7 +432,8 @@ def cmd_publish(args) -> int:
 
 
 def cmd_push(args) -> int:
-    url = publish.push(args.source, args.repo, revision=args.revision, private=args.private or None, token=args.token)
+    url = publish.push(args.source, args.repo, revision=args.revision, private=args.private or None, token=args.token,
+                       dataset_id=args.dataset_id)
     print(f"pushed {args.source} to {args.repo}: {url}")
     return 0
 

@@ -121,14 +121,32 @@ def whoami(token: str) -> tuple[str, list[str]]:
                            f"{_hub_error(error)}") from None
 
 
-def stage_model(model_dir: str | Path, repo_id: str, out: Path) -> Path:
+def record_for_card(model_dir: str | Path, dataset_id: str | None = None) -> dict | None:
+    """The folder's training record as its published card reports it: ``dataset_id`` names the Hub dataset the images
+    came from (for a run that did not say so: trained on a folder, or before `--dataset-id` existed)."""
+    record = artifacts.read_record(model_dir)
+    if dataset_id is None:
+        return record
+    try:
+        validate_repo_id(dataset_id)
+    except HFValidationError:
+        raise PublishError(f"--dataset-id {shown(dataset_id, 100)} is not a Hub dataset id (such as "
+                           "uoft-cs/cifar10)") from None
+    if record is None:
+        raise PublishError(f"{shown(str(model_dir), 200)} holds untrained weights: --dataset-id names the data a run "
+                           "trained on, and no run trained these")
+    return {**record, "dataset_id": dataset_id}
+
+
+def stage_model(model_dir: str | Path, repo_id: str, out: Path, dataset_id: str | None = None) -> Path:
     """``out`` gets exactly what the repo will hold: config.json and model.safetensors as saved, and a card that
     names ``repo_id``. The folder is loaded first, so a broken save is refused before anything is uploaded."""
     model = convhub.load(model_dir)
+    record = record_for_card(model_dir, dataset_id)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
         artifacts.copy_regular_file(Path(model_dir) / name, out / name)
-    model.generate_model_card(training=artifacts.read_record(model_dir), repo_id=repo_id).save(out / "README.md")
+    model.generate_model_card(training=record, repo_id=repo_id).save(out / "README.md")
     return out
 
 
@@ -168,18 +186,20 @@ def check_branch(revision: str | None) -> None:
 
 
 def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, private: bool | None = None,
-         token: str | None = None, commit_message: str | None = None) -> str:
-    """Push one saved model folder (config, weights, a card naming the repo); returns the commit URL."""
+         token: str | None = None, commit_message: str | None = None, dataset_id: str | None = None) -> str:
+    """Push one saved model folder (config, weights, a card naming the repo, and ``dataset_id`` where given: see
+    record_for_card); returns the commit URL."""
     check_branch(revision)
     check_repo_id(repo_id, "--repo")
     if not Path(model_dir).expanduser().is_dir():  # convhub.load would take a repo id: "nor is it a Hub repo id"
         raise PublishError(f"--from {shown(str(model_dir), 200)} is not a folder: pass a model folder written by "
                            "train or zoo")
     convhub.load(model_dir)  # a folder that is not a model is refused before the Hub is contacted
+    record_for_card(model_dir, dataset_id)  # and so is a --dataset-id it cannot take
     token = check_can_push(token, (repo_id.split("/")[0],))
     api = HfApi(endpoint=endpoint(), token=token)
     with tempfile.TemporaryDirectory(prefix="convhub-push-") as tmp:
-        staged = stage_model(model_dir, repo_id, Path(tmp) / "repo")
+        staged = stage_model(model_dir, repo_id, Path(tmp) / "repo", dataset_id)
         message = commit_message or f"Upload {convhub.load(staged).model_name} (convhub {convhub.__version__})"
         try:
             return _upload(api, staged, repo_id, revision=revision, private=private, message=message)
@@ -199,6 +219,7 @@ class Plan:
     space_id: str
     models: dict[str, Path]  # zoo name -> trained folder
     source: Path
+    dataset_id: str | None = None  # named in every card (record_for_card)
     repos: dict[str, str] = field(init=False)
 
     def __post_init__(self):
@@ -206,7 +227,7 @@ class Plan:
 
 
 def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | None = None, revision: str | None = None,
-         private: bool | None = None, space: str | None = None) -> Plan:
+         private: bool | None = None, space: str | None = None, dataset_id: str | None = None) -> Plan:
     """What publish will do, checked before anything is written or sent: the trained folders of ``source`` in the
     chapter's order (``only``: a comma-separated subset), each one loaded."""
     check_branch(revision)
@@ -244,12 +265,14 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
         model = convhub.load(folder)
         if model.model_name != name:
             raise PublishError(f"{folder} holds {model.model_name}, not {name}")
-    return Plan(namespace, revision or "main", private, space_id, found, source)
+        record_for_card(folder, dataset_id)
+    return Plan(namespace, revision or "main", private, space_id, found, source, dataset_id)
 
 
 def stage(the_plan: Plan, out: Path) -> dict:
     """Write every repo as it will be uploaded: out/models/<repo id>/ and out/spaces/<space id>/, and a manifest."""
-    staged = {name: stage_model(folder, the_plan.repos[name], out / "models" / the_plan.repos[name])
+    staged = {name: stage_model(folder, the_plan.repos[name], out / "models" / the_plan.repos[name],
+                                the_plan.dataset_id)
               for name, folder in the_plan.models.items()}
     space_bundle.build_space(out / "spaces" / the_plan.space_id, namespace=the_plan.namespace,
                              revision=the_plan.revision, model_folders=staged, model_repos=the_plan.repos,
