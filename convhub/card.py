@@ -196,21 +196,41 @@ CIFAR10_ON_THE_HUB = "uoft-cs/cifar10"  # CIFAR-10 from its authors' organisatio
 CIFAR2_FROM_CIFAR10 = "CIFAR-10 airplane + bird (CIFAR-2)"
 
 
+def linked_dataset(training: dict | None) -> str | None:
+    """The Hub dataset a training record names: its `dataset_id`, or, in a record from before there was one, what
+    its `dataset` text proves (CIFAR-10's batches, a Hub dataset's id); None for a folder of unknown origin."""
+    if not training:
+        return None
+    if training.get("dataset_id"):
+        return training["dataset_id"]
+    described = str(training.get("dataset") or "")
+    if described == "CIFAR-10 python batches":
+        return CIFAR10_ON_THE_HUB
+    if described.endswith(" (datasets)"):
+        name = described.removesuffix(" (datasets)")
+        try:
+            validate_repo_id(name)
+        except HFValidationError:
+            return None
+        return name
+    return None
+
+
 def _eval_result(training: dict) -> EvalResult:
     """The model-index entry, naming the data as it was: the Hub dataset the record names (its airplanes and birds),
     else the local data as `transformers` names it ("imagefolder"), and which split."""
     carved = "of it" in str(training.get("validation", ""))
     split = f"train (held-out: {training['validation']})" if carved else "test"
-    dataset_id = training.get("dataset_id")
+    dataset_id = linked_dataset(training)
     described = str(training.get("dataset") or "local data")
     if dataset_id == CIFAR10_ON_THE_HUB:
         name = CIFAR2_FROM_CIFAR10
     else:
-        name = f"{dataset_id or described}: airplane + bird"
+        name = f"{(dataset_id or described)[:180]}: airplane + bird"
     local = "imagefolder" if described.startswith("image folder") else "local"
     return EvalResult(
         task_type="image-classification", task_name="Image Classification",
-        dataset_type=dataset_id or local, dataset_name=name[:200],
+        dataset_type=dataset_id or local, dataset_name=name,
         dataset_split=split[:200], metric_type="accuracy", metric_name="Accuracy",
         metric_value=round(float(training["val_accuracy"]), RECORD_DIGITS),
     )
@@ -222,8 +242,8 @@ def model_card(model, training: dict | None = None, repo_id: str | None = None) 
     name = model.model_name
     info = model._hub_mixin_info
     data = ModelCardData(**info.model_card_data.to_dict())
-    if training and training.get("dataset_id"):  # the Hub's link to the data; none for a folder of unknown origin
-        data.datasets = [training["dataset_id"]]
+    if linked_dataset(training):  # the Hub's link to the data; none for a folder of unknown origin
+        data.datasets = [linked_dataset(training)]
     if training:
         data.model_name = f"convhub-{name.replace('_', '-')}"
         data.eval_results = [_eval_result(training)]

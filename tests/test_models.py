@@ -572,6 +572,16 @@ def test_model_card_links_only_the_dataset_the_images_came_from(dataset, dataset
     assert seeded("net").generate_model_card().data.datasets is None  # untrained weights came from no data
 
 
+@pytest.mark.parametrize("dataset, linked", [
+    ("CIFAR-10 python batches", "uoft-cs/cifar10"), ("alice/cifar2 (datasets)", "alice/cifar2"),
+    ("bad id! (datasets)", None), ("image folder train", None), ("datasets folder ds", None)])
+def test_a_record_from_before_dataset_id_links_what_its_dataset_text_proves(dataset, linked):
+    """Re-pushing a run saved before records named their dataset keeps the link its card had, where it was right."""
+    card = seeded("net").generate_model_card(training={**TRAINING, "dataset": dataset})
+    assert card.data.datasets == ([linked] if linked else None)
+    assert card.data.eval_results[0].dataset_type == (linked or ("imagefolder" if "image" in dataset else "local"))
+
+
 @pytest.mark.parametrize("hostile", ["a b", "x\ny", "../../etc", "a--b/c", "-a/b", "x" * 200, 7, ["a/b"]])
 def test_a_records_dataset_id_must_be_a_hub_id(hostile):
     from convhub.card import clean_record

@@ -3,9 +3,13 @@ stratified split and the tensor augmentation. All data is synthetic and written 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pickle
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -151,6 +155,7 @@ def test_cifar10_root_keeps_airplanes_and_birds_and_validates_on_test_batch(tmp_
         assert split.labels.tolist() == labels.tolist()  # CIFAR-10 0 -> 0, 2 -> 1, in file order
     assert len(data.train) == 5 * 6 and len(data.val) == 8  # labels cycle 0..9: 6 of every 30 are 0 or 2
     assert "test" in data.val_source
+    assert data.dataset_id == "uoft-cs/cifar10"  # CIFAR-10 is CIFAR-10, wherever its batches lie
 
     test, source = load_eval_split(tmp_path)
     assert torch.equal(test.images, data.val.images) and "test batch" in source
@@ -832,6 +837,39 @@ def test_a_path_the_system_refuses_is_one_data_error(tmp_path):
         load_eval_split("x/" * 2100)
 
 
+def test_a_class_folder_the_user_may_not_read_is_one_data_error(tmp_path):
+    """A folder of the data that the user may not list was a PermissionError traceback. Root lists any folder: as
+    root the load runs without the capabilities that let it (setpriv)."""
+    make_image_folder(tmp_path / "data", 8)
+    (tmp_path / "data" / "bird").chmod(0)
+    drop = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root, and no setpriv (util-linux) to drop root's right to read any folder")
+        caps = "-dac_override,-dac_read_search"
+        drop = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    code = ("from training.data import load_cifar2, DataError\n"
+            f"try:\n    load_cifar2({str(tmp_path / 'data')!r})\n"
+            "except DataError as error:\n    print('DataError:', error)")
+    try:
+        result = subprocess.run([*drop, sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        (tmp_path / "data" / "bird").chmod(0o755)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stdout.strip() == f"DataError: cannot read {tmp_path / 'data'}: Permission denied"
+
+
+def test_the_data_names_the_hub_dataset_its_images_came_from_only_where_it_knows(tmp_path, monkeypatch):
+    """A card links data.dataset_id: decided as the data is loaded, never guessed from --data afterwards."""
+    make_image_folder(tmp_path / "alice" / "birds", 8)
+    monkeypatch.chdir(tmp_path)
+    for source in ("alice/birds", tmp_path / "alice" / "birds"):  # a relative folder that reads like a Hub id
+        assert load_cifar2(source).dataset_id is None
+    make_parquet_dataset(tmp_path / "ds", n_train=20, n_test=10)
+    assert load_cifar2(f"hf:{tmp_path / 'ds'}").dataset_id is None  # a local datasets folder: origin unknown
+
+
 def test_an_empty_image_cell_is_skipped_and_counted(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -920,15 +958,21 @@ def test_the_decoded_copy_reads_back_as_the_data_it_was_made_from(tmp_path):
         assert copy.images.dtype == torch.uint8 and copy.labels.dtype == torch.int64
         assert copy.skipped == original.skipped
     assert again.train.skipped == 1
-    assert (again.source, again.val_source, again.public_source) == \
-        (data.source, data.val_source, data.public_source) == \
-        (f"image folder {tmp_path / 'my data'}", "seeded class-balanced 25% of it (seed 4)", "image folder my data")
+    assert (again.source, again.val_source, again.public_source, again.dataset_id) == \
+        (data.source, data.val_source, data.public_source, data.dataset_id) == \
+        (f"image folder {tmp_path / 'my data'}", "seeded class-balanced 25% of it (seed 4)", "image folder my data",
+         None)
+    # a Hub dataset's id travels with the copy: each net's card links it as `train` on the data itself would
+    with tempfile.TemporaryFile(dir=tmp_path) as copy:
+        save_decoded(dataclasses.replace(data, dataset_id="alice/birds"), copy)
+        assert load_decoded(f"/dev/fd/{copy.fileno()}").dataset_id == "alice/birds"
 
 
 def _decoded(**changes) -> dict:
     tensors = {"train_images": torch.zeros(6, 3, 32, 32, dtype=torch.uint8), "train_labels": torch.tensor([0, 1] * 3),
                "val_images": torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "val_labels": torch.tensor([0, 1])}
-    metadata = {"source": "s", "val_source": "v", "public_source": "p", "train_skipped": "0", "val_skipped": "0"}
+    metadata = {"source": "s", "val_source": "v", "public_source": "p", "dataset_id": "", "train_skipped": "0",
+                "val_skipped": "0"}
     for name, value in changes.items():
         target = metadata if isinstance(value, str) or name in metadata else tensors
         if value is None:
@@ -951,7 +995,7 @@ def _decoded(**changes) -> dict:
      "val images of shape [0, 3, 32, 32] with 0 labels"),
     ({"val_labels": None}, "tensors train_images, train_labels, val_images"),
     ({"extra": torch.zeros(1)}, "tensors extra, train_images"),
-    ({"source": None}, "metadata public_source, train_skipped, val_skipped, val_source"),
+    ({"source": None}, "metadata dataset_id, public_source, train_skipped, val_skipped, val_source"),
     ({"val_skipped": "-1"}, "skipped counts that are not whole numbers"),
     ({"train_skipped": "9" * 5000}, "skipped counts that are not whole numbers"),  # int() would raise ValueError
 ])

@@ -17,21 +17,21 @@ from typing import BinaryIO
 import convhub
 import torch
 from convhub import CIFAR2_CLASSES
-from convhub.errors import ConvHubError, one_line
+from convhub.errors import ConvHubError, one_line, shown
 from convhub.hub import shown_endpoint
 from convhub.zoo import zoo_name
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError
 
 from . import allocator, artifacts, engine, parallel, publish, report, starting
-from .data import hub_dataset, load_cifar2, load_decoded, load_eval_split, save_decoded
+from .data import load_cifar2, load_decoded, load_eval_split, save_decoded
 from .recipes import RECIPES, recipe_for
 
 log = logging.getLogger("training")
 
 
-DATASET_ID_AT_PUSH = ("the Hub dataset the images came from, for the card to name and link (default: what the run "
-                      "recorded; `train --dataset-id`)")
+DATASET_ID_AT_PUSH = ("the Hub dataset the images came from, for the card to name and link, in place of what the "
+                      "run recorded (default: the run's; `train --dataset-id`)")
 
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +99,7 @@ def _dataset_id(text: str) -> str:
     try:
         validate_repo_id(text)
     except HFValidationError:
-        raise argparse.ArgumentTypeError(f"{one_line(text)[:100]!r} is not a Hub dataset id (such as "
+        raise argparse.ArgumentTypeError(f"{shown(text, 100)} is not a Hub dataset id (such as "
                                          "uoft-cs/cifar10)") from None
     return text
 
@@ -229,7 +229,7 @@ def train_one(name: str, data, args, out_dir: Path, device: torch.device) -> dic
     val_metrics = engine.metrics(model, data.val, convhub.CIFAR2_CLASSES, result.val_predictions)
     record = artifacts.training_record(
         model, data, recipe, result, train_metrics, val_metrics, seed=args.seed, device=device, precision=precision,
-        dataset_id=args.dataset_id or hub_dataset(args.data))
+        dataset_id=args.dataset_id or data.dataset_id)
     artifacts.save(model, out_dir, record, overwrite=getattr(args, "overwrite", False))
     print(f"{name}: val {record['val_accuracy']:.4f}, train {record['train_accuracy']:.4f}, "
           f"{record['seconds']:.0f} s -> {out_dir}", flush=True)

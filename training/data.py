@@ -22,6 +22,8 @@ from convhub import CIFAR2_CLASSES
 from convhub.card import CIFAR10_ON_THE_HUB
 from convhub.errors import ConvHubError, one_line
 from convhub.preprocessing import open_image, to_uint8
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
@@ -61,6 +63,9 @@ class CIFAR2:
     # What a model card may say about the data: a card can be published, and a local path would tell the world the
     # trainer's folders (often their user name). A Hub dataset keeps its id; a local folder only its own name.
     public_source: str
+    # The Hub dataset the images came from, which a card links: a Hub dataset's id, CIFAR-10's for CIFAR-10's batches;
+    # None for a local folder, whose origin nothing here can tell (train --dataset-id names it).
+    dataset_id: str | None = None
 
 
 def decode_image(source) -> torch.Tensor:
@@ -553,7 +558,6 @@ def _os_errors_as_data_errors(load):
     return wrapped
 
 
-@_os_errors_as_data_errors
 def _datasets_name(source: str) -> str | None:
     """The name ``datasets`` is given for --data ``source`` (hf:ID, a bare Hub id, hf:FOLDER), or None."""
     path = Path(source).expanduser()
@@ -562,28 +566,29 @@ def _datasets_name(source: str) -> str | None:
     return None
 
 
-def hub_dataset(source: str | Path) -> str | None:
-    """The Hub dataset --data ``source`` comes from, for a model card's metadata: the id of hf:ID, CIFAR-10's for a
-    CIFAR-10 python root; None for a local folder of images or files, whose origin nothing here can tell."""
-    source = str(source)
-    name = _datasets_name(source)
-    if name is not None:
-        return None if Path(name).exists() else name
-    return CIFAR10_ON_THE_HUB if cifar10_root(Path(source).expanduser()) else None
+def _hub_id(name: str) -> str | None:
+    """``name`` where the Hub would take it as a dataset's id (a card's metadata names it), else None."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
 
 
+@_os_errors_as_data_errors
 def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0, revision: str | None = None) -> CIFAR2:
     """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
     source = str(source)
     path = Path(source).expanduser()
     if (name := _datasets_name(source)) is not None:
-        public = _named("datasets folder", name) if Path(name).exists() else f"{name} (datasets)"
-        return _from_datasets(name, public, val_fraction, seed, revision)
+        if Path(name).exists():
+            return _from_datasets(name, _named("datasets folder", name), val_fraction, seed, revision)
+        return _from_datasets(name, f"{name} (datasets)", val_fraction, seed, revision, dataset_id=_hub_id(name))
     if not path.exists():
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
         return _with_validation(load_cifar10(root, True), load_cifar10(root, False), f"CIFAR-10 batches in {root}",
-                                val_fraction, seed, "CIFAR-10 python batches")
+                                val_fraction, seed, "CIFAR-10 python batches", dataset_id=CIFAR10_ON_THE_HUB)
     if _is_datasets_dir(path):
         # absolute, so that the errors name the folder ("." would name none)
         return _from_datasets(str(path.absolute()), _named("datasets folder", source), val_fraction, seed, revision)
@@ -596,13 +601,14 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
                             _named("image folder", source))
 
 
-def _from_datasets(name: str, public: str, val_fraction: float, seed: int, revision: str | None) -> CIFAR2:
+def _from_datasets(name: str, public: str, val_fraction: float, seed: int, revision: str | None,
+                   dataset_id: str | None = None) -> CIFAR2:
     full = load_hub_dataset(name, revision=revision, split="train")
     try:
         test = load_hub_dataset(name, revision=revision, split="test")
     except DataError:
         test = None
-    return _with_validation(full, test, f"{name} (datasets)", val_fraction, seed, public)
+    return _with_validation(full, test, f"{name} (datasets)", val_fraction, seed, public, dataset_id)
 
 
 def _named(kind: str, given: str, inside: str = "") -> str:
@@ -616,9 +622,9 @@ def _named(kind: str, given: str, inside: str = "") -> str:
 
 
 def _with_validation(train: Split, test: Split | None, source: str, val_fraction: float, seed: int,
-                     public_source: str) -> CIFAR2:
+                     public_source: str, dataset_id: str | None = None) -> CIFAR2:
     if test is not None and len(test):
-        data = CIFAR2(train, test, source, "the source's test split", public_source)
+        data = CIFAR2(train, test, source, "the source's test split", public_source, dataset_id)
     else:
         if not 0 < val_fraction < 1:
             raise DataError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
@@ -632,7 +638,7 @@ def _with_validation(train: Split, test: Split | None, source: str, val_fraction
         if len(val) == 0 or len(train) == 0:
             raise DataError(f"too few images ({len(train) + len(val)}) to carve a validation split")
         data = CIFAR2(train, val, source, f"seeded class-balanced {val_fraction:.0%} of it (seed {seed})",
-                      public_source)
+                      public_source, dataset_id)
     check_every_class(data)
     return data
 
@@ -652,7 +658,7 @@ def check_every_class(data: CIFAR2) -> None:
 # 10,000 JPEGs again took 3.2 s a net (2-core AVX2 EPYC). The zoo writes it to a file with no name; still read as
 # any file: checked from the header before a tensor is loaded.
 DECODED_PARTS = {"images": ("U8", 4), "labels": ("I64", 1)}
-DECODED_METADATA = ("source", "val_source", "public_source", "train_skipped", "val_skipped")
+DECODED_METADATA = ("source", "val_source", "public_source", "dataset_id", "train_skipped", "val_skipped")
 DECODED_HEADER_LIMIT = 1 << 20  # names, shapes and a few paths: a few KB
 
 
@@ -662,7 +668,8 @@ def save_decoded(data: CIFAR2, file: BinaryIO) -> None:
     tensors = {f"{split}_{part}": getattr(getattr(data, split), part).contiguous()
                for split in ("train", "val") for part in DECODED_PARTS}
     metadata = {"source": data.source, "val_source": data.val_source, "public_source": data.public_source,
-                "train_skipped": str(data.train.skipped), "val_skipped": str(data.val.skipped)}
+                "dataset_id": data.dataset_id or "", "train_skipped": str(data.train.skipped),
+                "val_skipped": str(data.val.skipped)}
     file.write(save(tensors, metadata=metadata))
     file.flush()
 
@@ -706,7 +713,8 @@ def load_decoded(path: str | Path) -> CIFAR2:
             raise refuse(f"{split} labels other than {len(CIFAR2_CLASSES)} classes' (0-{len(CIFAR2_CLASSES) - 1})")
     train, val = (Split(tensors[f"{split}_images"], tensors[f"{split}_labels"],
                         skipped=int(metadata[f"{split}_skipped"])) for split in ("train", "val"))
-    data = CIFAR2(train, val, metadata["source"], metadata["val_source"], metadata["public_source"])
+    data = CIFAR2(train, val, metadata["source"], metadata["val_source"], metadata["public_source"],
+                  _hub_id(metadata["dataset_id"]) if metadata["dataset_id"] else None)
     check_every_class(data)
     return data
 
