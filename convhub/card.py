@@ -10,7 +10,8 @@ import re
 import textwrap
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, PyTorchModelHubMixin
-from huggingface_hub.utils import HFValidationError, validate_repo_id
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .config import ConfigError, Float, Int, IntList
 from .errors import one_line
@@ -196,6 +197,15 @@ CIFAR10_ON_THE_HUB = "uoft-cs/cifar10"  # CIFAR-10 from its authors' organisatio
 CIFAR2_FROM_CIFAR10 = "CIFAR-10 airplane + bird (CIFAR-2)"
 
 
+def is_hub_id(text) -> bool:
+    """Whether the Hub would take ``text`` as a repo's id: what a card's `datasets` metadata may name."""
+    try:
+        validate_repo_id(text)
+    except (HFValidationError, TypeError, ValueError):
+        return False
+    return True
+
+
 def linked_dataset(training: dict | None) -> str | None:
     """The Hub dataset a training record names: its `dataset_id`, or, in a record from before there was one, what
     its `dataset` text proves (CIFAR-10's batches, a Hub dataset's id); None for a folder of unknown origin."""
@@ -206,14 +216,8 @@ def linked_dataset(training: dict | None) -> str | None:
     described = str(training.get("dataset") or "")
     if described == "CIFAR-10 python batches":
         return CIFAR10_ON_THE_HUB
-    if described.endswith(" (datasets)"):
-        name = described.removesuffix(" (datasets)")
-        try:
-            validate_repo_id(name)
-        except HFValidationError:
-            return None
-        return name
-    return None
+    name = described.removesuffix(" (datasets)")
+    return name if described.endswith(" (datasets)") and is_hub_id(name) else None
 
 
 def _eval_result(training: dict) -> EvalResult:
@@ -281,8 +285,8 @@ RECORD_FIELDS = {  # what a training record may hold, and how each value is chec
     "model_name": str, "params": Int(0, 10**9), "val_accuracy": Float(0, 1), "train_accuracy": Float(0, 1),
     "epochs": Int(0, 10**6), "seconds": Float(0, 10**9), "images_per_second": Float(0, 10**9),
     "n_train": Int(0, 10**9), "n_val": Int(0, 10**9), "seed": Int(-2**63, 2**63), "device": str, "precision": str,
-    "dataset": str, "dataset_id": str, "validation": str, "recipe": str, "recipe_description": str, "convhub_version": str,
-    "torch_version": str,
+    "dataset": str, "dataset_id": str, "validation": str, "recipe": str, "recipe_description": str,
+    "convhub_version": str, "torch_version": str,
 }
 
 
@@ -301,12 +305,8 @@ def clean_record(record, source: str) -> dict:
         value = record.get(key)
         if value is not None and not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", value)):
             raise ConfigError(f"{source}: {key!r} must be a name of at most 100 letters, digits, '_', '.' or '-'")
-    dataset_id = record.get("dataset_id")
-    if dataset_id is not None:  # goes into the card's `datasets` metadata and model-index, as a Hub id
-        try:
-            validate_repo_id(dataset_id)
-        except (HFValidationError, TypeError, ValueError):
-            raise ConfigError(f"{source}: 'dataset_id' must be a Hub dataset id such as uoft-cs/cifar10") from None
+    if record.get("dataset_id") is not None and not is_hub_id(record["dataset_id"]):  # goes into `datasets:`
+        raise ConfigError(f"{source}: 'dataset_id' must be a Hub dataset id such as uoft-cs/cifar10")
     clean = {}
     for key, kind in RECORD_FIELDS.items():
         if record.get(key) is None:

@@ -17,10 +17,10 @@ from typing import BinaryIO
 import convhub
 import torch
 from convhub import CIFAR2_CLASSES
+from convhub.card import is_hub_id
 from convhub.errors import ConvHubError, one_line, shown
 from convhub.hub import shown_endpoint
 from convhub.zoo import zoo_name
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError
 
 from . import allocator, artifacts, engine, parallel, publish, report, starting
@@ -96,11 +96,8 @@ def _zoo_model(text: str) -> str:
 
 
 def _dataset_id(text: str) -> str:
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        raise argparse.ArgumentTypeError(f"{shown(text, 100)} is not a Hub dataset id (such as "
-                                         "uoft-cs/cifar10)") from None
+    if not is_hub_id(text):
+        raise argparse.ArgumentTypeError(f"{shown(text, 100)} is not a Hub dataset id (such as uoft-cs/cifar10)")
     return text
 
 

@@ -19,11 +19,9 @@ from typing import BinaryIO
 import numpy as np
 import torch
 from convhub import CIFAR2_CLASSES
-from convhub.card import CIFAR10_ON_THE_HUB
+from convhub.card import CIFAR10_ON_THE_HUB, is_hub_id
 from convhub.errors import ConvHubError, one_line
 from convhub.preprocessing import open_image, to_uint8
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
@@ -566,15 +564,6 @@ def _datasets_name(source: str) -> str | None:
     return None
 
 
-def _hub_id(name: str) -> str | None:
-    """``name`` where the Hub would take it as a dataset's id (a card's metadata names it), else None."""
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return None
-    return name
-
-
 @_os_errors_as_data_errors
 def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0, revision: str | None = None) -> CIFAR2:
     """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
@@ -583,7 +572,8 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
     if (name := _datasets_name(source)) is not None:
         if Path(name).exists():
             return _from_datasets(name, _named("datasets folder", name), val_fraction, seed, revision)
-        return _from_datasets(name, f"{name} (datasets)", val_fraction, seed, revision, dataset_id=_hub_id(name))
+        hub_id = name if is_hub_id(name) else None
+        return _from_datasets(name, f"{name} (datasets)", val_fraction, seed, revision, dataset_id=hub_id)
     if not path.exists():
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
@@ -714,7 +704,7 @@ def load_decoded(path: str | Path) -> CIFAR2:
     train, val = (Split(tensors[f"{split}_images"], tensors[f"{split}_labels"],
                         skipped=int(metadata[f"{split}_skipped"])) for split in ("train", "val"))
     data = CIFAR2(train, val, metadata["source"], metadata["val_source"], metadata["public_source"],
-                  _hub_id(metadata["dataset_id"]) if metadata["dataset_id"] else None)
+                  metadata["dataset_id"] if is_hub_id(metadata["dataset_id"]) else None)
     check_every_class(data)
     return data
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import convhub
 import httpx2
+from convhub.card import is_hub_id
 from convhub.errors import ConvHubError, HubUnavailableError, shown
 from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
                          shown_endpoint, within_deadline)
@@ -127,11 +128,8 @@ def record_for_card(model_dir: str | Path, dataset_id: str | None = None) -> dic
     record = artifacts.read_record(model_dir)
     if dataset_id is None:
         return record
-    try:
-        validate_repo_id(dataset_id)
-    except HFValidationError:
-        raise PublishError(f"--dataset-id {shown(dataset_id, 100)} is not a Hub dataset id (such as "
-                           "uoft-cs/cifar10)") from None
+    if not is_hub_id(dataset_id):
+        raise PublishError(f"--dataset-id {shown(dataset_id, 100)} is not a Hub dataset id (such as uoft-cs/cifar10)")
     if record is None:
         raise PublishError(f"{shown(str(model_dir), 200)} holds untrained weights: --dataset-id names the data a run "
                            "trained on, and no run trained these")
