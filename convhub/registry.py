@@ -4,7 +4,6 @@ saved one whose config.json picks the class, and ``list_models()``; ``pretrained
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConvHubError
@@ -12,12 +11,27 @@ from .models import ZOO, ConvHubModel
 from .zoo import pretrained_repo, zoo_name
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    architecture: str
-    params: int
-    description: str
+class ModelInfo(str):
+    """A zoo net's name, as timm's list_models gives names (``create(info)``, ``"net" in list_models()`` and JSON
+    work on it), carrying its class name, parameter count and one-line description."""
+
+    __slots__ = ("architecture", "params", "description")
+
+    def __new__(cls, name: str, architecture: str, params: int, description: str):
+        info = super().__new__(cls, name)
+        info.architecture, info.params, info.description = architecture, params, description
+        return info
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        return (f"ModelInfo(name={self.name!r}, architecture={self.architecture!r}, params={self.params}, "
+                f"description={self.description!r})")
+
+    def __reduce__(self):  # pickled (multiprocessing) as what it is, not as a plain str
+        return ModelInfo, (self.name, self.architecture, self.params, self.description)
 
 
 def load(name_or_path: str | Path, *, revision: str | None = None, map_location: str = "cpu", **kwargs) -> ConvHubModel:
@@ -32,6 +46,9 @@ def create(name: str, pretrained: bool = False, *, namespace: str | None = None,
     if not isinstance(pretrained, bool):  # a folder's path here was taken as True: the Hub's weights, not the folder's
         raise TypeError(f"pretrained is True or False, not {type(pretrained).__name__}; "
                         "convhub.load(folder_or_repo) loads a saved net")
+    if not isinstance(name, str):  # create(3) was an AttributeError from inside
+        raise TypeError(f"name is a zoo net's name such as 'net' (convhub.list_models() lists them), "
+                        f"not {type(name).__name__}")
     if name.startswith("hf-hub:"):
         return load(name, revision=revision)
     if not pretrained and (namespace or revision):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -105,6 +106,18 @@ def test_list_models_filters_names_as_timms_does():
     assert [info.name for info in convhub.list_models("net_res*")] == ["net_res", "net_res_deep", "net_res_deep100"]
     assert convhub.list_models("resnet*") == [] and len(convhub.list_models("*")) == len(ZOO_NAMES)
     assert convhub.create("net").num_classes == 2
+
+
+def test_list_models_gives_names_as_timms_does():
+    """timm's list_models returns names: `create(info)` was an AttributeError and `"net" in list_models()` False."""
+    infos = convhub.list_models()
+    assert "net" in infos and infos == ZOO_NAMES and json.loads(json.dumps(infos)) == ZOO_NAMES
+    assert [convhub.create(info).model_name for info in convhub.list_models("net_res*")] == \
+        ["net_res", "net_res_deep", "net_res_deep100"]
+    assert repr(infos[1]).startswith("ModelInfo(name='net', architecture='Net', params=18090, description=")
+    assert pickle.loads(pickle.dumps(infos[1])).params == 18090  # as multiprocessing sends it
+    with pytest.raises(TypeError, match=r"^name is a zoo net's name such as 'net' .* not int$"):
+        convhub.create(3)
 
 
 def test_list_models_agrees_with_create():
