@@ -220,12 +220,11 @@ def linked_dataset(training: dict | None) -> str | None:
     return name if described.endswith(" (datasets)") and is_hub_id(name) else None
 
 
-def _eval_result(training: dict) -> EvalResult:
-    """The model-index entry, naming the data as it was: the Hub dataset the record names (its airplanes and birds),
+def _eval_result(training: dict, dataset_id: str | None) -> EvalResult:
+    """The model-index entry, naming the data as it was: ``dataset_id`` (linked_dataset's; its airplanes and birds),
     else the local data as `transformers` names it ("imagefolder"), and which split."""
     carved = "of it" in str(training.get("validation", ""))
     split = f"train (held-out: {training['validation']})" if carved else "test"
-    dataset_id = linked_dataset(training)
     described = str(training.get("dataset") or "local data")
     if dataset_id == CIFAR10_ON_THE_HUB:
         name = CIFAR2_FROM_CIFAR10
@@ -246,11 +245,12 @@ def model_card(model, training: dict | None = None, repo_id: str | None = None) 
     name = model.model_name
     info = model._hub_mixin_info
     data = ModelCardData(**info.model_card_data.to_dict())
-    if linked_dataset(training):  # the Hub's link to the data; none for a folder of unknown origin
-        data.datasets = [linked_dataset(training)]
+    dataset_id = linked_dataset(training)
+    if dataset_id:  # the Hub's link to the data; none for a folder of unknown origin
+        data.datasets = [dataset_id]
     if training:
         data.model_name = f"convhub-{name.replace('_', '-')}"
-        data.eval_results = [_eval_result(training)]
+        data.eval_results = [_eval_result(training, dataset_id)]
         # Machine-readable copy of the whole training record, read back by `training push` and the Space.
         data.convhub = rounded(training)
     repo_id = repo_id or repo_hint(name)
