@@ -148,12 +148,17 @@ def test_kernels_are_never_cropped_and_feature_maps_follow_the_net(page):
     assert natural[0] > 0 and abs(box["width"] / box["height"] - natural[0] / natural[1]) < 0.02  # not cropped
     container = page.locator("#kernels").bounding_box()
     assert box["x"] >= container["x"] - 1  # never cut off on the left
+    hints = [page.locator(figure).evaluate("e => getComputedStyle(e, '::before').content")
+             for figure in ("#kernels", "#feature-maps")]
     if page.size_name == "desktop":
         assert box["x"] + box["width"] <= container["x"] + container["width"] + 1
-    else:  # a phone: drawn at a readable size (shrunk to 390 px its labels were ~5 px), scrolled inside its box
+        assert hints == ["none", "none"]
+    else:  # a phone: drawn at a readable size (shrunk to 390 px its labels were ~5 px), scrolled inside its box,
+        # which phones show no scroll bar for until it is used: a line says the rest is there
         scroll_width, visible_width = page.locator("#kernels .matplotlib").evaluate(
             "e => [e.scrollWidth, e.clientWidth]")
         assert box["width"] >= 600 and scroll_width >= 600 > visible_width
+        assert all("Swipe sideways" in hint for hint in hints), hints
     for cell in (page.locator("#layers th", has_text="params"), page.locator("#layers td", has_text="1,160")):
         lines = cell.evaluate("c => { const r = document.createRange(); r.selectNodeContents(c); "
                               "return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }")
