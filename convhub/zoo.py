@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from pathlib import Path
 
 from .errors import ConvHubError, shown
 
@@ -41,4 +42,12 @@ def zoo_name(name: str) -> str:
     close = difflib.get_close_matches(canonical, NETS, n=1, cutoff=0.6)
     raise ConvHubError(f"unknown model {shown(name)}{f' (did you mean {close[0]}?)' if close else ''}; the zoo "
                        f"has: {', '.join(NETS)}")
+
+
+def saved_nets(folder: str | os.PathLike) -> dict[str, Path]:
+    """The zoo's nets saved in ``folder`` as `zoo` writes them (a save_pretrained folder per net, named after it), in
+    the chapter's order: one rule for the Space's CONVHUB_MODELS_DIR and bundle, and training's translation and
+    publish, so a folder one of them accepts is never one another ignores."""
+    folder = Path(folder)
+    return {name: folder / name for name in NETS if (folder / name / "config.json").is_file()}
 

@@ -108,12 +108,12 @@ try:
     # named by mistake), made every net come from the Hub or the bundle, with nothing in the log to say why.
     MODELS_DIR = os.environ.get("CONVHUB_MODELS_DIR") or None
     if MODELS_DIR is not None:
-        from convhub.zoo import NETS as ZOO_NETS
+        from convhub.zoo import NETS as ZOO_NETS, saved_nets
 
         if not Path(MODELS_DIR).is_dir():
             raise ConvHubError(f"CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained folders; "
                                f"{shown(MODELS_DIR, 200)} is not a folder")
-        if not any((Path(MODELS_DIR) / name / "config.json").is_file() for name in ZOO_NETS):
+        if not saved_nets(MODELS_DIR):
             raise ConvHubError(f"CONVHUB_MODELS_DIR {shown(MODELS_DIR, 200)} holds none of the nets: it must hold a "
                                f"save_pretrained folder per net, named as the zoo names it ({', '.join(ZOO_NETS)})")
     SERVER_PORT = env.number("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535)  # Gradio's own variable

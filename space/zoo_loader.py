@@ -24,7 +24,7 @@ from convhub.card import plain_markdown, training_record
 from convhub.config import ConfigError, parse_config
 from convhub.errors import one_line
 from convhub.hub import hub_reachable, offline_mode, resolve, shown_endpoint
-from convhub.zoo import NETS, WITHOUT_CONVOLUTIONS
+from convhub.zoo import NETS, WITHOUT_CONVOLUTIONS, saved_nets
 
 if TYPE_CHECKING:
     import torch
@@ -144,7 +144,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
     downloaded here), in the order they are tried."""
     found = FoundNet(name)
     if models_dir is not None:
-        if (models_dir / name / "config.json").is_file():
+        if name in saved_nets(models_dir):
             found.steps.append(Candidate(models_dir / name, f"local folder (CONVHUB_MODELS_DIR)/{name}",
                                          "local folder failed"))
         else:
@@ -166,7 +166,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
             found.steps.append(offline)
         except Exception as error:  # noqa: BLE001
             found.steps.append(f"{offline}; HF cache copy failed: {describe_failure(error)}")
-    if (BUNDLED_DIR / name / "config.json").is_file():
+    if name in saved_nets(BUNDLED_DIR):
         found.steps.append(Candidate(BUNDLED_DIR / name, "bundled (space/models)", "bundled copy failed",
                                      last_resort=True))
     else:

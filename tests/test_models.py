@@ -64,6 +64,20 @@ def test_zoo_names_are_the_chapters_nets():
         name: arch for name, (arch, _) in convhub.zoo.NETS.items()}
 
 
+def test_saved_nets_are_the_zoo_folders_with_a_config(tmp_path):
+    """The one rule the Space's CONVHUB_MODELS_DIR check and bundle, translation and publish read a folder by."""
+    for name in ("net_res", "net", "net_width", "my_net"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    (tmp_path / "fc").mkdir()  # no config.json
+    (tmp_path / "net_depth").mkdir()
+    (tmp_path / "net_depth" / "config.json").mkdir()  # a folder, not a file
+    (tmp_path / "net_dropout").write_text("a file")
+    assert convhub.zoo.saved_nets(tmp_path) == {name: tmp_path / name for name in ("net", "net_width", "net_res")}
+    assert list(convhub.zoo.saved_nets(str(tmp_path))) == ["net", "net_width", "net_res"]  # the chapter's order
+    assert convhub.zoo.saved_nets(tmp_path / "missing") == {}
+
+
 def test_the_torch_free_layers_import_no_torch():
     """The Space lists the nets and finds their folders before torch is imported (~1.4 s of its start-up)."""
     import subprocess

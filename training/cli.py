@@ -20,7 +20,7 @@ from convhub import CIFAR2_CLASSES
 from convhub.card import is_hub_id
 from convhub.errors import ConvHubError, one_line, shown
 from convhub.hub import shown_endpoint
-from convhub.zoo import zoo_name
+from convhub.zoo import saved_nets, zoo_name
 from safetensors import SafetensorError
 
 from . import allocator, artifacts, engine, parallel, publish, report, starting
@@ -401,7 +401,7 @@ def cmd_translation(args) -> int:
         artifacts.refuse_linked_folders(folder)
         if (folder / translation.FILE).is_dir():  # found before the nets are evaluated, not after
             raise ConvHubError(f"{folder / translation.FILE} is a folder: the curves are written to that name")
-    models = {name: convhub.load(folder / name) for name in convhub.ZOO if (folder / name / "config.json").is_file()}
+    models = {name: convhub.load(saved) for name, saved in saved_nets(folder).items()}
     if not models:
         raise ConvHubError(f"no saved nets in {folder} (folders named after the zoo: {', '.join(convhub.ZOO)})")
     data = _load_data(args)

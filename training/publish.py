@@ -19,7 +19,7 @@ from convhub.card import is_hub_id
 from convhub.errors import ConvHubError, HubUnavailableError, shown
 from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
                          shown_endpoint, within_deadline)
-from convhub.zoo import zoo_name
+from convhub.zoo import saved_nets, zoo_name
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
@@ -236,7 +236,7 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     if not source.is_dir():
         raise PublishError(f"no folder {source}: pass --from, a folder of trained nets (as `zoo` writes them)")
     artifacts.refuse_linked_folders(source)
-    found = {name: source / name for name in convhub.ZOO if (source / name / "config.json").is_file()}
+    found = saved_nets(source)
     if only is not None:
         typed = [n.strip() for n in only.split(",") if n.strip()]
         if not typed:  # an empty $NAMES in a script: not the whole zoo
