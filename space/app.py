@@ -940,7 +940,8 @@ def main() -> None:
             server.config.loaded_app = logs.Failures(server.config.loaded_app, log=failures)
         loading = NETS.start()
         loading.add_done_callback(report_ready)
-        demo.block_thread()  # until Ctrl-C, SIGTERM (_stop) or a failed load (report_ready)
+        signal.signal(signal.SIGTERM, _close)  # the server is up: from here on SIGTERM closes it
+        demo.block_thread()  # until Ctrl-C, SIGTERM (_close) or a failed load (report_ready)
     finally:
         STORE.close()
     if loading.done() and loading.exception() is not None:
@@ -948,9 +949,16 @@ def main() -> None:
 
 
 def _stop(*_) -> None:
-    """SIGTERM: stop like Ctrl-C (Gradio closes the server on KeyboardInterrupt), also when the shell that started
-    us in the background made the process ignore SIGINT."""
+    """SIGTERM while the server starts: stop like Ctrl-C, also when the shell that started us in the background made
+    the process ignore SIGINT."""
     raise KeyboardInterrupt
+
+
+def _close(*_) -> None:
+    """SIGTERM once the server is up: close it, and block_thread returns. Ctrl-C's way logged Gradio's "Keyboard
+    interruption in main thread" each time a Space was stopped or restarted, where no one pressed a key."""
+    print("SIGTERM: closing the server.", flush=True)
+    demo.close(verbose=False)
 
 
 if __name__ == "__main__":

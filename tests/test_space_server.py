@@ -473,7 +473,8 @@ def test_queue_limit_and_clean_exit(tmp_path, images, models_dir):
         assert len(errors) < len(results)  # the ones that got in were answered
     finally:
         code = space.stop()
-    assert code is not None and list(tmp.glob("convhub-space-*")) == []
+    assert code == 0 and list(tmp.glob("convhub-space-*")) == []
+    assert "SIGTERM: closing the server." in space.log() and "Keyboard interruption" not in space.log()
 
 
 def test_uploads_that_would_fill_the_disk_are_refused_until_the_cache_has_room(tmp_path, images, models_dir):
