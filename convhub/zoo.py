@@ -44,10 +44,11 @@ def zoo_name(name: str) -> str:
                        f"has: {', '.join(NETS)}")
 
 
-def saved_nets(folder: str | os.PathLike) -> dict[str, Path]:
-    """The zoo's nets saved in ``folder`` as `zoo` writes them (a save_pretrained folder per net, named after it), in
-    the chapter's order: one rule for the Space's CONVHUB_MODELS_DIR and bundle, and training's translation and
-    publish, so a folder one of them accepts is never one another ignores."""
+def saved_nets(folder: str | os.PathLike, names=NETS) -> dict[str, Path]:
+    """The zoo's nets (of ``names``) saved in ``folder`` as `zoo` writes them (a save_pretrained folder per net, named
+    after it), in the chapter's order: one rule for the Space's CONVHUB_MODELS_DIR and bundle, and training's
+    translation and publish, so a folder one of them accepts is never one another ignores. Only ``names`` are looked
+    at: an unreadable folder of a net no one asked for is no error."""
     folder = Path(folder)
-    return {name: folder / name for name in NETS if (folder / name / "config.json").is_file()}
+    return {name: folder / name for name in NETS if name in names and (folder / name / "config.json").is_file()}
 

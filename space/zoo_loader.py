@@ -144,7 +144,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
     downloaded here), in the order they are tried."""
     found = FoundNet(name)
     if models_dir is not None:
-        if name in saved_nets(models_dir):
+        if saved_nets(models_dir, [name]):
             found.steps.append(Candidate(models_dir / name, f"local folder (CONVHUB_MODELS_DIR)/{name}",
                                          "local folder failed"))
         else:
@@ -166,7 +166,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
             found.steps.append(offline)
         except Exception as error:  # noqa: BLE001
             found.steps.append(f"{offline}; HF cache copy failed: {describe_failure(error)}")
-    if name in saved_nets(BUNDLED_DIR):
+    if saved_nets(BUNDLED_DIR, [name]):
         found.steps.append(Candidate(BUNDLED_DIR / name, "bundled (space/models)", "bundled copy failed",
                                      last_resort=True))
     else:

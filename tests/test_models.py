@@ -76,6 +76,7 @@ def test_saved_nets_are_the_zoo_folders_with_a_config(tmp_path):
     assert convhub.zoo.saved_nets(tmp_path) == {name: tmp_path / name for name in ("net", "net_width", "net_res")}
     assert list(convhub.zoo.saved_nets(str(tmp_path))) == ["net", "net_width", "net_res"]  # the chapter's order
     assert convhub.zoo.saved_nets(tmp_path / "missing") == {}
+    assert convhub.zoo.saved_nets(tmp_path, ["net_res", "fc", "my_net"]) == {"net_res": tmp_path / "net_res"}
 
 
 def test_the_torch_free_layers_import_no_torch():
