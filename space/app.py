@@ -893,8 +893,8 @@ demo = build_demo(FOUND, NETS)
 
 
 def main() -> None:
-    # SIGTERM (how Spaces and process managers stop a server) ends the server like Ctrl-C, so that exit handlers
-    # run and our image folder is removed.
+    # SIGTERM (how Spaces and process managers stop a server) ends the server, so that exit handlers run and our
+    # image folder is removed: like Ctrl-C while it starts (_stop), then by closing it (_close).
     signal.signal(signal.SIGTERM, _stop)
     failures = logs.FailureLog()
     logs.install(failures)
@@ -956,9 +956,15 @@ def _stop(*_) -> None:
 
 def _close(*_) -> None:
     """SIGTERM once the server is up: close it, and block_thread returns. Ctrl-C's way logged Gradio's "Keyboard
-    interruption in main thread" each time a Space was stopped or restarted, where no one pressed a key."""
+    interruption in main thread" each time a Space was stopped or restarted, where no one pressed a key. A second
+    SIGTERM while it closes is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("SIGTERM: closing the server.", flush=True)
-    demo.close(verbose=False)
+    try:
+        demo.close(verbose=False)
+    except Exception as error:  # noqa: BLE001 - still stop: block_thread ends once is_running is False
+        print(f"closing the server failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        demo.is_running = False
 
 
 if __name__ == "__main__":

@@ -820,6 +820,30 @@ def test_a_space_that_cannot_listen_says_why_in_one_line(tmp_path, taken):
     assert "Traceback" not in result.stderr and "Running on" not in result.stdout
 
 
+def test_sigterm_closes_the_server_once_and_still_stops_when_closing_fails(monkeypatch, capsys):
+    """SIGTERM once the server is up (app._close): a second one while it closes is ignored, and a close that raises
+    still ends block_thread instead of escaping from the signal handler with a traceback."""
+    import signal
+
+    import app
+
+    def broken_close(verbose=True):
+        raise RuntimeError("queue already gone")
+
+    monkeypatch.setattr(app.demo, "close", broken_close)
+    monkeypatch.setattr(app.demo, "is_running", True)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        app._close(signal.SIGTERM, None)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert app.demo.is_running is False
+    captured = capsys.readouterr()
+    assert "SIGTERM: closing the server." in captured.out
+    assert "closing the server failed: RuntimeError: queue already gone" in captured.err
+
+
 def test_main_bounds_the_sessions_gradio_keeps(monkeypatch):
     """Gradio keeps a copy of the page's configs per session (~120 KB here; 10,000 sessions by default): main() hands
     it the Space's bound, with the queue and upload limits."""
