@@ -158,7 +158,7 @@ def test_kernels_are_never_cropped_and_feature_maps_follow_the_net(page):
         scroll_width, visible_width = page.locator("#kernels .matplotlib").evaluate(
             "e => [e.scrollWidth, e.clientWidth]")
         assert box["width"] >= 600 and scroll_width >= 600 > visible_width
-        assert all("Swipe sideways" in hint for hint in hints), hints
+        assert all("Scroll sideways" in hint for hint in hints), hints
     for cell in (page.locator("#layers th", has_text="params"), page.locator("#layers td", has_text="1,160")):
         lines = cell.evaluate("c => { const r = document.createRange(); r.selectNodeContents(c); "
                               "return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }")
