@@ -170,6 +170,10 @@ def test_kernels_are_never_cropped_and_feature_maps_follow_the_net(page):
     page.get_by_role("option", name="net_res", exact=True).click()
     expect(page)(maps).not_to_have_attribute("src", before, timeout=60_000)
     expect(page)(page.locator("#layers")).to_contain_text("conv3 → relu + skip")
+    if page.size_name == "phone":  # no line over an empty box (before the figure comes, or for a net not loaded)
+        emptied = page.locator("#feature-maps").evaluate("e => { e.querySelectorAll('img').forEach(i => i.remove()); "
+                                                         "return getComputedStyle(e, '::before').content; }")
+        assert emptied == "none"
 
 
 def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page, tmp_path, shots):
