@@ -304,9 +304,9 @@ def _zoo_side_by_side(names: list[str], data, args, out: Path, device: torch.dev
           f"{', '.join(order)}", flush=True)
     # --option=value: a value starting with "-" (a --data path) is still read as the option's value
     options = {"--data": args.data, "--data-revision": args.data_revision, "--dataset-id": args.dataset_id,
-               "--recipe": args.recipe,
-               "--epochs": args.epochs, "--lr": args.lr, "--batch-size": args.batch_size, "--seed": args.seed,
-               "--val-fraction": args.val_fraction, "--device": device, "--precision": args.precision}
+               "--recipe": args.recipe, "--epochs": args.epochs, "--lr": args.lr, "--batch-size": args.batch_size,
+               "--seed": args.seed, "--val-fraction": args.val_fraction, "--device": device,
+               "--precision": args.precision}
     passed = [f"{flag}={value}" for flag, value in options.items() if value is not None]
     passed += ["--quiet"] * args.quiet + ["--overwrite"] * args.overwrite
     copy, passed = _hand_over(data, passed)
