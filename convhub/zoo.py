@@ -50,5 +50,14 @@ def saved_nets(folder: str | os.PathLike, names=NETS) -> dict[str, Path]:
     translation and publish, so a folder one of them accepts is never one another ignores. Only ``names`` are looked
     at: an unreadable folder of a net no one asked for is no error."""
     folder = Path(folder)
-    return {name: folder / name for name in NETS if name in names and (folder / name / "config.json").is_file()}
+    found = {}
+    for name in NETS:
+        if name not in names:
+            continue
+        try:
+            if (folder / name / "config.json").is_file():
+                found[name] = folder / name
+        except OSError as error:  # unreadable, or a name too long for the system: a traceback from is_file
+            raise ConvHubError(f"cannot read {shown(str(folder / name), 200)}: {error.strerror or error}") from None
+    return found
 

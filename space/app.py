@@ -110,7 +110,7 @@ try:
     if MODELS_DIR is not None:
         from convhub.zoo import NETS as ZOO_NETS, saved_nets
 
-        if not Path(MODELS_DIR).is_dir():
+        if not os.path.isdir(MODELS_DIR):  # False, not an OSError, for a name too long to be one
             raise ConvHubError(f"CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained folders; "
                                f"{shown(MODELS_DIR, 200)} is not a folder")
         if not saved_nets(MODELS_DIR):

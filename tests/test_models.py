@@ -77,6 +77,8 @@ def test_saved_nets_are_the_zoo_folders_with_a_config(tmp_path):
     assert list(convhub.zoo.saved_nets(str(tmp_path))) == ["net", "net_width", "net_res"]  # the chapter's order
     assert convhub.zoo.saved_nets(tmp_path / "missing") == {}
     assert convhub.zoo.saved_nets(tmp_path, ["net_res", "fc", "my_net"]) == {"net_res": tmp_path / "net_res"}
+    with pytest.raises(convhub.ConvHubError, match="cannot read '.*aaaa.*: File name too long"):
+        convhub.zoo.saved_nets(tmp_path / ("a" * 300))  # an OSError traceback from is_file
 
 
 def test_the_torch_free_layers_import_no_torch():

@@ -788,6 +788,8 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     # the nets came from the Hub or the bundle, and only the Compare tab said "not in CONVHUB_MODELS_DIR"
     ("CONVHUB_MODELS_DIR", "/nonexistent/models", "CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained "
                                                   "folders; '/nonexistent/models' is not a folder"),
+    ("CONVHUB_MODELS_DIR", "/tmp/" + "a" * 300,  # an OSError traceback from Path.is_dir
+     "CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained folders; '/tmp/aaaa"),
     ("CONVHUB_MODELS_DIR", str(Path(__file__).resolve().parents[1] / "space"),  # not space/models: its parent
      f"CONVHUB_MODELS_DIR {str(Path(__file__).resolve().parents[1] / 'space')!r} holds none of the nets: it must "
      "hold a save_pretrained folder per net, named as the zoo names it (fc, net, net_width,"),

@@ -591,6 +591,25 @@ def test_evaluate_unknown_model_folder_is_a_user_error(folder, tmp_path):
 # --- user errors ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("command", ["train --out", "train --data", "evaluate --model", "translation --models",
+                                     "publish --from"])
+def test_a_path_the_system_refuses_is_one_line_naming_it(folder, tmp_path, command):
+    """A name longer than the file system allows: Path.exists and is_dir raise instead of answering, and each of
+    these commands ended in an OSError traceback."""
+    too_long = tmp_path / ("a" * 300)
+    args = {"train": ["--model", "net", "--data", folder, "--out", tmp_path / "out", *FAST],
+            "evaluate": ["--model", tmp_path / "model", "--data", folder],
+            "translation": ["--models", tmp_path / "models", "--data", folder],
+            "publish": ["--namespace", "me", "--from", tmp_path / "models", "--dry-run", tmp_path / "dry"]}
+    name, flag = command.split()
+    argv = args[name]
+    argv[argv.index(flag) + 1] = too_long
+    code, _, stderr = run_cli(name, *argv)
+    assert_user_error(code, stderr, "File name too long", "aaaaaaaaaa")
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing written
+
+
 def test_missing_data_folder(tmp_path):
     code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "missing", "--out", tmp_path / "o")
     assert_user_error(code, stderr, "no such data folder", "missing")

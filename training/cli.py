@@ -454,6 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConvHubError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.filename is None:  # not a path of the user's: a bug or the network, whose traceback says more
+            raise
+        # A path the system refuses (a name too long, a folder not readable) where no check gave it a message
+        # of its own; the commands check their outputs before training, so nothing trained is lost.
+        print(f"error: {shown(str(error.filename), 200)}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, the shell's exit code for SIGINT; saves are atomic, so
         # a model is either saved whole or not at all
         if net_of_a_zoo:  # the zoo repeats its Ctrl-C until we have ended
