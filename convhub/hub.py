@@ -325,11 +325,15 @@ def resolve(
     """A local folder holding config.json + model.safetensors: the folder itself, or the Hub repo's snapshot."""
     name = repo_name(name_or_path)
     local = _expanded(name)
-    if local.is_dir():
+    try:
+        is_dir, is_file = local.is_dir(), local.is_file()
+    except OSError as error:  # a name too long for the system, a folder not readable: is_dir raises
+        raise ConvHubError(f"cannot read {shown(name, 200)}: {error.strerror or error}") from None
+    if is_dir:
         if revision is not None:  # ignored, a pinned revision would load whatever the folder holds
             raise ConvHubError(f"{name!r} is a local folder: revision={shown(revision)} applies to Hub repos only")
         return local
-    if local.is_file():
+    if is_file:
         raise ConvHubError(f"{name!r} is a file: pass the folder that holds config.json and model.safetensors")
     check_revision(revision)  # a path in the HF cache: refs/<revision>
     try:

@@ -159,6 +159,8 @@ def test_a_mistyped_path_says_there_is_no_such_folder(folder):
     with pytest.raises(convhub.ConvHubError, match="model.safetensors' is a file: pass the folder that holds "
                                                    "config.json and model.safetensors"):
         convhub.load(folder / "model.safetensors")
+    with pytest.raises(convhub.ConvHubError, match=r"^cannot read '.*aaaa.*: File name too long$"):
+        convhub.load(folder.parent / ("a" * 300))  # an OSError traceback from Path.is_dir
 
 
 def test_a_revision_with_a_local_folder_is_refused_not_ignored(folder):
