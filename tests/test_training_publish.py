@@ -237,6 +237,31 @@ def test_cli_push_command(hub, model_dir):
     assert set(hub.files("model", "acme/convhub-net", "v1")) == MODEL_REPO_FILES
 
 
+def test_private_for_a_repo_that_is_public_is_refused_before_anything_is_pushed_or_trained(hub, model_dir, folder,
+                                                                                          tmp_path):
+    """--private was ignored for a repo that already existed: create_repo(exist_ok=True) keeps its visibility, and
+    the upload went into the public repo with "pushed"."""
+    publish.push(model_dir, "alice/convhub-net", token=TOKEN)  # public
+    commits = len(hub.commits)
+    refusal = "--private, but alice/convhub-net already exists and is public, which the Hub keeps: nothing was pushed"
+    code, _, stderr = run_cli("push", "--from", model_dir, "--repo", "alice/convhub-net", "--token", TOKEN,
+                              "--private")
+    assert_user_error(code, stderr, refusal)
+    code, _, stderr = publish_cli("--only", "fc,net", "--private")  # fc's repo is new: not pushed either
+    assert_user_error(code, stderr, refusal)
+    for command in (["train", "--model", "net", "--push", "alice/convhub-net"],
+                    ["zoo", "--models", "net", "--push", "alice"]):
+        out = tmp_path / command[0]
+        code, stdout, stderr = run_cli(*command, "--data", folder, "--epochs", 1, "--out", out, "--token", TOKEN,
+                                       "--private", "--quiet")
+        assert_user_error(code, stderr, refusal)
+        assert not out.exists() and "data:" not in stdout  # refused before training
+    assert len(hub.commits) == commits and not hub.repos[("model", "alice/convhub-net")].private
+    assert ("model", "alice/convhub-fc") not in hub.repos
+    hub.repos[("model", "alice/convhub-net")].private = True  # made private on the Hub: --private pushes again
+    assert "alice/convhub-net" in publish.push(model_dir, "alice/convhub-net", private=True, token=TOKEN)
+
+
 def test_cli_push_of_a_folder_that_is_not_a_model(hub, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, stderr = run_cli("push", "--from", tmp_path / "empty", "--repo", "alice/x", "--token", TOKEN)

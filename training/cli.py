@@ -56,7 +56,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                         help="override the recipe's precision (auto: bf16 autocast where the hardware has it natively)")
     parser.add_argument("--token", help="Hugging Face token for --push (default: HF_TOKEN or `hf auth login`)")
-    parser.add_argument("--private", action="store_true", help="create pushed repos as private")
+    parser.add_argument("--private", action="store_true", help="create pushed repos as private (an existing "
+                        "public one is refused before training: the Hub keeps its visibility)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--threads", type=_threads, help="torch CPU threads (default: torch's choice; zoo --jobs "
                         "gives each net its share of the cores)")
@@ -154,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="folder of trained nets, one subfolder per zoo name (default: space/models)")
     publish_.add_argument("--only", help="comma-separated subset of the zoo (the Space still bundles these only)")
     publish_.add_argument("--revision", help="branch to push to in every repo (created if missing; default main)")
-    publish_.add_argument("--private", action="store_true", help="create new repos as private")
+    publish_.add_argument("--private", action="store_true", help="create new repos as private (an existing public "
+                          "one is refused before any upload: the Hub keeps its visibility)")
     publish_.add_argument("--token", help="Hugging Face write token (default: HF_TOKEN or `hf auth login`)")
     publish_.add_argument("--space", help="the Space repo (default: NAMESPACE/convhub)")
     publish_.add_argument("--dataset-id", type=_dataset_id, help=DATASET_ID_AT_PUSH)
@@ -166,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--from", dest="source", required=True, help="folder written by train/zoo")
     push.add_argument("--repo", required=True, help="namespace/name")
     push.add_argument("--revision", help="branch to push to (created if missing)")
-    push.add_argument("--private", action="store_true")
-    push.add_argument("--token")
+    push.add_argument("--private", action="store_true", help="create the repo as private (an existing public one "
+                      "is refused: the Hub keeps its visibility)")
+    push.add_argument("--token", help="Hugging Face write token (default: HF_TOKEN or `hf auth login`)")
     push.add_argument("--dataset-id", type=_dataset_id, help=DATASET_ID_AT_PUSH)
     parser.commands = commands  # main(): a command's own usage for its typos
     return parser
@@ -251,7 +254,9 @@ def cmd_train(args) -> int:
     device = engine.pick_device(args.device)
     if args.push:
         publish.check_repo_id(args.push, "--push")
-        publish.check_can_push(args.token, (args.push.split("/")[0],))
+        token = publish.check_can_push(args.token, (args.push.split("/")[0],))
+        if args.private:
+            publish.check_stays_private(token, [(args.push, "model")])
     data = _load_data(args)
     _load_what_training_loads()
     record = train_one(args.model, data, args, out, device)
@@ -272,7 +277,9 @@ def cmd_zoo(args) -> int:
     device = engine.pick_device(args.device)
     if args.push:
         publish.check_repo_id(convhub.pretrained_repo(names[0], args.push), "--push")
-        publish.check_can_push(args.token, (args.push,))
+        token = publish.check_can_push(args.token, (args.push,))
+        if args.private:
+            publish.check_stays_private(token, [(convhub.pretrained_repo(name, args.push), "model") for name in names])
     data = _load_data(args)  # in this process too: bad data is one error before any net starts
     started = time.perf_counter()
     jobs = parallel.resolve_jobs(args.jobs, device, len(names))

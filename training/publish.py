@@ -21,7 +21,7 @@ from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_tex
                          shown_endpoint, within_deadline)
 from convhub.zoo import saved_nets, zoo_name
 from huggingface_hub import HfApi, get_token
-from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
 from . import artifacts, space_bundle
@@ -69,6 +69,30 @@ def check_can_push(token: str | None = None, namespaces: tuple[str, ...] = ()) -
         raise PublishError(f"this token is {user}'s, who may push to {listed}, not to {', '.join(foreign)}: pass "
                            "another namespace, or a token of a member of it")
     return token
+
+
+def check_stays_private(token: str, repos: list[tuple[str, str]]) -> None:
+    """For --private: the Hub keeps an existing repo's visibility (create_repo with exist_ok changes nothing), so a
+    public repo of ``repos`` ((repo id, "model" or "space")) would have taken the upload in public. Refused before
+    anything is uploaded or trained."""
+    api = HfApi(endpoint=endpoint(), token=token)
+    public = []
+    for repo_id, repo_type in repos:
+        try:
+            info = within_deadline(30, f"checking {repo_id}", api.repo_info, repo_id, repo_type=repo_type)
+        except RepositoryNotFoundError:
+            continue  # created private
+        except UPLOAD_ERRORS as error:
+            raise PublishError(f"checking whether {repo_id} is private failed: {_hub_error(error)}; nothing was "
+                               "pushed") from None
+        if not info.private:
+            public.append(repo_id)
+    if public:
+        one = len(public) == 1
+        raise PublishError(f"--private, but {', '.join(public)} already exist{'s' if one else ''} and "
+                           f"{'is' if one else 'are'} public, which the Hub keeps: nothing was pushed. Make "
+                           f"{'it' if one else 'them'} private in the repo's settings on the Hub, or push without "
+                           "--private")
 
 
 def _namespace(name) -> bool:
@@ -195,6 +219,8 @@ def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, pr
     convhub.load(model_dir)  # a folder that is not a model is refused before the Hub is contacted
     record_for_card(model_dir, dataset_id)  # and so is a --dataset-id it cannot take
     token = check_can_push(token, (repo_id.split("/")[0],))
+    if private:
+        check_stays_private(token, [(repo_id, "model")])
     api = HfApi(endpoint=endpoint(), token=token)
     with tempfile.TemporaryDirectory(prefix="convhub-push-") as tmp:
         staged = stage_model(model_dir, repo_id, Path(tmp) / "repo", dataset_id)
@@ -308,6 +334,8 @@ def publish(the_plan: Plan, *, token: str | None = None, log=print) -> dict[str,
     """
     targets = [(repo, "model") for repo in the_plan.repos.values()] + [(the_plan.space_id, "space")]
     token = check_can_push(token, tuple(repo_id.split("/")[0] for repo_id, _ in targets))
+    if the_plan.private:
+        check_stays_private(token, targets)
     api = HfApi(endpoint=endpoint(), token=token)
     pushed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="convhub-publish-") as tmp:
