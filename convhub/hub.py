@@ -469,6 +469,10 @@ def _checked_snapshot(repo_id: str, repo_type: str, cache_dir, path: Path, filen
 def read_config(folder: str | Path) -> dict:
     """A model folder's config.json, parsed strictly (see convhub.config.parse_config); nothing about nets yet."""
     path = Path(folder) / "config.json"
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as error:  # a folder not readable: is_file raises
+        raise ConvHubError(f"cannot read {shown(str(folder), 200)}: {error.strerror or error}") from None
+    if not is_file:
         raise ConvHubError(f"{folder} has no config.json: not a convhub model folder (save one with save_pretrained)")
     return parse_config(path)

@@ -172,7 +172,9 @@ class ConvHubModel(
             expected = model.state_dict()
             state = {name: tensor.to(expected[name].dtype) for name, tensor in load_file(str(weights)).items()}
             model.load_state_dict(state, strict=strict, assign=True)
-        except (RuntimeError, OSError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
+        except OSError as error:  # not readable; a truncated file is a SafetensorError
+            raise ConvHubError(f"cannot read {weights}: {error.strerror or error}") from None
+        except (RuntimeError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
             raise ConvHubError(
                 f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error
         bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]

@@ -610,6 +610,46 @@ def test_a_path_the_system_refuses_is_one_line_naming_it(folder, tmp_path, comma
     assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing written
 
 
+def test_a_folder_or_file_that_is_not_readable_is_one_line_naming_it():
+    """As an operator who is not root meets it (root reads anything; as root the commands run as nobody): a net's
+    folder not readable was a PermissionError traceback from is_file, its weights not readable "weights ... do not
+    fit", and publish --only fc failed on the folder of a net it was not asked to publish."""
+    import subprocess
+    import sys
+
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    repo = Path(__file__).resolve().parents[1]
+    root = Path(tempfile.mkdtemp(prefix="convhub-unreadable-"))  # pytest's tmp_path is root's alone
+    try:
+        root.chmod(0o777)  # publish --dry-run writes there
+        data = make_image_folder(root / "data", 4)
+        models = root / "models"
+        for name in ("fc", "net"):
+            shutil.copytree(repo / "space" / "models" / name, models / name)
+        shutil.copytree(models / "net", root / "weights")
+        for path in (models / "net", root / "weights" / "model.safetensors"):
+            path.chmod(0)
+        env = {**os.environ, "HOME": str(root), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)}
+
+        def run(*argv):
+            result = subprocess.run([*as_user, sys.executable, "-m", "training", *map(str, argv)], cwd=root, env=env,
+                                    capture_output=True, text=True, timeout=120)
+            return result.returncode, result.stderr
+
+        code, stderr = run("evaluate", "--model", models / "net", "--data", data)
+        assert_user_error(code, stderr, f"cannot read '{models / 'net'}': Permission denied")
+        code, stderr = run("evaluate", "--model", root / "weights", "--data", data)
+        assert_user_error(code, stderr, f"cannot read {root / 'weights' / 'model.safetensors'}: Permission denied")
+        code, stderr = run("publish", "--namespace", "me", "--from", models, "--dry-run", root / "all")
+        assert_user_error(code, stderr, f"cannot read '{models / 'net'}': Permission denied")
+        code, stderr = run("publish", "--namespace", "me", "--from", models, "--only", "fc", "--dry-run", root / "fc")
+        assert code == 0, stderr
+        assert (root / "fc" / "models" / "me" / "convhub-fc" / "model.safetensors").is_file()
+    finally:
+        (models / "net").chmod(0o755)
+        shutil.rmtree(root)
+
+
 def test_missing_data_folder(tmp_path):
     code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "missing", "--out", tmp_path / "o")
     assert_user_error(code, stderr, "no such data folder", "missing")

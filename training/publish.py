@@ -262,7 +262,7 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
     if not source.is_dir():
         raise PublishError(f"no folder {source}: pass --from, a folder of trained nets (as `zoo` writes them)")
     artifacts.refuse_linked_folders(source)
-    found = saved_nets(source)
+    wanted = None
     if only is not None:
         typed = [n.strip() for n in only.split(",") if n.strip()]
         if not typed:  # an empty $NAMES in a script: not the whole zoo
@@ -273,6 +273,8 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
                 wanted.append(zoo_name(name))
             except ConvHubError:
                 unknown[shown(name)] = None
+    found = saved_nets(source, convhub.ZOO if wanted is None else wanted)  # only those asked for are looked at
+    if wanted is not None:
         missing = list(dict.fromkeys(n for n in wanted if n not in found))
         problems = []
         if unknown:
@@ -282,7 +284,6 @@ def plan(namespace: str, *, source: str | Path = DEFAULT_SOURCE, only: str | Non
             problems.append(f"not trained in {source}: {', '.join(missing)}")
         if problems:
             raise PublishError(f"--only: {'; '.join(problems)}")
-        found = {n: found[n] for n in convhub.ZOO if n in wanted}  # the chapter's order, as the Space shows them
     if not found:
         raise PublishError(f"{source} holds no trained nets (folders named after the zoo: {', '.join(convhub.ZOO)})")
     for name, folder in found.items():
