@@ -280,6 +280,10 @@ def cmd_zoo(args) -> int:
         token = publish.check_can_push(args.token, (args.push,))
         if args.private:
             publish.check_stays_private(token, [(convhub.pretrained_repo(name, args.push), "model") for name in names])
+    # Nets trained before in --out stay in the table (a subset's zoo wrote a table of its nets alone over the whole
+    # zoo's, which the Space's Compare tab reads); their records are read now, so a bad one stops the zoo untrained.
+    earlier = [record for name in convhub.ZOO if name not in names and (out / name).is_dir()
+               if (record := artifacts.read_record(out / name))]
     data = _load_data(args)  # in this process too: bad data is one error before any net starts
     started = time.perf_counter()
     jobs = parallel.resolve_jobs(args.jobs, device, len(names))
@@ -288,8 +292,14 @@ def cmd_zoo(args) -> int:
         records = [train_one(name, data, args, out / name, device) for name in names]
     else:
         records = _zoo_side_by_side(names, data, args, out, device, jobs)
-    paths = report.write_report(records, out)
+    paths = report.write_report(report.in_zoo_order(records + earlier), out)
     print(f"\nzoo done in {time.perf_counter() - started:.0f} s\n")
+    if earlier:
+        print(f"The table keeps {len(earlier)} net(s) trained before in {out}: "
+              f"{', '.join(r['model_name'] for r in earlier)}\n")
+    if (out / "translation.json").is_file():  # the Translation tab's curves, of the nets as they were
+        print(f"{out / 'translation.json'} holds the curves of the nets before this run: `python -m training "
+              f"translation --models {out} --data {args.data}` measures them again\n")
     print(paths["markdown"].read_text())
     print(f"results: {paths['json']}, {paths['markdown']}, plot: {paths['plot']}")
     failed = []
@@ -389,12 +399,10 @@ def cmd_report(args) -> int:
     if not out.is_dir():
         raise ConvHubError(f"no such folder: {out}")
     artifacts.refuse_linked_folders(out)
-    order = list(convhub.ZOO)
     records = [r for d in artifacts.check_report_folder(out) if (r := artifacts.read_record(d))]
     if not records:
         raise ConvHubError(f"no trained models in {out} (folders whose README.md carries training metrics)")
-    records.sort(key=lambda r: order.index(r["model_name"]) if r["model_name"] in order else len(order))
-    paths = report.write_report(records, out)
+    paths = report.write_report(report.in_zoo_order(records), out)
     print(paths["markdown"].read_text())
     print(f"results: {paths['json']}, {paths['markdown']}, plot: {paths['plot']}")
     return 0

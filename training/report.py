@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from convhub.card import BOOK_VAL_ACCURACY
 from convhub.errors import ConvHubError
+from convhub.zoo import NETS
 
 from .artifacts import replace_file
 
@@ -61,6 +62,12 @@ def plot_accuracy_vs_params(rows: list[dict], path: Path | BinaryIO) -> Path | B
     fig.savefig(path, format="png")
     plt.close(fig)
     return path
+
+
+def in_zoo_order(records: list[dict]) -> list[dict]:
+    """The chapter's order, as the Space shows the nets; a net the zoo does not name comes last."""
+    order = list(NETS)
+    return sorted(records, key=lambda r: order.index(r["model_name"]) if r["model_name"] in order else len(order))
 
 
 def write_report(records: list[dict], out_dir: str | Path) -> dict[str, Path]:
