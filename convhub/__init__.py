@@ -12,7 +12,9 @@ The names from preprocessing, models and registry are imported on first use (PEP
 __version__ = "0.1.0"
 
 import importlib  # noqa: E402
+import sys  # noqa: E402
 
+from . import env  # noqa: E402
 from .config import DataConfig  # noqa: E402
 from .errors import ConvHubError, HubUnavailableError  # noqa: E402
 from .zoo import pretrained_repo  # noqa: E402
@@ -35,6 +37,8 @@ __all__ = [
 def __getattr__(name: str):
     if name not in _HOME:
         raise AttributeError(f"module 'convhub' has no attribute {name!r}")
+    if "huggingface_hub" not in sys.modules:  # it parses HF_ENDPOINT at import: a port of 99999 was a ValueError there
+        env.hub_endpoint()
     value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value

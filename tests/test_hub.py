@@ -217,6 +217,20 @@ def test_a_malformed_endpoint_is_one_error_naming_hf_endpoint_before_any_connect
         convhub.load(REPO)
 
 
+def test_a_malformed_endpoint_is_the_same_error_where_huggingface_hub_is_not_yet_imported():
+    """A fresh process: huggingface_hub parses HF_ENDPOINT at its import, and convhub.create("net"), which needs no
+    Hub, was a ValueError from there ("Port out of range")."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import convhub\ntry:\n    convhub.create('net')\nexcept convhub.ConvHubError as error:\n    print(error)"
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:99999"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("HF_ENDPOINT must be the Hub's http(s) URL"), result.stdout
+
+
 @pytest.mark.parametrize("value, used", [("http://127.0.0.1:8090/", "http://127.0.0.1:8090"),
                                          ("https://hub.example.org/mirror", "https://hub.example.org/mirror"),
                                          ("http://[::1]:8080", "http://[::1]:8080")])
