@@ -177,7 +177,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
 def load_found(found: FoundNet) -> LoadedNet:
     """The net from its first candidate that loads; one that fails is noted and the next one tried, so one broken
     net never keeps the Space from starting."""
-    notes = []
+    notes, failed = [], []
     for step in found.steps:
         if isinstance(step, str):
             notes.append(step)
@@ -186,9 +186,12 @@ def load_found(found: FoundNet) -> LoadedNet:
             net = _from_folder(found.name, step.folder, step.source)
         except Exception as error:  # noqa: BLE001
             notes.append(f"{step.failed}: {describe_failure(error)}")
+            failed.append(notes[-1])
             continue
         if step.last_resort and notes:
             net.source += f" — {'; '.join(notes)}"
+        if failed:  # the operator's own folder (or a Hub copy) refused: said in the log, not only on the Compare tab
+            log.warning("%s: %s; loaded from %s instead", found.name, "; ".join(failed), step.source)
         return net
     log.warning("%s is unavailable: %s", found.name, "; ".join(notes))
     return LoadedNet(found.name, None, "unavailable — " + "; ".join(notes))

@@ -110,7 +110,8 @@ def test_offline_uses_a_snapshot_already_in_the_hf_cache(models_dir, offline, tm
     assert not width.available and width.source == "unavailable — Hub offline (HF_HUB_OFFLINE); no bundled copy"
 
 
-def test_a_broken_folder_falls_back_to_the_next_source(models_dir, tmp_path, monkeypatch):
+def test_a_broken_folder_falls_back_to_the_next_source_and_the_log_says_so(models_dir, tmp_path, monkeypatch,
+                                                                              caplog):
     (models_dir / "net" / "model.safetensors").write_bytes(b"\x00" * 10)  # truncated weights
     bundled = tmp_path / "bundled"
     convhub.create("net").save_pretrained(bundled / "net")
@@ -118,6 +119,10 @@ def test_a_broken_folder_falls_back_to_the_next_source(models_dir, tmp_path, mon
     [net] = zoo_loader.load_zoo(["net"], models_dir=models_dir)
     assert net.available and net.source.startswith("bundled (space/models) — local folder failed: ")
     assert "Hub offline" in net.source
+    # the operator's folder was refused: the log said "1 of 1 nets loaded" and nothing about it
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("net: local folder failed: weights in …/model.safetensors do not fit Net")
+    assert warning.endswith("; loaded from bundled (space/models) instead") and "Hub offline" not in warning
 
 
 def test_unreachable_hub_is_probed_once_and_fails_fast(tmp_path, monkeypatch):
