@@ -262,6 +262,16 @@ def test_private_for_a_repo_that_is_public_is_refused_before_anything_is_pushed_
     assert "alice/convhub-net" in publish.push(model_dir, "alice/convhub-net", private=True, token=TOKEN)
 
 
+def test_a_push_of_files_the_repo_already_has_says_so_once(hub, model_dir):
+    """huggingface_hub's warning came twice, from its own handler and again from the CLI's root one."""
+    argv = [sys.executable, "-m", "training", "push", "--from", str(model_dir), "--repo", "alice/convhub-net",
+            "--token", TOKEN]
+    for run in range(2):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("No files have been modified since last commit") == 1, result.stderr
+
+
 def test_cli_push_of_a_folder_that_is_not_a_model(hub, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, stderr = run_cli("push", "--from", tmp_path / "empty", "--repo", "alice/x", "--token", TOKEN)

@@ -452,6 +452,7 @@ def cmd_push(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    logging.getLogger("huggingface_hub").propagate = False  # it has a handler of its own: each line came twice
     for client in ("httpx", "httpx2"):  # a line per HTTP request, the whole URL in it (HF_ENDPOINT's password too)
         logging.getLogger(client).setLevel(logging.WARNING)
     parser = build_parser()
