@@ -669,6 +669,18 @@ def test_a_folder_or_file_that_is_not_readable_is_one_line_naming_it():
         shutil.rmtree(root)
 
 
+def test_data_that_is_a_file_or_a_revision_of_a_local_folder_is_refused_naming_it(folder, tmp_path):
+    image = next((folder / "bird").iterdir())
+    code, _, stderr = run_cli("train", "--model", "net", "--data", image, "--out", tmp_path / "o")
+    assert_user_error(code, stderr, f"{image} is a file, not a folder of class folders")  # was "no such folder"
+    # --data-revision was ignored for a local folder: the folder was read as it is
+    for data in (folder, f"hf:{folder}"):
+        code, _, stderr = run_cli("train", "--model", "net", "--data", data, "--data-revision", "v2", "--out",
+                                  tmp_path / "o")
+        assert_user_error(code, stderr, "is a local folder: --data-revision 'v2' applies to Hub datasets only")
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_data_folder(tmp_path):
     code, _, stderr = run_cli("train", "--model", "net", "--data", tmp_path / "missing", "--out", tmp_path / "o")
     assert_user_error(code, stderr, "no such data folder", "missing")

@@ -340,10 +340,12 @@ def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path):
 def test_push_to_a_hub_that_never_answers_fails_within_seconds(silent_hub, saved, folder, tmp_path):
     start = time.monotonic()
     code, _, stderr = run_cli("push", "--from", saved, "--repo", "alice/convhub-net", "--token", TOKEN)
-    assert_user_error(code, stderr, "cannot be reached", silent_hub.url)
+    # what to do depends on the command (push said "save locally and run `python -m training push` later")
+    assert_user_error(code, stderr, "cannot be reached", silent_hub.url, "run the same command again once it can")
     code, stdout, stderr = run_cli("train", "--model", "net", "--data", folder, "--out", tmp_path / "o",
                                    "--push", "alice/convhub-net", "--token", TOKEN, "--quiet")
-    assert_user_error(code, stderr, "cannot be reached")
+    assert_user_error(code, stderr, "cannot be reached", "train without --push now, and push the saved folders with "
+                      "`python -m training push` later")
     assert "data:" not in stdout
     assert time.monotonic() - start < 2 * (convhub.hub.PROBE_TIMEOUT_S + 5)  # it hung past 150 s
 
@@ -488,6 +490,8 @@ def test_dry_run_writes_exactly_what_publish_uploads_and_contacts_nothing(hub, t
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     code, _, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "mine", "--overwrite")
     assert_user_error(code, stderr, "not empty")
+    code, _, stderr = run_cli("publish", "--namespace", "alice", "--dry-run", tmp_path / "mine" / "notes.txt")
+    assert_user_error(code, stderr, "notes.txt is a file: choose a new or empty folder")  # was "not empty"
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 

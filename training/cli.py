@@ -248,13 +248,16 @@ def _load_data(args):
     return data
 
 
+PUSH_LATER = "train without --push now, and push the saved folders with `python -m training push` later"
+
+
 def cmd_train(args) -> int:
     allocator.reuse_freed_memory()
     out = artifacts.check_model_out(args.out, overwrite=args.overwrite)
     device = engine.pick_device(args.device)
     if args.push:
         publish.check_repo_id(args.push, "--push")
-        token = publish.check_can_push(args.token, (args.push.split("/")[0],))
+        token = publish.check_can_push(args.token, (args.push.split("/")[0],), later=PUSH_LATER)
         if args.private:
             publish.check_stays_private(token, [(args.push, "model")])
     data = _load_data(args)
@@ -277,7 +280,7 @@ def cmd_zoo(args) -> int:
     device = engine.pick_device(args.device)
     if args.push:
         publish.check_repo_id(convhub.pretrained_repo(names[0], args.push), "--push")
-        token = publish.check_can_push(args.token, (args.push,))
+        token = publish.check_can_push(args.token, (args.push,), later=PUSH_LATER)
         if args.private:
             publish.check_stays_private(token, [(convhub.pretrained_repo(name, args.push), "model") for name in names])
     # Nets trained before in --out stay in the table (a subset's zoo wrote a table of its nets alone over the whole

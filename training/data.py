@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from convhub import CIFAR2_CLASSES
 from convhub.card import CIFAR10_ON_THE_HUB, is_hub_id
-from convhub.errors import ConvHubError, one_line
+from convhub.errors import ConvHubError, one_line, shown
 from convhub.preprocessing import open_image, to_uint8
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
@@ -75,15 +75,16 @@ def decode_image(source) -> torch.Tensor:
 def _some(names: list[str], limit: int = 10) -> str:
     """Folder names as a log line or message shows them: quoted (a newline in one forged a log line), at most
     ``limit`` of them (3,000 made one line of 29 KB)."""
-    shown = ", ".join(repr(name[:80]) for name in names[:limit])
-    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
+    listed = ", ".join(repr(name[:80]) for name in names[:limit])
+    return listed + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
 
 
 def load_image_folder(root: str | Path) -> Split:
     """ROOT/airplane/*, ROOT/bird/*; unreadable files are skipped with a warning and counted."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"no such folder: {root}")
+        raise DataError(f"{root} is a file, not a folder of class folders" if root.exists() else
+                        f"no such folder: {root}")
     found = sorted(p.name for p in root.iterdir() if p.is_dir())
     missing = [name for name in CIFAR2_CLASSES if name not in found]
     if missing:
@@ -569,8 +570,12 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
     """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
     source = str(source)
     path = Path(source).expanduser()
-    if (name := _datasets_name(source)) is not None:
-        if Path(name).exists():
+    local = Path(name).exists() if (name := _datasets_name(source)) is not None else path.exists()
+    if revision is not None and local:  # it was ignored: the folder was read as it is
+        raise DataError(f"{shown(source, 200)} is a local folder: --data-revision {shown(revision)} applies to "
+                        "Hub datasets only")
+    if name is not None:
+        if local:
             return _from_datasets(name, _named("datasets folder", name), val_fraction, seed, revision)
         hub_id = name if is_hub_id(name) else None
         return _from_datasets(name, f"{name} (datasets)", val_fraction, seed, revision, dataset_id=hub_id)

@@ -49,9 +49,11 @@ def _hub_error(error: Exception) -> str:
     return f"{type(error).__name__}: {error_text(error)}" if str(error) else type(error).__name__
 
 
-def check_can_push(token: str | None = None, namespaces: tuple[str, ...] = ()) -> str:
+def check_can_push(token: str | None = None, namespaces: tuple[str, ...] = (), *,
+                   later: str = "run the same command again once it can") -> str:
     """Fail before any training or upload when a push cannot work: no token, no Hub, a token the Hub refuses, or
-    ``namespaces`` that are neither the token's user nor one of its organizations. Returns the token."""
+    ``namespaces`` that are neither the token's user nor one of its organizations. Returns the token. ``later``: what
+    to do when the Hub cannot be reached."""
     token = token or get_token()
     if not token:
         raise PublishError("no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass --token "
@@ -59,7 +61,7 @@ def check_can_push(token: str | None = None, namespaces: tuple[str, ...] = ()) -
     if offline_mode() or not hub_reachable():
         raise PublishError(f"the Hub ({shown_endpoint()}) cannot be reached"
                            f"{' (HF_HUB_OFFLINE is set)' if offline_mode() else ''}: nothing can be pushed now; "
-                           "save locally and run `python -m training push` later")
+                           f"{later}")
     user, orgs = whoami(token)
     mine = {name.lower() for name in (user, *orgs)}  # the Hub's names are case-insensitive
     foreign = sorted({n for n in namespaces if n.lower() not in mine})
@@ -318,8 +320,10 @@ def dry_run(the_plan: Plan, out: str | Path, *, overwrite: bool = False) -> Path
     out = Path(out)
     if str(out).strip() in ("", "."):
         raise artifacts.OutputError("--dry-run needs a folder to write into (new or empty)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not out.is_dir() or not is_publish_folder(out):
+    if out.exists() and not out.is_dir():
+        raise artifacts.OutputError(f"{out} is a file: choose a new or empty folder for --dry-run")
+    if out.exists() and any(out.iterdir()):
+        if not is_publish_folder(out):
             raise artifacts.OutputError(
                 f"{out} is not empty and holds no earlier dry run: choose a new or empty folder")
         if not overwrite:
