@@ -322,11 +322,22 @@ def resolve(
     force_download: bool = False,
     local_files_only: bool = False,
 ) -> Path:
-    """A local folder holding config.json + model.safetensors: the folder itself, or the Hub repo's snapshot."""
+    """A local folder holding config.json + model.safetensors: the folder itself, or the Hub repo's snapshot.
+    ``hf-hub:namespace/name`` is the Hub repo only, as in timm: a folder of that name here is not looked at."""
     name = repo_name(name_or_path)
+    hub_only = str(name_or_path).strip().startswith("hf-hub:")
+    if hub_only:
+        try:
+            validate_repo_id(name)
+            repo_id = "/" in name
+        except HFValidationError:
+            repo_id = False
+        if not repo_id:
+            raise ConvHubError(f"hf-hub:{shown(name, 200)} names no Hub repo: hf-hub: takes a repo id "
+                               "('namespace/name'); pass a folder without it")
     local = _expanded(name)
     try:
-        is_dir, is_file = local.is_dir(), local.is_file()
+        is_dir, is_file = (False, False) if hub_only else (local.is_dir(), local.is_file())
     except OSError as error:  # a name too long for the system, a folder not readable: is_dir raises
         raise ConvHubError(f"cannot read {shown(name, 200)}: {error.strerror or error}") from None
     if is_dir:

@@ -13,6 +13,7 @@ The offline tests need no server: HF_HUB_OFFLINE=1, or HF_ENDPOINT at a port on 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import json
 import socket
 import threading
@@ -64,7 +65,18 @@ def edit_config(folder, **changes):
 
 def test_load_of_a_local_folder(folder):
     assert torch.equal(outputs(convhub.load(folder)), expected(0))
-    assert torch.equal(outputs(convhub.load(str(folder))), outputs(convhub.load(f"hf-hub:{folder}")))
+    assert torch.equal(outputs(convhub.load(str(folder))), expected(0))
+
+
+def test_hf_hub_names_the_hub_only_as_in_timm(folder, tmp_path, monkeypatch):
+    """hf-hub: loaded a local folder: hf-hub:someone/convhub-net read ./someone/convhub-net where there was one."""
+    with pytest.raises(convhub.ConvHubError, match=r"^hf-hub:'.+' names no Hub repo: hf-hub: takes a repo id"):
+        convhub.load(f"hf-hub:{folder}")
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(folder, tmp_path / REPO)  # a folder named as the Hub repo, here
+    assert torch.equal(outputs(convhub.load(REPO)), expected(0))  # a path: the folder
+    with pytest.raises(convhub.HubUnavailableError):  # offline, and the HF cache has no copy
+        convhub.load(f"hf-hub:{REPO}")
 
 
 def test_folder_without_config(tmp_path):
