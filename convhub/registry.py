@@ -4,6 +4,7 @@ saved one whose config.json picks the class, and ``list_models()``; ``pretrained
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 
 from .errors import ConvHubError
@@ -36,6 +37,8 @@ class ModelInfo(str):
 
 def load(name_or_path: str | Path, *, revision: str | None = None, map_location: str = "cpu", **kwargs) -> ConvHubModel:
     """Load any convhub model from a folder or a Hub repo; the config picks the class (timm's ``hf-hub:`` idea)."""
+    if not isinstance(name_or_path, (str, os.PathLike)):  # load(None) was "no folder 'None'"
+        raise TypeError(f"name_or_path is a folder or a Hub repo id, not {type(name_or_path).__name__}")
     return ConvHubModel.from_pretrained(name_or_path, revision=revision, map_location=map_location, **kwargs)
 
 

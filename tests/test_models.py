@@ -135,6 +135,9 @@ def test_list_models_gives_names_as_timms_does():
     assert pickle.loads(pickle.dumps(infos[1])).params == 18090  # as multiprocessing sends it
     with pytest.raises(TypeError, match=r"^name is a zoo net's name such as 'net' .* not int$"):
         convhub.create(3)
+    for value in (None, 3, b"net"):  # load(None) was "no folder 'None'"
+        with pytest.raises(TypeError, match=r"^name_or_path is a folder or a Hub repo id, not \w+$"):
+            convhub.load(value)
 
 
 def test_list_models_agrees_with_create():
