@@ -511,8 +511,8 @@ def zoo_name_for(model: ConvHubModel) -> str:
             config.get(k, _plain(defaults.get(k))) == _plain(v) for k, v in {**defaults, **kwargs}.items()
         ):
             return name
-    args = "_".join(
-        f"{k}{'-'.join(map(str, v)) if isinstance(v, list) else v}"
+    args = "_".join(  # k=v: n_chans1 of 8 read "n_chans18"
+        f"{k}={'-'.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in sorted(config.items()) if not isinstance(v, dict)
     )
     return f"{type(model).__name__.lower()}_{args}".rstrip("_")

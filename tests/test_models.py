@@ -194,6 +194,10 @@ def test_model_name_does_not_depend_on_tuple_or_list():
     assert convhub.FullyConnected(hidden=[1024, 512, 128]).model_name == "fc"
     assert convhub.create("fc", hidden=(64, 32)).model_name == convhub.create("fc", hidden=[64, 32]).model_name
     assert convhub.create("fc", hidden=(64, 32)).model_name != convhub.create("fc", hidden=(64, 16)).model_name
+    # each argument named with its value apart: n_chans1 of 8 read "n_chans18"
+    assert convhub.create("fc", hidden=(64, 32)).model_name == "fullyconnected_hidden=64-32"
+    assert convhub.create("net_width", n_chans1=8).model_name == "netwidth_n_chans1=8"
+    assert convhub.create("net_res_deep", n_blocks=3).model_name == "netresdeep_n_blocks=3_n_chans1=32"
 
 
 def test_create_unknown_name_lists_the_zoo():
