@@ -124,10 +124,10 @@ def check_format(config: dict, source: str, version: str) -> None:
     if fmt > CONFIG_FORMAT:
         saved_by = config.get("convhub_version")
         saved_by = saved_by if isinstance(saved_by, str) and len(saved_by) < 40 else "?"
-        raise ConfigError(
-            f"{source} was saved by convhub {saved_by} (config format {fmt}); this is convhub {version} "
-            f"(format {CONFIG_FORMAT}): upgrade with `pip install -U convhub`"
-        )
+        # a version no newer than this one (a config edited by hand) would only contradict the upgrade asked for
+        by = f"saved by convhub {saved_by}, " if saved_by != version else ""
+        raise ConfigError(f"{source} has config format {fmt} ({by}this convhub {version} reads format "
+                          f"{CONFIG_FORMAT}): upgrade with `pip install -U convhub`")
 
 
 def architecture_of(config: dict, source: str, known) -> str:

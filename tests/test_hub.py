@@ -111,6 +111,10 @@ def test_config_from_a_newer_convhub(folder, loader):
     with pytest.raises(convhub.ConvHubError, match="upgrade") as info:
         loader(folder)
     assert "9.0.0" in str(info.value) and "pip install -U convhub" in str(info.value)
+    edit_config(folder, convhub_version=convhub.__version__)  # a hand-edited format: no "saved by" this version
+    with pytest.raises(convhub.ConvHubError, match=rf"has config format {CONFIG_FORMAT + 1} \(this convhub "
+                                                   rf"{convhub.__version__} reads format {CONFIG_FORMAT}\): upgrade"):
+        loader(folder)
 
 
 def test_config_of_the_current_format_loads(folder):
