@@ -136,6 +136,9 @@ class ConvHubModel(
         On the base class, config.json picks the net, as convhub.load does. Any other keyword is a TypeError: the
         net's sizes come from its config.json (a typo such as ``revison=`` loaded main's weights without a word).
         """
+        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):  # None was "no folder 'None'"
+            raise TypeError(f"name_or_path is a folder or a Hub repo id, not "
+                            f"{type(pretrained_model_name_or_path).__name__}")
         folder = resolve(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir, token=token,
                          force_download=force_download, local_files_only=local_files_only)
         config = read_config(folder)
@@ -173,7 +176,7 @@ class ConvHubModel(
             state = {name: tensor.to(expected[name].dtype) for name, tensor in load_file(str(weights)).items()}
             model.load_state_dict(state, strict=strict, assign=True)
         except OSError as error:  # not readable; a truncated file is a SafetensorError
-            raise ConvHubError(f"cannot read {weights}: {error.strerror or error}") from None
+            raise ConvHubError(f"cannot read {shown(str(weights), 200)}: {error.strerror or error}") from None
         except (RuntimeError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
             raise ConvHubError(
                 f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error
@@ -511,8 +514,8 @@ def zoo_name_for(model: ConvHubModel) -> str:
             config.get(k, _plain(defaults.get(k))) == _plain(v) for k, v in {**defaults, **kwargs}.items()
         ):
             return name
-    args = "_".join(  # k=v: n_chans1 of 8 read "n_chans18"
-        f"{k}={'-'.join(map(str, v)) if isinstance(v, list) else v}"
+    args = "_".join(  # n_chans1-8: "n_chans18" read as 18 channels; only what a card's model_name may hold
+        f"{k}-{'x'.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in sorted(config.items()) if not isinstance(v, dict)
     )
     return f"{type(model).__name__.lower()}_{args}".rstrip("_")

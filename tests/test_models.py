@@ -136,8 +136,9 @@ def test_list_models_gives_names_as_timms_does():
     with pytest.raises(TypeError, match=r"^name is a zoo net's name such as 'net' .* not int$"):
         convhub.create(3)
     for value in (None, 3, b"net"):  # load(None) was "no folder 'None'"
-        with pytest.raises(TypeError, match=r"^name_or_path is a folder or a Hub repo id, not \w+$"):
-            convhub.load(value)
+        for loader in (convhub.load, convhub.Net.from_pretrained):
+            with pytest.raises(TypeError, match=r"^name_or_path is a folder or a Hub repo id, not \w+$"):
+                loader(value)
 
 
 def test_list_models_agrees_with_create():
@@ -195,9 +196,21 @@ def test_model_name_does_not_depend_on_tuple_or_list():
     assert convhub.create("fc", hidden=(64, 32)).model_name == convhub.create("fc", hidden=[64, 32]).model_name
     assert convhub.create("fc", hidden=(64, 32)).model_name != convhub.create("fc", hidden=(64, 16)).model_name
     # each argument named with its value apart: n_chans1 of 8 read "n_chans18"
-    assert convhub.create("fc", hidden=(64, 32)).model_name == "fullyconnected_hidden=64-32"
-    assert convhub.create("net_width", n_chans1=8).model_name == "netwidth_n_chans1=8"
-    assert convhub.create("net_res_deep", n_blocks=3).model_name == "netresdeep_n_blocks=3_n_chans1=32"
+    assert convhub.create("fc", hidden=(64, 32)).model_name == "fullyconnected_hidden-64x32"
+    assert convhub.create("net_width", n_chans1=8).model_name == "netwidth_n_chans1-8"
+    assert convhub.create("net_res_deep", n_blocks=3).model_name == "netresdeep_n_blocks-3_n_chans1-32"
+
+
+@pytest.mark.parametrize("name, changes", [("net_width", {"n_chans1": 8}), ("fc", {"hidden": (64, 32)}),
+                                           ("net_dropout", {"p": 0.25})])
+def test_a_custom_nets_training_record_reads_back_with_its_name(tmp_path, name, changes):
+    from convhub.card import training_record
+
+    model = convhub.create(name, **changes)
+    record = {**TRAINING, "model_name": model.model_name, "params": model.num_params}
+    model.save_pretrained(tmp_path / "m", model_card_kwargs={"training": record})
+    assert training_record(tmp_path / "m")["model_name"] == model.model_name
+    assert convhub.load(tmp_path / "m").loaded_record[0]["model_name"] == model.model_name
 
 
 def test_create_unknown_name_lists_the_zoo():
