@@ -37,8 +37,8 @@ __all__ = [
 def __getattr__(name: str):
     if name not in _HOME:
         raise AttributeError(f"module 'convhub' has no attribute {name!r}")
-    if "huggingface_hub" not in sys.modules:  # it parses HF_ENDPOINT at import: a port of 99999 was a ValueError there
-        env.hub_endpoint()
+    if _HOME[name] != "preprocessing" and "huggingface_hub" not in sys.modules:
+        env.hub_endpoint()  # huggingface_hub, which models imports, parses it at import: 99999 was a ValueError there
     value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value

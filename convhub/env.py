@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from urllib.parse import urlsplit
 
 from .errors import ConvHubError
@@ -47,7 +48,8 @@ def hub_endpoint(default: str = "https://huggingface.co") -> str:
     except ValueError:  # an unclosed "[", a port that is not a number from 0 to 65535
         usable = False
     if not usable:
+        shown = re.sub(r"(?<=://)[^/\s]*@", "", raw)  # a user:password@ in it: a message reaches logs
         raise ConvHubError(f"HF_ENDPOINT must be the Hub's http(s) URL, such as https://huggingface.co or "
-                           f"http://127.0.0.1:8090 (unset it for huggingface.co), not {raw[:80]!r}"
-                           + ("..." if len(raw) > 80 else ""))
+                           f"http://127.0.0.1:8090 (unset it for huggingface.co), not {shown[:80]!r}"
+                           + ("..." if len(shown) > 80 else ""))
     return url

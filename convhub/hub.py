@@ -298,8 +298,8 @@ def unavailable_reason() -> str:
 
 def repo_name(name_or_path: str | Path) -> str:
     """The name without timm's ``hf-hub:`` prefix; an empty one is refused (it would mean the current folder)."""
-    name = str(name_or_path).strip()
-    name = name.removeprefix("hf-hub:").strip()
+    name = os.fspath(name_or_path) if isinstance(name_or_path, os.PathLike) else str(name_or_path)
+    name = name.strip().removeprefix("hf-hub:").strip()
     if not name:
         raise ConvHubError("no model named: pass a save_pretrained folder or a Hub repo id ('namespace/name')")
     return name
@@ -325,7 +325,7 @@ def resolve(
     """A local folder holding config.json + model.safetensors: the folder itself, or the Hub repo's snapshot.
     ``hf-hub:namespace/name`` is the Hub repo only, as in timm: a folder of that name here is not looked at."""
     name = repo_name(name_or_path)
-    hub_only = str(name_or_path).strip().startswith("hf-hub:")
+    hub_only = isinstance(name_or_path, str) and name_or_path.strip().startswith("hf-hub:")
     if hub_only:
         try:
             validate_repo_id(name)
@@ -356,6 +356,8 @@ def resolve(
 
     online = not local_files_only and hub_reachable()
     at_revision = f" at revision {revision!r}" if revision else ""
+    # hf-hub: never reads a folder: "is not a local folder" would be wrong where one of that name stands here
+    not_local = f"{name!r} is a Hub repo" if hub_only else f"{name!r} is not a local folder"
     try:
         folder = within_deadline(hub_deadline_s(), f"sending {name}", _download, name, revision=revision,
                                  cache_dir=cache_dir, token=token, force_download=force_download, online=online)
@@ -363,7 +365,7 @@ def resolve(
         raise ConvHubError(f"{name} is gated: accept its terms on the Hub and log in (hf auth login)") from None
     except RepositoryNotFoundError:
         raise ConvHubError(
-            f"{name!r} is not a local folder, and repo {name!r} does not exist on {shown_endpoint()} "
+            f"{not_local}, and repo {name!r} does not exist on {shown_endpoint()} "
             "(or is private: pass token= or log in)"
         ) from None
     except RevisionNotFoundError:
@@ -376,7 +378,7 @@ def resolve(
         reason = (f"the Hub ({shown_endpoint()}) did not answer within {HUB_TIMEOUT_S:.0f} s" if online
                   else "local_files_only is set" if local_files_only else unavailable_reason())
         raise HubUnavailableError(
-            f"{name!r} is not a local folder, {reason} and the HF cache holds no copy of it{at_revision}. "
+            f"{not_local}, {reason} and the HF cache holds no copy of it{at_revision}. "
             "Connect once to download it, or pass a local save_pretrained folder instead."
         ) from None
     except (httpx2.TimeoutException, httpx2.NetworkError) as error:  # mid-way: the Hub stopped answering

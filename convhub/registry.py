@@ -4,7 +4,6 @@ saved one whose config.json picks the class, and ``list_models()``; ``pretrained
 from __future__ import annotations
 
 import fnmatch
-import os
 from pathlib import Path
 
 from .errors import ConvHubError
@@ -37,8 +36,6 @@ class ModelInfo(str):
 
 def load(name_or_path: str | Path, *, revision: str | None = None, map_location: str = "cpu", **kwargs) -> ConvHubModel:
     """Load any convhub model from a folder or a Hub repo; the config picks the class (timm's ``hf-hub:`` idea)."""
-    if not isinstance(name_or_path, (str, os.PathLike)):  # load(None) was "no folder 'None'"
-        raise TypeError(f"name_or_path is a folder or a Hub repo id, not {type(name_or_path).__name__}")
     return ConvHubModel.from_pretrained(name_or_path, revision=revision, map_location=map_location, **kwargs)
 
 
@@ -62,7 +59,7 @@ def create(name: str, pretrained: bool = False, *, namespace: str | None = None,
     if pretrained:
         if overrides:
             raise ConvHubError(f"pretrained weights fix the architecture: drop {', '.join(overrides)}")
-        return load(pretrained_repo(name, namespace), revision=revision)
+        return load(f"hf-hub:{pretrained_repo(name, namespace)}", revision=revision)  # never a folder of that name
     unknown = sorted(set(overrides) - set(cls.config_spec))
     if unknown:
         raise ConvHubError(f"{name} ({cls.__name__}) takes no {', '.join(unknown)}; its arguments are: "

@@ -110,7 +110,11 @@ try:
     if MODELS_DIR is not None:
         from convhub.zoo import NETS as ZOO_NETS, saved_nets
 
-        if not os.path.isdir(MODELS_DIR):  # False, not an OSError, for a name too long to be one
+        try:
+            is_folder = Path(MODELS_DIR).is_dir()
+        except OSError as error:  # a name too long for the system, a parent folder not readable: a traceback
+            raise ConvHubError(f"CONVHUB_MODELS_DIR {shown(MODELS_DIR, 200)}: {error.strerror or error}") from None
+        if not is_folder:
             raise ConvHubError(f"CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained folders; "
                                f"{shown(MODELS_DIR, 200)} is not a folder")
         if not saved_nets(MODELS_DIR):

@@ -152,14 +152,15 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
     repo = hub_repo(name, namespace)
     if hub_online:
         try:
-            found.steps.append(Candidate(resolve(repo, revision=revision), f"Hub {repo}@{revision}", "Hub"))
+            found.steps.append(Candidate(resolve(f"hf-hub:{repo}", revision=revision), f"Hub {repo}@{revision}",
+                                         "Hub"))  # hf-hub: the repo, never a folder of its name beside the app
         except Exception as error:  # noqa: BLE001
             found.steps.append(f"Hub: {describe_failure(error)}")
     else:
         # No request at all: only a snapshot an earlier online start left in the HF cache.
         offline = OFFLINE if offline_mode() else _unreachable()
         try:
-            folder = resolve(repo, revision=revision, local_files_only=True)
+            folder = resolve(f"hf-hub:{repo}", revision=revision, local_files_only=True)
             found.steps.append(Candidate(folder, f"HF cache {repo}@{revision} — {offline}",
                                          f"{offline}; HF cache copy failed"))
         except convhub.HubUnavailableError:

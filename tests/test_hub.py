@@ -13,8 +13,9 @@ The offline tests need no server: HF_HUB_OFFLINE=1, or HF_ENDPOINT at a port on 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import json
+import os
+import shutil
 import socket
 import threading
 import time
@@ -75,8 +76,15 @@ def test_hf_hub_names_the_hub_only_as_in_timm(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(folder, tmp_path / REPO)  # a folder named as the Hub repo, here
     assert torch.equal(outputs(convhub.load(REPO)), expected(0))  # a path: the folder
-    with pytest.raises(convhub.HubUnavailableError):  # offline, and the HF cache has no copy
-        convhub.load(f"hf-hub:{REPO}")
+    with pytest.raises(convhub.HubUnavailableError, match=f"^'{REPO}' is a Hub repo, .+ the HF cache holds no"):
+        convhub.load(f"hf-hub:{REPO}")  # offline, and the HF cache has no copy
+    # nor does create's pretrained=True take a folder standing where its repo's name points
+    monkeypatch.setenv("CONVHUB_NAMESPACE", REPO.split("/")[0])
+    with pytest.raises(convhub.HubUnavailableError, match=f"^'{REPO}' is a Hub repo, "):
+        convhub.create("net", pretrained=True)
+    # a path object, as os.scandir gives one, is the folder's path
+    [entry] = [e for e in os.scandir(tmp_path / REPO.split("/")[0])]
+    assert torch.equal(outputs(convhub.load(entry)), expected(0))
 
 
 def test_folder_without_config(tmp_path):
@@ -240,11 +248,15 @@ def test_a_malformed_endpoint_is_the_same_error_where_huggingface_hub_is_not_yet
     import subprocess
     import sys
 
-    code = "import convhub\ntry:\n    convhub.create('net')\nexcept convhub.ConvHubError as error:\n    print(error)"
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:99999"},
-                            capture_output=True, text=True, timeout=120)
+    code = ("import convhub\nprint(convhub.CIFAR2_CLASSES)\n"  # no Hub in it: no error
+            "try:\n    convhub.create('net')\nexcept convhub.ConvHubError as error:\n    print(error)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_ENDPOINT": "http://user:secretpw@127.0.0.1:99999"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("HF_ENDPOINT must be the Hub's http(s) URL"), result.stdout
+    classes, message = result.stdout.splitlines()
+    assert classes == "('airplane', 'bird')"
+    assert message.startswith("HF_ENDPOINT must be the Hub's http(s) URL") and "'http://127.0.0.1:99999'" in message
+    assert "secretpw" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("value, used", [("http://127.0.0.1:8090/", "http://127.0.0.1:8090"),
@@ -492,7 +504,7 @@ def test_create_pretrained_defaults_to_the_convhub_namespace_and_fails_fast_offl
     monkeypatch.delenv("CONVHUB_NAMESPACE", raising=False)
     assert convhub.pretrained_repo("net_res_deep") == "convhub/convhub-net-res-deep"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(convhub.HubUnavailableError, match="'convhub/convhub-net-res-deep' is not a local folder, "
+    with pytest.raises(convhub.HubUnavailableError, match="'convhub/convhub-net-res-deep' is a Hub repo, "
                                                           "HF_HUB_OFFLINE is set"):
         convhub.create("net_res_deep", pretrained=True)
     with pytest.raises(convhub.ConvHubError, match="pretrained weights fix the architecture"):

@@ -144,7 +144,7 @@ def test_hub_source_is_used_when_reachable(models_dir, monkeypatch):
     monkeypatch.setenv("CONVHUB_NAMESPACE", "someone")
     monkeypatch.setenv("CONVHUB_REVISION", "v1")
     [net] = zoo_loader.load_zoo(["net"])
-    assert asked == [("someone/convhub-net", "v1")]
+    assert asked == [("hf-hub:someone/convhub-net", "v1")]  # the repo only, never a folder of its name
     assert net.source == "Hub someone/convhub-net@v1" and net.record["val_accuracy"] == pytest.approx(0.91)
 
 
@@ -794,7 +794,7 @@ def test_a_space_whose_nets_fail_to_load_stops_with_the_error(tmp_path):
     ("CONVHUB_MODELS_DIR", "/nonexistent/models", "CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained "
                                                   "folders; '/nonexistent/models' is not a folder"),
     ("CONVHUB_MODELS_DIR", "/tmp/" + "a" * 300,  # an OSError traceback from Path.is_dir
-     "CONVHUB_MODELS_DIR must be a folder of the nets' save_pretrained folders; '/tmp/aaaa"),
+     "CONVHUB_MODELS_DIR '/tmp/aaaa"),
     ("CONVHUB_MODELS_DIR", str(Path(__file__).resolve().parents[1] / "space"),  # not space/models: its parent
      f"CONVHUB_MODELS_DIR {str(Path(__file__).resolve().parents[1] / 'space')!r} holds none of the nets: it must "
      "hold a save_pretrained folder per net, named as the zoo names it (fc, net, net_width,"),
