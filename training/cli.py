@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import shlex
 import signal
 import sys
 import tempfile
@@ -301,8 +302,12 @@ def cmd_zoo(args) -> int:
         print(f"The table keeps {len(earlier)} net(s) trained before in {out}: "
               f"{', '.join(r['model_name'] for r in earlier)}\n")
     if (out / "translation.json").is_file():  # the Translation tab's curves, of the nets as they were
-        print(f"{out / 'translation.json'} holds the curves of the nets before this run: `python -m training "
-              f"translation --models {out} --data {args.data}` measures them again\n")
+        # on the nets' own validation split: the same data, seed and fraction
+        split = {"--seed": args.seed, "--val-fraction": args.val_fraction, "--data-revision": args.data_revision}
+        again = ["python", "-m", "training", "translation", "--models", str(out), "--data", str(args.data),
+                 *(str(part) for flag, value in split.items() if value is not None for part in (flag, value))]
+        print(f"{out / 'translation.json'} holds the curves of the nets before this run: `{shlex.join(again)}` "
+              "measures them again\n")
     print(paths["markdown"].read_text())
     print(f"results: {paths['json']}, {paths['markdown']}, plot: {paths['plot']}")
     failed = []
@@ -455,7 +460,9 @@ def cmd_push(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    logging.getLogger("huggingface_hub").propagate = False  # it has a handler of its own: each line came twice
+    library = logging.getLogger("huggingface_hub")  # its own handler printed each line, and ours again
+    for handler in list(library.handlers):
+        library.removeHandler(handler)
     for client in ("httpx", "httpx2"):  # a line per HTTP request, the whole URL in it (HF_ENDPOINT's password too)
         logging.getLogger(client).setLevel(logging.WARNING)
     parser = build_parser()
