@@ -658,7 +658,7 @@ def test_a_folder_or_file_that_is_not_readable_is_one_line_naming_it():
         code, stderr = run("evaluate", "--model", models / "net", "--data", data)
         assert_user_error(code, stderr, f"cannot read '{models / 'net'}': Permission denied")
         code, stderr = run("evaluate", "--model", root / "weights", "--data", data)
-        assert_user_error(code, stderr, f"cannot read {root / 'weights' / 'model.safetensors'}: Permission denied")
+        assert_user_error(code, stderr, f"cannot read '{root / 'weights' / 'model.safetensors'}': Permission denied")
         code, stderr = run("publish", "--namespace", "me", "--from", models, "--dry-run", root / "all")
         assert_user_error(code, stderr, f"cannot read '{models / 'net'}': Permission denied")
         code, stderr = run("publish", "--namespace", "me", "--from", models, "--only", "fc", "--dry-run", root / "fc")
