@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from .errors import ConvHubError
 
+USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # the user:password@ of any URL in a message (a password may hold "@")
+
 
 def number(name: str, default, *, minimum: float, maximum: float, kind: type = int):
     """The variable ``name`` as ``kind`` (int or float), ``default`` where it is unset or empty; ConvHubError unless
@@ -48,7 +50,7 @@ def hub_endpoint(default: str = "https://huggingface.co") -> str:
     except ValueError:  # an unclosed "[", a port that is not a number from 0 to 65535
         usable = False
     if not usable:
-        shown = re.sub(r"(?<=://)[^/\s]*@", "", raw)  # a user:password@ in it: a message reaches logs
+        shown = USERINFO.sub("", raw)  # a message reaches logs
         raise ConvHubError(f"HF_ENDPOINT must be the Hub's http(s) URL, such as https://huggingface.co or "
                            f"http://127.0.0.1:8090 (unset it for huggingface.co), not {shown[:80]!r}"
                            + ("..." if len(shown) > 80 else ""))

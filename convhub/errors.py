@@ -18,6 +18,12 @@ def one_line(text) -> str:
     return printable(" ".join(str(text).split()))
 
 
+def cannot_read(path, error: OSError) -> ConvHubError:
+    """What a path the system refuses (not readable, a name too long for it) is reported as, in place of the
+    OSError's traceback."""
+    return ConvHubError(f"cannot read {shown(str(path), 200)}: {error.strerror or error}")
+
+
 def shown(value, limit: int = 60) -> str:
     """A caller's value as a message quotes it: its repr, on one line, cut at ``limit`` characters (a name of 60 KB
     or a float of 300 digits came back whole in the error)."""

@@ -30,7 +30,7 @@ from huggingface_hub.utils import _http, validate_repo_id
 
 from . import env
 from .config import parse_config
-from .errors import ConvHubError, HubUnavailableError, one_line, shown
+from .errors import ConvHubError, HubUnavailableError, cannot_read, one_line, shown
 
 MODEL_FILES = ["config.json", "model.safetensors", "README.md"]
 # What a convhub repo's files may weigh: the nets are at most 20M parameters (80 MB in fp32, 160 in fp64).
@@ -94,9 +94,6 @@ def shown_endpoint() -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # the user:password@ of any URL in a message (a password may hold "@")
-
-
 TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")  # a Hugging Face access token (hf_ and 34 letters and digits)
 
 
@@ -106,7 +103,7 @@ def error_text(error: BaseException, limit: int = 300) -> str:
     error text is its own to make long)."""
     # ESC and BEL from a server set a terminal's colours and title, and erased the line of our own message; a
     # server may echo the token it was sent
-    text = TOKEN.sub("hf_…", USERINFO.sub("", one_line(error) or type(error).__name__))
+    text = TOKEN.sub("hf_…", env.USERINFO.sub("", one_line(error) or type(error).__name__))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -339,7 +336,7 @@ def resolve(
     try:
         is_dir, is_file = (False, False) if hub_only else (local.is_dir(), local.is_file())
     except OSError as error:  # a name too long for the system, a folder not readable: is_dir raises
-        raise ConvHubError(f"cannot read {shown(name, 200)}: {error.strerror or error}") from None
+        raise cannot_read(name, error) from None
     if is_dir:
         if revision is not None:  # ignored, a pinned revision would load whatever the folder holds
             raise ConvHubError(f"{name!r} is a local folder: revision={shown(revision)} applies to Hub repos only")
@@ -485,7 +482,7 @@ def read_config(folder: str | Path) -> dict:
     try:
         is_file = path.is_file()
     except OSError as error:  # a folder not readable: is_file raises
-        raise ConvHubError(f"cannot read {shown(str(folder), 200)}: {error.strerror or error}") from None
+        raise cannot_read(folder, error) from None
     if not is_file:
         raise ConvHubError(f"{folder} has no config.json: not a convhub model folder (save one with save_pretrained)")
     return parse_config(path)

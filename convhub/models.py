@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from . import __version__
 from .card import model_card, training_record
 from .config import CONFIG_FORMAT, ConfigError, DataConfig, Float, Int, IntList, architecture_of, check_format
-from .errors import ConvHubError, one_line, shown
+from .errors import ConvHubError, cannot_read, one_line, shown
 from .hub import bound_hub_requests, endpoint, read_config, resolve
 from .preprocessing import DEFAULT_DATA_CONFIG, ImageInput, ImageTransform, as_image_tensor, open_image
 from .zoo import NETS
@@ -176,7 +176,7 @@ class ConvHubModel(
             state = {name: tensor.to(expected[name].dtype) for name, tensor in load_file(str(weights)).items()}
             model.load_state_dict(state, strict=strict, assign=True)
         except OSError as error:  # not readable; a truncated file is a SafetensorError
-            raise ConvHubError(f"cannot read {shown(str(weights), 200)}: {error.strerror or error}") from None
+            raise cannot_read(weights, error) from None
         except (RuntimeError, SafetensorError) as error:  # wrong shapes / truncated or corrupt file
             raise ConvHubError(
                 f"weights in {weights} do not fit {cls.__name__}{json.dumps(kwargs)}: {error}") from error

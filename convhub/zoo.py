@@ -8,7 +8,7 @@ import difflib
 import os
 from pathlib import Path
 
-from .errors import ConvHubError, shown
+from .errors import ConvHubError, cannot_read, shown
 
 NETS: dict[str, tuple[str, dict]] = {
     "fc": ("FullyConnected", {}),
@@ -58,6 +58,6 @@ def saved_nets(folder: str | os.PathLike, names=NETS) -> dict[str, Path]:
             if (folder / name / "config.json").is_file():
                 found[name] = folder / name
         except OSError as error:  # unreadable, or a name too long for the system: a traceback from is_file
-            raise ConvHubError(f"cannot read {shown(str(folder / name), 200)}: {error.strerror or error}") from None
+            raise cannot_read(folder / name, error) from None
     return found
 

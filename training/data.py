@@ -579,7 +579,7 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
             return _from_datasets(name, _named("datasets folder", name), val_fraction, seed, revision)
         hub_id = name if is_hub_id(name) else None
         return _from_datasets(name, f"{name} (datasets)", val_fraction, seed, revision, dataset_id=hub_id)
-    if not path.exists():
+    if not local:
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
         return _with_validation(load_cifar10(root, True), load_cifar10(root, False), f"CIFAR-10 batches in {root}",
