@@ -619,19 +619,27 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
         kind, payload = call_raw(space.url, "classify", [{"path": light_upload, "meta": {"_type": "gradio.FileData"}}])
         assert kind == "complete" and payload[0]["nets"]
 
-        # MCP tool calls from a client connecting directly (here from 127.0.0.2, which no proxy speaks for), given up
-        # as their answers begin: their tools run on as events Gradio's MCP server queues from 127.0.0.1. They counted
-        # as this machine's (never limited), or, with the caller's X-Forwarded-For forwarded, as the address it named.
-        for _ in range(5):
-            mcp_call_given_up(space.port, "127.0.0.2", "198.51.100.9", heavy_upload)
-        statuses = []
-        for _ in range(60):  # until the tools' events are queued: a small upload is then refused
-            statuses.append(post(space.port, "/gradio_api/upload", *multipart(light.read_bytes(), "x.png"),
-                                 source="127.0.0.2")[0])
-            if statuses[-1] == 429:
-                break
-            time.sleep(0.5)
-        assert statuses[-1] == 429, statuses
+        # MCP tool calls from a client connecting directly (here from 127.0.0.2, which no proxy speaks for), then
+        # given up: their tools run on as events Gradio's MCP server queues from 127.0.0.1. They counted as this
+        # machine's (never limited), or, with the caller's X-Forwarded-For forwarded, as the address it named. The
+        # calls are held open until their events are seen charged: one given up before the MCP server queued its
+        # event may never run, and then there is nothing to charge (in one whole run of the tests, none of five
+        # was seen queued when the calls were given up at once).
+        def caller_refused() -> bool:
+            """Whether a small upload from the caller is refused for its requests waiting or running (polled at
+            4 a second, under the request rate: that refusal would say something else)."""
+            status, text, _, _ = post(space.port, "/gradio_api/upload", *multipart(light.read_bytes(), "x.png"),
+                                      source="127.0.0.2")
+            assert status in (200, 429), (status, text)
+            return status == 429 and text.startswith("Your address has 3 requests waiting, running or open")
+
+        calls = [mcp_call_started(space.port, "127.0.0.2", "198.51.100.9", heavy_upload) for _ in range(5)]
+        try:
+            assert any(caller_refused() or time.sleep(0.25) for _ in range(240))  # the tools' events are queued
+        finally:
+            for call in calls:
+                call.close()  # given up, the answers unread
+        assert caller_refused()  # five decodes of ~1.5 s, two at a time: three or more are still waiting or running
         assert classify_from("198.51.100.9", light_upload) == 200  # the address it named is not charged
     finally:
         space.stop()
@@ -1235,10 +1243,9 @@ def test_answers_left_unread_count_against_their_client_and_are_forgotten(tight_
     assert read(ids[1], "198.51.100.90") == "error"  # forgotten: no answer to read
 
 
-def mcp_call_given_up(port: int, source: str, forwarded: str, path: str) -> None:
-    """An MCP call of classify on an upload of the Space (by its URL), from ``source``, given up as its answer begins
-    (an event stream's headers: the call is under way). A fixed 0.3 s gave some calls up before the Space had read
-    them on a loaded machine, and they never ran."""
+def mcp_call_started(port: int, source: str, forwarded: str, path: str):
+    """An MCP call of classify on an upload of the Space (by its URL), from ``source``, under way: its answer, an event
+    stream, has begun. The open connection is returned for the caller to give up (close) when it likes."""
     import http.client
 
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "classify", "arguments": {
@@ -1250,8 +1257,10 @@ def mcp_call_given_up(port: int, source: str, forwarded: str, path: str) -> None
             "X-Forwarded-For": forwarded})
         answer = connection.getresponse()
         assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
-    finally:
-        connection.close()  # its result unread
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def post(port: int, path: str, body: bytes, content_type: str, *, source: str = "127.0.0.1",
