@@ -188,12 +188,32 @@ def test_zoo_checks_every_net_folder_before_the_first_net_trains(data, tmp_path)
     assert code == 0, stderr
     before = snapshot(tmp_path / "z")
     code, stdout, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", data, "--out", tmp_path / "z", *FAST)
-    assert_refused_before_any_work(code, stdout, stderr, "already holds a model", "--overwrite")
+    assert_refused_before_any_work(code, stdout, stderr, "already holds net, net_depth: to train them again, pass "
+                                   "--overwrite (`python -m training report --out")
     assert snapshot(tmp_path / "z") == before
     code, _, stderr = run_cli("zoo", "--models", "net,net_depth", "--data", data, "--out", tmp_path / "z",
                               "--overwrite", *FAST)
     assert code == 0, stderr
     assert json.loads((tmp_path / "z" / "results.json").read_text())[0]["model"] == "net"
+
+
+def test_an_interrupted_zoo_is_told_how_to_train_only_the_nets_it_lacks(data, tmp_path):
+    """A zoo stopped after some nets were saved: run again, it said only "pass --overwrite", which trains again
+    what is already there (minutes of the deep nets)."""
+    zoo = tmp_path / "my zoo"
+    code, _, stderr = run_cli("zoo", "--models", "net", "--data", data, "--out", zoo, *FAST)
+    assert code == 0, stderr
+    before = snapshot(zoo)
+    code, stdout, stderr = run_cli("zoo", "--models", "fc,net,net_depth", "--data", data, "--out", zoo, *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, f"--out {zoo} already holds net: to train only the rest, "
+                                   "add --models fc,net_depth (the results table keeps the nets already there); to "
+                                   "train it again, pass --overwrite")
+    assert snapshot(zoo) == before
+    code, _, stderr = run_cli("zoo", "--models", "fc,net_depth", "--data", data, "--out", zoo, *FAST)
+    assert code == 0, stderr
+    assert [row["model"] for row in json.loads((zoo / "results.json").read_text())] == ["fc", "net", "net_depth"]
+    code, stdout, stderr = run_cli("zoo", "--models", "fc,net,net_depth", "--data", data, "--out", zoo, *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, f"`python -m training report --out '{zoo}'` rebuilds")
 
 
 def test_translation_curves_sit_next_to_the_zoo_and_a_retrain_keeps_them(data, tmp_path):
