@@ -599,7 +599,7 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
 
     space = SpaceProcess(ROOT / "space" / "app.py", tmp_path / "app.log", startup_limit_s=STARTUP_LIMIT_S, env={
         "CONVHUB_MODELS_DIR": str(models_dir), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
-        "CONVHUB_CLIENT_AT_ONCE": "3"})
+        "CONVHUB_CLIENT_AT_ONCE": "3", "CONVHUB_CLASSIFY_CONCURRENCY": "1"})
     heavy = tmp_path / "heavy.png"
     Image.new("RGB", (7000, 7000), (90, 120, 200)).save(heavy, compress_level=9)  # ~150 KB
     light = tmp_path / "light.png"
@@ -621,10 +621,10 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
 
         # MCP tool calls from a client connecting directly (here from 127.0.0.2, which no proxy speaks for), then
         # given up: their tools run on as events Gradio's MCP server queues from 127.0.0.1. They counted as this
-        # machine's (never limited), or, with the caller's X-Forwarded-For forwarded, as the address it named. The
-        # calls are held open until their events are seen charged: one given up before the MCP server queued its
-        # event may never run, and then there is nothing to charge (in one whole run of the tests, none of five
-        # was seen queued when the calls were given up at once).
+        # machine's (never limited), or, with the caller's X-Forwarded-For forwarded, as the address it named.
+        # The operator's own work (never charged) is queued first, so that the tools' events wait behind it for
+        # seconds, and the calls are given up only once their events are seen charged: a call given up before its
+        # event was queued may never run, and an event run at once is charged for well under a second.
         def caller_refused() -> bool:
             """Whether a small upload from the caller is refused for its requests waiting or running (polled at
             4 a second, under the request rate: that refusal would say something else)."""
@@ -633,13 +633,16 @@ def test_one_client_cannot_queue_more_work_than_its_share(tmp_path, models_dir):
             assert status in (200, 429), (status, text)
             return status == 429 and text.startswith("Your address has 3 requests waiting, running or open")
 
-        calls = [mcp_call_started(space.port, "127.0.0.2", "198.51.100.9", heavy_upload) for _ in range(5)]
+        heavy_call = json.dumps({"data": [{"path": heavy_upload, "meta": {"_type": "gradio.FileData"}}]}).encode()
+        for _ in range(8):  # decoded one at a time here (CONVHUB_CLASSIFY_CONCURRENCY=1)
+            assert post(space.port, "/gradio_api/call/classify", heavy_call, "application/json")[0] == 200
+        calls = [mcp_call_started(space.port, "127.0.0.2", "198.51.100.9", heavy_upload) for _ in range(3)]
         try:
             assert any(caller_refused() or time.sleep(0.25) for _ in range(240))  # the tools' events are queued
         finally:
             for call in calls:
                 call.close()  # given up, the answers unread
-        assert caller_refused()  # five decodes of ~1.5 s, two at a time: three or more are still waiting or running
+        assert caller_refused()  # still waiting behind the operator's work
         assert classify_from("198.51.100.9", light_upload) == 200  # the address it named is not charged
     finally:
         space.stop()
