@@ -347,11 +347,13 @@ def test_a_zoo_stopped_while_its_nets_start_stops_them_without_a_traceback(tmp_p
     out = tmp_path / "out"
     process = _zoo(tmp_path, "net_res_deep,net_res_deep100", **CTRL_C_DEFAULT)
     try:
-        for _ in range(600):
-            if len([proc for proc in _processes_naming(out) if "--model=" in _cmdline(proc)]) == 2:
+        for _ in range(1200):  # until both nets are inside `import torch` (its library mapped), which takes seconds
+            if len([proc for proc in _processes_naming(out) if "--model=" in _cmdline(proc)
+                    and _has_mapped(proc, "libtorch")]) == 2:
                 break
             time.sleep(0.05)
-        time.sleep(0.5)  # well inside `import torch`, which takes seconds
+        else:
+            pytest.fail("the nets never started loading torch")
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:
@@ -461,6 +463,13 @@ def _kill_what_is_left(zoo: subprocess.Popen, out: Path) -> None:
 
 def _processes_naming(path: Path) -> list[Path]:
     return [proc for proc in Path("/proc").glob("[0-9]*") if str(path) in _cmdline(proc)]
+
+
+def _has_mapped(proc: Path, library: str) -> bool:
+    try:
+        return library in (proc / "maps").read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _cmdline(proc: Path) -> str:
