@@ -190,18 +190,25 @@ def test_concurrent_requests_share_batches_computed_on_one_thread():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    seen = []
+    seen, asking = [], threading.Semaphore(0)
 
     def compute(x):
+        if not seen:  # the first batch waits until every request is on its way, then a little for them to queue
+            for _ in range(12):
+                assert asking.acquire(timeout=60)
+            time.sleep(0.05)
         seen.append((threading.current_thread().name, len(x)))
-        time.sleep(0.05)  # long enough for the other requests to queue behind the first batch
         if (x < 0).any():
             raise ValueError("negative input")
         return [float(row.sum()) for row in x]
 
+    def ask(i: int) -> float:
+        asking.release()
+        return batches(torch.full((1, 2), float(i)))
+
     batches = inference.SharedBatches(compute, max_batch=8)
     with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda i: batches(torch.full((1, 2), float(i))), range(12)))
+        answers = list(pool.map(ask, range(12)))
     assert answers == [2.0 * i for i in range(12)]
     assert {name for name, _ in seen} == {seen[0][0]} and seen[0][0].startswith("convhub-batches")
     assert sum(size for _, size in seen) == 12 and len(seen) < 12 and max(size for _, size in seen) <= 8
