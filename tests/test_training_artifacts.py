@@ -206,9 +206,14 @@ def test_an_interrupted_zoo_is_told_how_to_train_only_the_nets_it_lacks(data, tm
     before = snapshot(zoo)
     code, stdout, stderr = run_cli("zoo", "--models", "fc,net,net_depth", "--data", data, "--out", zoo, *FAST)
     assert_refused_before_any_work(code, stdout, stderr, f"--out {zoo} already holds net: to train only the rest, "
-                                   "add --models fc,net_depth (the results table keeps the nets already there); to "
-                                   "train it again, pass --overwrite")
+                                   "run the zoo again with --models fc,net_depth (the results table keeps the nets "
+                                   "already there); to train it again, pass --overwrite")
     assert snapshot(zoo) == before
+    (zoo / "net_depth").mkdir()
+    (zoo / "net_depth" / "notes.txt").write_text("mine")  # a folder the advice would not train into: said first
+    code, stdout, stderr = run_cli("zoo", "--models", "fc,net,net_depth", "--data", data, "--out", zoo, *FAST)
+    assert_refused_before_any_work(code, stdout, stderr, "net_depth is a folder that holds other files")
+    (zoo / "net_depth" / "notes.txt").unlink()
     code, _, stderr = run_cli("zoo", "--models", "fc,net_depth", "--data", data, "--out", zoo, *FAST)
     assert code == 0, stderr
     assert [row["model"] for row in json.loads((zoo / "results.json").read_text())] == ["fc", "net", "net_depth"]

@@ -265,16 +265,18 @@ def check_zoo_out(out: str | Path, names: list[str], *, overwrite: bool = False)
         if foreign:
             raise OutputError(f"--out {out} holds files that are not a zoo's ({', '.join(foreign[:5])}): choose an "
                               "empty or new folder (nothing was changed)")
-    saved = [name for name in names if not overwrite and (out / name).is_dir() and is_model_folder(out / name)]
+    saved = [] if overwrite else [name for name in names if is_model_folder(out / name)]
+    for name in names:
+        if name not in saved:  # the folders of the nets to train are fine, or the advice below would not work
+            check_model_out(out / name, overwrite=overwrite)
     if saved:  # an interrupted zoo: --overwrite alone would train again what is already there
         rest = [name for name in names if name not in saved]
         again = f"to train {'them' if len(saved) > 1 else 'it'} again, pass --overwrite"
         raise OutputError(f"--out {out} already holds {', '.join(saved)}: " + (
-            f"to train only the rest, add --models {','.join(rest)} (the results table keeps the nets already "
-            f"there); {again}" if rest else f"{again} (`python -m training report --out {shlex.quote(str(out))}` "
-            "rebuilds the results table from the cards)"))
-    for name in names:
-        check_model_out(out / name, overwrite=overwrite)
+            f"to train only the rest, run the zoo again with --models {','.join(rest)} (the results table keeps "
+            f"the nets already there); {again}" if rest else
+            f"{again} (`python -m training report --out {shlex.quote(str(out))}` rebuilds the results table from "
+            "the cards)"))
     _check_writable(out)
     return out
 
