@@ -336,6 +336,26 @@ def test_zoo_pushes_each_net_and_reports_failures(hub, folder, tmp_path):
     assert (tmp_path / "zoo" / "net_depth" / "model.safetensors").is_file()
 
 
+def test_a_zoo_finished_with_push_says_how_to_push_the_nets_it_did_not_train(hub, folder, tmp_path):
+    """A zoo stopped halfway pushes nothing (it pushes once every net is trained); run again for the nets it lacks,
+    it pushed those alone, and the ones saved before never reached the Hub."""
+    import shlex
+
+    zoo, fast = tmp_path / "my zoo", ["--data", folder, "--epochs", 1, "--batch-size", 16, "--quiet"]
+    code, _, stderr = run_cli("zoo", "--models", "net", "--out", zoo, *fast)  # the part of the zoo that was saved
+    assert code == 0, stderr
+    code, stdout, stderr = run_cli("zoo", "--models", "net_depth", "--out", zoo, *fast, "--push", "alice",
+                                   "--token", TOKEN)
+    assert code == 0, stderr
+    assert [c.repo_id for c in hub.commits] == ["alice/convhub-net-depth"]
+    hint = next(line for line in stdout.splitlines() if line.startswith("net was trained before this run"))
+    command = shlex.split(hint.split("`")[1])
+    assert command[:4] == ["python", "-m", "training", "push"]
+    code, _, stderr = run_cli(*command[3:], "--token", TOKEN)
+    assert code == 0, stderr
+    assert [c.repo_id for c in hub.commits] == ["alice/convhub-net-depth", "alice/convhub-net"]
+
+
 @pytest.mark.usefixtures("hub_env")
 def test_push_to_a_hub_that_never_answers_fails_within_seconds(silent_hub, saved, folder, tmp_path):
     start = time.monotonic()

@@ -286,8 +286,8 @@ def cmd_zoo(args) -> int:
             publish.check_stays_private(token, [(convhub.pretrained_repo(name, args.push), "model") for name in names])
     # Nets trained before in --out stay in the table (a subset's zoo wrote a table of its nets alone over the whole
     # zoo's, which the Space's Compare tab reads); their records are read now, so a bad one stops the zoo untrained.
-    earlier = [record for name in convhub.ZOO if name not in names and (out / name).is_dir()
-               if (record := artifacts.read_record(out / name))]
+    earlier = {name: record for name in convhub.ZOO if name not in names and (out / name).is_dir()
+               if (record := artifacts.read_record(out / name))}
     data = _load_data(args)  # in this process too: bad data is one error before any net starts
     started = time.perf_counter()
     jobs = parallel.resolve_jobs(args.jobs, device, len(names))
@@ -296,11 +296,11 @@ def cmd_zoo(args) -> int:
         records = [train_one(name, data, args, out / name, device) for name in names]
     else:
         records = _zoo_side_by_side(names, data, args, out, device, jobs)
-    paths = report.write_report(report.in_zoo_order(records + earlier), out)
+    paths = report.write_report(report.in_zoo_order(records + list(earlier.values())), out)
     print(f"\nzoo done in {time.perf_counter() - started:.0f} s\n")
     if earlier:
         print(f"The table keeps {len(earlier)} net(s) trained before in {out}: "
-              f"{', '.join(r['model_name'] for r in earlier)}\n")
+              f"{', '.join(earlier)}\n")
     if (out / "translation.json").is_file():  # the Translation tab's curves, of the nets as they were
         # on the nets' own validation split: the same data, seed and fraction
         split = {"--seed": args.seed, "--val-fraction": args.val_fraction, "--data-revision": args.data_revision}
@@ -318,6 +318,10 @@ def cmd_zoo(args) -> int:
         except ConvHubError as error:
             failed.append(name)
             print(f"error: {error}", file=sys.stderr)
+    for name in earlier if args.push else []:  # a zoo stopped halfway had pushed none of them
+        again = ["python", "-m", "training", "push", "--from", str(out / name), "--repo",
+                 convhub.pretrained_repo(name, args.push), *["--private"] * args.private]
+        print(f"{name} was trained before this run, which did not push it: `{shlex.join(again)}` pushes it")
     return 1 if failed else 0
 
 
