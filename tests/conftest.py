@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,6 +49,18 @@ def peak_memory(setup: str, statement: str, *argv) -> tuple[str, int]:
     assert done.returncode == 0, done.stderr[-2000:]
     *printed, peak_kb = done.stdout.splitlines()
     return "\n".join(printed), int(peak_kb)
+
+
+def without_root_read_override() -> list[str]:
+    """The command prefix that runs a process without root's right to read any file or folder (setpriv dropping
+    those two capabilities), so that a permission test means what it says as root too; nothing as another user.
+    Skips where root has no setpriv (util-linux)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root, and no setpriv (util-linux) to drop root's right to read any folder")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ import dataclasses
 import io
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import peak_memory
+from conftest import peak_memory, without_root_read_override
 from PIL import Image
 from safetensors.torch import save_file
 from test_training_helpers import (
@@ -833,12 +832,7 @@ def test_a_class_folder_the_user_may_not_read_is_one_data_error(tmp_path):
     root the load runs without the capabilities that let it (setpriv)."""
     make_image_folder(tmp_path / "data", 8)
     (tmp_path / "data" / "bird").chmod(0)
-    drop = []
-    if os.geteuid() == 0:
-        if not shutil.which("setpriv"):
-            pytest.skip("running as root, and no setpriv (util-linux) to drop root's right to read any folder")
-        caps = "-dac_override,-dac_read_search"
-        drop = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+    drop = without_root_read_override()
     code = ("from training.data import load_cifar2, DataError\n"
             f"try:\n    load_cifar2({str(tmp_path / 'data')!r})\n"
             "except DataError as error:\n    print('DataError:', error)")
