@@ -919,11 +919,21 @@ def test_validation_fraction_out_of_range_or_too_little_data(tmp_path):
         load_cifar2(tmp_path / "d", val_fraction=0.01)
 
 
-def test_missing_source_is_a_data_error(tmp_path):
+def test_missing_source_is_a_data_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="no such data folder"):
         load_cifar2(tmp_path / "nope")
     with pytest.raises(DataError, match="no such data folder"):
         load_eval_split(tmp_path / "nope")
+    # A relative path of three parts that is not there is a typo, not a Hub dataset: offline it was huggingface_hub's
+    # "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"; no request is made for it either way.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for load in (load_cifar2, load_eval_split):
+        with pytest.raises(DataError, match=r"^no such data folder: data/cifar2/trian$"):
+            load("data/cifar2/trian")
+        with pytest.raises(DataError, match=r"'data/cifar2/trian' .*: no such local folder, and not a Hub dataset "
+                                            r"id \(namespace/name\)$"):
+            load("hf:data/cifar2/trian")
 
 
 # --- the zoo's decoded copy ------------------------------------------------------------------------------------------

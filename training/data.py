@@ -167,6 +167,8 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
     folder = Path(name)
     try:
         downloaded = not folder.exists()
+        if downloaded and not is_hub_id(name):
+            raise DataError("no such local folder, and not a Hub dataset id (namespace/name)")
         if downloaded:
             folder = _download_parquet(name, revision)
         return _read_dataset(folder, split, snapshot=downloaded)
@@ -558,10 +560,13 @@ def _os_errors_as_data_errors(load):
 
 
 def _datasets_name(source: str) -> str | None:
-    """The name ``datasets`` is given for --data ``source`` (hf:ID, a bare Hub id, hf:FOLDER), or None."""
-    path = Path(source).expanduser()
-    if source.startswith("hf:") or (not path.exists() and "/" in source and not source.startswith((".", "/"))):
+    """The name ``datasets`` is given for --data ``source`` (hf:ID, a bare Hub id, hf:FOLDER), or None. A path that
+    is not there is a Hub id only where the Hub would take it as one: path/to/images is a missing folder."""
+    if source.startswith("hf:"):
         return source.removeprefix("hf:")
+    if not Path(source).expanduser().exists() and "/" in source and not source.startswith((".", "/")) \
+            and is_hub_id(source):
+        return source
     return None
 
 
@@ -748,8 +753,7 @@ def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Sp
     """Everything to evaluate on: a whole image folder, a CIFAR-10 root's test batch, or a dataset's test split."""
     source = str(source)
     path = Path(source).expanduser()
-    if source.startswith("hf:") or (not path.exists() and "/" in source and not source.startswith((".", "/"))):
-        name = source.removeprefix("hf:")
+    if (name := _datasets_name(source)) is not None:
         return load_hub_dataset(name, revision=revision, split="test"), f"{name} test split"
     if not path.exists():
         raise DataError(f"no such data folder: {path}")
