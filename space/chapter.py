@@ -54,10 +54,10 @@ TRANSLATION = (
     "(Pixels shifted in take the dataset's mean colour.)"
 )
 TRANSLATION_VALIDATION = (
-    "On the 1,000 validation images, shifted the same way (computed when the nets were trained). All nets were trained "
-    "with random crops of ±4 pixels, so each copes with small shifts. The fully connected net is the least accurate at "
-    "every shift. Beyond ±4 pixels every net loses accuracy: a convnet's kernels find a feature anywhere, but its last "
-    "layers are fully connected and still care where the features end up."
+    "On the validation images the model cards report on, shifted the same way (computed when the nets were trained). "
+    "All nets were trained with random crops of ±4 pixels, so each copes with small shifts. The fully connected net "
+    "is the least accurate at every shift. Beyond ±4 pixels every net loses accuracy: a convnet's kernels find a "
+    "feature anywhere, but its last layers are fully connected and still care where the features end up."
 )
 
 RECEPTIVE_FIELD = (

@@ -239,6 +239,19 @@ def test_translation_curves_sit_next_to_the_zoo_and_a_retrain_keeps_them(data, t
         record = artifacts.read_record(zoo / name)
         assert table["accuracy"][name][8] == pytest.approx(record["val_accuracy"], abs=1e-4)
         assert all(0.0 <= a <= 1.0 for a in table["accuracy"][name]) and len(table["accuracy"][name]) == 17
+    # Other validation images (another seed, a folder of 8) were measured and written over the curves of the images
+    # the cards report on.
+    few = make_image_folder(tmp_path / "few", 20)
+    n_val = artifacts.read_record(zoo / "net")["n_val"]
+    for argv, given in ((["--data", data, "--seed", "1"], f"{n_val} (seeded class-balanced 10% of it (seed 1)"),
+                        (["--data", few, "--val-fraction", "0.2"], "8 (seeded class-balanced 20% of it (seed 0), "
+                                                                     "image folder few)")):
+        code, _, stderr = run_cli("translation", "--models", zoo, *argv)
+        assert_user_error(code, stderr, f"fc, net were validated on {n_val} images (seeded class-balanced 10% of it "
+                                        f"(seed 0), image folder {data.name}), and --data gives {given}",
+                          "pass the data the nets were trained on, with their --seed and --val-fraction; nothing was "
+                          "written")
+        assert json.loads((zoo / "translation.json").read_text()) == table
     code, _, stderr = run_cli("zoo", "--models", "fc,net", "--data", data, "--out", zoo, "--overwrite", *FAST)
     assert code == 0, stderr  # translation.json belongs to a zoo folder
     assert json.loads((zoo / "translation.json").read_text()) == table

@@ -428,10 +428,12 @@ def cmd_translation(args) -> int:
         artifacts.refuse_linked_folders(folder)
         if (folder / translation.FILE).is_dir():  # found before the nets are evaluated, not after
             raise ConvHubError(f"{folder / translation.FILE} is a folder: the curves are written to that name")
-    models = {name: convhub.load(saved) for name, saved in saved_nets(folder).items()}
+    saved = saved_nets(folder)
+    models = {name: convhub.load(path) for name, path in saved.items()}
     if not models:
         raise ConvHubError(f"no saved nets in {folder} (folders named after the zoo: {', '.join(convhub.ZOO)})")
     data = _load_data(args)
+    _check_validated_on(saved, data)
     path = translation.write(models, data.val, data.val_source, folder)
     curves = json.loads(path.read_text())["accuracy"]
     shifts = translation.SHIFTS
@@ -440,6 +442,23 @@ def cmd_translation(args) -> int:
         print(f"{name:>16} " + " ".join(f"{a:5.3f}" for a in curve))
     print(f"-> {path}")
     return 0
+
+
+def _check_validated_on(saved: dict[str, Path], data) -> None:
+    """The Translation tab's curves sit beside the nets' validation accuracies: measured on other images (a folder of
+    8, another seed), they replaced the curves of the 1,000 the cards report on. A net without a training record (an
+    untrained save) makes no claim."""
+    given = {"dataset": data.public_source, "n_val": len(data.val), "validation": data.val_source}
+    records = {name: artifacts.read_record(path) or {} for name, path in saved.items()}
+    other = {name: r for name, r in records.items() if any(r.get(key) not in (None, value) for key, value in
+                                                             given.items())}
+    if other:
+        first = next(iter(other.values()))
+        raise ConvHubError(
+            f"{', '.join(other)} {'was' if len(other) == 1 else 'were'} validated on {first.get('n_val')} images "
+            f"({first.get('validation')}, {first.get('dataset')}), and --data gives {given['n_val']} "
+            f"({given['validation']}, {given['dataset']}): pass the data the nets were trained on, with their --seed and --val-fraction; nothing was "
+            "written")
 
 
 def cmd_publish(args) -> int:
