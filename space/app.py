@@ -896,6 +896,21 @@ NETS = Loader(FOUND)
 demo = build_demo(FOUND, NETS)
 
 
+def _bind_failure(host: str, port: int) -> str | None:
+    """Why the system will not let the server listen at ``host``:``port``, in its words: Gradio says "Cannot find
+    empty port" for any reason, an address that is not this machine's too. None if it can now."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def main() -> None:
     # SIGTERM (how Spaces and process managers stop a server) ends the server, so that exit handlers run and our
     # image folder is removed: like Ctrl-C while it starts (_stop), then by closing it (_close).
@@ -936,7 +951,7 @@ def main() -> None:
                 prevent_thread_lock=True,
             )
         except OSError as error:  # the port is taken, or the address is not this machine's
-            sys.exit(f"error: cannot listen on {host}:{SERVER_PORT}: {error}")
+            sys.exit(f"error: cannot listen on {host}:{SERVER_PORT}: {_bind_failure(host, SERVER_PORT) or error}")
         # Around the whole server too, for what Gradio's outer middleware raises (uvicorn reads the app it was given
         # from its config for every new connection)
         server = getattr(demo, "server", None)

@@ -138,6 +138,11 @@ def _unreachable() -> str:
     return f"Hub unreachable ({shown_endpoint()})"
 
 
+class HubFailure(str):
+    """A note that the Hub answered without the net the Space was pointed at (a repo or revision that is not there,
+    a broken snapshot): the log warns of it, as of a local folder that failed, where the Hub offline is expected."""
+
+
 def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace: str | None,
              revision: str) -> FoundNet:
     """Where a net may be loaded from, without torch: the folders that hold a config.json (a Hub snapshot is
@@ -155,7 +160,7 @@ def find_net(name: str, *, models_dir: Path | None, hub_online: bool, namespace:
             found.steps.append(Candidate(resolve(f"hf-hub:{repo}", revision=revision), f"Hub {repo}@{revision}",
                                          "Hub"))  # hf-hub: the repo, never a folder of its name beside the app
         except Exception as error:  # noqa: BLE001
-            found.steps.append(f"Hub: {describe_failure(error)}")
+            found.steps.append(HubFailure(f"Hub {repo}@{revision}: {describe_failure(error)}"))
     else:
         # No request at all: only a snapshot an earlier online start left in the HF cache.
         offline = OFFLINE if offline_mode() else _unreachable()
@@ -182,6 +187,8 @@ def load_found(found: FoundNet) -> LoadedNet:
     for step in found.steps:
         if isinstance(step, str):
             notes.append(step)
+            if isinstance(step, HubFailure):
+                failed.append(step)
             continue
         try:
             net = _from_folder(found.name, step.folder, step.source)
@@ -191,7 +198,7 @@ def load_found(found: FoundNet) -> LoadedNet:
             continue
         if step.last_resort and notes:
             net.source += f" — {'; '.join(notes)}"
-        if failed:  # the operator's own folder (or a Hub copy) refused: said in the log, not only on the Compare tab
+        if failed:  # the operator's folder or Hub repo refused: said in the log, not only on the Compare tab
             log.warning("%s: %s; loaded from %s instead", found.name, "; ".join(failed), step.source)
         return net
     log.warning("%s is unavailable: %s", found.name, "; ".join(notes))

@@ -125,6 +125,27 @@ def test_a_broken_folder_falls_back_to_the_next_source_and_the_log_says_so(model
     assert warning.endswith("; loaded from bundled (space/models) instead") and "Hub offline" not in warning
 
 
+def test_a_hub_revision_that_is_not_there_falls_back_and_the_log_says_so(olah_hub, models_dir, tmp_path,
+                                                                         monkeypatch, caplog):
+    """A Space pointed at a revision its repos lack loaded the bundled nets and said only "9 of 9 nets loaded: 9 from
+    the weights bundled with this Space" (why, only on the Compare tab)."""
+    olah_hub.publish(models_dir / "net", "alice/convhub-net", "net")
+    bundled = tmp_path / "bundled"
+    convhub.create("net").save_pretrained(bundled / "net")
+    monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", bundled)
+    monkeypatch.setenv("CONVHUB_NAMESPACE", "alice")
+    monkeypatch.setenv("CONVHUB_REVISION", "v2")
+    [net] = zoo_loader.load_zoo(["net"])
+    assert net.available and net.source.startswith("bundled (space/models) — Hub alice/convhub-net@v2: ")
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("net: Hub alice/convhub-net@v2: "), warning
+    assert warning.endswith("; loaded from bundled (space/models) instead")
+    monkeypatch.setenv("CONVHUB_REVISION", "main")  # the revision that is there: no warning
+    caplog.clear()
+    [net] = zoo_loader.load_zoo(["net"])
+    assert net.source == "Hub alice/convhub-net@main" and not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_unreachable_hub_is_probed_once_and_fails_fast(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(convhub.hub.constants, "HF_HUB_OFFLINE", False)
@@ -818,8 +839,8 @@ def test_a_setting_the_space_cannot_use_stops_it_before_it_serves_with_one_line_
 
 @pytest.mark.parametrize("taken", ["port", "address"])
 def test_a_space_that_cannot_listen_says_why_in_one_line(tmp_path, taken):
-    """Its port already served by another program, or an address that is not this machine's: Gradio's reason as the
-    last line, no traceback."""
+    """Its port already served by another program, or an address that is not this machine's: the system's reason as
+    the last line, no traceback."""
     import socket
 
     with socket.socket() as other:
@@ -829,8 +850,9 @@ def test_a_space_that_cannot_listen_says_why_in_one_line(tmp_path, taken):
         host = "127.0.0.1" if taken == "port" else "192.0.2.1"  # TEST-NET-1: no machine's own address
         result = _run_app(tmp_path, GRADIO_SERVER_NAME=host, GRADIO_SERVER_PORT=str(port))
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen on {host}:{port}: "), \
-        result.stderr[-2000:]
+    reason = "Address already in use" if taken == "port" else "Cannot assign requested address"  # not Gradio's
+    assert result.stderr.strip().splitlines()[-1] == f"error: cannot listen on {host}:{port}: {reason}", \
+        result.stderr[-2000:]  # "Cannot find empty port in range", for an address too
     assert "Traceback" not in result.stderr and "Running on" not in result.stdout
 
 
