@@ -122,6 +122,9 @@ def test_a_data_config_built_by_hand_is_checked_as_a_config_jsons_is(values, mes
 def test_list_models_filters_names_as_timms_does():
     assert [info.name for info in convhub.list_models("net_res*")] == ["net_res", "net_res_deep", "net_res_deep100"]
     assert convhub.list_models("resnet*") == [] and len(convhub.list_models("*")) == len(ZOO_NAMES)
+    # as create reads a name, and as a Hub repo writes it: create("net-res-deep") worked, list_models("net-res*") was []
+    for pattern in ("net-res*", "convhub-net-res*", "NET_RES*"):
+        assert convhub.list_models(pattern) == ["net_res", "net_res_deep", "net_res_deep100"], pattern
     assert convhub.create("net").num_classes == 2
 
 
