@@ -263,13 +263,20 @@ def test_private_for_a_repo_that_is_public_is_refused_before_anything_is_pushed_
 
 
 def test_a_push_of_files_the_repo_already_has_says_so_once(hub, model_dir):
-    """huggingface_hub's warning came twice, from its own handler and again from the CLI's root one."""
+    """huggingface_hub's warning came twice, from its own handler and again from the CLI's root one, and then the
+    CLI said "pushed" with the commit that was already there: once, in ours."""
     argv = [sys.executable, "-m", "training", "push", "--from", str(model_dir), "--repo", "alice/convhub-net",
             "--token", TOKEN]
+    outputs = []
     for run in range(2):
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
         assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stderr.count("No files have been modified since last commit") == 1, result.stderr
+        outputs.append(result.stdout.strip().splitlines()[-1])
+    head = hub.repos[("model", "alice/convhub-net")].heads["main"]
+    assert len(hub.commits) == 1 and outputs[0] == f"pushed {model_dir} to alice/convhub-net: {hub.url}/alice/" \
+                                                   f"convhub-net/commit/{head}"
+    assert outputs[1] == f"{outputs[0]} (already up to date: nothing was uploaded)"
+    assert "No files have been modified" not in result.stderr and "WARNING" not in result.stderr, result.stderr
 
 
 def test_cli_push_of_a_folder_that_is_not_a_model(hub, tmp_path):

@@ -8,6 +8,7 @@ repo), and uploads are commits of whole folders, so running a publish again uplo
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -188,9 +189,23 @@ def _upload_now(api: HfApi, folder: Path, repo_id: str, *, repo_type: str, revis
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
     if revision and revision != "main":
         api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+    head = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
     commit = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision,
                                commit_message=message)
+    if commit.oid == head:  # upload_folder made no commit: the branch already holds these files
+        return f"{commit.commit_url} (already up to date: nothing was uploaded)"
     return str(commit.commit_url)
+
+
+class _SaidOurselves(logging.Filter):
+    """huggingface_hub's "No files have been modified since last commit. Skipping to prevent empty commit." came
+    before a line that said "pushed": _upload_now says it in ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No files have been modified since last commit")
+
+
+logging.getLogger("huggingface_hub.hf_api").addFilter(_SaidOurselves())
 
 
 def _rerun(error: Exception) -> str:
