@@ -7,6 +7,7 @@ import dataclasses
 import io
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,15 @@ def test_image_folder_with_train_and_test_subfolders_uses_test_as_validation(tmp
     assert (len(data.train), len(data.val)) == (24, 10)
     assert data.val.class_counts() == [5, 5]
     assert "test" in data.val_source
+    # evaluate takes the --data that trained the net, as it does a CIFAR-10 root's or a dataset's (it wanted class
+    # folders here): its test images
+    test, source = load_eval_split(tmp_path / "d")
+    assert torch.equal(test.images, data.val.images) and source == f"image folder {tmp_path / 'd' / 'test'}"
+    shutil.rmtree(tmp_path / "d" / "test")  # train/ alone: the images the net learned from, unless asked for
+    with pytest.raises(DataError) as refused:
+        load_eval_split(tmp_path / "d")
+    assert str(refused.value).startswith(f"{tmp_path / 'd'} holds train/ and no test/: pass {tmp_path / 'd' / 'train'} "
+                                         "to evaluate on every image there")
 
 
 def test_image_folder_without_test_carves_a_stratified_validation_split(tmp_path):

@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved net")
     evaluate.add_argument("--model", required=True, help="save_pretrained folder or Hub repo id")
     evaluate.add_argument("--revision")
-    evaluate.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird}, CIFAR-10 root, or hf:ID")
+    evaluate.add_argument("--data", required=True, help="image folder ROOT/{airplane,bird} (all of it), or the test "
+                          "images of ROOT/{train,test}, a CIFAR-10 root or hf:ID")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     summary = commands.add_parser("report", help="rebuild results.{md,json} and the plot from the cards of saved nets")

@@ -761,4 +761,9 @@ def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Sp
         return load_cifar10(root, train=False), f"CIFAR-10 test batch in {root}"
     if _is_datasets_dir(path):
         return load_hub_dataset(str(path), split="test"), f"{path} test split"
+    if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():  # train's ROOT/{train,test} layout
+        if not (path / "test").is_dir():
+            raise DataError(f"{path} holds train/ and no test/: pass {path / 'train'} to evaluate on every image "
+                            "there, the net's training images among them")
+        return load_image_folder(path / "test"), f"image folder {path / 'test'}"
     return load_image_folder(path), f"image folder {path}"
