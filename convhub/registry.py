@@ -70,8 +70,11 @@ def create(name: str, pretrained: bool = False, *, namespace: str | None = None,
 
 def list_models(filter: str = "") -> list[ModelInfo]:  # noqa: A002 - timm's name for it
     """Every zoo net with its class and parameter count, in the chapter's order; ``filter`` a shell-style pattern of
-    names, as timm's (``"net_res*"``), read as create reads a name (``"convhub-net-res*"`` is the same)."""
-    pattern = filter.strip().lower().removeprefix("convhub-").replace("-", "_")
+    names, as timm's (``"net_res*"``), read as create reads a name (``"convhub-net-res*"`` is the same; a pattern
+    with [ranges] keeps its dashes)."""
+    pattern = (filter or "").strip().lower().removeprefix("convhub-")
+    if "[" not in pattern:
+        pattern = pattern.replace("-", "_")
     infos = []
     for name, (cls, kwargs) in ZOO.items():
         if pattern and not fnmatch.fnmatchcase(name, pattern):

@@ -125,6 +125,10 @@ def test_list_models_filters_names_as_timms_does():
     # as create reads a name, and as a Hub repo writes it: create("net-res-deep") worked, list_models("net-res*") was []
     for pattern in ("net-res*", "convhub-net-res*", "NET_RES*"):
         assert convhub.list_models(pattern) == ["net_res", "net_res_deep", "net_res_deep100"], pattern
+    assert convhub.list_models("net_res_deep[0-9]*") == ["net_res_deep100"]  # a range keeps its dash
+    assert convhub.list_models("net_[!a-c]*") == ["net_width", "net_dropout", "net_depth", "net_res", "net_res_deep",
+                                                  "net_res_deep100"]
+    assert convhub.list_models(None) == convhub.list_models()
     assert convhub.create("net").num_classes == 2
 
 
