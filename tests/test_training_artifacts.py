@@ -243,15 +243,18 @@ def test_translation_curves_sit_next_to_the_zoo_and_a_retrain_keeps_them(data, t
     # the cards report on.
     few = make_image_folder(tmp_path / "few", 20)
     n_val = artifacts.read_record(zoo / "net")["n_val"]
-    for argv, given in ((["--data", data, "--seed", "1"], f"{n_val} (seeded class-balanced 10% of it (seed 1)"),
-                        (["--data", few, "--val-fraction", "0.2"], "8 (seeded class-balanced 20% of it (seed 0), "
-                                                                     "image folder few)")):
+    for argv, given in ((["--data", data, "--seed", "1"], f"({n_val}: seeded class-balanced 10% of it (seed 1))"),
+                        (["--data", few, "--val-fraction", "0.2"], "(8: seeded class-balanced 20% of it (seed 0))")):
         code, _, stderr = run_cli("translation", "--models", zoo, *argv)
-        assert_user_error(code, stderr, f"fc, net were validated on {n_val} images (seeded class-balanced 10% of it "
-                                        f"(seed 0), image folder {data.name}), and --data gives {given}",
-                          "pass the data the nets were trained on, with their --seed and --val-fraction; nothing was "
-                          "written")
+        assert_user_error(code, stderr, f"the nets' cards report on other validation images than --data gives {given}"
+                                        f": fc, net on {n_val} (seeded class-balanced 10% of it (seed 0)). Pass the "
+                                        "data the nets were trained on, with their --seed and --val-fraction; nothing "
+                                        "was written")
         assert json.loads((zoo / "translation.json").read_text()) == table
+    copy = shutil.copytree(data, tmp_path / "a copy")  # the same images under another name: the same curves
+    code, _, stderr = run_cli("translation", "--models", zoo, "--data", copy)
+    assert code == 0, stderr
+    assert json.loads((zoo / "translation.json").read_text()) == table
     code, _, stderr = run_cli("zoo", "--models", "fc,net", "--data", data, "--out", zoo, "--overwrite", *FAST)
     assert code == 0, stderr  # translation.json belongs to a zoo folder
     assert json.loads((zoo / "translation.json").read_text()) == table

@@ -447,19 +447,26 @@ def cmd_translation(args) -> int:
 
 def _check_validated_on(saved: dict[str, Path], data) -> None:
     """The Translation tab's curves sit beside the nets' validation accuracies: measured on other images (a folder of
-    8, another seed), they replaced the curves of the 1,000 the cards report on. A net without a training record (an
-    untrained save) makes no claim."""
-    given = {"dataset": data.public_source, "n_val": len(data.val), "validation": data.val_source}
-    records = {name: artifacts.read_record(path) or {} for name, path in saved.items()}
-    other = {name: r for name, r in records.items() if any(r.get(key) not in (None, value) for key, value in
-                                                             given.items())}
-    if other:
-        first = next(iter(other.values()))
-        raise ConvHubError(
-            f"{', '.join(other)} {'was' if len(other) == 1 else 'were'} validated on {first.get('n_val')} images "
-            f"({first.get('validation')}, {first.get('dataset')}), and --data gives {given['n_val']} "
-            f"({given['validation']}, {given['dataset']}): pass the data the nets were trained on, with their --seed and --val-fraction; nothing was "
-            "written")
+    8, another seed), they replaced the curves of the 1,000 the cards report on. Told by the count and the split each
+    card records (not the folder's name, which a copy of the same images need not share); a card that records
+    neither (an untrained save, a card written by hand) makes no claim."""
+    from convhub.card import training_record
+
+    def split_of(record: dict | None) -> tuple:
+        return (record or {}).get("n_val"), (record or {}).get("validation")
+
+    given = (len(data.val), data.val_source)
+    claims: dict[tuple, list[str]] = {}
+    for name, path in saved.items():
+        claim = split_of(None if (path / "README.md").is_symlink() else training_record(path))
+        if any(value is not None and value != ours for value, ours in zip(claim, given)):
+            claims.setdefault(claim, []).append(name)
+    if claims:
+        cards = "; ".join(f"{', '.join(names)} on {n_val} ({validation})" for (n_val, validation), names in
+                          claims.items())
+        raise ConvHubError(f"the nets' cards report on other validation images than --data gives ({given[0]}: "
+                           f"{given[1]}): {cards}. Pass the data the nets were trained on, with their --seed and "
+                           "--val-fraction; nothing was written")
 
 
 def cmd_publish(args) -> int:
