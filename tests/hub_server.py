@@ -54,6 +54,7 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self.validated: list[tuple[str, bool]] = []  # (repo type, accepted) of each README the client had checked
         self.fail: dict[tuple[str, str], int] = {}  # (action, repo_id) -> HTTP status, e.g. ("commit", "a/b"): 500
+        self.repo_info_answer = None  # set: what every repo's info is answered with (a broken or hostile server)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -132,6 +133,8 @@ class HubServer:
                     return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
                 if revision not in repo.branches:
                     return self._send(404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"})
+                if hub.repo_info_answer is not None:
+                    return self._send(200, hub.repo_info_answer)
                 return self._send(200, {"id": repo_id, "sha": repo.heads[revision], "private": repo.private,
                                         "siblings": [{"rfilename": p} for p in sorted(repo.branches[revision])]})
 

@@ -279,6 +279,16 @@ def test_a_push_of_files_the_repo_already_has_says_so_once(hub, model_dir):
     assert "No files have been modified" not in result.stderr and "WARNING" not in result.stderr, result.stderr
 
 
+def test_a_repo_info_the_client_cannot_read_costs_a_push_only_its_up_to_date_note(hub, model_dir):
+    """The branch's head is asked before the upload, to tell an upload that changed nothing: an answer that names no
+    commit (a list, a sha of another form) made a push that had never needed it fail with a TypeError traceback."""
+    for n, answer in enumerate(([1, 2], {"id": "alice/convhub-net", "sha": "../../x"})):
+        hub.repo_info_answer = answer  # a first push: upload_folder itself asks for no repo info
+        repo_id = f"alice/convhub-net-{n}"
+        url = publish.push(model_dir, repo_id, token=TOKEN)
+        assert url == f"{hub.url}/{repo_id}/commit/{hub.repos[('model', repo_id)].heads['main']}"
+
+
 def test_cli_push_of_a_folder_that_is_not_a_model(hub, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, stderr = run_cli("push", "--from", tmp_path / "empty", "--repo", "alice/x", "--token", TOKEN)

@@ -18,7 +18,7 @@ import convhub
 import httpx2
 from convhub.card import is_hub_id
 from convhub.errors import ConvHubError, HubUnavailableError, shown
-from convhub.hub import (bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
+from convhub.hub import (COMMIT, bound_hub_requests, check_revision, endpoint, error_text, hub_reachable, offline_mode,
                          shown_endpoint, within_deadline)
 from convhub.zoo import saved_nets, zoo_name
 from huggingface_hub import HfApi, get_token
@@ -189,23 +189,35 @@ def _upload_now(api: HfApi, folder: Path, repo_id: str, *, repo_type: str, revis
     api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **kwargs)
     if revision and revision != "main":
         api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
-    head = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
-    commit = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision,
-                               commit_message=message)
-    if commit.oid == head:  # upload_folder made no commit: the branch already holds these files
+    head = _head(api, repo_id, repo_type, revision)
+    said_ourselves, library = _SaidOurselves(), logging.getLogger("huggingface_hub.hf_api")
+    library.addFilter(said_ourselves)
+    try:
+        commit = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=folder, revision=revision,
+                                   commit_message=message)
+    finally:
+        library.removeFilter(said_ourselves)
+    if head is not None and commit.oid == head:  # upload_folder made no commit: the branch holds these files
         return f"{commit.commit_url} (already up to date: nothing was uploaded)"
     return str(commit.commit_url)
 
 
+def _head(api: HfApi, repo_id: str, repo_type: str, revision: str | None) -> str | None:
+    """The branch's commit before the upload, to tell whether it made one; None where the Hub's answer does not say
+    (only that note is lost: the upload goes on)."""
+    try:
+        sha = api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+    except (*UPLOAD_ERRORS, TypeError, KeyError, AttributeError):
+        return None
+    return sha if isinstance(sha, str) and COMMIT.fullmatch(sha) else None
+
+
 class _SaidOurselves(logging.Filter):
     """huggingface_hub's "No files have been modified since last commit. Skipping to prevent empty commit." came
-    before a line that said "pushed": _upload_now says it in ours."""
+    before a line that said "pushed": _upload_now says it in ours, while it uploads."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("No files have been modified since last commit")
-
-
-logging.getLogger("huggingface_hub.hf_api").addFilter(_SaidOurselves())
 
 
 def _rerun(error: Exception) -> str:
@@ -227,7 +239,8 @@ def check_branch(revision: str | None) -> None:
 def push(model_dir: str | Path, repo_id: str, *, revision: str | None = None, private: bool | None = None,
          token: str | None = None, commit_message: str | None = None, dataset_id: str | None = None) -> str:
     """Push one saved model folder (config, weights, a card naming the repo, and ``dataset_id`` where given: see
-    record_for_card); returns the commit URL."""
+    record_for_card); returns the commit URL, followed by "(already up to date: nothing was uploaded)" where the
+    branch held these files."""
     check_branch(revision)
     check_repo_id(repo_id, "--repo")
     if not Path(model_dir).expanduser().is_dir():  # convhub.load would take a repo id: "nor is it a Hub repo id"
@@ -347,7 +360,7 @@ def dry_run(the_plan: Plan, out: str | Path, *, overwrite: bool = False) -> Path
 
 
 def publish(the_plan: Plan, *, token: str | None = None, log=print) -> dict[str, str]:
-    """Upload every model repo, then the Space; returns {repo id: commit URL}.
+    """Upload every model repo, then the Space; returns {repo id: commit URL, as push returns it}.
 
     Stops at the first failure with a PublishError that lists which repos were pushed and which were not; running
     it again is safe (repos are created only if missing, unchanged files are not uploaded again).
