@@ -848,6 +848,8 @@ def test_a_space_that_cannot_listen_says_why_in_one_line(tmp_path, taken):
         other.listen()
         port = other.getsockname()[1]
         host = "127.0.0.1" if taken == "port" else "192.0.2.1"  # TEST-NET-1: no machine's own address
+        if taken == "address":
+            other.close()  # the port free: only the address is wrong
         result = _run_app(tmp_path, GRADIO_SERVER_NAME=host, GRADIO_SERVER_PORT=str(port))
     assert result.returncode == 1
     reason = "Address already in use" if taken == "port" else "Cannot assign requested address"  # not Gradio's

@@ -394,9 +394,12 @@ def test_what_a_card_may_say_about_the_data_names_no_local_path(tmp_path, monkey
 # --- datasets -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prefix", ["", "hf:"])
-def test_datasets_parquet_layout_loads_through_load_cifar2(tmp_path, prefix):
+@pytest.mark.parametrize("prefix", ["", "hf:", "hf:~/"])
+def test_datasets_parquet_layout_loads_through_load_cifar2(tmp_path, prefix, monkeypatch):
     expected = make_parquet_dataset(tmp_path / "ds", n_train=40, n_test=20)
+    if prefix == "hf:~/":  # as the shell would not expand it after hf: (it was "no such local folder")
+        monkeypatch.setenv("HOME", str(tmp_path))
+        prefix, tmp_path = "hf:", Path("~")
     data = load_cifar2(f"{prefix}{tmp_path / 'ds'}")
     for split, name in ((data.train, "train"), (data.val, "test")):
         images, labels = expected[name]
@@ -935,14 +938,14 @@ def test_missing_source_is_a_data_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="no such data folder"):
         load_eval_split(tmp_path / "nope")
     # A relative path of three parts that is not there is a typo, not a Hub dataset: offline it was huggingface_hub's
-    # "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"; no request is made for it either way.
+    # "Repo id must be in the form 'repo_name' or 'namespace/repo_name'".
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for load in (load_cifar2, load_eval_split):
         with pytest.raises(DataError, match=r"^no such data folder: data/cifar2/trian$"):
             load("data/cifar2/trian")
         with pytest.raises(DataError, match=r"'data/cifar2/trian' .*: no such local folder, and not a Hub dataset "
-                                            r"id \(namespace/name\)$"):
+                                            r"id \(a name, or namespace/name\)$"):
             load("hf:data/cifar2/trian")
 
 

@@ -164,11 +164,11 @@ def load_hub_dataset(name: str, revision: str | None = None, split: str = "train
     a save_to_disk folder) or a Hub id (its parquet files, downloaded), read with pyarrow: only the raw columns, never
     the dataset's own feature types (datasets would call the pyarrow function a Value dtype names, and decode an
     Image-typed "label" column by opening the path or URL in it)."""
-    folder = Path(name)
+    folder = Path(name).expanduser()
     try:
         downloaded = not folder.exists()
         if downloaded and not is_hub_id(name):
-            raise DataError("no such local folder, and not a Hub dataset id (namespace/name)")
+            raise DataError("no such local folder, and not a Hub dataset id (a name, or namespace/name)")
         if downloaded:
             folder = _download_parquet(name, revision)
         return _read_dataset(folder, split, snapshot=downloaded)
@@ -575,7 +575,7 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
     """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
     source = str(source)
     path = Path(source).expanduser()
-    local = Path(name).exists() if (name := _datasets_name(source)) is not None else path.exists()
+    local = Path(name).expanduser().exists() if (name := _datasets_name(source)) is not None else path.exists()
     if revision is not None and local:  # it was ignored: the folder was read as it is
         raise DataError(f"{shown(source, 200)} is a local folder: --data-revision {shown(revision)} applies to "
                         "Hub datasets only")
