@@ -429,12 +429,11 @@ def cmd_translation(args) -> int:
         artifacts.refuse_linked_folders(folder)
         if (folder / translation.FILE).is_dir():  # found before the nets are evaluated, not after
             raise ConvHubError(f"{folder / translation.FILE} is a folder: the curves are written to that name")
-    saved = saved_nets(folder)
-    models = {name: convhub.load(path) for name, path in saved.items()}
+    models = {name: convhub.load(saved) for name, saved in saved_nets(folder).items()}
     if not models:
         raise ConvHubError(f"no saved nets in {folder} (folders named after the zoo: {', '.join(convhub.ZOO)})")
     data = _load_data(args)
-    _check_validated_on(saved, data)
+    _check_validated_on(models, data)
     path = translation.write(models, data.val, data.val_source, folder)
     curves = json.loads(path.read_text())["accuracy"]
     shifts = translation.SHIFTS
@@ -445,20 +444,16 @@ def cmd_translation(args) -> int:
     return 0
 
 
-def _check_validated_on(saved: dict[str, Path], data) -> None:
+def _check_validated_on(models: dict, data) -> None:
     """The Translation tab's curves sit beside the nets' validation accuracies: measured on other images (a folder of
     8, another seed), they replaced the curves of the 1,000 the cards report on. Told by the count and the split each
-    card records (not the folder's name, which a copy of the same images need not share); a card that records
-    neither (an untrained save, a card written by hand) makes no claim."""
-    from convhub.card import training_record
-
-    def split_of(record: dict | None) -> tuple:
-        return (record or {}).get("n_val"), (record or {}).get("validation")
-
+    card records (not the folder's name, which a copy of the same images need not share), as convhub.load read it; a
+    card that records neither (an untrained save, a card written by hand) makes no claim."""
     given = (len(data.val), data.val_source)
     claims: dict[tuple, list[str]] = {}
-    for name, path in saved.items():
-        claim = split_of(None if (path / "README.md").is_symlink() else training_record(path))
+    for name, model in models.items():
+        record = (model.loaded_record or ({},))[0]
+        claim = record.get("n_val"), record.get("validation")
         if any(value is not None and value != ours for value, ours in zip(claim, given)):
             claims.setdefault(claim, []).append(name)
     if claims:
