@@ -522,6 +522,11 @@ def _saved_to_disk(path: Path) -> bool:
     return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
 
 
+def _split_folders(path: Path) -> bool:
+    """An image folder laid out ROOT/{train,test}/{airplane,bird} (test/ optional), as train and evaluate read it."""
+    return (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir()
+
+
 def _is_datasets_dir(path: Path) -> bool:
     """Parquet files where a Hub dataset repo keeps them (at most two folders down: data/train/...), or a
     save_to_disk folder; a folder of airplane/ and bird/ images is an image folder, whatever else it holds (a
@@ -592,7 +597,7 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
     if _is_datasets_dir(path):
         # absolute, so that the errors name the folder ("." would name none)
         return _from_datasets(str(path.absolute()), _named("datasets folder", source), val_fraction, seed, revision)
-    if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():
+    if _split_folders(path):
         test_dir = path / "test"
         test = load_image_folder(test_dir) if test_dir.is_dir() else None
         return _with_validation(load_image_folder(path / "train"), test, f"image folder {path / 'train'}",
@@ -761,7 +766,7 @@ def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Sp
         return load_cifar10(root, train=False), f"CIFAR-10 test batch in {root}"
     if _is_datasets_dir(path):
         return load_hub_dataset(str(path), split="test"), f"{path} test split"
-    if (path / "train").is_dir() and not (path / CIFAR2_CLASSES[0]).is_dir():  # train's ROOT/{train,test} layout
+    if _split_folders(path):
         if not (path / "test").is_dir():
             raise DataError(f"{path} holds train/ and no test/: pass {path / 'train'} to evaluate on every image "
                             "there, the net's training images among them")
