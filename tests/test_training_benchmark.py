@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import platform
 from pathlib import Path
 
 import convhub
@@ -43,6 +44,23 @@ def test_benchmark_compares_recipes_and_measures_each_net(bench, tmp_path, capsy
     assert "notebook loop (DataLoader, batch 64" in out and result["env"]["notebook_images_per_second"] > 0
     assert result["env"]["machine"]["cpu"] in out and "torch kernels" in out  # the CPU the figures came from
     assert f"| net_depth | {convhub.create('net_depth').num_params:,} |" in out
+
+
+@pytest.mark.parametrize("block, named", [
+    # two CPUs a cloud calls by one name (the Zen 2 and Zen 5 these benchmarks ran on), and an ARM board's
+    ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC\n",
+     "AMD EPYC, family 23 model 49"),
+    ("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: avx2 avx512f\n\n"
+     "processor\t: 1\ncpu family\t: 99\nmodel\t\t: 9\nmodel name\t: AMD EPYC\n", "AMD EPYC, family 26 model 2"),
+    ("processor\t: 0\nBogoMIPS\t: 48.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n", None),
+])
+def test_the_cpu_is_told_apart_by_its_family_and_model(tmp_path, monkeypatch, block, named):
+    from training import artifacts, hardware
+
+    (tmp_path / "cpuinfo").write_text(block)
+    monkeypatch.setattr(hardware, "CPUINFO", str(tmp_path / "cpuinfo"))
+    assert hardware.cpu_model() == (named or platform.processor() or platform.machine() or "unknown CPU")
+    assert hardware.cpu_model() in artifacts.describe_device("cpu")  # what a card and a benchmark print
 
 
 def test_benchmark_book_run_stops_at_max_seconds(bench, tmp_path, capsys):

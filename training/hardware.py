@@ -18,10 +18,13 @@ FEATURE_FLAGS = {
 }
 
 
+CPUINFO = "/proc/cpuinfo"
+
+
 def _cpuinfo() -> dict[str, str]:
     """The first processor's block of /proc/cpuinfo ({} where there is none: macOS, Windows)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(CPUINFO) as f:
             block = f.read().split("\n\n")[0]
     except OSError:
         return {}
@@ -29,7 +32,12 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    """The CPU's name, with its family and model where the system gives them: a cloud machine may call several
+    generations "AMD EPYC" (a Zen 2 and a Zen 5 here), whose speeds differ by 2x or more."""
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    family, model = info.get("cpu family", ""), info.get("model", "")
+    return f"{name}, family {family} model {model}" if family.isdigit() and model.isdigit() else name
 
 
 def cpu_features() -> dict[str, bool | None]:
