@@ -58,7 +58,9 @@ def scoreboard_html(verdict: Verdict, rows: dict[str, dict], repos: dict[str, st
     total = sum(votes.values())
     truth = (f" <span class='truth'>True label: <b>{html.escape(true_label)}</b>"
              f" ({votes[true_label]} of {total} nets right)</span>" if true_label in votes else "")
-    parts = [f"<div class='vote' data-testid='vote'><span class='vote-label'>{votes[winner]} of {total} nets "
+    # shown (by style.css) only while the image box says an image could not be used: these results are not its
+    parts = ["<p class='stale'>Still the results for the previous image: the new one was not classified.</p>",
+             f"<div class='vote' data-testid='vote'><span class='vote-label'>{votes[winner]} of {total} nets "
              f"say</span> <b class='vote-class'>{winner}</b>{truth}</div>"]
     if note:
         parts.append(f"<p class='note'>{html.escape(note)}</p>")

@@ -177,8 +177,9 @@ def test_kernels_are_never_cropped_and_feature_maps_follow_the_net(page):
 
 
 def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page, tmp_path, shots):
-    """A bad upload says why at the image and leaves the example shown, and marked; a good one replaces both (the
-    example stayed marked as shown)."""
+    """A bad upload says why at the image and leaves the example shown, and marked, its results faded under a line
+    saying whose they are (at full strength, they read as the bad file's); a good one replaces both (the example
+    stayed marked as shown)."""
     click_example(page, "bird")
     page.wait_for_selector("table.scoreboard")
     vote = page.locator("[data-testid=vote]").inner_text()
@@ -188,7 +189,11 @@ def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page,
         "button", name="Clear").count() else None
     page.locator("#image-input input[type=file]").set_input_files(str(corrupt))
     expect(page)(page.locator("#status")).to_contain_text("cannot read corrupt.jpg as an image", timeout=60_000)
-    assert page.locator("[data-testid=vote]").inner_text() == vote  # the previous results stay
+    assert page.locator("[data-testid=vote]").inner_text() == vote  # the previous results stay, faded, saying so
+    expect(page)(page.locator("#scoreboard .stale")).to_contain_text("previous image")
+    faded = "e => Number(getComputedStyle(e).opacity)"
+    assert page.locator("table.scoreboard").evaluate(faded) < 0.5
+    assert page.locator("#seen figure").evaluate(faded) < 0.5
     assert page.locator(".error").count() == 0  # no red error pills on the outputs
     page.screenshot(path=str(shots / f"{page.size_name}_bad_upload.png"))
     assert page.locator("#examples .thumbnail-item.selected").count() == 1  # the example still shown
@@ -198,6 +203,8 @@ def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page,
     expect(page)(page.locator("#status")).to_have_text("", timeout=60_000)
     expect(page)(page.locator("[data-testid=vote]")).not_to_contain_text("True label", timeout=60_000)
     expect(page)(page.locator("#examples .thumbnail-item.selected")).to_have_count(0)  # no example marked as shown
+    expect(page)(page.locator("#scoreboard .stale")).to_be_hidden()  # its own results, at full strength
+    assert page.locator("table.scoreboard").evaluate("e => getComputedStyle(e).opacity") == "1"
 
 
 def test_clicking_a_unit_shows_its_receptive_field(page):
