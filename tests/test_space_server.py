@@ -278,6 +278,20 @@ def test_the_load_benchmarks_plain_http_client_speaks_the_spaces_protocol(server
     assert latencies == [] and len(errors) == 2
 
 
+def test_the_load_benchmarks_threaded_client_counts_failed_calls_instead_of_stopping(client):
+    """Its gradio_client threads: the answers a second, and each failed call as an error (one gradio_client race
+    stopped the whole benchmark with a traceback)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import space_load
+
+    rate, errors = space_load.threaded(client, 2, 4)
+    assert rate > 0 and errors == []
+    rate, errors = space_load.threaded(client, 2, 3, "/no_such_endpoint")
+    assert rate == 0 and len(errors) == 3 and all("no_such_endpoint" in error for error in errors)
+    line = space_load.threaded_line(2, 3, rate, errors)
+    assert line.startswith("2 gradio_client threads calling in turn: 0.0 answers/s (3 of 3 failed: ")
+
+
 # --- hostile requests (issue #8) -----------------------------------------------------------------------------------
 
 
