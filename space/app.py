@@ -437,8 +437,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             return layers, weights_drawn(net_name), gr.update(value=None, visible=False), chapter.FC_INSIDE
         try:
             x = inference.load_input(input_or_default(path))
-        except inference.BadImageError as error:
-            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}"
+        except inference.BadImageError as error:  # the net's own layers and kernels, and no maps of another image
+            return (layers, weights_drawn(net_name), gr.update(value=None, visible=False),
+                    f"⚠️ {as_plain_text(str(error))}")
         return layers, weights_drawn(net_name), gr.update(value=maps_drawn(x, net_name), visible=True), chapter.INSIDE
 
     @api_errors  # a slider's value sent as NaN: one clear message, not a bare "Error"
@@ -729,6 +730,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     compare_sources = gr.Markdown(elem_id="compare-sources")
 
         active_tab = gr.State("classify")
+        last_good = gr.State(None)  # the image whose results the Classify tab shows
         inside_outputs = [layer_table, kernels_plot, maps_plot, inside_text]
         translation_inputs = [image, shift]
         translation_outputs = [translation_plot, shifted, translation_status]
@@ -759,23 +761,28 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         def classify_example(evt: gr.SelectData):
             """An example click: show it and classify it in one round trip."""
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(examples):
-                return gr.skip(), gr.skip(), gr.skip(), "⚠️ no such example"
+                return gr.skip(), gr.skip(), gr.skip(), "⚠️ no such example", gr.skip()
             path = examples[evt.index][0]
-            return (path, *classify_shown(path))
+            seen_html, board, message = classify_shown(path)
+            return path, seen_html, board, message, gr.skip() if board == gr.skip() else path
 
         # input (not change): user uploads, webcam shots, pastes and clears; an example click sets the image itself
         classifying = {"concurrency_limit": CLASSIFY_CONCURRENCY, "concurrency_id": "classify"}
 
-        def classify_ui(path):
-            """An upload, paste or clear: its results, and no example marked as the one shown (a failed upload
-            leaves both as they were)."""
+        def classify_ui(path, last_good):
+            """An upload, paste or clear: its results, and no example marked as the one shown. An image that cannot
+            be used leaves the image box, the results and the marked example as they were (the box would show a
+            broken picture, and the other tabs would have nothing to draw), and says why under the box."""
             seen_html, board, message = classify_shown(path)
-            return seen_html, board, message, gr.skip() if board == gr.skip() else gr.Gallery(selected_index=None)
+            if board == gr.skip():
+                kept = last_good if last_good and Path(last_good).is_file() else None  # uploads expire
+                return gr.update(value=kept), seen_html, board, message, gr.skip(), kept
+            return gr.skip(), seen_html, board, message, gr.Gallery(selected_index=None), path
 
-        image.input(classify_ui, image, [seen, scoreboard, status, gallery], show_progress="minimal",
-                    **classifying, **private).then(
+        image.input(classify_ui, [image, last_good], [image, seen, scoreboard, status, gallery, last_good],
+                    show_progress="minimal", **classifying, **private).then(
             refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **shared)
-        gallery.select(classify_example, None, [image, seen, scoreboard, status], show_progress="minimal",
+        gallery.select(classify_example, None, [image, seen, scoreboard, status, last_good], show_progress="minimal",
                        **classifying, **private).then(
             refresh_active, refresh_inputs, refresh_outputs, show_progress="hidden", **shared)
         # The figures of the static tabs are drawn when first opened: the first page needs none of them (nor plotly).

@@ -197,6 +197,14 @@ def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page,
     assert page.locator(".error").count() == 0  # no red error pills on the outputs
     page.screenshot(path=str(shots / f"{page.size_name}_bad_upload.png"))
     assert page.locator("#examples .thumbnail-item.selected").count() == 1  # the example still shown
+    # ... in the image box too, not a broken picture, and the other tabs draw it
+    expect(page)(page.locator("#image-input img")).to_have_count(1)
+    page.wait_for_function("() => { const i = document.querySelector('#image-input img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+    page.get_by_role("tab", name="Inside a net", exact=True).click()
+    expect(page)(page.locator("#feature-maps img")).to_be_visible(timeout=60_000)
+    expect(page)(page.locator("#layers")).to_contain_text("conv1")
+    page.get_by_role("tab", name="Classify", exact=True).click()
     good = tmp_path / "good.png"
     PIL.Image.new("RGB", (64, 48), (120, 160, 220)).save(good)
     page.locator("#image-input input[type=file]").set_input_files(str(good))
@@ -205,6 +213,17 @@ def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page,
     expect(page)(page.locator("#examples .thumbnail-item.selected")).to_have_count(0)  # no example marked as shown
     expect(page)(page.locator("#scoreboard .stale")).to_be_hidden()  # its own results, at full strength
     assert page.locator("table.scoreboard").evaluate("e => getComputedStyle(e).opacity") == "1"
+
+
+def test_a_bad_first_upload_leaves_an_empty_box_and_says_why(page, tmp_path):
+    """With no image before it, the box is emptied (not a broken picture) and nothing is shown as its results."""
+    corrupt = tmp_path / "notes.png"
+    corrupt.write_text("not an image at all")
+    page.locator("#image-input input[type=file]").set_input_files(str(corrupt))
+    expect(page)(page.locator("#status")).to_contain_text("cannot read notes.png as an image", timeout=60_000)
+    expect(page)(page.locator("#image-input img")).to_have_count(0)
+    expect(page)(page.locator("#scoreboard .vote.empty")).to_be_visible()
+    assert page.locator("#scoreboard .stale").count() == 0
 
 
 def test_clicking_a_unit_shows_its_receptive_field(page):
