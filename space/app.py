@@ -16,6 +16,7 @@ STARTED = time.perf_counter()
 import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
@@ -173,6 +174,29 @@ def guarded_image_input(component: gr.Image) -> gr.Image:
 
     component.preprocess = checked
     return component
+
+
+def typed_slider(slider: gr.Slider) -> gr.Slider:
+    """A slider whose figure follows what a visitor types into its box: every keystroke is sent, so an empty box,
+    a lone "-" or a value on its way to another (1 of 128) reaches the handler as None or out of range, which it
+    ignores or brings into range, instead of Gradio's bounds check failing the event (and with it the last value
+    typed, which `always_last` was holding back)."""
+    def value(payload) -> float | None:
+        try:
+            number = float(payload)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return number if math.isfinite(number) else None
+
+    slider.preprocess = value
+    return slider
+
+
+def within(value, low: int, high: int) -> int | None:
+    """A slider's value as a whole number in [low, high]; None for a value being typed (or NaN)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return min(max(int(round(value)), low), high)
 
 
 def refuse_url_fetches() -> None:
@@ -442,9 +466,12 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     f"⚠️ {as_plain_text(str(error))}")
         return layers, weights_drawn(net_name), gr.update(value=maps_drawn(x, net_name), visible=True), chapter.INSIDE
 
-    @api_errors  # a slider's value sent as NaN: one clear message, not a bare "Error"
+    @api_errors
     def translation_ui(path, shift):
         zoo = ready()
+        shift = within(shift, inference.SHIFTS[0], inference.SHIFTS[-1])
+        if shift is None:  # a value being typed: the figure stays as it is
+            return gr.skip(), gr.skip(), gr.skip()
         try:
             x = inference.load_input(input_or_default(path, translation_example))
         except inference.BadImageError as error:
@@ -453,8 +480,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         label = true_label(input_or_default(path, translation_example)) or winner
         column = 0 if label == "airplane" else 1
         figure = figures.translation_figure({n: c[:, column].tolist() for n, c in curves.items()}, inference.SHIFTS,
-                                            label, int(shift))
-        return figure, STORE.save(figures.shifted_preview(x, int(shift))), ""
+                                            label, shift)
+        return figure, STORE.save(figures.shifted_preview(x, shift)), ""
 
     def rf_controls(net_name):
         model = model_of(net_name)
@@ -482,7 +509,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         except (KeyError, inference.BadImageError) as error:
             return gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}"
         _, height, width = stage.shape
-        y, x = min(int(y), height - 1), min(int(x), width - 1)
+        y, x = within(y, 0, height - 1), within(x, 0, width - 1)
+        if y is None or x is None:  # a value being typed: the pictures stay as they are
+            return gr.skip(), gr.skip(), gr.skip()
         activation = anatomy.activations(model, x_in, [stage_name])[stage_name][0]
         map_image, field_image = figures.receptive_field_images(inference.to_display(x_in[0], scale=8), stage,
                                                                 activation, y, x)
@@ -509,8 +538,11 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
 
     @api_errors
     def sharing_ui(side, in_channels, out_channels, kernel):
+        values = within(side, 1, 256), within(in_channels, 1, 64), within(out_channels, 1, 64), within(kernel, 1, 7)
+        if None in values:  # a value being typed: the figure stays as it is
+            return gr.skip(), gr.skip()
+        side, cin, cout, k = values
         ready()  # inference is imported with the nets
-        side, cin, cout, k = int(side), int(in_channels), int(out_channels), int(kernel)
         conv, linear = inference.sharing_counts(side, cin, cout, k)
         text = (f"On a {side}×{side} image, `Conv2d({cin}, {cout}, {k})` has **{conv:,}** parameters; a `Linear` "
                 "layer "
@@ -677,9 +709,10 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 gr.Markdown(chapter.TRANSLATION)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=220):
-                        shift = gr.Slider(-8, 8, value=0, step=1, label="Shift (pixels, + is right)",
-                                          info="Uses the Classify tab's image (or an example bird)")
-                        shifted = gr.Image(label="What the nets see, shifted", interactive=False, height=160)
+                        shift = typed_slider(gr.Slider(-8, 8, value=0, step=1, label="Shift (pixels, + is right)",
+                                          info="Uses the Classify tab's image (or an example bird)", elem_id="shift"))
+                        shifted = gr.Image(label="What the nets see, shifted", interactive=False, height=160,
+                                           elem_id="shifted")
                         translation_status = gr.Markdown("")
                     with gr.Column(scale=3, min_width=300):
                         translation_plot = gr.Plot(label="Your image", show_label=False, elem_id="translation-plot")
@@ -698,8 +731,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     rf_stage = gr.Dropdown([], label="Layer", allow_custom_value=True)
                 with gr.Row():
                     _, height, width = DataConfig().input_size
-                    rf_y = gr.Slider(0, height - 1, value=8, step=1, label="Unit row (y)")
-                    rf_x = gr.Slider(0, width - 1, value=8, step=1, label="Unit column (x)")
+                    rf_y = typed_slider(gr.Slider(0, height - 1, value=8, step=1, label="Unit row (y)"))
+                    rf_x = typed_slider(gr.Slider(0, width - 1, value=8, step=1, label="Unit column (x)"))
                 rf_text = gr.Markdown(elem_id="rf-text")
                 # Captions above the pictures, not Gradio's label and buttons over them: those covered the map's
                 # corner units, which a click then missed.
@@ -716,11 +749,12 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             with gr.Tab("Weight sharing", id="sharing") as sharing_tab:
                 gr.Markdown(chapter.SHARING)
                 with gr.Row():
-                    side = gr.Slider(4, 256, value=32, step=4, label="Image side (pixels)")
-                    cin = gr.Slider(1, 64, value=3, step=1, label="Input channels")
-                    cout = gr.Slider(1, 64, value=16, step=1, label="Output channels")
-                    kernel = gr.Slider(1, 7, value=3, step=2, label="Kernel size")
-                sharing_text = gr.Markdown()
+                    side = typed_slider(gr.Slider(1, 256, value=32, step=1, label="Image side (pixels)"))
+                    cin = typed_slider(gr.Slider(1, 64, value=3, step=1, label="Input channels"))
+                    cout = typed_slider(gr.Slider(1, 64, value=16, step=1, label="Output channels",
+                                                  elem_id="sharing-out"))
+                    kernel = typed_slider(gr.Slider(1, 7, value=3, step=2, label="Kernel size"))
+                sharing_text = gr.Markdown(elem_id="sharing-text")
                 sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
             with gr.Tab("Compare", id="compare") as compare_tab:
                 gr.Markdown(chapter.COMPARE)
@@ -740,6 +774,10 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         # Everything but classify computes in one group, CONCURRENCY at a time: each of ~30 listeners had a limit of
         # its own, and one visitor ran a dozen figure jobs at once on 2 cores (helper's review).
         page = {"concurrency_id": "page", "concurrency_limit": CONCURRENCY}
+        # A slider's figure follows every change a visitor makes: dragged, typed or moved with the arrow keys
+        # (.release came only on pointer-up or when its number box lost focus), computing only the latest value
+        # while one is being drawn.
+        live = {"trigger_mode": "always_last"}
         shared = {**private, **page}
 
         def refresh_active(tab, path, net_name, shift_value, rf_net_name, stage_name, y, x):
@@ -799,7 +837,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         inside_net.change(inside_ui, [inside_net, image], inside_outputs, **shared)
         translation_tab.select(functools.partial(str, "translation"), None, active_tab, **shared).then(
             translation_ui, translation_inputs, translation_outputs, **shared)
-        shift.release(translation_ui, translation_inputs, translation_outputs, **shared)
+        shift.input(translation_ui, translation_inputs, translation_outputs, **live, **shared)
         rf_tab.select(functools.partial(str, "receptive"), None, active_tab, **shared).then(
             rf_controls, rf_net, rf_stage, **shared).then(
             rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs, **shared)
@@ -808,11 +846,11 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         rf_stage.input(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(
             rf_ui, rf_inputs, rf_outputs, **shared)
         for slider in (rf_y, rf_x):
-            slider.release(rf_ui, rf_inputs, rf_outputs, **shared)
+            slider.input(rf_ui, rf_inputs, rf_outputs, **live, **shared)
         rf_map.select(rf_click, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs,
                                                                                    **shared)
         for control in (side, cin, cout, kernel):
-            control.release(sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **shared)
+            control.input(sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **live, **shared)
 
         gr.api(classify, api_name="classify", concurrency_limit=CLASSIFY_CONCURRENCY, concurrency_id="classify")
         gr.api(filters, api_name="filters", **page)

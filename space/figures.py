@@ -333,7 +333,7 @@ def sharing_figure(in_channels: int, out_channels: int, kernel: int, side: int):
 
     from inference import sharing_counts
 
-    sides = [4, 8, 16, 32, 64, 128, 256]
+    sides = [1, 2, 4, 8, 16, 32, 64, 128, 256]
     counts = [sharing_counts(s, in_channels, out_channels, kernel) for s in sides]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=sides, y=[c for c, _ in counts], name=f"Conv2d({in_channels}, {out_channels}, {kernel})",

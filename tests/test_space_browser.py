@@ -190,7 +190,8 @@ def test_a_bad_upload_keeps_the_results_and_a_good_one_unmarks_the_example(page,
     page.locator("#image-input input[type=file]").set_input_files(str(corrupt))
     expect(page)(page.locator("#status")).to_contain_text("cannot read corrupt.jpg as an image", timeout=60_000)
     assert page.locator("[data-testid=vote]").inner_text() == vote  # the previous results stay, faded, saying so
-    expect(page)(page.locator("#scoreboard .stale")).to_contain_text("previous image")
+    expect(page)(page.locator("#scoreboard .stale")).to_be_visible()  # (hidden text counts in to_contain_text)
+    assert "previous image" in page.locator("#scoreboard .stale").inner_text()
     faded = "e => Number(getComputedStyle(e).opacity)"
     assert page.locator("table.scoreboard").evaluate(faded) < 0.5
     assert page.locator("#seen figure").evaluate(faded) < 0.5
@@ -224,6 +225,33 @@ def test_a_bad_first_upload_leaves_an_empty_box_and_says_why(page, tmp_path):
     expect(page)(page.locator("#image-input img")).to_have_count(0)
     expect(page)(page.locator("#scoreboard .vote.empty")).to_be_visible()
     assert page.locator("#scoreboard .stale").count() == 0
+
+
+def test_sliders_redraw_on_typed_values_and_arrow_keys(page):
+    """Not only on a drag's release: a value typed into a slider's box, or set with the arrow keys, redraws its
+    figure (the figure stayed at the old value while the slider showed the new one), and typing a value digit by
+    digit raises no error on the way."""
+    page.get_by_role("tab", name="Translation", exact=True).click()
+    preview = page.locator("#shifted img")
+    expect(page)(preview).to_be_visible(timeout=60_000)
+    before = preview.get_attribute("src")
+    box = page.locator("#shift input[type=number]")
+    box.fill("")
+    box.type("-5")
+    expect(page)(preview).not_to_have_attribute("src", before, timeout=60_000)
+    page.wait_for_function("() => { const plot = document.querySelector('#translation-plot .js-plotly-plot'); "
+                           "return plot && plot.layout.shapes[0].x0 === -5; }", timeout=60_000)  # its dashed line
+    page.get_by_role("tab", name="Weight sharing", exact=True).click()
+    text = page.locator("#sharing-text")
+    expect(page)(text).to_contain_text("Conv2d(3, 16, 3)", timeout=60_000)
+    page.locator("#sharing-out input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page)(text).to_contain_text("Conv2d(3, 17, 3)", timeout=60_000)
+    side = page.get_by_label("Image side (pixels)").first
+    side.fill("")
+    side.type("128")  # 1, 12, 128 on the way
+    expect(page)(text).to_contain_text("On a 128×128 image", timeout=60_000)
+    assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
 
 
 def test_clicking_a_unit_shows_its_receptive_field(page):

@@ -544,7 +544,7 @@ def test_figures_draw_what_the_chapter_argues(nets, bird_jpg):
     assert row(linked, "[`net`](https://huggingface.co/alice/convhub-net)")[3] == "18,090"
     assert "(https://huggingface.co/bad%29name/x)" in linked  # a repo id cannot end the link early
     sharing = figures.sharing_figure(3, 16, 3, 32)
-    assert sharing.data[0].y[3] == 448  # the 32x32 point
+    assert sharing.data[0].y[list(sharing.data[0].x).index(32)] == 448  # the 32x32 point
     labelled = {trace.text[0]: trace.x[0] for trace in sharing.data if trace.text}  # both counts, read on the plot
     assert labelled == {"448": 32, "50,348,032": 32}
     assert all(t.textposition.endswith("left") for t in figures.sharing_figure(3, 16, 3, 256).data if t.text)
@@ -628,8 +628,9 @@ def test_an_unreadable_uploads_name_is_shown_as_text(served, tmp_path):
     _, handlers = served
     path = tmp_path / "[l](http:evil) ![i](u.png).png"
     path.write_bytes(b"not an image")
-    status = handlers["classify_ui"](str(path))[2]
+    box, _, _, status, _, kept = handlers["classify_ui"](str(path), None)
     assert "cannot read" in status and "\\[l\\](http" in status and not re.search(r"(?<!\\)\]\(", status)
+    assert box["value"] is None and kept is None  # with no image before it, the box is emptied
 
 
 def test_every_net_is_traced_before_any_request_is_served(models_dir, monkeypatch):
@@ -655,20 +656,30 @@ def test_everything_but_classify_computes_in_one_group_of_the_spaces_concurrency
     assert sorted(groups["classify", app.CLASSIFY_CONCURRENCY]) == ["classify", "classify_example", "classify_ui"]
 
 
-def test_a_slider_value_of_nan_is_one_clear_message(models_dir, monkeypatch):
-    """Python's JSON reads NaN, and the page's handlers failed with a bare "Error" on it."""
+def test_a_slider_value_being_typed_leaves_its_figure_and_one_out_of_range_is_brought_in(models_dir, monkeypatch):
+    """Every keystroke in a slider's box is sent: an empty box or a lone "-" (None), NaN (Python's JSON reads it),
+    or 1 on the way to 128. They failed the event (Gradio's bounds check, or "cannot convert float NaN to
+    integer"), and with it the value typed last."""
     import app
     import gradio as gr
 
     monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", models_dir / "none")
     found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=models_dir)
     zoo = app.load_nets(found)
-    handlers = {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
+    demo = app.build_demo(found, lambda: zoo)
+    handlers = {fn.name: fn.fn for fn in demo.fns.values()}
     stage = anatomy.stages(zoo.by_name["net"].model)[1].name
-    for name, args in {"sharing_ui": (float("nan"), 3, 16, 3), "translation_ui": (None, float("nan")),
-                       "rf_ui": ("net", stage, float("nan"), 0, None)}.items():
-        with pytest.raises(gr.Error, match="cannot convert float NaN to integer"):
-            handlers[name](*args)
+    for typed in (None, float("nan"), float("inf")):
+        for name, args in {"sharing_ui": (typed, 3, 16, 3), "translation_ui": (None, typed),
+                           "rf_ui": ("net", stage, typed, 0, None)}.items():
+            assert all(out == gr.skip() for out in handlers[name](*args)), (name, typed)
+    _, text = handlers["sharing_ui"](1000, 0, 16, 3)
+    assert text.startswith("On a 256×256 image, `Conv2d(1, 16, 3)`")  # at the sliders' ends
+    _, _, said = handlers["rf_ui"]("net", stage, -3, 99, None)
+    assert "unit (0, " in said
+    sliders = [b for b in demo.blocks.values() if type(b).__name__ == "Slider"]
+    assert len(sliders) == 7 and all(b.preprocess(p) is None for b in sliders for p in (None, "", "-", "nan"))
+    assert [b.preprocess(p) for b in sliders[:1] for p in (3, "-5", 99)] == [3.0, -5.0, 99.0]  # in range: its handler
 
 
 def test_app_wires_named_endpoints_and_a_listed_net_that_fails_to_load(models_dir, monkeypatch):
@@ -746,7 +757,7 @@ def test_every_handler_waits_for_the_nets_before_using_torch(nets, bird_jpg, mon
     upload = {"path": str(bird_jpg)}
     monkeypatch.setattr(app.uploads, "checked_upload", lambda path: Path(path))
     calls = {
-        "classify_ui": (str(bird_jpg),), "inside_ui": ("net", str(bird_jpg)), "translation_ui": (str(bird_jpg), 2),
+        "classify_ui": (str(bird_jpg), None), "inside_ui": ("net", str(bird_jpg)), "translation_ui": (str(bird_jpg), 2),
         "rf_controls": ("net",), "rf_sliders": ("net", "pool1"), "rf_ui": ("net", "pool1", 3, 3, str(bird_jpg)),
         "rf_click": ("net", "pool1", gr.SelectData(None, {"index": [10, 20], "value": None})),
         "sharing_ui": (32, 3, 16, 3), "compare_ui": (), "classify": (upload,), "filters": ("net",),
