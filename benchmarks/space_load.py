@@ -49,6 +49,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def error_text(error: BaseException) -> str:
+    """One line for a failed call (gradio_client's CancelledError has no message: its name alone)."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}"[:200] if message else type(error).__name__
+
+
 def concurrent_burst(client, n: int, api_name: str = "/classify") -> tuple[list[float], list[str], float]:
     """n calls submitted at once; returns the latencies of the answered ones, the errors, and the wall time."""
     from gradio_client import handle_file
@@ -71,7 +77,7 @@ def concurrent_burst(client, n: int, api_name: str = "/classify") -> tuple[list[
                 end = done.get(i, time.perf_counter())
             latencies.append(end - started)
         except Exception as error:  # noqa: BLE001 - reported, not raised
-            errors.append(f"{type(error).__name__}: {error}"[:200])
+            errors.append(error_text(error))
     return latencies, errors, time.perf_counter() - started
 
 
@@ -162,7 +168,7 @@ def threaded(client, threads: int, calls: int, api_name: str = "/classify") -> t
         try:
             client.predict(handle_file(IMAGE), api_name=api_name)
         except Exception as error:  # noqa: BLE001 - reported, not raised
-            return f"{type(error).__name__}: {error}"[:200]
+            return error_text(error)
         return None
 
     started = time.perf_counter()

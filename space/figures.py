@@ -58,7 +58,7 @@ def scoreboard_html(verdict: Verdict, rows: dict[str, dict], repos: dict[str, st
     total = sum(votes.values())
     truth = (f" <span class='truth'>True label: <b>{html.escape(true_label)}</b>"
              f" ({votes[true_label]} of {total} nets right)</span>" if true_label in votes else "")
-    # shown (by style.css) only while the image box says an image could not be used: these results are not its
+    # shown (by style.css) only while the line under the image box says why an image was not classified
     parts = ["<p class='stale'>Still the results for the previous image: the new one was not classified.</p>",
              f"<div class='vote' data-testid='vote'><span class='vote-label'>{votes[winner]} of {total} nets "
              f"say</span> <b class='vote-class'>{winner}</b>{truth}</div>"]

@@ -3,6 +3,7 @@ and by headless Chromium (Playwright)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -290,6 +291,8 @@ def test_the_load_benchmarks_threaded_client_counts_failed_calls_instead_of_stop
     assert rate == 0 and len(errors) == 3 and all("no_such_endpoint" in error for error in errors)
     line = space_load.threaded_line(2, 3, rate, errors)
     assert line.startswith("2 gradio_client threads calling in turn: 0.0 answers/s (3 of 3 failed: ")
+    assert space_load.error_text(concurrent.futures.CancelledError()) == "CancelledError"  # as gradio_client raises it
+    assert space_load.error_text(ValueError("two\nlines")) == "ValueError: two lines"
 
 
 # --- hostile requests (issue #8) -----------------------------------------------------------------------------------

@@ -52,15 +52,18 @@ def test_benchmark_compares_recipes_and_measures_each_net(bench, tmp_path, capsy
      "AMD EPYC, family 23 model 49"),
     ("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: avx2 avx512f\n\n"
      "processor\t: 1\ncpu family\t: 99\nmodel\t\t: 9\nmodel name\t: AMD EPYC\n", "AMD EPYC, family 26 model 2"),
-    ("processor\t: 0\nBogoMIPS\t: 48.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n", None),
+    ("processor\t: 0\nBogoMIPS\t: 48.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n", "aarch64"),
+    ("processor\t: 0\ncpu family\t: 6\nmodel\t\t: \nmodel name\t: Some CPU\n", "Some CPU"),  # no model: the name
 ])
 def test_the_cpu_is_told_apart_by_its_family_and_model(tmp_path, monkeypatch, block, named):
     from training import artifacts, hardware
 
     (tmp_path / "cpuinfo").write_text(block)
     monkeypatch.setattr(hardware, "CPUINFO", str(tmp_path / "cpuinfo"))
-    assert hardware.cpu_model() == (named or platform.processor() or platform.machine() or "unknown CPU")
-    assert hardware.cpu_model() in artifacts.describe_device("cpu")  # what a card and a benchmark print
+    monkeypatch.setattr(platform, "processor", lambda: "")  # as Linux says where /proc/cpuinfo names no model
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert hardware.cpu_model() == named
+    assert f"cpu ({named}, " in artifacts.describe_device("cpu")  # what a card and a benchmark print
 
 
 def test_benchmark_book_run_stops_at_max_seconds(bench, tmp_path, capsys):
