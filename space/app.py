@@ -491,6 +491,14 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         middle = stages[min(2, len(stages) - 1)]
         return gr.update(choices=[s.name for s in stages], value=middle.name)
 
+    def rf_enter(net_name, stage_name):
+        """Opening the tab again keeps the layer and unit chosen before; the first time, the middle layer's middle
+        unit."""
+        if stage_name and stage_of(net_name, stage_name) is not None:
+            return gr.skip(), gr.skip(), gr.skip()
+        controls = rf_controls(net_name)
+        return controls, *rf_sliders(net_name, controls.get("value"))
+
     def rf_sliders(net_name, stage_name):
         stage = stage_of(net_name, stage_name)
         if stage is None:
@@ -839,8 +847,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             translation_ui, translation_inputs, translation_outputs, **shared)
         shift.input(translation_ui, translation_inputs, translation_outputs, **live, **shared)
         rf_tab.select(functools.partial(str, "receptive"), None, active_tab, **shared).then(
-            rf_controls, rf_net, rf_stage, **shared).then(
-            rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs, **shared)
+            rf_enter, [rf_net, rf_stage], [rf_stage, rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs,
+                                                                                 **shared)
         rf_net.input(rf_controls, rf_net, rf_stage, **shared).then(
             rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs, **shared)
         rf_stage.input(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(

@@ -271,6 +271,13 @@ def test_clicking_a_unit_shows_its_receptive_field(page):
     map_image.click(position={"x": left + width * 0.97, "y": top + height * 0.03})
     expect(page)(text).not_to_have_text(before, timeout=60_000)
     expect(page)(text).to_contain_text("(8×16×16): unit (0, 15)")
+    chosen = text.inner_text()
+    page.get_by_role("tab", name="Classify", exact=True).click()  # away and back: the unit chosen stays (it went
+    click_example(page, "bird")  # back to the middle layer's middle unit), drawn on the new image
+    map_before = map_image.get_attribute("src")
+    page.get_by_role("tab", name="Receptive field", exact=True).click()
+    expect(page)(map_image).not_to_have_attribute("src", map_before, timeout=60_000)
+    assert text.inner_text() == chosen
 
 
 def test_a_grey_drawing_comes_with_a_word_why(page):
