@@ -18,7 +18,7 @@ INTRO = (
 WHAT_CHANGED = {
     "fc": "No convolutions: every pixel wired to every unit (ch. 7)",
     "net": "3×3 convolutions, shared across positions, + max pooling",
-    "net_width": "Wider: 32 channels in the first conv instead of 16",
+    "net_width": "Wider: 32 and 16 channels in its two convs instead of 16 and 8",
     "net_dropout": "+ Dropout2d: drops whole channels while training",
     "net_batchnorm": "+ BatchNorm after each conv, no dropout",
     "net_depth": "A third conv stage; ReLU instead of tanh",
@@ -37,7 +37,8 @@ INSIDE = (
     "**Kernels** are the weights a conv layer slides over its input: one 3×3 patch per input channel and output "
     "channel, the same at every position. Blue is negative, red positive, white zero, on one scale per layer "
     "(squeezed at the top, so that a few large weights do not wash out the rest). "
-    "**Feature maps** are what the layers output for your image: each pooling halves the map, and deeper maps "
+    "**Feature maps** are what the layers output for your image (the first 8 channels of each layer, one "
+    "colour scale per layer): each pooling halves the map, and deeper maps "
     "respond to larger, more abstract patterns. Maps that can go negative (after tanh) are blue to red like the "
     "kernels; maps after ReLU go from dark (zero) to yellow (strong)."
 )

@@ -46,7 +46,8 @@ def seen_html(pixels: np.ndarray | None, note: str = "") -> str:
     if pixels is None:
         return "<div class='seen empty'>The 32×32 image the nets see appears here.</div>"
     return (f"<figure class='seen'><img src='{data_uri(pixels)}' alt='the 32×32 input' width='128' height='128'>"
-            f"<figcaption>What every net sees: 32×32{(' — ' + html.escape(note)) if note else ''}</figcaption>"
+            f"<figcaption>What every net sees: the centre square at 32×32"
+            f"{(' — ' + html.escape(note)) if note else ''}</figcaption>"
             "</figure>")
 
 
@@ -274,7 +275,7 @@ def translation_figure(curves: dict[str, np.ndarray], shifts, class_name: str, c
             hovertemplate=f"{net}<br>shift %{{x}} px<br>P({class_name}) %{{y:.3f}}<extra></extra>"))
     fig.add_vline(x=current, line={"color": "#444", "width": 1, "dash": "dash"})
     fig.add_hline(y=0.5, line={"color": "#bbb", "width": 1})
-    _layout(fig, f"P({class_name}) as your image shifts", "shift (pixels, + is right)", f"P({class_name})", [0, 1])
+    _layout(fig, f"P({class_name}) as the image shifts", "shift (pixels, + is right)", f"P({class_name})", [0, 1])
     return fig
 
 
