@@ -76,9 +76,10 @@ def scoreboard_html(verdict: Verdict, rows: dict[str, dict], repos: dict[str, st
         name = html.escape(net).replace("_", "_<wbr>")  # narrow screens break long names at underscores
         link = f"<a href='https://huggingface.co/{html.escape(repos[net])}' target='_blank'>{name}</a>" \
             if net in repos else name
-        parts.append(
+        what = html.escape(chapter.WHAT_CHANGED.get(net, ""))
+        parts.append(  # what each net adds: its own column, or under its name where a phone has no room for one
             f"<tr class='{'disagrees' if wrong else 'agrees'}' data-net='{html.escape(net)}'>"
-            f"<td class='net'>{link}</td><td class='what'>{html.escape(chapter.WHAT_CHANGED.get(net, ''))}</td>"
+            f"<td class='net'>{link}<span class='what-inline'>{what}</span></td><td class='what'>{what}</td>"
             f"<td class='num'>{info.get('params', 0):,}</td>"
             f"<td class='num'>{'—' if accuracy is None else f'{accuracy:.3f}'}</td>"
             f"<td class='bar-cell'><div class='bar' title='P(bird) = {p_bird:.3f}'>"

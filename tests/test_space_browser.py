@@ -125,6 +125,18 @@ def test_the_vote_comes_before_the_examples_on_a_phone(page):
     assert vote_y < examples_y if page.size_name == "phone" else vote_y < page.viewport_size["height"]
 
 
+def test_what_each_net_adds_is_shown_at_both_widths(page):
+    """Its column has no room on a phone: there it goes under the net's name (phones had no word on it anywhere)."""
+    click_example(page, "airplane")
+    row = page.locator("table.scoreboard tr[data-net=net]")
+    row.wait_for(timeout=60_000)
+    shown = row.locator(".what-inline" if page.size_name == "phone" else "td.what")
+    hidden = row.locator("td.what" if page.size_name == "phone" else ".what-inline")
+    expect(page)(shown).to_be_visible()
+    expect(page)(hidden).to_be_hidden()
+    assert "3×3 convolutions" in shown.inner_text()
+
+
 def test_every_tab_is_reachable_and_shows_its_content(page, shots):
     click_example(page, "bird")
     page.wait_for_selector("table.scoreboard")
