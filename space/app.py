@@ -555,7 +555,10 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         text = (f"On a {side}×{side} image, `Conv2d({cin}, {cout}, {k})` has **{conv:,}** parameters; a `Linear` "
                 "layer "
                 f"from the same {cin * side * side:,} inputs to the same {cout * side * side:,} outputs has "
-                f"**{linear:,}**: {linear / conv:,.0f}× more. In the chapter's nets, `Linear(3072, 1024)` (the first "
+                f"**{linear:,}**: "
+                + (f"{linear / conv:,.{0 if linear >= 10 * conv else 1}f}× more." if linear >= conv else
+                   f"{conv / linear:,.1f}× fewer: on an image this small, the kernel is the larger.")
+                + " In the chapter's nets, `Linear(3072, 1024)` (the first "
                 "layer of the fully connected net) has 3,146,752 parameters and `Conv2d(3, 16, 3)` 448.")
         return figures.sharing_figure(cin, cout, k, side), text
 

@@ -675,6 +675,9 @@ def test_a_slider_value_being_typed_leaves_its_figure_and_one_out_of_range_is_br
             assert all(out == gr.skip() for out in handlers[name](*args)), (name, typed)
     _, text = handlers["sharing_ui"](1000, 0, 16, 3)
     assert text.startswith("On a 256×256 image, `Conv2d(1, 16, 3)`")  # at the sliders' ends
+    assert ": 112,384× more." in handlers["sharing_ui"](32, 3, 16, 3)[1]
+    assert ": 1.9× more." in handlers["sharing_ui"](2, 3, 16, 3)[1]  # 832 against 448
+    assert ": 7.0× fewer: on an image this small" in handlers["sharing_ui"](1, 3, 16, 3)[1]  # 64 against 448
     _, _, said = handlers["rf_ui"]("net", stage, -3, 99, None)
     assert "unit (0, " in said
     sliders = [b for b in demo.blocks.values() if type(b).__name__ == "Slider"]
