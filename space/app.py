@@ -720,8 +720,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 gr.Markdown(chapter.TRANSLATION)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=220):
-                        shift = typed_slider(gr.Slider(-8, 8, value=0, step=1, label="Shift (pixels, + is right)",
-                                          info="Uses the Classify tab's image (or an example bird)", elem_id="shift"))
+                        shift = typed_slider(gr.Slider(
+                            -8, 8, value=0, step=1, label="Shift (pixels, + is right)", elem_id="shift",
+                            info="Uses the Classify tab's image (or an example bird)"))
                         shifted = gr.Image(label="What the nets see, shifted", interactive=False, height=160,
                                            elem_id="shifted")
                         translation_status = gr.Markdown("")

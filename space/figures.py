@@ -46,7 +46,7 @@ def seen_html(pixels: np.ndarray | None, note: str = "") -> str:
     if pixels is None:
         return "<div class='seen empty'>The 32×32 image the nets see appears here.</div>"
     return (f"<figure class='seen'><img src='{data_uri(pixels)}' alt='the 32×32 input' width='128' height='128'>"
-            f"<figcaption>What every net sees: the centre square at 32×32"
+            "<figcaption>What every net sees: the centre square at 32×32"
             f"{(' — ' + html.escape(note)) if note else ''}</figcaption>"
             "</figure>")
 
