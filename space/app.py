@@ -156,15 +156,20 @@ def input_error(message: str) -> gr.Error:
     return gr.Error(message, title="Cannot use this input", print_exception=False)
 
 
-def guarded_image_input(component: gr.Image) -> gr.Image:
-    """Accept only files uploaded to this Space (or our examples), and hand our handlers the path undecoded.
+class UploadedImage(gr.Image):
+    """An image input that accepts only files uploaded to this Space (or our examples), and hands our handlers the
+    path undecoded.
 
     Gradio skips its own upload-folder check for a file sent without ``meta``, and its preprocessing decodes the
     whole image before any size check (a 360 KB PNG of 13000x13000 pixels cost 3.4 GB). Our handlers open the path
-    themselves, through convhub's bounded open_image. (A subclass would not do: the frontend picks components by
-    class name.)
+    themselves, through convhub's bounded open_image. A class, not a preprocess set on one instance: a handler's
+    update of the component (``gr.update(...)``) gives the session a new instance of the component's class, which
+    had Gradio's own preprocess (one refused upload switched the check off for the rest of the session). As a
+    template (``is_template``) the page draws it with Gradio's Image.
     """
-    def checked(payload):
+    is_template = True
+
+    def preprocess(self, payload):
         if payload is None:
             return None
         try:
@@ -172,24 +177,21 @@ def guarded_image_input(component: gr.Image) -> gr.Image:
         except uploads.UntrustedFileError as error:
             raise input_error(str(error)) from None
 
-    component.preprocess = checked
-    return component
 
-
-def typed_slider(slider: gr.Slider) -> gr.Slider:
+class TypedSlider(gr.Slider):
     """A slider whose figure follows what a visitor types into its box: every keystroke is sent, so an empty box,
     a lone "-" or a value on its way to another (1 of 128) reaches the handler as None or out of range, which it
-    ignores or brings into range, instead of Gradio's bounds check failing the event (and with it the last value
-    typed, which `always_last` was holding back)."""
-    def value(payload) -> float | None:
+    ignores or brings into range (`within`), instead of Gradio's bounds check failing the event (and with it the
+    last value typed, which `always_last` was holding back). A class for the reason UploadedImage is one: the
+    Receptive field tab updates its sliders' ranges."""
+    is_template = True
+
+    def preprocess(self, payload) -> float | None:
         try:
             number = float(payload)
         except (TypeError, ValueError, OverflowError):
             return None
         return number if math.isfinite(number) else None
-
-    slider.preprocess = value
-    return slider
 
 
 def within(value, low: int, high: int) -> int | None:
@@ -690,9 +692,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=280):
                         with gr.Row():
-                            image = guarded_image_input(gr.Image(
+                            image = UploadedImage(
                                 type="filepath", image_mode=None, label="Your image", height=240, scale=3,
-                                sources=["upload", "webcam", "clipboard"], elem_id="image-input"))
+                                sources=["upload", "webcam", "clipboard"], elem_id="image-input")
                             seen = gr.HTML(figures.seen_html(None), elem_id="seen", min_width=140)
                         status = gr.Markdown("", elem_id="status")
                     with gr.Column(scale=3, min_width=320):
@@ -720,9 +722,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 gr.Markdown(chapter.TRANSLATION)
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=220):
-                        shift = typed_slider(gr.Slider(
+                        shift = TypedSlider(
                             -8, 8, value=0, step=1, label="Shift (pixels, + is right)", elem_id="shift",
-                            info="Uses the Classify tab's image (or an example bird)"))
+                            info="Uses the Classify tab's image (or an example bird)")
                         shifted = gr.Image(label="What the nets see, shifted", interactive=False, height=160,
                                            elem_id="shifted")
                         translation_status = gr.Markdown("")
@@ -743,8 +745,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     rf_stage = gr.Dropdown([], label="Layer", allow_custom_value=True)
                 with gr.Row():
                     _, height, width = DataConfig().input_size
-                    rf_y = typed_slider(gr.Slider(0, height - 1, value=8, step=1, label="Unit row (y)"))
-                    rf_x = typed_slider(gr.Slider(0, width - 1, value=8, step=1, label="Unit column (x)"))
+                    rf_y = TypedSlider(0, height - 1, value=8, step=1, label="Unit row (y)")
+                    rf_x = TypedSlider(0, width - 1, value=8, step=1, label="Unit column (x)")
                 rf_text = gr.Markdown(elem_id="rf-text")
                 # Captions above the pictures, not Gradio's label and buttons over them: those covered the map's
                 # corner units, which a click then missed.
@@ -761,11 +763,10 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             with gr.Tab("Weight sharing", id="sharing") as sharing_tab:
                 gr.Markdown(chapter.SHARING)
                 with gr.Row():
-                    side = typed_slider(gr.Slider(1, 256, value=32, step=1, label="Image side (pixels)"))
-                    cin = typed_slider(gr.Slider(1, 64, value=3, step=1, label="Input channels"))
-                    cout = typed_slider(gr.Slider(1, 64, value=16, step=1, label="Output channels",
-                                                  elem_id="sharing-out"))
-                    kernel = typed_slider(gr.Slider(1, 7, value=3, step=2, label="Kernel size"))
+                    side = TypedSlider(1, 256, value=32, step=1, label="Image side (pixels)")
+                    cin = TypedSlider(1, 64, value=3, step=1, label="Input channels")
+                    cout = TypedSlider(1, 64, value=16, step=1, label="Output channels", elem_id="sharing-out")
+                    kernel = TypedSlider(1, 7, value=3, step=2, label="Kernel size")
                 sharing_text = gr.Markdown(elem_id="sharing-text")
                 sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
             with gr.Tab("Compare", id="compare") as compare_tab:
@@ -826,7 +827,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             seen_html, board, message = classify_shown(path)
             if board == gr.skip():
                 kept = last_good if last_good and Path(last_good).is_file() else None  # uploads expire
-                return gr.update(value=kept), seen_html, board, message, gr.skip(), kept
+                return kept, seen_html, board, message, gr.skip(), kept
             return gr.skip(), seen_html, board, message, gr.Gallery(selected_index=None), path
 
         image.input(classify_ui, [image, last_good], [image, seen, scoreboard, status, gallery, last_good],

@@ -763,6 +763,34 @@ def test_a_page_whose_session_state_was_dropped_keeps_working(tight_server):
     assert success and output["data"][2].startswith("⚠️"), output  # a layer the net does not have: said so
 
 
+def test_a_refused_upload_leaves_the_upload_check_and_the_sliders_lenient_for_the_session(server, tmp_path):
+    """A handler's update of a component gives the session a new instance of its class: with the check set on one
+    instance, one refused upload (the box set back to the last good image) let the same page then send any server
+    path, which was classified and served back; and the Receptive field's sliders, their ranges updated, failed
+    again on a value being typed."""
+    import types
+
+    space, visitor = types.SimpleNamespace(url=server), "refused-twice"
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    for _ in range(2):
+        sent = {"path": upload(server, corrupt), "orig_name": "corrupt.png", "meta": {"_type": "gradio.FileData"}}
+        success, output = page_event(space, "classify_ui", [sent, None], visitor)
+        assert success and "cannot read corrupt.png" in output["data"][3], output
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(secret)
+    success, output = page_event(space, "classify_ui", [{"path": str(secret), "orig_name": "x.png"}, None], visitor)
+    assert not success and "not uploaded to the Space" in json.dumps(output), output
+    success, output = page_event(space, "rf_enter", ["net", None], visitor)  # the tab opens: the sliders' ranges
+    assert success, output
+    stage = output["data"][0]["value"]
+    for typed in (None, "", "-"):
+        success, output = page_event(space, "rf_ui", ["net", stage, typed, 3, None], visitor)
+        assert success and output["data"] == [{"__type__": "update"}] * 3, output  # the pictures stay
+    success, output = page_event(space, "rf_ui", ["net", stage, 99, 3, None], visitor)
+    assert success and "unit (15, 3)" in output["data"][2], output  # brought into the map
+
+
 def open_stream(port: int, path: str, client: str | None, headers: dict | None = None):
     """GET ``path`` as ``client`` (None: this machine itself); (status, connection, the answer, its text if refused)."""
     import http.client
