@@ -194,6 +194,10 @@ class TypedSlider(gr.Slider):
         return number if math.isfinite(number) else None
 
 
+# The Weight sharing tab's sliders' ranges, which its handler also brings values into: image side, channels, kernel
+SIDES, CHANNELS, KERNELS = (1, 256), (1, 64), (1, 7)
+
+
 def within(value, low: int, high: int) -> int | None:
     """A slider's value as a whole number in [low, high]; None for a value being typed (or NaN)."""
     if value is None or not math.isfinite(value):
@@ -548,7 +552,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
 
     @api_errors
     def sharing_ui(side, in_channels, out_channels, kernel):
-        values = within(side, 1, 256), within(in_channels, 1, 64), within(out_channels, 1, 64), within(kernel, 1, 7)
+        values = (within(side, *SIDES), within(in_channels, *CHANNELS), within(out_channels, *CHANNELS),
+                  within(kernel, *KERNELS))
         if None in values:  # a value being typed: the figure stays as it is
             return gr.skip(), gr.skip()
         side, cin, cout, k = values
@@ -763,10 +768,10 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             with gr.Tab("Weight sharing", id="sharing") as sharing_tab:
                 gr.Markdown(chapter.SHARING)
                 with gr.Row():
-                    side = TypedSlider(1, 256, value=32, step=1, label="Image side (pixels)")
-                    cin = TypedSlider(1, 64, value=3, step=1, label="Input channels")
-                    cout = TypedSlider(1, 64, value=16, step=1, label="Output channels", elem_id="sharing-out")
-                    kernel = TypedSlider(1, 7, value=3, step=2, label="Kernel size")
+                    side = TypedSlider(*SIDES, value=32, step=1, label="Image side (pixels)")
+                    cin = TypedSlider(*CHANNELS, value=3, step=1, label="Input channels")
+                    cout = TypedSlider(*CHANNELS, value=16, step=1, label="Output channels", elem_id="sharing-out")
+                    kernel = TypedSlider(*KERNELS, value=3, step=2, label="Kernel size")
                 sharing_text = gr.Markdown(elem_id="sharing-text")
                 sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
             with gr.Tab("Compare", id="compare") as compare_tab:
