@@ -950,7 +950,7 @@ def report_ready(loading: Future) -> None:
         demo.close()  # main() then exits with status 1
         return
     zoo = loading.result()
-    print(f"{sources_summary(zoo.nets)} Ready in {time.perf_counter() - STARTED:.1f} s "
+    print(f"{sources_summary(zoo.nets, markdown=False)} Ready in {time.perf_counter() - STARTED:.1f} s "
           f"({zoo.threads} torch thread(s) per request).", flush=True)
 
 

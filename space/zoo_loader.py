@@ -230,15 +230,18 @@ def source_kind(source: str) -> str:
     return source
 
 
-def sources_summary(nets: list[LoadedNet], pointer: str = " Details on the Compare tab.") -> str:
-    """One Markdown line for the log (and ``pointer`` to where the details are): how many nets came from where, and
-    why the Hub was not used."""
+def sources_summary(nets: list[LoadedNet], pointer: str = " Details on the Compare tab.",
+                    markdown: bool = True) -> str:
+    """One line for the page (Markdown) or the log (``markdown=False``: a log shows `**` as it is), and ``pointer`` to
+    where the details are: how many nets came from where, and why the Hub was not used."""
+    bold, code = ("**", "`") if markdown else ("", "")
     counts = Counter(source_kind(net.source) for net in nets)
     parts = [f"{count} from {kind if kind != 'bundled' else 'the weights bundled with this Space'}"
              for kind, count in counts.items() if kind != "unavailable"]
-    line = f"**{sum(n.available for n in nets)} of {len(nets)} nets loaded**" + (f": {', '.join(parts)}" if parts else "")
+    line = f"{bold}{sum(n.available for n in nets)} of {len(nets)} nets loaded{bold}" + (
+        f": {', '.join(parts)}" if parts else "")
     if counts.get("unavailable"):
-        missing = ", ".join(f"`{n.name}`" for n in nets if not n.available)
+        missing = ", ".join(f"{code}{n.name}{code}" for n in nets if not n.available)
         line += f". Unavailable: {missing}"
     notes = {note for n in nets for joined in n.source.split(" — ", 1)[1:] for note in joined.split("; ")}
     # Only our own words, exactly: a Hub server's, a card's or a config's text can hold "; Hub unreachable <img ...>"

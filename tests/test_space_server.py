@@ -116,6 +116,7 @@ def test_offline_start_takes_seconds_and_says_where_the_nets_came_from(server, s
         time.sleep(0.1)
     assert float(re.search(r"Ready in ([\d.]+) s", line).group(1)) < 60
     assert "nets loaded" in line and "from local folder" in line and "Hub offline (HF_HUB_OFFLINE)" in line
+    assert "**" not in line  # a log is plain text
 
 
 def test_endpoints_are_named_and_documented(client):

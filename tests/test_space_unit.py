@@ -589,6 +589,10 @@ def test_sources_summary():
         "Unavailable: `net_res` — Hub offline (HF_HUB_OFFLINE). Details on the Compare tab.")
     assert [zoo_loader.source_kind(n.source) for n in nets] == ["bundled", "local folder", "unavailable"]
     assert zoo_loader.sources_summary(nets, pointer="").endswith("Hub offline (HF_HUB_OFFLINE).")
+    # the log's line is plain text: a log shows Markdown's ** and ` as they are
+    assert zoo_loader.sources_summary(nets, markdown=False) == (
+        "2 of 3 nets loaded: 1 from the weights bundled with this Space, 1 from local folder. "
+        "Unavailable: net_res — Hub offline (HF_HUB_OFFLINE). Details on the Compare tab.")
     # each net's own line leaves out what the summary says once
     assert [zoo_loader.source_details(n) for n in nets] == ["bundled (space/models)", "local folder /m/net",
                                                            "unavailable — not in /m"]
