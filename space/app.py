@@ -601,12 +601,14 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             net: a convolutional net of the zoo, e.g. "net" or "net_res_deep"
 
         Returns:
-            for each layer: its name as the book gives it, kernel shape, parameters and weights (out x in x 3 x 3)
+            for each layer: its name as the book gives it, kernel shape, parameters (the conv's, then its batch
+            norm's) and weights (out x in x 3 x 3)
         """
         model = _conv_model(net)
         return {"net": net, "layers": [
             {"name": layer.name, "out_channels": layer.out_channels, "in_channels": layer.in_channels,
-             "params": layer.params, "shape": list(layer.weights.shape),
+             "params": layer.params, "batch_norm_params": layer.batch_norm_params,
+             "shape": list(layer.weights.shape),
              # rounded in float64: float32's 4 decimals read back as 0.20499999821186066 in the JSON
              "weights": layer.weights.double().round(decimals=4).tolist()} for layer in inference.kernel_layers(model)]}
 

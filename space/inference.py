@@ -287,13 +287,15 @@ class KernelLayer:
     weights: torch.Tensor  # (out, in, k, k): every kernel (the figure shows at most KERNEL_ROWS rows of them)
     out_channels: int
     in_channels: int
-    params: int
+    params: int  # the conv's own (kernels and bias)
+    batch_norm_params: int = 0  # the batch norm after it, which the layer table counts with it
 
     @property
     def caption(self) -> str:
         k = self.weights.shape[-1]
+        norm = f" (+{self.batch_norm_params:,} in its batch norm)" if self.batch_norm_params else ""
         return (f"{self.name}: {self.out_channels} kernels of {k}×{k} over {self.in_channels} input channels, "
-                f"{self.params:,} parameters")
+                f"{self.params:,} parameters{norm}")
 
 
 def _evenly_spaced(items: list, k: int) -> list:
@@ -305,13 +307,16 @@ def _evenly_spaced(items: list, k: int) -> list:
 
 def kernel_layers(model: torch.nn.Module) -> list[KernelLayer]:
     """The conv layers' kernels (at most MAX_KERNEL_LAYERS layers, evenly spaced, first and last kept)."""
-    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
-    stage_names = [s.name.split(" →")[0] for s in anatomy.stages(model) if s.params and s.is_map]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    stages = [s for s in anatomy.stages(model) if s.params and s.is_map]
+    has_batch_norm = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     layers = []
-    for (module_name, conv), label in zip(convs, stage_names):
-        weights = conv.weight.detach()
+    for conv, stage in zip(convs, stages):
         params = sum(p.numel() for p in conv.parameters())
-        layers.append(KernelLayer(label, weights, conv.out_channels, conv.in_channels, params))
+        # A stage's parameters past its conv's are its batch norm's: the only other layer with any in these nets
+        extra = stage.params - params if has_batch_norm else 0
+        layers.append(KernelLayer(stage.name.split(" →")[0], conv.weight.detach(), conv.out_channels,
+                                  conv.in_channels, params, extra))
     return _evenly_spaced(layers, MAX_KERNEL_LAYERS)
 
 

@@ -218,6 +218,7 @@ def test_filters_and_feature_maps(client, images):
     assert [layer["name"] for layer in layers] == ["conv1", "block 3", "block 7", "block 10"]
     assert layers[0]["shape"] == [32, 3, 3, 3] and layers[0]["out_channels"] == 32 and len(layers[0]["weights"]) == 32
     assert layers[1]["shape"] == [32, 32, 3, 3] and layers[1]["params"] == 9216  # every kernel, never a crop
+    assert layers[1]["batch_norm_params"] == 64 and layers[0]["batch_norm_params"] == 0
     maps = client.predict("net", handle_file(images / "cifar_like.png"), api_name="/feature_maps")
     assert [(s["name"], s["shape"]) for s in maps["stages"]] == [
         ("conv1 → tanh", [16, 32, 32]), ("pool1", [16, 16, 16]), ("conv2 → tanh", [8, 16, 16]), ("pool2", [8, 8, 8])]

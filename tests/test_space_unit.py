@@ -318,7 +318,11 @@ def test_kernel_layers_name_and_show_every_kernel():
     deep = inference.kernel_layers(deep100)
     assert [layer.name for layer in deep] == ["conv1", "block 33", "block 67", "block 100"]
     assert torch.equal(deep[1].weights, deep100.resblocks[32].conv.weight)  # all 32 x 32 kernels, never a crop
-    assert deep[1].caption == "block 33: 32 kernels of 3×3 over 32 input channels, 9,216 parameters"
+    # the layer table counts a block's batch norm with it (9,280): the caption said 9,216 and nothing else
+    assert deep[1].caption == ("block 33: 32 kernels of 3×3 over 32 input channels, 9,216 parameters "
+                               "(+64 in its batch norm)")
+    [bn1, bn2] = inference.kernel_layers(convhub.create("net_batchnorm"))
+    assert (bn1.params, bn1.batch_norm_params, bn2.params, bn2.batch_norm_params) == (896, 64, 4624, 32)
 
 
 def test_feature_maps_follow_the_books_stages(nets, bird_jpg):
