@@ -477,17 +477,35 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         zoo = ready()
         shift = within(shift, inference.SHIFTS[0], inference.SHIFTS[-1])
         if shift is None:  # a value being typed: the figure stays as it is
-            return gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * 7
         try:
             x = inference.load_input(input_or_default(path, translation_example))
         except inference.BadImageError as error:
-            return gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}"
+            return gr.skip(), gr.skip(), f"⚠️ {as_plain_text(str(error))}", *(gr.skip(),) * 4
         curves, winner = zoo.translation(x)
         label = true_label(input_or_default(path, translation_example)) or winner
         column = 0 if label == "airplane" else 1
         figure = figures.translation_figure({n: c[:, column].tolist() for n, c in curves.items()}, inference.SHIFTS,
                                             label, shift)
-        return figure, STORE.save(figures.shifted_preview(x, shift)), ""
+        return (figure, STORE.save(figures.shifted_preview(x, shift)), "", *first_layer_moved("net", x, shift),
+                *first_layer_moved("fc", x, shift))
+
+    def first_layer_moved(net_name: str, x, shift: int) -> tuple:
+        """A net's first layer on the image and on the shifted image, and the caption above them."""
+        model = model_of(net_name)
+        if model is None:
+            return None, f"`{net_name}` is not available here"
+        moved = inference.what_moves(model, x, shift)
+        picture, channel = figures.moved_picture(moved)
+        where = f"{abs(shift)} px {'right' if shift > 0 else 'left'}" if shift else "not shifted yet"
+        if moved.is_map:
+            caption = (f"**`{net_name}`, {moved.stage}**, its channel {channel} of {len(moved.before)}: your image | "
+                       f"{where}. Moved back, the second map is the first: **r = {moved.agreement:.3f}**")
+        else:
+            caption = (f"**`{net_name}`, {moved.stage}**, its {len(moved.before):,} units in the order of their "
+                       f"values on your image: your image | {where}. Nothing to move back: "
+                       f"**r = {moved.agreement:.3f}**")
+        return STORE.save(picture), caption
 
     def rf_controls(net_name):
         model = model_of(net_name)
@@ -730,13 +748,23 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=220):
                         shift = TypedSlider(
-                            -8, 8, value=0, step=1, label="Shift (pixels, + is right)", elem_id="shift",
+                            -8, 8, value=5, step=1, label="Shift (pixels, + is right)", elem_id="shift",
                             info="Uses the Classify tab's image (or an example bird)")
                         shifted = gr.Image(label="What the nets see, shifted", interactive=False, height=160,
                                            elem_id="shifted")
                         translation_status = gr.Markdown("")
                     with gr.Column(scale=3, min_width=300):
-                        translation_plot = gr.Plot(label="Your image", show_label=False, elem_id="translation-plot")
+                        gr.Markdown(chapter.TRANSLATION_INSIDE)
+                        with gr.Row(equal_height=False):
+                            with gr.Column(min_width=220):
+                                conv_moved_caption = gr.Markdown(elem_id="moved-net-caption", elem_classes="caption")
+                                conv_moved = gr.Image(show_label=False, buttons=[], interactive=False, height=150,
+                                                      elem_id="moved-net")
+                            with gr.Column(min_width=220):
+                                fc_moved_caption = gr.Markdown(elem_id="moved-fc-caption", elem_classes="caption")
+                                fc_moved = gr.Image(show_label=False, buttons=[], interactive=False, height=150,
+                                                    elem_id="moved-fc")
+                translation_plot = gr.Plot(label="Your image", show_label=False, elem_id="translation-plot")
                 if translation_table:
                     gr.Markdown(chapter.TRANSLATION_VALIDATION)
                     shift_accuracy = gr.Plot(label="Validation images", show_label=False, elem_id="shift-accuracy")
@@ -787,7 +815,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         last_good = gr.State(None)  # the image whose results the Classify tab shows
         inside_outputs = [layer_table, kernels_plot, maps_plot, inside_text]
         translation_inputs = [image, shift]
-        translation_outputs = [translation_plot, shifted, translation_status]
+        translation_outputs = [translation_plot, shifted, translation_status, conv_moved, conv_moved_caption,
+                               fc_moved, fc_moved_caption]
         rf_inputs = [rf_net, rf_stage, rf_y, rf_x, image]
         rf_outputs = [rf_map, rf_field, rf_text]
         private = {"api_visibility": "private"}

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 if TYPE_CHECKING:
     import torch
     from anatomy import Stage
-    from inference import KernelLayer, Verdict
+    from inference import KernelLayer, Moved, Verdict
 
 FC_COLOUR, CONV_COLOUR, BOOK_COLOUR = "#d62728", "#1f77b4", "#7f7f7f"
 NET_COLOURS = {"fc": "#d62728", "net": "#1f77b4", "net_width": "#2ca02c", "net_dropout": "#9467bd",
@@ -303,6 +303,34 @@ def shifted_preview(x: torch.Tensor, dx: int) -> np.ndarray:
     from inference import to_display
 
     return to_display(translate(x, dx)[0], scale=4)
+
+
+def moved_picture(moved: Moved, scale: int = 6, gap: int = 12) -> tuple[np.ndarray, int | None]:
+    """The layer before and after the shift, side by side on one zero-centred scale: a conv layer's liveliest channel
+    (the one that varies most over the original image), or a fully connected layer's units in a square grid, in the
+    order of their values on the original image (a smooth ramp there, and as smooth after the shift only where each
+    unit kept its value: the units have no positions). Also the channel shown, if any."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    before, after = moved.before.numpy(), moved.after.numpy()
+    channel = None
+    if moved.is_map:
+        channel = int(before.reshape(len(before), -1).std(1).argmax())
+        panels = [before[channel], after[channel]]
+    else:
+        side = int(np.ceil(np.sqrt(before.size)))
+        order = np.argsort(before, kind="stable")
+        panels = [np.pad(units[order], (0, side * side - units.size), mode="edge").reshape(side, side)
+                  for units in (before, after)]
+    limit = max(float(np.abs(panel).max()) for panel in panels) or 1.0
+    colours, norm = colormaps[DIVERGING], Normalize(-limit, limit)
+    height, width = (side * scale for side in panels[0].shape)
+    canvas = np.full((height, 2 * width + gap, 3), 255, np.uint8)
+    for i, panel in enumerate(panels):
+        rgb = (colours(norm(panel))[..., :3] * 255).round().astype(np.uint8)
+        canvas[:, i * (width + gap):i * (width + gap) + width] = np.kron(rgb, np.ones((scale, scale, 1), np.uint8))
+    return canvas, channel
 
 
 def receptive_field_images(input_pixels: np.ndarray, stage: Stage, activation: torch.Tensor,

@@ -348,6 +348,44 @@ def translation(nets: list[LoadedNet], x: torch.Tensor, shifts=SHIFTS) -> dict[s
     return probabilities(nets, batch)
 
 
+@dataclass
+class Moved:
+    """A net's first layer on an image and on the image shifted by ``shift`` pixels (+ is right)."""
+    stage: str  # as the book names it: "conv1 → tanh", "fc1 → tanh"
+    shift: int
+    before: torch.Tensor  # (C, H, W) for a conv layer, (units,) for a fully connected one
+    after: torch.Tensor
+    agreement: float  # Pearson r of after and before: a map's moved back into place first, a unit's as it is
+
+    @property
+    def is_map(self) -> bool:
+        return self.before.dim() == 3
+
+
+@torch.inference_mode()
+def what_moves(model: torch.nn.Module, x: torch.Tensor, shift: int) -> Moved:
+    """What a shift does inside a net's first layer. A conv layer applies the same kernels at every position, so the
+    shifted image's map is the original's map, moved (equivariance); a fully connected layer's units have no
+    positions to move, and respond otherwise."""
+    first = anatomy.stages(model)[0]
+    out = anatomy.activations(model, torch.cat([x, translate(x, shift)]), [first.name])[first.name].float()
+    before, after = out[0], out[1]
+    if first.is_map:
+        width = before.shape[-1]
+        moved_back = after[..., max(shift, 0):width + min(shift, 0)]
+        original = before[..., max(-shift, 0):width - max(shift, 0)]
+        # Not the columns at either end, where a kernel reads the zero padding on one side and pixels on the other
+        after, before = moved_back[..., 1:-1], original[..., 1:-1]
+    return Moved(first.name, shift, out[0], out[1], _correlation(after, before))
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    if torch.allclose(a, b, atol=1e-6):  # also where both are flat (a blank image), whose r is undefined
+        return 1.0
+    r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]
+    return float(r) if torch.isfinite(r) else 0.0
+
+
 def receptive_field(model: torch.nn.Module, stage_name: str, y: int, x: int) -> dict:
     """The input pixels a unit (y, x) of a stage can see: its box, size and 32x32 mask."""
     stage = anatomy.stage(model, stage_name)

@@ -5,6 +5,7 @@ at desktop (1366x900) and phone (390x844) width. Screenshots of every tab are sa
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -253,6 +254,13 @@ def test_sliders_redraw_on_typed_values_and_arrow_keys(page):
     expect(page)(preview).not_to_have_attribute("src", before, timeout=60_000)
     page.wait_for_function("() => { const plot = document.querySelector('#translation-plot .js-plotly-plot'); "
                            "return plot && plot.layout.shapes[0].x0 === -5; }", timeout=60_000)  # its dashed line
+    # inside the first layers: net's conv map moved with the image, fc's units did not
+    expect(page)(page.locator("#moved-net-caption")).to_contain_text("5 px left", timeout=60_000)
+    expect(page)(page.locator("#moved-net-caption")).to_contain_text("r = 1.000")
+    expect(page)(page.locator("#moved-fc-caption")).to_contain_text("5 px left")
+    expect(page)(page.locator("#moved-fc-caption")).to_contain_text(re.compile(r"r = 0\.\d{3}"))
+    for picture in ("#moved-net img", "#moved-fc img"):
+        expect(page)(page.locator(picture)).to_be_visible()
     page.get_by_role("tab", name="Weight sharing", exact=True).click()
     text = page.locator("#sharing-text")
     expect(page)(text).to_contain_text("Conv2d(3, 16, 3)", timeout=60_000)
