@@ -755,7 +755,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                         translation_status = gr.Markdown("")
                     with gr.Column(scale=3, min_width=300):
                         gr.Markdown(chapter.TRANSLATION_INSIDE)
-                        with gr.Row(equal_height=False):
+                        with gr.Row(equal_height=True, elem_classes="pictures"):
                             with gr.Column(min_width=220):
                                 conv_moved_caption = gr.Markdown(elem_id="moved-net-caption", elem_classes="caption")
                                 conv_moved = gr.Image(show_label=False, buttons=[], interactive=False, height=150,
@@ -785,7 +785,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 rf_text = gr.Markdown(elem_id="rf-text")
                 # Captions above the pictures, not Gradio's label and buttons over them: those covered the map's
                 # corner units, which a click then missed.
-                with gr.Row():
+                with gr.Row(equal_height=True, elem_classes="pictures"):
                     with gr.Column(min_width=150):
                         gr.Markdown("**The layer's map**: its channels' mean, bright = strong (click a unit)",
                                     elem_classes="caption")

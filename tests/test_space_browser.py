@@ -274,6 +274,23 @@ def test_sliders_redraw_on_typed_values_and_arrow_keys(page):
     assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
 
 
+def test_pictures_side_by_side_line_up_under_captions_of_any_length(page):
+    """On a phone the Receptive field's first caption wraps onto a line more than the second, and its picture sat
+    that much lower than its neighbour."""
+    pairs = {"Receptive field": ("#rf-map", "#rf-field"), "Translation": ("#moved-net", "#moved-fc")}
+    side_by_side = 0
+    for tab, ids in pairs.items():
+        page.get_by_role("tab", name=tab, exact=True).click()
+        for element in ids:
+            page.locator(f"{element} img").wait_for(timeout=60_000)
+        first, second = (page.locator(element).bounding_box() for element in ids)
+        if abs(first["y"] - second["y"]) > first["height"] / 2:  # one above the other: a narrow screen stacks them
+            continue
+        side_by_side += 1
+        assert abs(first["y"] - second["y"]) <= 1 and abs(first["height"] - second["height"]) <= 1, (tab, first, second)
+    assert side_by_side >= 1  # the receptive field's pair is side by side at both widths
+
+
 def test_clicking_a_unit_shows_its_receptive_field(page):
     """Even a corner unit: Gradio's label and buttons sat over the map's top row, and the buttons took its clicks."""
     page.get_by_role("tab", name="Receptive field", exact=True).click()
