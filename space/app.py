@@ -894,12 +894,13 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs, **shared)
         rf_stage.input(rf_sliders, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(
             rf_ui, rf_inputs, rf_outputs, **shared)
-        for slider in (rf_y, rf_x):
-            slider.input(rf_ui, rf_inputs, rf_outputs, **live, **shared)
+        # One listener for the sliders of a figure: with one per slider, moves of two sliders in quick succession ran
+        # as two jobs at once, and the earlier move's figure could come last and stay.
+        gr.on([rf_y.input, rf_x.input], rf_ui, rf_inputs, rf_outputs, **live, **shared)
         rf_map.select(rf_click, [rf_net, rf_stage], [rf_y, rf_x], **shared).then(rf_ui, rf_inputs, rf_outputs,
                                                                                    **shared)
-        for control in (side, cin, cout, kernel):
-            control.input(sharing_ui, [side, cin, cout, kernel], [sharing_plot, sharing_text], **live, **shared)
+        gr.on([control.input for control in (side, cin, cout, kernel)], sharing_ui, [side, cin, cout, kernel],
+              [sharing_plot, sharing_text], **live, **shared)
 
         gr.api(classify, api_name="classify", concurrency_limit=CLASSIFY_CONCURRENCY, concurrency_id="classify")
         gr.api(filters, api_name="filters", **page)

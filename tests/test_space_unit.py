@@ -719,6 +719,22 @@ def test_everything_but_classify_computes_in_one_group_of_the_spaces_concurrency
     assert sorted(groups["classify", app.CLASSIFY_CONCURRENCY]) == ["classify", "classify_example", "classify_ui"]
 
 
+def test_the_sliders_of_one_figure_share_one_listener(models_dir, monkeypatch):
+    """A listener per slider ran two jobs at once when two sliders moved in quick succession (the page's concurrency
+    group runs two), and the earlier move's figure could come last and stay; one listener runs the latest move only."""
+    import app
+    import gradio as gr
+
+    monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", models_dir / "none")
+    demo = app.build_demo(zoo_loader.find_zoo(SMALL_ZOO, models_dir=models_dir), lambda: None)
+    sliders = {block_id for block_id, block in demo.blocks.items() if isinstance(block, gr.Slider)}
+    for name, count in (("sharing_ui", 4), ("rf_ui", 2), ("translation_ui", 1)):
+        moved_by_sliders = [fn for fn in demo.fns.values()
+                            if fn.name == name and any(block_id in sliders for block_id, _ in fn.targets)]
+        assert len(moved_by_sliders) == 1, name
+        assert len(moved_by_sliders[0].targets) == count and moved_by_sliders[0].trigger_mode == "always_last"
+
+
 def test_a_slider_value_being_typed_leaves_its_figure_and_one_out_of_range_is_brought_in(models_dir, monkeypatch):
     """Every keystroke in a slider's box is sent: an empty box or a lone "-" (None), NaN (Python's JSON reads it),
     or 1 on the way to 128. They failed the event (Gradio's bounds check, or "cannot convert float NaN to
