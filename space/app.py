@@ -655,13 +655,19 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             image: the image to shift
 
         Returns:
-            the shifts (pixels, + is right) and for each net its (P(airplane), P(bird)) at every shift
+            the shifts (pixels, + is right); for each net its (P(airplane), P(bird)) at every shift; and for `net`
+            and `fc` their first layer's agreement at every shift (r of the layer before and after the shift; a
+            conv map moved back first, so 1.0 for `net`)
         """
         zoo = ready()
         x = inference.load_input(upload_path(image))
         curves, _ = zoo.translation(x)
+        first_layers = {name: [inference.what_moves(model, x, shift) for shift in inference.SHIFTS]
+                        for name, model in ((name, model_of(name)) for name in ("net", "fc")) if model is not None}
         return {"shifts": list(inference.SHIFTS),
-                "nets": {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c] for name, c in curves.items()}}
+                "nets": {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c] for name, c in curves.items()},
+                "first_layer": {name: {"stage": moves[0].stage, "agreement": [round(m.agreement, 4) for m in moves]}
+                                for name, moves in first_layers.items()}}
 
     @api_errors
     def receptive_field(net: str, stage: str, y: int, x: int) -> dict:

@@ -235,6 +235,9 @@ def test_translation_and_receptive_field(client, served_nets, images):
     result = client.predict(handle_file(images / "cifar_like.png"), api_name="/translation")
     assert result["shifts"] == list(range(-8, 9)) and list(result["nets"]) == served_nets
     assert all(len(curve) == 17 and abs(sum(curve[8]) - 1) < 1e-4 for curve in result["nets"].values())
+    conv, dense = result["first_layer"]["net"], result["first_layer"]["fc"]
+    assert conv["stage"] == "conv1 → tanh" and conv["agreement"] == [1.0] * 17  # the map moved with the image
+    assert dense["stage"] == "fc1 → tanh" and dense["agreement"][8] == 1.0 and max(dense["agreement"][:8]) < 1
     field = client.predict("net", "conv2 → tanh", 5, 5, api_name="/receptive_field")
     assert field["size"] == [8, 8] and field["box"] == {"top": 7, "left": 7, "bottom": 14, "right": 14}
     assert sum(map(sum, field["mask"])) == 64
