@@ -370,13 +370,13 @@ def what_moves(model: torch.nn.Module, x: torch.Tensor, shift: int) -> Moved:
     first = anatomy.stages(model)[0]
     out = anatomy.activations(model, torch.cat([x, translate(x, shift)]), [first.name])[first.name].float()
     before, after = out[0], out[1]
-    if first.is_map:
-        width = before.shape[-1]
-        moved_back = after[..., max(shift, 0):width + min(shift, 0)]
-        original = before[..., max(-shift, 0):width - max(shift, 0)]
-        # Not the columns at either end, where a kernel reads the zero padding on one side and pixels on the other
-        after, before = moved_back[..., 1:-1], original[..., 1:-1]
-    return Moved(first.name, shift, out[0], out[1], _correlation(after, before))
+    if not first.is_map:
+        return Moved(first.name, shift, before, after, _correlation(after, before))
+    width = before.shape[-1]
+    moved_back = after[..., max(shift, 0):width + min(shift, 0)]
+    original = before[..., max(-shift, 0):width - max(shift, 0)]
+    # Not the columns at either end, where a kernel reads the zero padding on one side and pixels on the other
+    return Moved(first.name, shift, before, after, _correlation(moved_back[..., 1:-1], original[..., 1:-1]))
 
 
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
