@@ -497,14 +497,16 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             return None, f"`{net_name}` is not available here"
         moved = inference.what_moves(model, x, shift)
         picture, channel = figures.moved_picture(moved)
-        where = f"{abs(shift)} px {'right' if shift > 0 else 'left'}" if shift else "not shifted yet"
+        where = f"{abs(shift)} px {'right' if shift > 0 else 'left'}" if shift else "not shifted (move the slider)"
+        r = "r\u00a0=\u00a0"  # kept on one line with its number
         if moved.is_map:
-            caption = (f"**`{net_name}`, {moved.stage}**, its channel {channel} of {len(moved.before)}: your image | "
-                       f"{where}. Moved back, the second map is the first: **r = {moved.agreement:.3f}**")
+            caption = (f"**`{net_name}`, {moved.stage}**, its channel {channel} of {len(moved.before)} "
+                       f"(blue < 0 < red): your image | {where}. Position by position {r}{moved.in_place:.2f}; moved back "
+                       f"**{r}{moved.agreement:.3f}**: the same map, moved")
         else:
             caption = (f"**`{net_name}`, {moved.stage}**, its {len(moved.before):,} units in the order of their "
-                       f"values on your image: your image | {where}. Nothing to move back: "
-                       f"**r = {moved.agreement:.3f}**")
+                       f"values on your image (blue < 0 < red): your image | {where}. No positions to move back: "
+                       f"**{r}{moved.agreement:.3f}**")
         return STORE.save(picture), caption
 
     def rf_controls(net_name):
@@ -760,7 +762,6 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                                            elem_id="shifted")
                         translation_status = gr.Markdown("")
                     with gr.Column(scale=3, min_width=300):
-                        gr.Markdown(chapter.TRANSLATION_INSIDE)
                         with gr.Row(equal_height=True, elem_classes="pictures"):
                             with gr.Column(min_width=220):
                                 conv_moved_caption = gr.Markdown(elem_id="moved-net-caption", elem_classes="caption")
@@ -770,6 +771,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                                 fc_moved_caption = gr.Markdown(elem_id="moved-fc-caption", elem_classes="caption")
                                 fc_moved = gr.Image(show_label=False, buttons=[], interactive=False, height=150,
                                                     elem_id="moved-fc")
+                        gr.Markdown(chapter.TRANSLATION_INSIDE)  # under the pictures: on a phone, near the slider
                 translation_plot = gr.Plot(label="Your image", show_label=False, elem_id="translation-plot")
                 if translation_table:
                     gr.Markdown(chapter.TRANSLATION_VALIDATION)

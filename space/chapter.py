@@ -53,16 +53,16 @@ TRANSLATION = (
     "object and a convnet sees the same features, a little elsewhere. The fully connected net has a weight per pixel, "
     "so a shifted image is, to it, a different input. Slide the image left and right: what a shift does inside the "
     "first layer, then each net's confidence (one image can go either way: every net learned from crops shifted by "
-    "up to 4 pixels, and `fc` can lean on cues a shift hardly changes, such as the overall colour). Pixels shifted "
-    "in take the dataset's mean colour."
+    "up to 4 pixels; the validation curves further down are the measure). Pixels shifted in take the dataset's mean "
+    "colour."
 )
 TRANSLATION_INSIDE = (
     "**Inside the first layer.** A conv layer applies the same kernels at every position, so when the image moves, "
     "its feature map moves with it and is otherwise the same (*equivariance*); pooling and the later layers then "
-    "turn the same features, a little elsewhere, into much the same answer. The fully connected net's first layer "
-    "has a weight per pixel and no positions: a shifted image makes its units respond differently, and its later "
-    "layers must have learned each position. (r compares the whole layer before and after the shift, every channel "
-    "of it: 1 is the same.)"
+    "turn the same features, a little elsewhere, into a similar answer for small shifts (the curves below show how "
+    "far that holds). The fully connected net's first layer has a weight per pixel and no positions: a shifted "
+    "image makes its units respond differently, and its later layers must have learned each position. (r compares "
+    "the layer before and after the shift, every channel of it, less a map's columns shifted in: 1 is the same.)"
 )
 TRANSLATION_VALIDATION = (
     "On the validation images the model cards report on, shifted the same way (computed when the nets were trained). "

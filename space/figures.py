@@ -326,10 +326,12 @@ def moved_picture(moved: Moved, scale: int = 6, gap: int = 12) -> tuple[np.ndarr
     limit = max(float(np.abs(panel).max()) for panel in panels) or 1.0
     colours, norm = colormaps[DIVERGING], Normalize(-limit, limit)
     height, width = (side * scale for side in panels[0].shape)
-    canvas = np.full((height, 2 * width + gap, 3), 255, np.uint8)
+    canvas = np.full((height + 2, 2 * (width + 2) + gap, 3), 255, np.uint8)
     for i, panel in enumerate(panels):
         rgb = (colours(norm(panel))[..., :3] * 255).round().astype(np.uint8)
-        canvas[:, i * (width + gap):i * (width + gap) + width] = np.kron(rgb, np.ones((scale, scale, 1), np.uint8))
+        left = i * (width + 2 + gap)
+        canvas[:, left:left + width + 2] = 110  # a frame: a pale band shifted in is not taken for the gap
+        canvas[1:-1, left + 1:left + 1 + width] = np.kron(rgb, np.ones((scale, scale, 1), np.uint8))
     return canvas, channel
 
 

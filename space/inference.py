@@ -356,6 +356,7 @@ class Moved:
     before: torch.Tensor  # (C, H, W) for a conv layer, (units,) for a fully connected one
     after: torch.Tensor
     agreement: float  # Pearson r of after and before: a map's moved back into place first, a unit's as it is
+    in_place: float  # the same, a map not moved back: how much the shift changed it position by position
 
     @property
     def is_map(self) -> bool:
@@ -370,13 +371,14 @@ def what_moves(model: torch.nn.Module, x: torch.Tensor, shift: int) -> Moved:
     first = anatomy.stages(model)[0]
     out = anatomy.activations(model, torch.cat([x, translate(x, shift)]), [first.name])[first.name].float()
     before, after = out[0], out[1]
+    in_place = _correlation(after, before)
     if not first.is_map:
-        return Moved(first.name, shift, before, after, _correlation(after, before))
+        return Moved(first.name, shift, before, after, in_place, in_place)
     width = before.shape[-1]
     moved_back = after[..., max(shift, 0):width + min(shift, 0)]
     original = before[..., max(-shift, 0):width - max(shift, 0)]
     # Not the columns at either end, where a kernel reads the zero padding on one side and pixels on the other
-    return Moved(first.name, shift, before, after, _correlation(moved_back[..., 1:-1], original[..., 1:-1]))
+    return Moved(first.name, shift, before, after, _correlation(moved_back[..., 1:-1], original[..., 1:-1]), in_place)
 
 
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -365,7 +365,7 @@ def test_a_shift_moves_a_conv_layers_map_and_changes_a_fully_connected_layers_un
         inside = slice(max(shift, 0) + 1, 32 + min(shift, 0) - 1)  # not the band shifted in, nor the far edge
         torch.testing.assert_close(conv.after[..., inside], translate(conv.before[None], shift)[0][..., inside],
                                    atol=1e-5, rtol=0)
-        assert conv.agreement > 0.9999
+        assert conv.agreement > 0.9999 and conv.in_place < 0.95  # the same map, but moved
         assert (conv.after - conv.before).abs().max() > 0.5  # the map moved: position by position it differs
         dense = inference.what_moves(fc, x, shift)
         assert dense.stage == "fc1 → tanh" and not dense.is_map and dense.before.shape == (1024,)
@@ -377,20 +377,24 @@ def test_a_shift_moves_a_conv_layers_map_and_changes_a_fully_connected_layers_un
 
 
 def test_the_first_layer_pictures_show_one_channel_or_the_units_in_order():
-    conv = inference.Moved("conv1 → tanh", 2, torch.zeros(3, 4, 4), torch.zeros(3, 4, 4), 1.0)
+    conv = inference.Moved("conv1 → tanh", 2, torch.zeros(3, 4, 4), torch.zeros(3, 4, 4), 1.0, 1.0)
     conv.before[1] = torch.arange(16.0).view(4, 4) / 16  # the channel that varies most
     conv.after[1] = conv.before[1].roll(1, -1)
     picture, channel = figures.moved_picture(conv, scale=2, gap=3)
-    assert channel == 1 and picture.shape == (8, 2 * 8 + 3, 3) and picture.dtype == np.uint8
-    assert (picture[:, 8:11] == 255).all()  # the gap
-    assert not np.array_equal(picture[:, :8], picture[:, 11:])
+    assert channel == 1 and picture.shape == (8 + 2, 2 * (8 + 2) + 3, 3) and picture.dtype == np.uint8  # framed
+    assert (picture[:, 10:13] == 255).all() and (picture[0, :10] == 110).all()  # the gap, a frame
+    assert not np.array_equal(picture[1:-1, 1:9], picture[1:-1, 14:22])
     units = torch.linspace(-1, 1, 10)[torch.randperm(10, generator=torch.Generator().manual_seed(0))]
-    dense = inference.Moved("fc1 → tanh", 2, units, units.clone(), 1.0)
+    dense = inference.Moved("fc1 → tanh", 2, units, units.clone(), 1.0, 1.0)
     picture, channel = figures.moved_picture(dense, scale=1, gap=1)
-    assert channel is None and picture.shape == (4, 9, 3)  # 10 units in a 4x4 square
-    before, after = picture[:, :4].astype(int), picture[:, 5:].astype(int)
+    assert channel is None and picture.shape == (6, 13, 3)  # 10 units in a 4x4 square, framed
+    before, after = picture[1:-1, 1:5].astype(int), picture[1:-1, 8:12].astype(int)
     assert np.array_equal(before, after)  # units that kept their values look the same
     assert before[0, 0, 2] > before[0, 0, 0] and before[-1, -1, 0] > before[-1, -1, 2]  # ordered: blue to red
+    negated = inference.Moved("fc1 → tanh", 2, units, -units, -1.0, -1.0)
+    picture, _ = figures.moved_picture(negated, scale=1, gap=1)
+    after = picture[1:-1, 8:12].astype(int)  # in the original's order, not its own: red to blue
+    assert after[0, 0, 0] > after[0, 0, 2] and after[-1, -1, 2] > after[-1, -1, 0]
 
 
 @pytest.fixture
@@ -481,12 +485,12 @@ def test_the_translation_tab_shows_what_a_shift_does_inside_the_first_layers(ser
     *_, conv_picture, conv_caption, fc_picture, fc_caption = handlers["translation_ui"](str(bird_jpg), -3)
     assert Path(conv_picture).is_file() and Path(fc_picture).is_file()
     assert conv_caption.startswith("**`net`, conv1 → tanh**") and "3 px left" in conv_caption
-    assert conv_caption.endswith("**r = 1.000**")
+    assert "moved back **r\u00a0=\u00a01.000**" in conv_caption  # r kept with its number on a phone
     assert fc_caption.startswith("**`fc`, fc1 → tanh**, its 1,024 units") and "3 px left" in fc_caption
-    r = float(re.search(r"r = (-?[\d.]+)", fc_caption).group(1))
+    r = float(re.search(r"r\s=\s(-?[\d.]+)", fc_caption).group(1))
     assert r == round(inference.what_moves(zoo.by_name["fc"].model, inference.load_input(bird_jpg), -3).agreement, 3)
     assert r < 1
-    assert "not shifted yet" in handlers["translation_ui"](str(bird_jpg), 0)[4]
+    assert "not shifted (move the slider)" in handlers["translation_ui"](str(bird_jpg), 0)[4]
 
 
 def test_the_inside_tab_draws_a_nets_kernels_once_and_its_maps_once_per_image(served, bird_jpg, other_png,
