@@ -495,14 +495,14 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         model = model_of(net_name)
         if model is None:
             return None, f"`{net_name}` is not available here"
-        moved = inference.what_moves(model, x, shift)
+        [moved] = inference.what_moves(model, x, [shift])
         picture, channel = figures.moved_picture(moved)
         where = f"{abs(shift)} px {'right' if shift > 0 else 'left'}" if shift else "not shifted (move the slider)"
         r = "r\u00a0=\u00a0"  # kept on one line with its number
         if moved.is_map:
             caption = (f"**`{net_name}`, {moved.stage}**, its channel {channel} of {len(moved.before)} "
-                       f"(blue < 0 < red): your image | {where}. Position by position {r}{moved.in_place:.2f}; moved back "
-                       f"**{r}{moved.agreement:.3f}**: the same map, moved")
+                       f"(blue < 0 < red): your image | {where}. Position by position {r}{moved.in_place:.2f}; "
+                       f"moved back **{r}{moved.agreement:.3f}**: the same map, moved")
         else:
             caption = (f"**`{net_name}`, {moved.stage}**, its {len(moved.before):,} units in the order of their "
                        f"values on your image (blue < 0 < red): your image | {where}. No positions to move back: "
@@ -664,7 +664,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         zoo = ready()
         x = inference.load_input(upload_path(image))
         curves, _ = zoo.translation(x)
-        first_layers = {name: [inference.what_moves(model, x, shift) for shift in inference.SHIFTS]
+        first_layers = {name: inference.what_moves(model, x, inference.SHIFTS)
                         for name, model in ((name, model_of(name)) for name in ("net", "fc")) if model is not None}
         return {"shifts": list(inference.SHIFTS),
                 "nets": {name: [[round(float(a), 5), round(float(b), 5)] for a, b in c] for name, c in curves.items()},

@@ -325,7 +325,7 @@ def moved_picture(moved: Moved, scale: int = 6, gap: int = 12) -> tuple[np.ndarr
                   for units in (before, after)]
     limit = max(float(np.abs(panel).max()) for panel in panels) or 1.0
     colours, norm = colormaps[DIVERGING], Normalize(-limit, limit)
-    height, width = (side * scale for side in panels[0].shape)
+    height, width = (cells * scale for cells in panels[0].shape)
     canvas = np.full((height + 2, 2 * (width + 2) + gap, 3), 255, np.uint8)
     for i, panel in enumerate(panels):
         rgb = (colours(norm(panel))[..., :3] * 255).round().astype(np.uint8)

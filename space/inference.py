@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,21 +365,26 @@ class Moved:
 
 
 @torch.inference_mode()
-def what_moves(model: torch.nn.Module, x: torch.Tensor, shift: int) -> Moved:
-    """What a shift does inside a net's first layer. A conv layer applies the same kernels at every position, so the
-    shifted image's map is the original's map, moved (equivariance); a fully connected layer's units have no
-    positions to move, and respond otherwise."""
+def what_moves(model: torch.nn.Module, x: torch.Tensor, shifts: Sequence[int]) -> list[Moved]:
+    """What each shift does inside a net's first layer, in one forward pass. A conv layer applies the same kernels at
+    every position, so the shifted image's map is the original's map, moved (equivariance); a fully connected
+    layer's units have no positions to move, and respond otherwise."""
     first = anatomy.stages(model)[0]
-    out = anatomy.activations(model, torch.cat([x, translate(x, shift)]), [first.name])[first.name].float()
-    before, after = out[0], out[1]
-    in_place = _correlation(after, before)
-    if not first.is_map:
-        return Moved(first.name, shift, before, after, in_place, in_place)
-    width = before.shape[-1]
-    moved_back = after[..., max(shift, 0):width + min(shift, 0)]
-    original = before[..., max(-shift, 0):width - max(shift, 0)]
-    # Not the columns at either end, where a kernel reads the zero padding on one side and pixels on the other
-    return Moved(first.name, shift, before, after, _correlation(moved_back[..., 1:-1], original[..., 1:-1]), in_place)
+    batch = torch.cat([x, *(translate(x, shift) for shift in shifts)])
+    out = anatomy.activations(model, batch, [first.name])[first.name].float()
+    before, width = out[0], out.shape[-1]
+    moved = []
+    for shift, after in zip(shifts, out[1:]):
+        in_place = _correlation(after, before)
+        if first.is_map:
+            moved_back = after[..., max(shift, 0):width + min(shift, 0)]
+            original = before[..., max(-shift, 0):width - max(shift, 0)]
+            # Not the columns at either end, where a kernel reads the zero padding on one side and pixels on the other
+            agreement = _correlation(moved_back[..., 1:-1], original[..., 1:-1])
+        else:
+            agreement = in_place
+        moved.append(Moved(first.name, shift, before, after, agreement, in_place))
+    return moved
 
 
 def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -360,20 +360,21 @@ def test_a_shift_moves_a_conv_layers_map_and_changes_a_fully_connected_layers_un
     net, fc = (convhub.ConvHubModel.from_pretrained(models / name).eval() for name in ("net", "fc"))
     x = inference.load_input(Path(__file__).resolve().parents[1] / "space" / "examples" / "cifar_bird_0001.jpg")
     for shift in (-8, -3, 1, 5):
-        conv = inference.what_moves(net, x, shift)
+        [conv] = inference.what_moves(net, x, [shift])
         assert conv.stage == "conv1 → tanh" and conv.is_map and conv.before.shape == conv.after.shape == (16, 32, 32)
         inside = slice(max(shift, 0) + 1, 32 + min(shift, 0) - 1)  # not the band shifted in, nor the far edge
         torch.testing.assert_close(conv.after[..., inside], translate(conv.before[None], shift)[0][..., inside],
                                    atol=1e-5, rtol=0)
         assert conv.agreement > 0.9999 and conv.in_place < 0.95  # the same map, but moved
         assert (conv.after - conv.before).abs().max() > 0.5  # the map moved: position by position it differs
-        dense = inference.what_moves(fc, x, shift)
+        [dense] = inference.what_moves(fc, x, [shift])
         assert dense.stage == "fc1 → tanh" and not dense.is_map and dense.before.shape == (1024,)
         assert dense.agreement < 0.98
-    assert inference.what_moves(fc, x, 8).agreement < inference.what_moves(fc, x, 1).agreement
-    assert inference.what_moves(net, x, 0).agreement == inference.what_moves(fc, x, 0).agreement == 1.0
+    one, eight = inference.what_moves(fc, x, [1, 8])
+    assert eight.agreement < one.agreement
+    assert inference.what_moves(net, x, [0])[0].agreement == inference.what_moves(fc, x, [0])[0].agreement == 1.0
     blank = inference.load_input(Image.new("RGB", (32, 32), (125, 123, 114)))
-    assert inference.what_moves(net, blank, 4).agreement == 1.0  # flat maps: no undefined correlation
+    assert inference.what_moves(net, blank, [4])[0].agreement == 1.0  # flat maps: no undefined correlation
 
 
 def test_the_first_layer_pictures_show_one_channel_or_the_units_in_order():
@@ -488,7 +489,8 @@ def test_the_translation_tab_shows_what_a_shift_does_inside_the_first_layers(ser
     assert "moved back **r\u00a0=\u00a01.000**" in conv_caption  # r kept with its number on a phone
     assert fc_caption.startswith("**`fc`, fc1 → tanh**, its 1,024 units") and "3 px left" in fc_caption
     r = float(re.search(r"r\s=\s(-?[\d.]+)", fc_caption).group(1))
-    assert r == round(inference.what_moves(zoo.by_name["fc"].model, inference.load_input(bird_jpg), -3).agreement, 3)
+    [moved] = inference.what_moves(zoo.by_name["fc"].model, inference.load_input(bird_jpg), [-3])
+    assert r == round(moved.agreement, 3)
     assert r < 1
     assert "not shifted (move the slider)" in handlers["translation_ui"](str(bird_jpg), 0)[4]
 
