@@ -487,10 +487,11 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         column = 0 if label == "airplane" else 1
         figure = figures.translation_figure({n: c[:, column].tolist() for n, c in curves.items()}, inference.SHIFTS,
                                             label, shift)
-        return (figure, STORE.save(figures.shifted_preview(x, shift)), "", *first_layer_moved("net", x, shift),
-                *first_layer_moved("fc", x, shift))
+        whose = "your image" if path else "the example bird"  # no image yet, or the first upload was refused
+        return (figure, STORE.save(figures.shifted_preview(x, shift)), "", *first_layer_moved("net", x, shift, whose),
+                *first_layer_moved("fc", x, shift, whose))
 
-    def first_layer_moved(net_name: str, x, shift: int) -> tuple:
+    def first_layer_moved(net_name: str, x, shift: int, whose: str) -> tuple:
         """A net's first layer on the image and on the shifted image, and the caption above them."""
         model = model_of(net_name)
         if model is None:
@@ -501,11 +502,11 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         r = "r\u00a0=\u00a0"  # kept on one line with its number
         if moved.is_map:
             caption = (f"**`{net_name}`, {moved.stage}**, its channel {channel} of {len(moved.before)} "
-                       f"(blue < 0 < red): your image | {where}. Position by position {r}{moved.in_place:.2f}; "
+                       f"(blue < 0 < red): {whose} | {where}. Position by position {r}{moved.in_place:.2f}; "
                        f"moved back **{r}{moved.agreement:.3f}**: the same map, moved")
         else:
             caption = (f"**`{net_name}`, {moved.stage}**, its {len(moved.before):,} units in the order of their "
-                       f"values on your image (blue < 0 < red): your image | {where}. No positions to move back: "
+                       f"values on {whose} (blue < 0 < red): {whose} | {where}. No positions to move back: "
                        f"**{r}{moved.agreement:.3f}**")
         return STORE.save(picture), caption
 

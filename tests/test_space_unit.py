@@ -493,6 +493,11 @@ def test_the_translation_tab_shows_what_a_shift_does_inside_the_first_layers(ser
     assert r == round(moved.agreement, 3)
     assert r < 1
     assert "not shifted (move the slider)" in handlers["translation_ui"](str(bird_jpg), 0)[4]
+    assert "your image" in conv_caption and "your image" in fc_caption
+    # No image on the page (none yet, or the first upload was refused): the tab draws its example, and says so
+    *_, conv_caption, _, fc_caption = handlers["translation_ui"](None, -3)
+    for caption in (conv_caption, fc_caption):
+        assert "the example bird | 3 px left" in caption and "your image" not in caption
 
 
 def test_the_inside_tab_draws_a_nets_kernels_once_and_its_maps_once_per_image(served, bird_jpg, other_png,
