@@ -949,6 +949,25 @@ def test_missing_source_is_a_data_error(tmp_path, monkeypatch):
             load("hf:data/cifar2/trian")
 
 
+def test_a_two_part_typo_of_a_local_folder_names_the_folder_it_may_mean(tmp_path, monkeypatch):
+    """data/trian is a valid Hub id, so it goes to the Hub; where that fails and data/ is here, the error also says
+    which local folder was probably meant (it said only that the Hub could not be reached)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    make_image_folder(tmp_path / "data" / "train", 4)
+    (tmp_path / "data" / "notes.txt").write_text("a file, not a folder to suggest")
+    for load in (load_cifar2, load_eval_split):
+        with pytest.raises(DataError, match=r"HF cache holds no copy of it.*\. 'data' is a local folder: did you mean "
+                                            r"'data/train'\?$"):
+            load("data/trian")
+        with pytest.raises(DataError, match=r"\. 'data' is a local folder, with no folder 'notes\.tx' in it$"):
+            load("data/notes.tx")  # files are not suggested
+        with pytest.raises(DataError, match=r"HF cache holds no copy of it[^.]*$"):
+            load("dta/train")  # no local folder dta: a Hub id, as before
+        with pytest.raises(DataError, match=r"HF cache holds no copy of it[^.]*$"):
+            load("hf:data/trian")  # the user asked for the Hub
+
+
 # --- the zoo's decoded copy ------------------------------------------------------------------------------------------
 
 

@@ -5,8 +5,10 @@ Sources: an image folder ROOT/{airplane,bird}/, a CIFAR-10 python root, or a dat
 
 from __future__ import annotations
 
+import difflib
 import functools
 import io
+import itertools
 import json
 import logging
 import os
@@ -575,6 +577,34 @@ def _datasets_name(source: str) -> str | None:
     return None
 
 
+def _local_near_miss(source: str) -> str:
+    """What a Hub id that could not be loaded may have been meant as: data/trian is a valid Hub id, and goes to the
+    Hub, where the folder data/ is here and holds train/."""
+    path = Path(source).expanduser()
+    if source.startswith("hf:") or not path.parent.is_dir():
+        return ""
+    try:  # a folder of a million files: its first thousand folders are enough to name one
+        folders = [child.name for child in itertools.islice(path.parent.iterdir(), 1000) if child.is_dir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, folders, n=1)
+    parent = shown(str(path.parent), 200)
+    if close:
+        return f". {parent} is a local folder: did you mean {shown(str(path.parent / close[0]), 200)}?"
+    return f". {parent} is a local folder, with no folder {shown(path.name)} in it"
+
+
+def _or_near_miss(load, source: str, *args, **kwargs):
+    """``load`` of a Hub dataset named by --data ``source``; where that fails, the error also names a local folder
+    the user may have meant."""
+    try:
+        return load(*args, **kwargs)
+    except DataError as error:
+        if hint := _local_near_miss(source):
+            raise DataError(f"{error}{hint}") from None
+        raise
+
+
 @_os_errors_as_data_errors
 def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0, revision: str | None = None) -> CIFAR2:
     """Train and validation splits from any supported source; validation is carved from train when no test split exists."""
@@ -588,7 +618,8 @@ def load_cifar2(source: str | Path, *, val_fraction: float = 0.1, seed: int = 0,
         if local:
             return _from_datasets(name, _named("datasets folder", name), val_fraction, seed, revision)
         hub_id = name if is_hub_id(name) else None
-        return _from_datasets(name, f"{name} (datasets)", val_fraction, seed, revision, dataset_id=hub_id)
+        return _or_near_miss(_from_datasets, source, name, f"{name} (datasets)", val_fraction, seed, revision,
+                             dataset_id=hub_id)
     if not local:
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
@@ -759,7 +790,7 @@ def load_eval_split(source: str | Path, revision: str | None = None) -> tuple[Sp
     source = str(source)
     path = Path(source).expanduser()
     if (name := _datasets_name(source)) is not None:
-        return load_hub_dataset(name, revision=revision, split="test"), f"{name} test split"
+        return _or_near_miss(load_hub_dataset, source, name, revision=revision, split="test"), f"{name} test split"
     if not path.exists():
         raise DataError(f"no such data folder: {path}")
     if root := cifar10_root(path):
