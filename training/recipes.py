@@ -136,7 +136,10 @@ DEFAULT_PER_MODEL = {
     # seeds 1 / 2 / 3: this recipe 0.952 / 0.941 / 0.941, with cutout 8x8 0.944 / 0.931 / 0.933 (12x12: 0.945 /
     # 0.923 / 0.945); flip test-time augmentation of this recipe's weights 0.951 / 0.941 / 0.940. Crops and flips
     # switched off for the last 4 / 8 of the 60 epochs (the un-augmented images to finish on; Zen 5 EPYC, bf16, one
-    # thread each, 2026-12-05): 0.951 / 0.945 and 0.950 / 0.938 on seeds 1 / 2, against 0.951 / 0.945.
+    # thread each, 2026-12-05): 0.951 / 0.945 and 0.950 / 0.938 on seeds 1 / 2, against 0.951 / 0.945. Nor
+    # distillation from a net of this recipe trained on the same split (its 60 epochs again, the teacher's outputs on
+    # each augmented batch as soft targets; Zen 5 EPYC, bf16, one thread each, 2026-12-05): temperature 4, weight 0.9
+    # 0.953 / 0.942, temperature 2, weight 0.5 0.948 / 0.946, against the teachers' 0.951 / 0.945, at ~1.3x the time.
     "net_res_deep": replace(DEFAULT, epochs=60, lr=0.05, weight_decay=1e-3, residual_init=0.05,
                             whiten_first_conv=None),
 }
