@@ -143,7 +143,7 @@ if TYPE_CHECKING:
 
 # The nets' side, which imports torch: bound by load_nets, in the loading thread. Handlers use them only after
 # waiting for that thread (Zoo), so the first page is served before torch is imported.
-anatomy = inference = None
+anatomy = inference = skips = None
 
 EXAMPLES_DIR = uploads.EXAMPLES_DIR
 TRANSLATION_FILE = "translation.json"  # written next to the trained nets by `python -m training translation`
@@ -193,6 +193,8 @@ class TypedSlider(gr.Slider):
             return None
         return number if math.isfinite(number) else None
 
+
+MAX_BLOCKS = 100  # the Skip connections tab's deepest stack: net_res_deep100's depth
 
 # The Weight sharing tab's sliders' ranges, which its handler also brings values into: image side, channels, kernel
 SIDES, CHANNELS, KERNELS = (1, 256), (1, 64), (1, 7)
@@ -593,6 +595,30 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
     # --- API: JSON in and out, errors as AppError; each is also an MCP tool ---
 
     @api_errors
+    def gradients_at(blocks: int):
+        """Both stacks' gradients at one depth, on a batch of the examples (every visitor's figure is the same)."""
+        ready()  # torch and skips are imported by now
+        return measured_gradients(blocks)
+
+    @functools.lru_cache(maxsize=None)
+    def measured_gradients(blocks: int):
+        import torch
+
+        x = torch.cat([inference.load_input(path) for path, _ in examples])
+        labels = torch.tensor([DataConfig().class_names.index(label) for _, label in examples])
+        return skips.measure(blocks, x, labels)
+
+    def skips_ui(blocks):
+        blocks = within(blocks, 1, MAX_BLOCKS)
+        if blocks is None:  # a value being typed: the figure stays as it is
+            return gr.skip(), gr.skip()
+        if len(examples) < 2:
+            return None, "⚠️ This Space has no example images to measure the gradients on."
+        gradients = gradients_at(blocks)
+        spread = {skip: gradients.spread(norms) for skip, norms in ((True, gradients.with_skips),
+                                                                       (False, gradients.without_skips))}
+        return figures.skips_figure(gradients), chapter.skips_caption(gradients.blocks, spread[True], spread[False])
+
     def classify(image: FileData) -> dict:
         """Classify an image as airplane or bird with every net of chapter 8.
 
@@ -697,6 +723,26 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             one entry per net in the chapter's order
         """
         return {"nets": list(ready().rows.values())}
+
+    @api_errors
+    def skip_connections(blocks: int = MAX_BLOCKS) -> dict:
+        """The gradient that reaches each residual block of a freshly initialised NetResDeep (the book's init, in
+        training mode, on a batch of the Space's examples), with its skip connections and without them.
+
+        Args:
+            blocks: how many residual blocks the stack has, 1 to 100
+
+        Returns:
+            the gradient's size (L2 norm) on each block's conv weights, block 1 nearest the image, for both stacks
+        """
+        blocks = api_whole_number(blocks, "blocks")
+        if not 1 <= blocks <= MAX_BLOCKS:
+            raise ConvHubError(f"blocks must be 1 to {MAX_BLOCKS}, not {blocks}")
+        if len(examples) < 2:
+            raise ConvHubError("this Space has no example images to measure the gradients on")
+        gradients = gradients_at(blocks)
+        return {"blocks": blocks, "with_skips": list(gradients.with_skips),
+                "without_skips": list(gradients.without_skips)}
 
     def compare_ui():
         zoo = ready()
@@ -813,6 +859,12 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     kernel = TypedSlider(*KERNELS, value=3, step=2, label="Kernel size")
                 sharing_text = gr.Markdown(elem_id="sharing-text")
                 sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
+            with gr.Tab("Skip connections", id="skips") as skips_tab:
+                gr.Markdown(chapter.SKIPS)
+                blocks = TypedSlider(1, MAX_BLOCKS, value=MAX_BLOCKS, step=1, label="Blocks in the stack",
+                                     elem_id="skip-blocks")
+                skips_text = gr.Markdown(elem_id="skips-text")
+                skips_plot = gr.Plot(show_label=False, elem_id="skips-plot")
             with gr.Tab("Compare", id="compare") as compare_tab:
                 gr.Markdown(chapter.COMPARE)
                 compare_plot = gr.Plot(show_label=False, elem_id="compare-plot")
@@ -911,12 +963,17 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         gr.on([control.input for control in (side, cin, cout, kernel)], sharing_ui, [side, cin, cout, kernel],
               [sharing_plot, sharing_text], **live, **shared)
 
+        skips_tab.select(functools.partial(str, "skips"), None, active_tab, **shared).then(
+            skips_ui, blocks, [skips_plot, skips_text], **shared)
+        blocks.input(skips_ui, blocks, [skips_plot, skips_text], **live, **shared)
+
         gr.api(classify, api_name="classify", concurrency_limit=CLASSIFY_CONCURRENCY, concurrency_id="classify")
         gr.api(filters, api_name="filters", **page)
         gr.api(feature_maps, api_name="feature_maps", **page)
         gr.api(translation, api_name="translation", **page)
         gr.api(receptive_field, api_name="receptive_field", **page)
         gr.api(compare, api_name="compare", **page)
+        gr.api(skip_connections, api_name="skip_connections", **page)
     return demo
 
 
@@ -932,9 +989,10 @@ def warm_up(nets: list[LoadedNet], rounds: int = 1) -> None:
 def load_nets(found: list[FoundNet]) -> Zoo:
     """Torch, the nets (each from its first source that works), their inference copies and a warm-up: what the
     first page does not need, done in the loading thread while the server starts."""
-    global anatomy, inference
+    global anatomy, inference, skips
     import anatomy
     import inference
+    import skips
     import torch
 
     threads = inference.torch_threads(CONCURRENCY, TORCH_THREADS)

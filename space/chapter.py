@@ -84,6 +84,31 @@ SHARING = (
     "every input-output pair, which grows with the fourth power of the image side."
 )
 
+SKIPS = (
+    "Depth needs **skip connections**. Training moves each weight by the loss's gradient, which reaches a layer only "
+    "through every layer after it, each multiplying it by a factor of its own: over 100 layers the factors compound. "
+    "A residual block adds its input to what it computes (`out = relu(bn(conv(x))) + x`), so the gradient also has a "
+    "path around every block. Below, a stack of such blocks as the book initialises it, before any training, on a "
+    "batch of the examples: the gradient that reaches each block's convolution, with the skips and without them (the "
+    "same weights). Move the slider: with a few blocks the two hardly differ (`net_res` is no better than "
+    "`net_depth`), while with 100 the plain stack's first blocks get orders of magnitude more than its last, and no "
+    "one learning rate suits both ends."
+)
+
+
+def times(ratio: float) -> str:
+    """A ratio as the Skip connections tab says it: 1.4×, 28×, 8,447,120×."""
+    if ratio == float("inf"):
+        return "∞× (a block gets none)"
+    return f"{ratio:.1f}×" if ratio < 10 else f"{ratio:,.0f}×"
+
+
+def skips_caption(blocks: int, with_skips: float, without_skips: float) -> str:
+    """``with_skips`` / ``without_skips``: how many times the smallest block gradient the largest is."""
+    return (f"**{blocks} block{'s' if blocks != 1 else ''}**: the largest gradient a block gets is "
+            f"**{times(with_skips)}** the smallest with skips, **{times(without_skips)}** without.")
+
+
 COMPARE = (
     "The chapter's figure: accuracy against size. Going from the fully connected net to the first convnet buys "
     "accuracy with far fewer parameters; after that, each change moves it by a few points at most, and not always up. "

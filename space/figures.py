@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
     from anatomy import Stage
     from inference import KernelLayer, Moved, Verdict
+    from skips import Gradients
 
 FC_COLOUR, CONV_COLOUR, BOOK_COLOUR = "#d62728", "#1f77b4", "#7f7f7f"
 NET_COLOURS = {"fc": "#d62728", "net": "#1f77b4", "net_width": "#2ca02c", "net_dropout": "#9467bd",
@@ -295,6 +296,30 @@ def shift_accuracy_figure(table: dict):
     _layout(fig, f"Accuracy on {n_images:,} validation images, shifted" if isinstance(n_images, int)
             else "Accuracy on the validation images, shifted",
             "shift (pixels, + is right)", "accuracy", None)
+    return fig
+
+
+SKIP_COLOURS = {True: NET_COLOURS["net_res_deep100"], False: "#d62728"}
+
+
+def skips_figure(gradients: Gradients):
+    """The gradient reaching each block of a fresh stack, with and without skips, on a log scale: the plain stack's
+    spans orders of magnitude, the residual one's stays within a few times."""
+    import plotly.graph_objects as go  # imported when first drawn: the first page needs no plotly
+
+    fig = go.Figure()
+    blocks = list(range(1, gradients.blocks + 1))
+    for skips, norms, name in ((True, gradients.with_skips, "with skip connections (out = block(x) + x)"),
+                               (False, gradients.without_skips, "without (out = block(x))")):
+        fig.add_trace(go.Scatter(
+            x=blocks, y=list(norms), mode="lines+markers" if len(blocks) <= 30 else "lines", name=name,
+            line={"color": SKIP_COLOURS[skips], "width": 3, "dash": "solid" if skips else "dot"},
+            hovertemplate=f"{'with' if skips else 'without'} skips<br>block %{{x}}<br>gradient %{{y:.3g}}"
+                          "<extra></extra>"))
+    _layout(fig, f"The gradient reaching each of {gradients.blocks} blocks, before training",
+            "block (1 = nearest the image)", "gradient size (log scale)", None)
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_xaxes(range=[0.5, gradients.blocks + 0.5] if gradients.blocks > 1 else [0, 2])
     return fig
 
 

@@ -18,7 +18,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SIZES = {"desktop": (1366, 900), "phone": (390, 844)}
 VISITOR = {"X-Forwarded-For": "198.51.100.20"}
 TABS = {"Classify": "#scoreboard", "Inside a net": "#feature-maps", "Translation": "#translation-plot",
-        "Receptive field": "#rf-field", "Weight sharing": "#sharing-plot", "Compare": "#compare-plot"}
+        "Receptive field": "#rf-field", "Weight sharing": "#sharing-plot", "Skip connections": "#skips-plot",
+        "Compare": "#compare-plot"}
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")]
@@ -271,6 +272,19 @@ def test_sliders_redraw_on_typed_values_and_arrow_keys(page):
     side.fill("")
     side.type("128")  # 1, 12, 128 on the way
     expect(page)(text).to_contain_text("On a 128×128 image", timeout=60_000)
+    assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+
+
+def test_the_skip_connections_slider_redraws_the_gradients_of_a_stack_that_deep(page):
+    page.get_by_role("tab", name="Skip connections", exact=True).click()
+    text = page.locator("#skips-text")
+    expect(page)(text).to_contain_text("100 blocks: the largest gradient", timeout=60_000)
+    box = page.locator("#skip-blocks input[type=number]")
+    box.fill("")
+    box.type("3")
+    expect(page)(text).to_contain_text("3 blocks: the largest gradient", timeout=60_000)
+    page.wait_for_function("() => { const plot = document.querySelector('#skips-plot .js-plotly-plot'); "
+                           "return plot && plot.data.every(trace => trace.x.length === 3); }", timeout=60_000)
     assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
 
 

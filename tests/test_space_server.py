@@ -122,7 +122,8 @@ def test_offline_start_takes_seconds_and_says_where_the_nets_came_from(server, s
 
 def test_endpoints_are_named_and_documented(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/classify", "/filters", "/feature_maps", "/translation", "/receptive_field", "/compare"} <= set(endpoints)
+    assert {"/classify", "/filters", "/feature_maps", "/translation", "/receptive_field", "/compare",
+            "/skip_connections"} <= set(endpoints)
     parameters = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in endpoints.items()}
     assert parameters["/classify"] == ["image"] and parameters["/receptive_field"] == ["net", "stage", "y", "x"]
     assert "airplane or bird" in endpoints["/classify"]["description"]
@@ -130,7 +131,8 @@ def test_endpoints_are_named_and_documented(client):
 
 def test_the_mcp_server_lists_every_endpoint_as_a_described_tool(server):
     tools = {t["name"]: t for t in json.loads(urllib.request.urlopen(f"{server}gradio_api/mcp/schema").read())}
-    assert {"classify", "filters", "feature_maps", "translation", "receptive_field", "compare"} <= set(tools)
+    assert {"classify", "filters", "feature_maps", "translation", "receptive_field", "compare",
+            "skip_connections"} <= set(tools)
     properties = tools["receptive_field"]["inputSchema"]["properties"]
     assert list(properties) == ["net", "stage", "y", "x"]  # named as in the function, not param_0...
     assert properties["y"]["type"] == "integer" and "row" in properties["y"]["description"]
@@ -243,6 +245,21 @@ def test_translation_and_receptive_field(client, served_nets, images):
     assert field["size"] == [8, 8] and field["box"] == {"top": 7, "left": 7, "bottom": 14, "right": 14}
     assert sum(map(sum, field["mask"])) == 64
     assert client.predict("net", "pool2", 2, 2, api_name="/receptive_field")["size"] == [10, 10]
+
+
+def test_skip_connections(client):
+    from gradio_client.exceptions import AppError
+
+    result = client.predict(12, api_name="/skip_connections")
+    assert result["blocks"] == 12 and len(result["with_skips"]) == len(result["without_skips"]) == 12
+    assert all(value > 0 for value in result["with_skips"] + result["without_skips"])
+    deep = client.predict(api_name="/skip_connections")  # net_res_deep100's depth by default
+    spread = {key: max(deep[key]) / min(deep[key]) for key in ("with_skips", "without_skips")}
+    assert deep["blocks"] == 100 and spread["without_skips"] > 1000 * spread["with_skips"]
+    for blocks, message in ((0, "blocks must be 1 to 100, not 0"), (101, "blocks must be 1 to 100, not 101"),
+                            (2.5, "blocks must be a whole number such as 3 (at most 9 digits), not 2.5")):
+        with pytest.raises(AppError, match=re.escape(message)):
+            client.predict(blocks, api_name="/skip_connections")
 
 
 def test_compare(client):

@@ -21,8 +21,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "space"))
 
 import anatomy  # noqa: E402
+import chapter  # noqa: E402
 import figures  # noqa: E402
 import inference  # noqa: E402
+import skips  # noqa: E402
 import zoo_loader  # noqa: E402
 
 SMALL_ZOO = ["fc", "net", "net_res"]
@@ -405,6 +407,7 @@ def served(nets, monkeypatch):
 
     monkeypatch.setattr(app, "inference", inference)
     monkeypatch.setattr(app, "anatomy", anatomy)
+    monkeypatch.setattr(app, "skips", skips)
     zoo = app.Zoo(inference.prepare_for_serving(nets), threads=1)
     found = zoo_loader.find_zoo(SMALL_ZOO, models_dir=Path(nets[0].source).parent)
     return zoo, {fn.name: fn.fn for fn in app.build_demo(found, lambda: zoo).fns.values()}
@@ -498,6 +501,56 @@ def test_the_translation_tab_shows_what_a_shift_does_inside_the_first_layers(ser
     *_, conv_caption, _, fc_caption = handlers["translation_ui"](None, -3)
     for caption in (conv_caption, fc_caption):
         assert "the example bird | 3 px left" in caption and "your image" not in caption
+
+
+def test_a_skip_connection_adds_the_blocks_input_and_nothing_else():
+    """The Skip connections tab compares one stack with its skips and without: the same weights, and blocks that
+    differ by exactly their input. Building them leaves the Space's other random draws as they were."""
+    state = torch.random.get_rng_state()
+    residual, plain = skips.stack(3, skips=True), skips.stack(3, skips=False)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert residual.training and plain.training  # batch norm on the batch's statistics, as in training
+    pairs = zip(residual.state_dict().items(), plain.state_dict().items())
+    assert all(a_name == b_name and torch.equal(a, b) for (a_name, a), (b_name, b) in pairs)
+    x = torch.randn(4, 32, 16, 16, generator=torch.Generator().manual_seed(0))
+    for with_skip, without in zip(residual.resblocks, plain.resblocks):
+        assert torch.allclose(with_skip(x) - without(x), x, atol=1e-6)
+
+
+def test_the_gradient_reaching_each_block_is_the_one_backward_gives():
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(6, 3, 32, 32, generator=generator), torch.tensor([0, 1, 0, 1, 1, 0])
+    measured = skips.measure(4, x, y)
+    for with_skips, norms in ((True, measured.with_skips), (False, measured.without_skips)):
+        net = skips.stack(4, skips=with_skips)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        assert list(norms) == pytest.approx([block.conv.weight.grad.norm().item() for block in net.resblocks],
+                                            rel=1e-5)
+    with pytest.raises(ValueError, match="at least one block"):
+        skips.measure(0, x, y)
+
+
+def test_the_skip_connections_tab_shows_what_the_text_says(served):
+    """Its text says that with a few blocks the two stacks hardly differ, and that with 100 the plain one's
+    gradients span orders of magnitude; the figure and its caption show the measurement."""
+    _, handlers = served
+
+    def spread(values) -> float:
+        return max(values) / min(values)
+
+    figure, caption = handlers["skips_ui"](100)
+    with_skips, without_skips = figure.data
+    assert len(with_skips.y) == len(without_skips.y) == 100 and figure.layout.yaxis.type == "log"
+    assert spread(without_skips.y) > 1000 * spread(with_skips.y)
+    assert caption == chapter.skips_caption(100, spread(with_skips.y), spread(without_skips.y))
+    shallow = handlers["skips_ui"](3)[0].data
+    assert spread(shallow[1].y) < 1.5 * spread(shallow[0].y)
+    assert "**1 block**" in handlers["skips_ui"](1)[1]
+
+
+def test_ratios_read_as_the_caption_says_them():
+    assert [chapter.times(v) for v in (1.0, 6.4, 9.96, 28.4, 8_451_851.3, float("inf"))] == [
+        "1.0×", "6.4×", "10.0×", "28×", "8,451,851×", "∞× (a block gets none)"]
 
 
 def test_the_inside_tab_draws_a_nets_kernels_once_and_its_maps_once_per_image(served, bird_jpg, other_png,
@@ -739,7 +792,7 @@ def test_the_sliders_of_one_figure_share_one_listener(models_dir, monkeypatch):
     monkeypatch.setattr(zoo_loader, "BUNDLED_DIR", models_dir / "none")
     demo = app.build_demo(zoo_loader.find_zoo(SMALL_ZOO, models_dir=models_dir), lambda: None)
     sliders = {block_id for block_id, block in demo.blocks.items() if isinstance(block, gr.Slider)}
-    for name, count in (("sharing_ui", 4), ("rf_ui", 2), ("translation_ui", 1)):
+    for name, count in (("sharing_ui", 4), ("rf_ui", 2), ("translation_ui", 1), ("skips_ui", 1)):
         moved_by_sliders = [fn for fn in demo.fns.values()
                             if fn.name == name and any(block_id in sliders for block_id, _ in fn.targets)]
         assert len(moved_by_sliders) == 1, name
@@ -761,7 +814,7 @@ def test_a_slider_value_being_typed_leaves_its_figure_and_one_out_of_range_is_br
     stage = anatomy.stages(zoo.by_name["net"].model)[1].name
     for typed in (None, float("nan"), float("inf")):
         for name, args in {"sharing_ui": (typed, 3, 16, 3), "translation_ui": (None, typed),
-                           "rf_ui": ("net", stage, typed, 0, None)}.items():
+                           "rf_ui": ("net", stage, typed, 0, None), "skips_ui": (typed,)}.items():
             assert all(out == gr.skip() for out in handlers[name](*args)), (name, typed)
     _, text = handlers["sharing_ui"](1000, 0, 16, 3)
     assert text.startswith("On a 256×256 image, `Conv2d(1, 16, 3)`")  # at the sliders' ends
@@ -771,7 +824,9 @@ def test_a_slider_value_being_typed_leaves_its_figure_and_one_out_of_range_is_br
     _, _, said = handlers["rf_ui"]("net", stage, -3, 99, None)
     assert "unit (0, " in said
     sliders = [b for b in demo.blocks.values() if isinstance(b, gr.Slider)]
-    assert len(sliders) == 7 and all(b.preprocess(p) is None for b in sliders for p in (None, "", "-", "nan"))
+    assert handlers["skips_ui"](1000)[1].startswith("**100 blocks**") and handlers["skips_ui"](-2)[1].startswith(
+        "**1 block**")  # at the slider's ends
+    assert len(sliders) == 8 and all(b.preprocess(p) is None for b in sliders for p in (None, "", "-", "nan"))
     assert [b.preprocess(p) for b in sliders[:1] for p in (3, "-5", 99)] == [3.0, -5.0, 99.0]  # in range: its handler
 
 
@@ -787,7 +842,8 @@ def test_app_wires_named_endpoints_and_a_listed_net_that_fails_to_load(models_di
     zoo = app.load_nets(found)
     demo = app.build_demo(found, lambda: zoo)
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert public == {"classify", "filters", "feature_maps", "translation", "receptive_field", "compare"}
+    assert public == {"classify", "filters", "feature_maps", "translation", "receptive_field", "compare",
+                      "skip_connections"}
     handlers = {fn.name: fn.fn for fn in demo.fns.values()}
     dropdowns = {b.elem_id: [value for _, value in b.choices] for b in demo.blocks.values()
                  if type(b).__name__ == "Dropdown" and b.elem_id}
@@ -843,6 +899,7 @@ def test_every_handler_waits_for_the_nets_before_using_torch(nets, bird_jpg, mon
     def load():
         monkeypatch.setattr(app, "inference", inference)
         monkeypatch.setattr(app, "anatomy", anatomy)
+        monkeypatch.setattr(app, "skips", skips)
         return zoo
 
     demo = app.build_demo(found, load)
@@ -855,14 +912,14 @@ def test_every_handler_waits_for_the_nets_before_using_torch(nets, bird_jpg, mon
         "rf_click": ("net", "pool1", gr.SelectData(None, {"index": [10, 20], "value": None})),
         "sharing_ui": (32, 3, 16, 3), "compare_ui": (), "classify": (upload,), "filters": ("net",),
         "feature_maps": ("net", upload), "translation": (upload,), "receptive_field": ("net", "pool1", 3, 3),
-        "compare": (),
+        "compare": (), "skips_ui": (3,), "skip_connections": (3,),
     }
     assert set(calls) <= set(handlers)
     for name, args in calls.items():
-        monkeypatch.setattr(app, "inference", None)
-        monkeypatch.setattr(app, "anatomy", None)
+        for module in ("inference", "anatomy", "skips"):
+            monkeypatch.setattr(app, module, None)
         result = handlers[name](*args)
-        assert result is not None and app.inference is inference, name
+        assert result is not None and app.inference is inference and app.skips is skips, name
 
 
 def _run_app(tmp_path, **settings) -> subprocess.CompletedProcess:
