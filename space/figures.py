@@ -316,7 +316,7 @@ def skips_figure(gradients: Gradients):
             line={"color": SKIP_COLOURS[skips], "width": 3, "dash": "solid" if skips else "dot"},
             hovertemplate=f"{'with' if skips else 'without'} skips<br>block %{{x}}<br>gradient %{{y:.3g}}"
                           "<extra></extra>"))
-    _layout(fig, f"The gradient reaching each of {gradients.blocks} blocks, before training",
+    _layout(fig, "Gradient at each block, before training",
             "block (1 = nearest the image)", "gradient size (log scale)", None)
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_xaxes(range=[0.5, gradients.blocks + 0.5] if gradients.blocks > 1 else [0, 2])
