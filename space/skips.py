@@ -3,6 +3,7 @@ freshly built NetResDeep, with the skips and without them."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,9 @@ import torch.nn.functional as F
 from convhub.models import NetResDeep, ResBlock
 
 SEED = 0  # one draw of the starting weights, the same for both stacks and every visitor
+# torch's random draws are global: two visitors' stacks built at once took turns drawing from one seed, and their
+# weights were neither seed 0's nor each other's (63 of 64 builds in 8 threads)
+_DRAWING = threading.Lock()
 
 
 class PlainBlock(ResBlock):
@@ -35,7 +39,7 @@ class Gradients:
 def stack(blocks: int, skips: bool) -> NetResDeep:
     """NetResDeep as the book initialises it (Kaiming convs, BN weight 0.5): the same weights with or without
     skips."""
-    with torch.random.fork_rng(devices=[]):  # the Space's other random draws stay as they were
+    with _DRAWING, torch.random.fork_rng(devices=[]):  # the Space's other random draws stay as they were
         torch.manual_seed(SEED)
         net = NetResDeep(n_blocks=blocks)
     if not skips:

@@ -517,6 +517,19 @@ def test_a_skip_connection_adds_the_blocks_input_and_nothing_else():
         assert torch.allclose(with_skip(x) - without(x), x, atol=1e-6)
 
 
+def test_stacks_built_at_once_by_several_visitors_get_the_same_weights():
+    from concurrent.futures import ThreadPoolExecutor
+
+    reference = skips.stack(30, skips=True).state_dict()
+
+    def same(_) -> bool:
+        built = skips.stack(30, skips=True).state_dict()
+        return all(torch.equal(built[name], reference[name]) for name in reference)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(same, range(64)))
+
+
 def test_the_gradient_reaching_each_block_is_the_one_backward_gives():
     generator = torch.Generator().manual_seed(1)
     x, y = torch.randn(6, 3, 32, 32, generator=generator), torch.tensor([0, 1, 0, 1, 1, 0])
