@@ -592,9 +592,6 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                 "layer of the fully connected net) has 3,146,752 parameters and `Conv2d(3, 16, 3)` 448.")
         return figures.sharing_figure(cin, cout, k, side), text
 
-    # --- API: JSON in and out, errors as AppError; each is also an MCP tool ---
-
-    @api_errors
     def gradients_at(blocks: int):
         """Both stacks' gradients at one depth, on a batch of the examples (every visitor's figure is the same)."""
         ready()  # torch and skips are imported by now
@@ -619,6 +616,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                                                                        (False, gradients.without_skips))}
         return figures.skips_figure(gradients), chapter.skips_caption(gradients.blocks, spread[True], spread[False])
 
+    # --- API: JSON in and out, errors as AppError; each is also an MCP tool ---
+
+    @api_errors
     def classify(image: FileData) -> dict:
         """Classify an image as airplane or bird with every net of chapter 8.
 
