@@ -183,7 +183,9 @@ class TypedSlider(gr.Slider):
     a lone "-" or a value on its way to another (1 of 128) reaches the handler as None or out of range, which it
     ignores or brings into range (`within`), instead of Gradio's bounds check failing the event (and with it the
     last value typed, which `always_last` was holding back). A class for the reason UploadedImage is one: the
-    Receptive field tab updates its sliders' ranges."""
+    Receptive field tab updates its sliders' ranges. Each is made with ``buttons=[]`` (no __init__ here: Gradio reads
+    a component's settings from its __init__'s signature): a reset sends no input event, and the box went back to its
+    first value under the figure of the last one."""
     is_template = True
 
     def preprocess(self, payload) -> float | None:
@@ -594,6 +596,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
 
     def gradients_at(blocks: int):
         """Both stacks' gradients at one depth, on a batch of the examples (every visitor's figure is the same)."""
+        if not examples:
+            raise ConvHubError("this Space has no example images to measure the gradients on")
         ready()  # torch and skips are imported by now
         return measured_gradients(blocks)
 
@@ -605,16 +609,16 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         labels = torch.tensor([DataConfig().class_names.index(label) for _, label in examples])
         return skips.measure(blocks, x, labels)
 
+    @api_errors
     def skips_ui(blocks):
         blocks = within(blocks, 1, MAX_BLOCKS)
         if blocks is None:  # a value being typed: the figure stays as it is
             return gr.skip(), gr.skip()
-        if len(examples) < 2:
-            return None, "⚠️ This Space has no example images to measure the gradients on."
-        gradients = gradients_at(blocks)
-        spread = {skip: gradients.spread(norms) for skip, norms in ((True, gradients.with_skips),
-                                                                       (False, gradients.without_skips))}
-        return figures.skips_figure(gradients), chapter.skips_caption(gradients.blocks, spread[True], spread[False])
+        g = gradients_at(blocks)
+        deepest = gradients_at(MAX_BLOCKS)  # one scale for every depth: the red line climbs as the stack deepens
+        every = deepest.with_skips + deepest.without_skips + g.with_skips + g.without_skips
+        return (figures.skips_figure(g, (min(every), max(every))),
+                chapter.skips_caption(g.blocks, g.with_skips, g.without_skips))
 
     # --- API: JSON in and out, errors as AppError; each is also an MCP tool ---
 
@@ -738,11 +742,9 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
         blocks = api_whole_number(blocks, "blocks")
         if not 1 <= blocks <= MAX_BLOCKS:
             raise ConvHubError(f"blocks must be 1 to {MAX_BLOCKS}, not {blocks}")
-        if len(examples) < 2:
-            raise ConvHubError("this Space has no example images to measure the gradients on")
         gradients = gradients_at(blocks)
-        return {"blocks": blocks, "with_skips": list(gradients.with_skips),
-                "without_skips": list(gradients.without_skips)}
+        return {"blocks": blocks, "with_skips": [float(f"{v:.4g}") for v in gradients.with_skips],  # float32 noise
+                "without_skips": [float(f"{v:.4g}") for v in gradients.without_skips]}
 
     def compare_ui():
         zoo = ready()
@@ -804,7 +806,7 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     with gr.Column(scale=1, min_width=220):
                         shift = TypedSlider(
                             -8, 8, value=5, step=1, label="Shift (pixels, + is right)", elem_id="shift",
-                            info="Uses the Classify tab's image (or an example bird)")
+                            info="Uses the Classify tab's image (or an example bird)", buttons=[])
                         shifted = gr.Image(label="What the nets see, shifted", interactive=False, height=160,
                                            elem_id="shifted")
                         translation_status = gr.Markdown("")
@@ -835,8 +837,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
                     rf_stage = gr.Dropdown([], label="Layer", allow_custom_value=True)
                 with gr.Row():
                     _, height, width = DataConfig().input_size
-                    rf_y = TypedSlider(0, height - 1, value=8, step=1, label="Unit row (y)")
-                    rf_x = TypedSlider(0, width - 1, value=8, step=1, label="Unit column (x)")
+                    rf_y = TypedSlider(0, height - 1, value=8, step=1, label="Unit row (y)", buttons=[])
+                    rf_x = TypedSlider(0, width - 1, value=8, step=1, label="Unit column (x)", buttons=[])
                 rf_text = gr.Markdown(elem_id="rf-text")
                 # Captions above the pictures, not Gradio's label and buttons over them: those covered the map's
                 # corner units, which a click then missed.
@@ -853,16 +855,17 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             with gr.Tab("Weight sharing", id="sharing") as sharing_tab:
                 gr.Markdown(chapter.SHARING)
                 with gr.Row():
-                    side = TypedSlider(*SIDES, value=32, step=1, label="Image side (pixels)")
-                    cin = TypedSlider(*CHANNELS, value=3, step=1, label="Input channels")
-                    cout = TypedSlider(*CHANNELS, value=16, step=1, label="Output channels", elem_id="sharing-out")
-                    kernel = TypedSlider(*KERNELS, value=3, step=2, label="Kernel size")
+                    side = TypedSlider(*SIDES, value=32, step=1, label="Image side (pixels)", buttons=[])
+                    cin = TypedSlider(*CHANNELS, value=3, step=1, label="Input channels", buttons=[])
+                    cout = TypedSlider(*CHANNELS, value=16, step=1, label="Output channels", elem_id="sharing-out",
+                                       buttons=[])
+                    kernel = TypedSlider(*KERNELS, value=3, step=2, label="Kernel size", buttons=[])
                 sharing_text = gr.Markdown(elem_id="sharing-text")
                 sharing_plot = gr.Plot(show_label=False, elem_id="sharing-plot")
             with gr.Tab("Skip connections", id="skips") as skips_tab:
                 gr.Markdown(chapter.SKIPS)
                 blocks = TypedSlider(1, MAX_BLOCKS, value=MAX_BLOCKS, step=1, label="Blocks in the stack",
-                                     elem_id="skip-blocks")
+                                     elem_id="skip-blocks", buttons=[])
                 skips_text = gr.Markdown(elem_id="skips-text")
                 skips_plot = gr.Plot(show_label=False, elem_id="skips-plot")
             with gr.Tab("Compare", id="compare") as compare_tab:

@@ -88,26 +88,29 @@ SKIPS = (
     "Depth needs **skip connections**. Training moves each weight by the loss's gradient, which reaches a layer only "
     "through every layer after it, each multiplying it by a factor of its own: over 100 layers the factors compound. "
     "A residual block adds its input to what it computes (`out = relu(bn(conv(x))) + x`), so the gradient also has a "
-    "path around every block. Below, a stack of such blocks as the book initialises it, before any training, on a "
-    "batch of the examples: the gradient that reaches each block's convolution, with the skips and without them (the "
-    "same weights). Move the slider: with a few blocks the two hardly differ (`net_res` is no better than "
-    "`net_depth`), while with 100 the plain stack's first blocks get orders of magnitude more than its last, and no "
-    "one learning rate suits both ends. Trained with `net_res_deep100`'s recipe, the same 100 blocks without skips "
-    "stayed at chance (0.49-0.50 on validation images, against 0.90 with them)."
+    "path around every block. Below, a stack of such blocks as the book initialises it, before any training: the "
+    "gradient that reaches each block's convolution, with the skips and without (the same weights). With a few "
+    "blocks the two hardly differ; with 100 the plain stack's first blocks get orders of magnitude more than its "
+    "last, and no one learning rate suits both ends. Trained as `net_res_deep100` was, the 100 blocks without skips "
+    "stayed at chance (0.49-0.50 validation accuracy; 0.896 with them, on the same split)."
 )
 
 
 def times(ratio: float) -> str:
-    """A ratio as the Skip connections tab says it: 1.4×, 28×, 8,447,120×."""
+    """A ratio as the Skip connections tab says it: 1.4×, 28×, 8,451,851×."""
     if ratio == float("inf"):
         return "∞× (a block gets none)"
     return f"{ratio:.1f}×" if ratio < 10 else f"{ratio:,.0f}×"
 
 
-def skips_caption(blocks: int, with_skips: float, without_skips: float) -> str:
-    """``with_skips`` / ``without_skips``: how many times the smallest block gradient the largest is."""
-    return (f"**{blocks} block{'s' if blocks != 1 else ''}**: the largest gradient a block gets is "
-            f"**{times(with_skips)}** the smallest with skips, **{times(without_skips)}** without.")
+def skips_caption(blocks: int, with_skips: tuple[float, ...], without_skips: tuple[float, ...]) -> str:
+    """What the figure shows: how far apart the blocks' gradients are, with skips and without."""
+    if blocks == 1:
+        return (f"**1 block**: nothing along the stack to compare; its gradient is {with_skips[0]:.3g} with the "
+                f"skip, {without_skips[0]:.3g} without. Add blocks.")
+    spread = [max(norms) / min(norms) if min(norms) > 0 else float("inf") for norms in (with_skips, without_skips)]
+    return (f"**{blocks} blocks**: the largest gradient a block gets is **{times(spread[0])}** the smallest with "
+            f"skips, **{times(spread[1])}** without.")
 
 
 COMPARE = (

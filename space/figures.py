@@ -302,9 +302,11 @@ def shift_accuracy_figure(table: dict):
 SKIP_COLOURS = {True: NET_COLOURS["net_res_deep100"], False: "#d62728"}
 
 
-def skips_figure(gradients: Gradients):
-    """The gradient reaching each block of a fresh stack, with and without skips, on a log scale: the plain stack's
-    spans orders of magnitude, the residual one's stays within a few times."""
+def skips_figure(gradients: Gradients, extent: tuple[float, float]):
+    """The gradient reaching each block of a fresh stack, with and without skips, on a log scale over ``extent``
+    (the same for every depth, so that the plain stack's line is seen to climb as it deepens)."""
+    import math
+
     import plotly.graph_objects as go  # imported when first drawn: the first page needs no plotly
 
     fig = go.Figure()
@@ -316,10 +318,11 @@ def skips_figure(gradients: Gradients):
             line={"color": SKIP_COLOURS[skips], "width": 3, "dash": "solid" if skips else "dot"},
             hovertemplate=f"{'with' if skips else 'without'} skips<br>block %{{x}}<br>gradient %{{y:.3g}}"
                           "<extra></extra>"))
-    _layout(fig, "Gradient at each block, before training",
-            "block (1 = nearest the image)", "gradient size (log scale)", None)
-    fig.update_yaxes(type="log", exponentformat="power")
-    fig.update_xaxes(range=[0.5, gradients.blocks + 0.5] if gradients.blocks > 1 else [0, 2])
+    _layout(fig, "Gradient at each block, before training", "block (1 = nearest the image)",
+            "gradient size (log scale)", None)
+    low, high = (math.log10(v) for v in extent)
+    fig.update_yaxes(type="log", exponentformat="power", dtick=1, range=[math.floor(low), math.ceil(high)])
+    fig.update_xaxes(range=[0.5, gradients.blocks + 0.5], dtick=1 if gradients.blocks <= 10 else None)
     return fig
 
 

@@ -29,11 +29,6 @@ class Gradients:
     with_skips: tuple[float, ...]  # per block, block 1 nearest the image
     without_skips: tuple[float, ...]
 
-    @staticmethod
-    def spread(norms: tuple[float, ...]) -> float:
-        """How many times the largest block's gradient the smallest one's is (inf where one got none)."""
-        low = min(norms)
-        return max(norms) / low if low > 0 else float("inf")
 
 
 def stack(blocks: int, skips: bool) -> NetResDeep:
@@ -51,14 +46,14 @@ def stack(blocks: int, skips: bool) -> NetResDeep:
 def block_gradients(net: NetResDeep, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, ...]:
     """The size (L2 norm) of the loss's gradient on each block's conv weights, for one batch."""
     weights = [block.conv.weight for block in net.resblocks]
-    with torch.enable_grad():  # Gradio's handlers may run under inference_mode elsewhere; not here
+    with torch.inference_mode(False), torch.enable_grad():  # whatever mode the caller is in
         loss = F.cross_entropy(net(images), labels)
         grads = torch.autograd.grad(loss, weights)
     return tuple(float(g.norm()) for g in grads)
 
 
 def measure(blocks: int, images: torch.Tensor, labels: torch.Tensor) -> Gradients:
-    """Both stacks of ``blocks`` blocks on one batch (normalised images: at least two, for batch norm)."""
+    """Both stacks of ``blocks`` blocks on one batch of normalised images."""
     if blocks < 1:
         raise ValueError(f"a stack has at least one block, not {blocks}")
     return Gradients(blocks, block_gradients(stack(blocks, skips=True), images, labels),

@@ -253,6 +253,7 @@ def test_skip_connections(client):
     result = client.predict(12, api_name="/skip_connections")
     assert result["blocks"] == 12 and len(result["with_skips"]) == len(result["without_skips"]) == 12
     assert all(value > 0 for value in result["with_skips"] + result["without_skips"])
+    assert all(value == float(f"{value:.4g}") for value in result["with_skips"] + result["without_skips"])
     deep = client.predict(api_name="/skip_connections")  # net_res_deep100's depth by default
     spread = {key: max(deep[key]) / min(deep[key]) for key in ("with_skips", "without_skips")}
     assert deep["blocks"] == 100 and spread["without_skips"] > 1000 * spread["with_skips"]

@@ -555,10 +555,17 @@ def test_the_skip_connections_tab_shows_what_the_text_says(served):
     with_skips, without_skips = figure.data
     assert len(with_skips.y) == len(without_skips.y) == 100 and figure.layout.yaxis.type == "log"
     assert spread(without_skips.y) > 1000 * spread(with_skips.y)
-    assert caption == chapter.skips_caption(100, spread(with_skips.y), spread(without_skips.y))
-    shallow = handlers["skips_ui"](3)[0].data
+    assert caption == chapter.skips_caption(100, with_skips.y, without_skips.y)
+    shallow_figure, _ = handlers["skips_ui"](3)
+    shallow = shallow_figure.data
     assert spread(shallow[1].y) < 1.5 * spread(shallow[0].y)
-    assert "**1 block**" in handlers["skips_ui"](1)[1]
+    # one scale at every depth (rescaled, 3 blocks' 1.6x filled the plot as 100 blocks' millions did)
+    assert shallow_figure.layout.yaxis.range == figure.layout.yaxis.range
+    low, high = figure.layout.yaxis.range
+    assert 10 ** low <= min(without_skips.y + with_skips.y) and max(without_skips.y) <= 10 ** high
+    assert list(shallow_figure.layout.xaxis.range) == [0.5, 3.5] and shallow_figure.layout.xaxis.dtick == 1
+    _, alone = handlers["skips_ui"](1)
+    assert alone.startswith("**1 block**: nothing along the stack to compare") and "1.0×" not in alone
 
 
 def test_ratios_read_as_the_caption_says_them():
@@ -839,6 +846,7 @@ def test_a_slider_value_being_typed_leaves_its_figure_and_one_out_of_range_is_br
     sliders = [b for b in demo.blocks.values() if isinstance(b, gr.Slider)]
     assert handlers["skips_ui"](1000)[1].startswith("**100 blocks**") and handlers["skips_ui"](-2)[1].startswith(
         "**1 block**")  # at the slider's ends
+    assert all(slider.get_config()["buttons"] == [] for slider in sliders)  # a reset sent no input event
     assert len(sliders) == 8 and all(b.preprocess(p) is None for b in sliders for p in (None, "", "-", "nan"))
     assert [b.preprocess(p) for b in sliders[:1] for p in (3, "-5", 99)] == [3.0, -5.0, 99.0]  # in range: its handler
 
