@@ -616,7 +616,8 @@ def build_demo(found: list[FoundNet], ready: Callable[[], Zoo]) -> gr.Blocks:
             return gr.skip(), gr.skip()
         g = gradients_at(blocks)
         deepest = gradients_at(MAX_BLOCKS)  # one scale for every depth: the red line climbs as the stack deepens
-        every = deepest.with_skips + deepest.without_skips + g.with_skips + g.without_skips
+        every = [v for v in deepest.with_skips + deepest.without_skips + g.with_skips + g.without_skips if v > 0]
+        every = every or [1.0]  # a log scale has no 0: a block that got none is drawn under it
         return (figures.skips_figure(g, (min(every), max(every))),
                 chapter.skips_caption(g.blocks, g.with_skips, g.without_skips))
 

@@ -30,7 +30,6 @@ class Gradients:
     without_skips: tuple[float, ...]
 
 
-
 def stack(blocks: int, skips: bool) -> NetResDeep:
     """NetResDeep as the book initialises it (Kaiming convs, BN weight 0.5): the same weights with or without
     skips."""
